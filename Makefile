@@ -1,0 +1,53 @@
+# The two README commands: `make demo` (set up everything, boot a real
+# multi-host plan on the local provider) and `make test` (the whole suite).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export CLOUDINITD_IMAGE_CACHE ?= $(CURDIR)/.cache/images
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: all deps system-deps venv image demo demo-down test test-fast lint bench clean
+
+all: test
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+$(VENV)/.installed: pyproject.toml setup.py
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+deps: system-deps venv
+
+# The base image is slow to build the first time; it is cached in .cache/ (ignored by git).
+image: deps
+	$(PY) -m cloudinitd.providers.local.image debian-12
+
+demo: deps image
+	bash scripts/demo.sh
+
+demo-down:
+	bash scripts/demo.sh down
+
+test: deps image
+	$(PY) -m ruff check cloudinitd tests bench
+	$(PY) -m pytest -v --durations=15 tests
+
+# Pure and loopback-SSH tests only: no containers, no VMs.
+test-fast: venv
+	$(PY) -m pytest -q -m "not lxc and not qemu" tests
+
+lint: venv
+	$(PY) -m ruff check cloudinitd tests bench
+
+bench: deps image
+	$(PY) bench/bench_local.py
+	$(PY) bench/bench_ec2.py
+	$(PY) bench/bench_nfs.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,46 @@
+"""Pieces every command shares: the --json flag, --var parsing, the lazily opened store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cloudinitd.errors import UsageError
+from cloudinitd.paths import cloudinitd_home
+from cloudinitd.store import Store
+
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Machine-readable output on stdout.")
+var_option = click.option("--var", "vars_", multiple=True, metavar="K=V",
+                          help="Override a plan var (repeatable).")
+
+
+def parse_vars(items: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--var takes KEY=VALUE, got {item!r}")
+        out[key.strip()] = value
+    return out
+
+
+class Env:
+    """The home folder and its store, opened on first use."""
+
+    def __init__(self) -> None:
+        self._store: Store | None = None
+
+    @property
+    def home(self) -> Path:
+        return cloudinitd_home()
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.home)
+        return self._store
+
+
+pass_env = click.make_pass_decorator(Env, ensure=True)

@@ -1,0 +1,72 @@
+"""`cloudinitd` command line: the stable contract of DESIGN.md.
+
+Exit status: 0 success; 1 the run failed (a service failed or is
+unhealthy); 2 bad usage or a bad plan. `--json` puts machine-readable output
+on stdout and nothing else there.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from functools import wraps
+from typing import Any
+
+import click
+
+from cloudinitd.cli import output, plan_commands, record_commands, run_commands
+from cloudinitd.cli.common import Env
+from cloudinitd.errors import CloudinitdError
+
+def handle_errors(fn):
+    """Known errors become one clean line and their exit code; never a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CloudinitdError as exc:
+            output.error(str(exc))
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            output.error("interrupted")
+            sys.exit(130)
+        except Exception as exc:  # a bug or an unexpected environment problem
+            if os.environ.get("CLOUDINITD_DEBUG"):
+                traceback.print_exc()
+            output.error(f"{type(exc).__name__}: {exc} (set CLOUDINITD_DEBUG=1 for a traceback)")
+            sys.exit(1)
+
+    return wrapper
+
+
+class Group(click.Group):
+    """Click's own usage errors already exit 2; ours go through `handle_errors`."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return handle_errors(super().invoke)(ctx)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cloudinitd")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Boot sets of machines on clouds and configure them over SSH in dependency order.
+
+    State lives under $CLOUDINITD_HOME (default ~/.cloudinitd).
+    """
+    ctx.obj = Env()
+
+
+for module in (plan_commands, run_commands, record_commands):
+    for command in module.COMMANDS:
+        cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="cloudinitd")
+
+
+if __name__ == "__main__":
+    main()

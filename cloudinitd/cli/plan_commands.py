@@ -1,0 +1,171 @@
+"""Commands that start from a plan file: validate, graph, boot."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import click
+
+from cloudinitd.cli import output
+from cloudinitd.cli.common import Env, json_option, parse_vars, pass_env, var_option
+from cloudinitd.errors import UsageError
+from cloudinitd.plan.model import Plan
+
+
+def load(env: Env, plan: str, vars_: tuple[str, ...]) -> tuple[Plan, dict[str, str]]:
+    from cloudinitd.catalog import load_catalog
+    from cloudinitd.paths import find_plan
+    from cloudinitd.plan.loader import load_plan
+
+    overrides = parse_vars(vars_)
+    return load_plan(find_plan(plan), overrides=overrides, catalog=load_catalog(env.home)), \
+        overrides
+
+
+@click.command()
+@click.argument("plan")
+@var_option
+@json_option
+@pass_env
+def validate(env: Env, plan: str, vars_: tuple[str, ...], as_json: bool) -> None:
+    """Load and check PLAN; nothing is launched."""
+    from cloudinitd.graph import boot_levels, build_graph
+
+    loaded, _ = load(env, plan, vars_)
+    levels = boot_levels(build_graph(loaded))
+    if as_json:
+        output.emit_json({"plan": loaded.name, "path": str(loaded.path), "valid": True,
+                          "services": sorted(loaded.services), "levels": levels})
+    else:
+        click.echo(f"{loaded.path}: plan {loaded.name!r} is valid: {len(loaded.services)}"
+                   f" service(s) in {len(levels)} boot level(s)")
+
+
+def graph_dot(graph, levels: list[list[str]], name: str) -> str:
+    lines = [f'digraph "{name}" {{', "  rankdir=LR;"]
+    for level, names in enumerate(levels):
+        lines.append(f"  {{ rank=same; {' '.join(json.dumps(n) for n in names)} }}"
+                     f"  // level {level}")
+    for dep, dependent in sorted(graph.edges):
+        lines.append(f"  {json.dumps(dep)} -> {json.dumps(dependent)};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+@click.command()
+@click.argument("plan")
+@click.option("--format", "fmt", type=click.Choice(["text", "dot", "json", "svg", "png"]),
+              default="text", show_default=True)
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="Write to FILE.")
+@var_option
+@json_option
+@pass_env
+def graph(env: Env, plan: str, fmt: str, out: str | None, vars_: tuple[str, ...],
+          as_json: bool) -> None:
+    """The dependency graph of PLAN and its boot levels."""
+    from cloudinitd.graph import boot_levels, build_graph
+
+    loaded, _ = load(env, plan, vars_)
+    g = build_graph(loaded)
+    levels = boot_levels(g)
+    fmt = "json" if as_json else fmt
+    if fmt == "json":
+        text = json.dumps({"plan": loaded.name, "levels": levels,
+                           "edges": [list(e) for e in sorted(g.edges)]}, indent=2) + "\n"
+    elif fmt == "text":
+        rows = []
+        for level, names in enumerate(levels):
+            parts = []
+            for name in names:
+                deps = sorted(g.predecessors(name))
+                parts.append(f"{name} (after {', '.join(deps)})" if deps else name)
+            rows.append(f"level {level}: {', '.join(parts)}")
+        text = "\n".join(rows) + "\n"
+    else:
+        text = graph_dot(g, levels, loaded.name)
+    if fmt in ("svg", "png"):
+        if not out:
+            raise UsageError(f"--format {fmt} needs -o FILE")
+        if not shutil.which("dot"):
+            raise UsageError(f"--format {fmt} needs graphviz's `dot` (apt-get install graphviz);"
+                             " --format dot works without it")
+        subprocess.run(["dot", f"-T{fmt}", "-o", out], input=text.encode(), check=True)
+        return
+    if out:
+        Path(out).write_text(text)
+    else:
+        click.echo(text, nl=False)
+
+
+@click.command()
+@click.argument("plan")
+@click.option("--name", "run_name", help="Run name (default: PLAN-N).")
+@var_option
+@click.option("--dry-run", is_flag=True, help="Render every script and print the schedule;"
+              " launch nothing.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress display.")
+@json_option
+@pass_env
+def boot(env: Env, plan: str, run_name: str | None, vars_: tuple[str, ...], dry_run: bool,
+         quiet: bool, as_json: bool) -> None:
+    """Launch and configure PLAN; prints the run name."""
+    from cloudinitd.engine.boot import boot as boot_run
+    from cloudinitd.engine.boot import dry_run as render_dry_run
+    from cloudinitd.engine.boot import start_run
+    from cloudinitd.engine.converge import Interrupted
+
+    loaded, overrides = load(env, plan, vars_)
+    if dry_run:
+        report = render_dry_run(loaded, run_name or f"{loaded.name}-dry-run")
+        if as_json:
+            output.emit_json(report)
+        else:
+            print_dry_run(report)
+        return
+    progress = output.progress_for_terminal(quiet)
+    ctx = start_run(env.home, env.store, loaded, overrides, run_name,
+                    progress=progress or (lambda *a: None))
+    output.info(f"run {ctx.run}: booting plan {loaded.name} ({len(loaded.services)} services)")
+    try:
+        if progress is not None:
+            with progress:
+                result = boot_run(ctx)
+        else:
+            result = boot_run(ctx)
+    except Interrupted:
+        output.error(f"interrupted: launching stopped; every instance launched so far is"
+                     f" recorded. Remove them with: cloudinitd terminate {ctx.run}")
+        raise SystemExit(130) from None
+    if as_json:
+        output.emit_json({"run": ctx.run, "ok": result.ok, "seconds": round(result.seconds, 2),
+                          "services": {n: s.as_dict() for n, s in result.services.items()}})
+    else:
+        click.echo(ctx.run)
+    if not result.ok:
+        output.print_failures(result)
+        output.info(f"run {ctx.run} failed; fix and `cloudinitd repair {ctx.run}`, or"
+                    f" `cloudinitd terminate {ctx.run}`")
+        raise SystemExit(1)
+    output.info(f"run {ctx.run} ready in {result.seconds:.1f}s")
+
+
+def print_dry_run(report: dict) -> None:
+    click.echo(f"plan {report['plan']}: dry run, nothing launched")
+    for step in report["schedule"]:
+        if step["step"] == "launch":
+            click.echo(f"  t=0 launch {step['count']} x {step['service']}")
+    for step in report["schedule"]:
+        if step["step"] == "configure":
+            after = f" once {', '.join(step['after'])} ready" if step["after"] else ""
+            click.echo(f"  configure {step['service']} (level {step['level']}){after}")
+    for inst in report["instances"]:
+        for script_step, text in inst["scripts"].items():
+            click.echo(f"--- {inst['service']}-{inst['index']} {script_step}"
+                       f" ({inst['address']}) ---")
+            click.echo(text, nl=not text.endswith("\n"))
+
+
+COMMANDS = [validate, graph, boot]

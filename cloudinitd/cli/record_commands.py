@@ -1,0 +1,170 @@
+"""Commands over the records: list, history, logs, clean, clouds."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from typing import Any
+
+import click
+
+from cloudinitd.cli import output
+from cloudinitd.cli.common import Env, json_option, pass_env
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+@click.command(name="list")
+@json_option
+@pass_env
+def list_runs(env: Env, as_json: bool) -> None:
+    """Every recorded run with its status and live instance count."""
+    runs = []
+    for row in env.store.runs():
+        row["live_instances"] = len(env.store.instances(row["name"]))
+        runs.append(row)
+    if as_json:
+        output.emit_json(runs)
+        return
+    if not runs:
+        click.echo("no runs")
+    for row in runs:
+        click.echo(f"{row['name']:<24} {row['status']:<12} {row['live_instances']:>3} live"
+                   f"  {_when(row['created'])}  {row['plan_path']}")
+
+
+@click.command()
+@click.argument("run")
+@json_option
+@pass_env
+def history(env: Env, run: str, as_json: bool) -> None:
+    """Every instance RUN ever launched, and its events."""
+    env.store.run(run)
+    instances = env.store.instances(run, live_only=False)
+    events = env.store.events(run)
+    if as_json:
+        output.emit_json({"run": run, "instances": instances, "events": events})
+        return
+    for inst in instances:
+        click.echo(f"{inst['service']}-{inst['idx']:<3} {inst['cloud']}:{inst['instance_id']:<24}"
+                   f" {inst['state']:<11} launched {_when(inst['launched'])}"
+                   f" terminated {_when(inst['terminated'])}")
+    for ev in events:
+        who = ev["service"] or ""
+        if ev["idx"] is not None:
+            who += f"-{ev['idx']}"
+        click.echo(f"{_when(ev['ts'])} {ev['kind']:<11} {who:<16} {ev['message']}")
+
+
+@click.command()
+@click.argument("run")
+@click.argument("service", required=False)
+@json_option
+@pass_env
+def logs(env: Env, run: str, service: str | None, as_json: bool) -> None:
+    """The boot / ready / terminate logs of RUN (or of one SERVICE)."""
+    env.store.run(run)
+    folder = env.store.run_dir(run) / "logs"
+    files = sorted(folder.glob(f"{service}-*.log" if service else "*.log"))
+    if service:
+        files = [f for f in files if f.name.rsplit("-", 1)[0] == service]
+    if as_json:
+        output.emit_json([{"file": str(f), "text": f.read_text(errors="replace")} for f in files])
+        return
+    if not files:
+        click.echo(f"no logs for {run}{' ' + service if service else ''}")
+    for f in files:
+        click.echo(f"==> {f} <==")
+        click.echo(f.read_text(errors="replace"), nl=False)
+
+
+@click.command()
+@click.argument("run", required=False)
+@json_option
+@pass_env
+def clean(env: Env, run: str | None, as_json: bool) -> None:
+    """Remove leftovers: with RUN, terminate whatever of it still lives (found by tag too)
+    and forget it; without, remove local containers/VMs whose run is gone."""
+    from cloudinitd.engine.context import open_run_without_plan
+    from cloudinitd.engine.terminate import TerminateResult, destroy_instances
+
+    report: dict[str, Any] = {}
+    if run:
+        ctx = open_run_without_plan(env.home, env.store, run)
+        result = TerminateResult(run)
+        destroy_instances(ctx, env.store.instances(run), result, sweep=True)
+        if result.errors:
+            for problem in result.errors:
+                output.error(problem)
+            raise SystemExit(1)
+        env.store.delete_run(run)
+        shutil.rmtree(env.store.run_dir(run), ignore_errors=True)
+        report = {"run": run, "terminated": result.terminated, "forgotten": True}
+    else:
+        report = {"stale": clean_stale(env)}
+    if as_json:
+        output.emit_json(report)
+    elif run:
+        click.echo(f"run {run}: {len(report['terminated'])} leftover instance(s) terminated;"
+                   " run forgotten")
+    else:
+        click.echo(f"removed {len(report['stale'])} stale local instance(s)")
+
+
+def clean_stale(env: Env) -> list[str]:
+    """Ask each local provider for instances whose run no longer exists."""
+    from cloudinitd.providers import provider_class
+
+    known = {r["name"] for r in env.store.runs()}
+    removed: list[str] = []
+    for kind in ("local", "qemu"):
+        try:
+            cls = provider_class(kind)
+        except ImportError:
+            continue
+        cleaner = getattr(cls, "cleanup_stale", None)
+        if cleaner is not None:
+            removed.extend(cleaner(env.home, known))
+    return removed
+
+
+@click.command()
+@click.option("--check", is_flag=True, help="Verify each cloud with one cheap call.")
+@json_option
+@pass_env
+def clouds(env: Env, check: bool, as_json: bool) -> None:
+    """The cloud catalog ($CLOUDINITD_HOME/clouds.yml)."""
+    from cloudinitd.catalog import load_catalog
+    from cloudinitd.providers import get_provider
+
+    catalog = load_catalog(env.home)
+    rows = []
+    failed = False
+    for name, spec in sorted(catalog.items()):
+        row = {"name": name, "provider": spec.provider,
+               "endpoint": spec.options.get("endpoint"), "region": spec.options.get("region")}
+        if check:
+            try:
+                row["check"] = get_provider(spec, env.home).check()
+                row["ok"] = True
+            except Exception as exc:
+                row["check"], row["ok"], failed = str(exc), False, True
+        rows.append(row)
+    if as_json:
+        output.emit_json(rows)
+    else:
+        if not rows:
+            click.echo(f"no clouds in {env.home / 'clouds.yml'} (the built-in `local` and"
+                       " `qemu` clouds need no entry)")
+        for row in rows:
+            where = row["endpoint"] or row["region"] or ""
+            status = ("  ok: " if row.get("ok") else "  FAILED: ") + row["check"] \
+                if check else ""
+            click.echo(f"{row['name']:<16} {row['provider']:<8} {where}{status}")
+    if failed:
+        raise SystemExit(1)
+
+
+COMMANDS = [list_runs, history, logs, clean, clouds]

@@ -1,0 +1,199 @@
+"""Commands that act on a recorded run: status, repair, scale, terminate, reload."""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cloudinitd.cli import output
+from cloudinitd.cli.common import Env, json_option, parse_vars, pass_env, var_option
+from cloudinitd.engine.context import RunContext, open_run, open_run_without_plan
+
+
+def _open(env: Env, run: str, quiet: bool = True, plan: Path | None = None,
+          overrides: dict[str, str] | None = None) -> tuple[RunContext, Any]:
+    progress = output.progress_for_terminal(quiet)
+    ctx = open_run(env.home, env.store, run, plan_path=plan, overrides=overrides,
+                   progress=progress or (lambda *a: None))
+    return ctx, progress or nullcontext()
+
+
+def status_data(env: Env, run: str) -> dict[str, Any]:
+    row = env.store.run(run)
+    services = env.store.services(run)
+    instances = env.store.instances(run)
+    attrs = env.store.attributes(run)
+    out: dict[str, Any] = {
+        "run": run, "plan": row["plan_name"], "plan_path": row["plan_path"],
+        "status": row["status"], "created": row["created"], "expires": row["expires"],
+        "services": {},
+    }
+    for name, svc in sorted(services.items()):
+        out["services"][name] = {"status": svc["status"], "step": svc["step"],
+                                 "error": svc["error"], "log": svc["log_path"], "instances": []}
+    for inst in instances:
+        entry = out["services"].setdefault(inst["service"], {"status": "unknown",
+                                                             "instances": []})
+        entry["instances"].append({
+            "index": inst["idx"], "cloud": inst["cloud"], "instance_id": inst["instance_id"],
+            "state": inst["state"], "address": inst["address"], "hostname": inst["hostname"],
+            "attributes": attrs.get((inst["service"], inst["idx"]), {}), **inst["extra"],
+        })
+    return out
+
+
+def print_status(data: dict[str, Any]) -> None:
+    click.echo(f"run {data['run']} (plan {data['plan']}): {data['status']}")
+    if data.get("expires"):
+        left = data["expires"] - time.time()
+        click.echo(f"  lifetime: {'expired' if left <= 0 else f'{left / 3600:.1f}h left'}")
+    for name, svc in data["services"].items():
+        click.echo(f"  {name}: {svc['status']}" + (f" ({svc['error']})" if svc.get("error")
+                                                   else ""))
+        for inst in svc["instances"]:
+            extra = f" accel={inst['accel']}" if inst.get("accel") else ""
+            health = ""
+            if "healthy" in inst:
+                health = " healthy" if inst["healthy"] else f" UNHEALTHY: {inst['detail']}"
+            click.echo(f"    [{inst['index']}] {inst['state']:<10} {inst['address'] or '-':<16}"
+                       f" {inst['cloud']}:{inst['instance_id']}{extra}{health}")
+
+
+@click.command()
+@click.argument("run")
+@click.option("--check", is_flag=True, help="Also describe instances and run ready scripts.")
+@json_option
+@pass_env
+def status(env: Env, run: str, check: bool, as_json: bool) -> None:
+    """Every service and instance of RUN, from the store."""
+    ok = env.store.run(run)["status"] in ("ready",)
+    if check:
+        from cloudinitd.engine.maintain import check as check_run
+
+        ctx, _ = _open(env, run)
+        health = check_run(ctx)
+        data = status_data(env, run)
+        for item in health.instances:
+            for inst in data["services"].get(item["service"], {}).get("instances", []):
+                if inst["index"] == item["index"]:
+                    inst.update(healthy=item["healthy"], detail=item["detail"])
+            if item["state"] == "missing":
+                data["services"].setdefault(item["service"], {"instances": []})
+                data["services"][item["service"]]["instances"].append(
+                    {"index": item["index"], "state": "missing", "address": None,
+                     "cloud": "-", "instance_id": "-", "healthy": False,
+                     "detail": item["detail"]})
+        data["healthy"] = health.ok
+        ok = ok and health.ok
+    else:
+        data = status_data(env, run)
+    if as_json:
+        output.emit_json(data)
+    else:
+        print_status(data)
+    if not ok:
+        raise SystemExit(1)
+
+
+def _report(env: Env, run: str, result, as_json: bool, extra: dict | None = None) -> None:
+    if as_json:
+        output.emit_json({"run": run, "ok": result.ok, **(extra or {}),
+                          "services": {n: s.as_dict() for n, s in result.services.items()}})
+    if not result.ok:
+        output.print_failures(result)
+        raise SystemExit(1)
+    if not as_json:
+        click.echo(f"run {run}: ready")
+
+
+@click.command()
+@click.argument("run")
+@click.option("-q", "--quiet", is_flag=True, help="No progress display.")
+@json_option
+@pass_env
+def repair(env: Env, run: str, quiet: bool, as_json: bool) -> None:
+    """Re-launch / re-boot what is unhealthy, then re-configure dependents whose inputs changed."""
+    from cloudinitd.engine.maintain import repair as repair_run
+
+    ctx, progress = _open(env, run, quiet)
+    with progress:
+        result = repair_run(ctx)
+    _report(env, run, result, as_json)
+
+
+@click.command()
+@click.argument("run")
+@click.argument("service")
+@click.argument("count", type=click.IntRange(min=0))
+@click.option("-q", "--quiet", is_flag=True, help="No progress display.")
+@json_option
+@pass_env
+def scale(env: Env, run: str, service: str, count: int, quiet: bool, as_json: bool) -> None:
+    """Change SERVICE's instance count in RUN (overflow policy applies)."""
+    from cloudinitd.engine.maintain import scale as scale_run
+
+    ctx, progress = _open(env, run, quiet)
+    with progress:
+        removed, result = scale_run(ctx, service, count)
+    for problem in removed.errors:
+        output.error(problem)
+    _report(env, run, result, as_json, {"service": service, "count": count,
+                                        "removed": removed.terminated})
+
+
+@click.command()
+@click.argument("run")
+@click.option("-q", "--quiet", is_flag=True, help="No progress display.")
+@json_option
+@pass_env
+def terminate(env: Env, run: str, quiet: bool, as_json: bool) -> None:
+    """Terminate scripts in reverse dependency order, then the instances; waits until gone."""
+    from cloudinitd.engine.terminate import terminate_run
+    from cloudinitd.errors import PlanError
+
+    try:
+        ctx, progress = _open(env, run, quiet)
+    except PlanError as exc:
+        output.error(f"{exc}; terminating instances without running terminate scripts")
+        ctx, progress = open_run_without_plan(env.home, env.store, run), nullcontext()
+    with progress:
+        result = terminate_run(ctx)
+    for problem in result.errors:
+        output.error(problem)
+    if as_json:
+        output.emit_json({"run": run, "ok": result.ok, "terminated": result.terminated,
+                          "errors": result.errors})
+    else:
+        click.echo(f"run {run}: terminated {len(result.terminated)} instance(s)")
+    if not result.ok:
+        raise SystemExit(1)
+
+
+@click.command()
+@click.argument("plan")
+@click.option("--name", "run", required=True, help="The run to load the plan into.")
+@var_option
+@click.option("-q", "--quiet", is_flag=True, help="No progress display.")
+@json_option
+@pass_env
+def reload(env: Env, plan: str, run: str, vars_: tuple[str, ...], quiet: bool,
+           as_json: bool) -> None:
+    """Load an edited PLAN into an existing run, then repair it."""
+    from cloudinitd.engine.maintain import repair as repair_run
+    from cloudinitd.paths import find_plan
+
+    path = find_plan(plan).resolve()
+    overrides = {**env.store.run(run)["vars"], **parse_vars(vars_)}
+    ctx, progress = _open(env, run, quiet, plan=path, overrides=overrides)
+    env.store.update_run(run, plan_path=str(path), vars=overrides)
+    env.store.event(run, "reload", f"plan {path}")
+    with progress:
+        result = repair_run(ctx)
+    _report(env, run, result, as_json)
+
+
+COMMANDS = [status, repair, scale, terminate, reload]

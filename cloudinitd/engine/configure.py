@@ -1,0 +1,106 @@
+"""Configuring one instance: wait for SSH, render and run boot, record exports, run ready."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cloudinitd import remote
+from cloudinitd.engine.context import RunContext, content_hash
+from cloudinitd.errors import RemoteError
+from cloudinitd.plan.model import ServiceSpec
+from cloudinitd.templates import render_script, render_value
+
+World = dict[str, list[dict[str, Any]]]
+
+
+def has_scripts(svc: ServiceSpec) -> bool:
+    return bool(svc.scripts)
+
+
+def _render_args(ctx: RunContext, svc: ServiceSpec, index: int, world: World) -> dict[str, Any]:
+    return dict(plan=ctx.plan, run=ctx.run, service=svc.name, index=index, world=world)
+
+
+def render_env(ctx: RunContext, svc: ServiceSpec, index: int, world: World) -> dict[str, str]:
+    args = _render_args(ctx, svc, index, world)
+    return {key: render_value(value, where=f"{svc.name}.env.{key}", **args)
+            for key, value in svc.env.items()}
+
+
+def rendered_inputs(ctx: RunContext, svc: ServiceSpec, index: int,
+                    world: World) -> tuple[str | None, dict[str, str], str]:
+    """The boot script and environment as they would run now, and their hash.
+
+    The hash is what `repair` compares with the recorded one to know that a
+    dependency changed an input (an address, an exported value).
+    """
+    args = _render_args(ctx, svc, index, world)
+    script = render_script(svc.scripts["boot"], **args) if "boot" in svc.scripts else None
+    env = render_env(ctx, svc, index, world)
+    return script, env, content_hash(script, env)
+
+
+def configure_instance(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any],
+                       world: World) -> None:
+    """Boot then ready on one instance; raises RemoteError naming the step."""
+    index = row["idx"]
+    script, env, digest = rendered_inputs(ctx, svc, index, world)
+    if not has_scripts(svc):
+        ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], configured=1,
+                                  boot_hash=digest)
+        return
+    target = ctx.target(svc, row)
+    ctx.progress(svc.name, index, "ssh", f"waiting for SSH on {row['address']}")
+    remote.wait_for_ssh(target, timeout=svc.timeout, service=svc.name)
+    ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], configured=0)
+    if script is not None:
+        ctx.progress(svc.name, index, "boot", "running boot script")
+        exports = remote.run_step(
+            target, run=ctx.run, service=svc.name, index=index, step="boot", script=script,
+            env=env, log_path=ctx.log_path(svc.name, index, "boot"), timeout=svc.timeout)
+        missing = [key for key in svc.exports if key not in exports]
+        if missing:
+            raise RemoteError(svc.name, "boot",
+                              f"boot script did not export {', '.join(missing)} (listed in"
+                              " `exports`; write them to $CLOUDINITD_EXPORT)",
+                              log_path=str(ctx.log_path(svc.name, index, "boot")))
+        ctx.store.clear_attributes(ctx.run, svc.name, index)
+        ctx.store.set_attributes(ctx.run, svc.name, index, exports)
+    if "ready" in svc.scripts:
+        ctx.progress(svc.name, index, "ready", "running ready script")
+        run_ready(ctx, svc, row, world, env, timeout=svc.timeout)
+    ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], configured=1,
+                              boot_hash=digest)
+    ctx.store.event(ctx.run, "configured", "boot and ready done", svc.name, index)
+
+
+def run_ready(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any], world: World,
+              env: dict[str, str] | None = None, timeout: float | None = None,
+              once: bool = False) -> int:
+    """The ready script, retried until it exits 0 (or once, for health checks)."""
+    index = row["idx"]
+    script = render_script(svc.scripts["ready"], **_render_args(ctx, svc, index, world))
+    if env is None:
+        env = render_env(ctx, svc, index, world)
+    target = ctx.target(svc, row)
+    log_path = ctx.log_path(svc.name, index, "ready")
+    if once:
+        remote.run_step(target, run=ctx.run, service=svc.name, index=index, step="ready",
+                        script=script, env=env, log_path=log_path,
+                        timeout=min(svc.timeout, 120.0))
+        return 1
+    return remote.run_ready(target, run=ctx.run, service=svc.name, index=index, step="ready",
+                            script=script, env=env, log_path=log_path,
+                            timeout=timeout or svc.timeout)
+
+
+def run_terminate(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any], world: World) -> None:
+    """The terminate script, once, before the instance goes away."""
+    index = row["idx"]
+    script = render_script(svc.scripts["terminate"], **_render_args(ctx, svc, index, world))
+    env = render_env(ctx, svc, index, world)
+    target = ctx.target(svc, row)
+    remote.wait_for_ssh(target, timeout=min(svc.timeout, 60.0), service=svc.name)
+    remote.run_step(target, run=ctx.run, service=svc.name, index=index, step="terminate",
+                    script=script, env=env, log_path=ctx.log_path(svc.name, index, "terminate"),
+                    timeout=svc.timeout)

@@ -1,0 +1,166 @@
+"""Everything one command needs about one run: plan, store, key, providers, targets."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cloudinitd.catalog import load_catalog
+from cloudinitd.errors import PlanError
+from cloudinitd.keys import ensure_run_keypair
+from cloudinitd.plan.loader import load_plan
+from cloudinitd.plan.model import CloudSpec, Plan, ServiceSpec
+from cloudinitd.providers import get_provider
+from cloudinitd.providers.base import Provider
+from cloudinitd.remote import SshTarget
+from cloudinitd.store import Store
+
+# A progress callback: (service, index or None, state, detail).
+Progress = Callable[[str, int | None, str, str], None]
+
+
+def quiet(service: str, index: int | None, state: str, detail: str) -> None:
+    """Default progress sink."""
+
+
+def hostname_for(service: str, index: int) -> str:
+    """A valid hostname per instance (RFC 1123): `compute-0`."""
+    base = re.sub(r"[^a-z0-9-]+", "-", service.lower()).strip("-") or "svc"
+    return f"{base}-{index}"[:63]
+
+
+def free_indexes(have: set[int], count: int) -> list[int]:
+    """Indexes for the instances still needed to reach `count`: the lowest unused ones."""
+    needed, out, i = max(0, count - len(have)), [], 0
+    while len(out) < needed:
+        if i not in have:
+            out.append(i)
+        i += 1
+    return out
+
+
+def content_hash(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass
+class RunContext:
+    home: Path
+    store: Store
+    plan: Plan
+    run: str
+    progress: Progress = quiet
+    _providers: dict[str, Provider] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.store.run_dir(self.run)
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.run_dir / "known_hosts"
+
+    def log_path(self, service: str, index: int, step: str) -> Path:
+        return self.run_dir / "logs" / f"{service}-{index}.{step}.log"
+
+    def keypair(self) -> tuple[Path, str]:
+        with self._lock:
+            return ensure_run_keypair(self.run_dir)
+
+    def provider(self, cloud: str) -> Provider:
+        with self._lock:
+            if cloud not in self._providers:
+                self._providers[cloud] = get_provider(self.cloud_spec(cloud), self.home)
+            return self._providers[cloud]
+
+    def cloud_spec(self, cloud: str) -> CloudSpec:
+        """The plan's entry, else the one recorded at boot (the plan may have changed)."""
+        if cloud == "static":
+            return CloudSpec(name="static", provider="static")
+        if cloud in self.plan.clouds:
+            return self.plan.clouds[cloud]
+        recorded = self.store.run(self.run)["clouds"].get(cloud)
+        if recorded is None:
+            raise PlanError(f"run {self.run!r} uses cloud {cloud!r}, which neither the plan"
+                            " nor the run's record defines")
+        return CloudSpec(name=cloud, provider=recorded["provider"],
+                         options=recorded.get("options", {}))
+
+    def ssh_spec(self, service: ServiceSpec) -> ServiceSpec:
+        """Services on another service's host log in the way that host's service does."""
+        host = service.host
+        if host and host in self.plan.services:
+            return self.ssh_spec(self.plan.services[host])
+        return service
+
+    def target(self, service: ServiceSpec, row: dict[str, Any]) -> SshTarget:
+        spec = self.ssh_spec(service)
+        key = spec.ssh_key if spec.ssh_key else self.keypair()[0]
+        return SshTarget(address=row["address"], port=spec.ssh_port, user=spec.ssh_user,
+                         key_path=Path(key), known_hosts=self.known_hosts,
+                         label=f"{service.name}-{row['idx']}")
+
+    def desired_count(self, service: ServiceSpec) -> int:
+        """The plan's count, unless `scale` changed it for this run."""
+        counts = self.store.run(self.run)["counts"]
+        return int(counts.get(service.name, service.count))
+
+    def world(self) -> dict[str, list[dict[str, Any]]]:
+        """Every service's live instances as template attribute dicts (built-ins + exports)."""
+        attrs = self.store.attributes(self.run)
+        world: dict[str, list[dict[str, Any]]] = {name: [] for name in self.plan.services}
+        for row in self.store.instances(self.run):
+            if row["service"] not in world:
+                continue
+            item = {
+                "address": row["address"],
+                "private_address": row["private_address"] or row["address"],
+                "hostname": row["hostname"],
+                "instance_id": row["instance_id"],
+                "cloud": row["cloud"],
+                "index": row["idx"],
+                "name": row["service"],
+            }
+            item.update(attrs.get((row["service"], row["idx"]), {}))
+            world[row["service"]].append(item)
+        for items in world.values():
+            items.sort(key=lambda item: item["index"])
+        return world
+
+
+def open_run(home: Path, store: Store, run: str, plan_path: Path | None = None,
+             overrides: dict[str, str] | None = None, progress: Progress = quiet) -> RunContext:
+    """Load the plan a run was booted from (or a new one for `reload`) with its vars."""
+    row = store.run(run)
+    path = Path(plan_path or row["plan_path"])
+    if not path.exists():
+        raise PlanError(f"run {run!r} was booted from {path}, which no longer exists;"
+                        " use `cloudinitd reload PLAN --name RUN`")
+    variables = dict(row["vars"])  # the run's --var overrides, as given
+    variables.update(overrides or {})
+    plan = load_plan(path, overrides=variables, catalog=load_catalog(home))
+    return RunContext(home=home, store=store, plan=plan, run=run, progress=progress)
+
+
+def open_run_without_plan(home: Path, store: Store, run: str,
+                          progress: Progress = quiet) -> RunContext:
+    """For `terminate` when the plan is gone: no scripts, but every instance can still go."""
+    row = store.run(run)
+    plan = Plan(name=row["plan_name"], path=Path(row["plan_path"]), vars={}, clouds={},
+                services={})
+    return RunContext(home=home, store=store, plan=plan, run=run, progress=progress)
+
+
+def recorded_clouds(plan: Plan) -> dict[str, dict[str, Any]]:
+    """What `create_run` keeps of the plan's clouds (references only, never secrets)."""
+    used = {p.cloud for s in plan.services.values() for p in s.clouds}
+    return {name: {"provider": spec.provider, "options": spec.options}
+            for name, spec in plan.clouds.items() if name in used}
+

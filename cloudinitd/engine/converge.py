@@ -1,0 +1,194 @@
+"""Bring a run to its plan: launch what is missing, configure what needs it, in graph order.
+
+`boot` is a converge of an empty run; `repair` and `scale` converge an
+existing one. Launches go to a small cloud-call pool at once; each service
+is configured in the SSH pool as soon as its own instances run and its own
+dependencies are ready. A failure stops only what depends on it.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from cloudinitd import schedule
+from cloudinitd.engine.configure import configure_instance, rendered_inputs
+from cloudinitd.engine.context import RunContext, free_indexes
+from cloudinitd.engine.launcher import launch_missing, launch_static
+from cloudinitd.errors import CapacityError, PlanError, RemoteError
+from cloudinitd.graph import build_graph
+from cloudinitd.schedule import CONFIGURING, FAILED, LAUNCHED, READY, SKIPPED, WAITING
+
+CLOUD_POOL = 8  # concurrent cloud API calls (launch + wait) across services
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a converge: launching stopped, state recorded."""
+
+
+@dataclass
+class ServiceResult:
+    name: str
+    state: str
+    step: str | None = None
+    error: str | None = None
+    log_tail: str = ""
+    log_path: str | None = None
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class RunResult:
+    run: str
+    services: dict[str, ServiceResult] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(s.state == READY for s in self.services.values())
+
+    def failures(self) -> list[ServiceResult]:
+        return [s for s in self.services.values() if s.state == FAILED]
+
+
+def _failure(name: str, exc: BaseException, step: str) -> ServiceResult:
+    if isinstance(exc, RemoteError):
+        return ServiceResult(name, FAILED, exc.step, str(exc), exc.log_tail, exc.log_path)
+    if isinstance(exc, PlanError):
+        return ServiceResult(name, FAILED, "render", str(exc))
+    if isinstance(exc, CapacityError):
+        return ServiceResult(name, FAILED, "launch", f"{name}: capacity: {exc}")
+    return ServiceResult(name, FAILED, step, f"{name}: {step} failed: {exc}")
+
+
+class Converger:
+    def __init__(self, ctx: RunContext, force: set[str] | None = None,
+                 unhealthy: set[tuple[str, int]] | None = None):
+        self.ctx = ctx
+        self.graph = build_graph(ctx.plan)
+        self.force = force or set()  # services to re-configure whatever their inputs
+        self.unhealthy = unhealthy or set()  # (service, index) pairs that failed a check
+        self.states: dict[str, str] = {}
+        self.results: dict[str, ServiceResult] = {}
+        self.started: dict[str, float] = {}
+        self.pending: dict[Future, tuple[str, str, int | None]] = {}
+
+    # decisions -------------------------------------------------------------
+    def _needs_configure(self, name: str, row: dict[str, Any], world: dict) -> bool:
+        if not row["configured"] or name in self.force:
+            return True
+        if (name, row["idx"]) in self.unhealthy:
+            return True
+        previous = self.ctx.store.services(self.ctx.run).get(name, {})
+        if previous.get("status") != READY:
+            return True
+        _, _, digest = rendered_inputs(self.ctx, self.ctx.plan.services[name], row["idx"], world)
+        return digest != row["boot_hash"]
+
+    def _set(self, name: str, state: str, detail: str = "") -> None:
+        self.states[name] = state
+        self.ctx.progress(name, None, state, detail)
+
+    # the walk ----------------------------------------------------------------
+    def run(self) -> RunResult:
+        ctx, t0 = self.ctx, time.monotonic()
+        hosts = sum(max(1, ctx.desired_count(s)) for s in ctx.plan.services.values())
+        cloud_pool = ThreadPoolExecutor(CLOUD_POOL, thread_name_prefix="cloud")
+        ssh_pool = ThreadPoolExecutor(schedule.ssh_fanout(hosts), thread_name_prefix="ssh")
+        try:
+            for name, svc in ctx.plan.services.items():
+                self.started[name] = time.monotonic()
+                if not svc.launches:
+                    self._set(name, LAUNCHED)
+                    continue
+                live = {r["idx"] for r in ctx.store.instances(ctx.run, name)}
+                missing = free_indexes(live, ctx.desired_count(svc))
+                fut = cloud_pool.submit(launch_missing, ctx, svc, missing)
+                self.pending[fut] = (name, "launch", None)
+                self._set(name, WAITING, f"launching {len(missing)}" if missing else "")
+            # Run until nothing is in flight: siblings of a failed instance finish
+            # (and write their logs) before the summary is printed.
+            while True:
+                self._start_ready_services(ssh_pool)
+                if not self.pending:
+                    break
+                done, _ = wait(list(self.pending), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    self._collect(fut)
+            for name, state in self.states.items():
+                if state not in schedule.DONE_STATES:  # cannot happen unless the graph lies
+                    self._finish(name, ServiceResult(name, FAILED, "schedule",
+                                                     f"{name}: never became configurable"))
+        except KeyboardInterrupt:
+            for fut in self.pending:
+                fut.cancel()
+            ctx.store.update_run(ctx.run, status="interrupted")
+            ctx.store.event(ctx.run, "interrupted", "Ctrl-C: launching stopped")
+            raise Interrupted() from None
+        finally:
+            cloud_pool.shutdown(wait=False, cancel_futures=True)
+            ssh_pool.shutdown(wait=False, cancel_futures=True)
+        result = RunResult(ctx.run, self.results, time.monotonic() - t0)
+        ctx.store.update_run(ctx.run, status="ready" if result.ok else "failed")
+        return result
+
+    def _start_ready_services(self, ssh_pool: ThreadPoolExecutor) -> None:
+        ctx = self.ctx
+        while True:
+            ready = schedule.configurable(self.graph, self.states)
+            if not ready:
+                return
+            for name in ready:
+                svc = ctx.plan.services[name]
+                try:
+                    if not svc.launches:
+                        launch_static(ctx, svc)
+                    world = ctx.world()
+                    rows = [r for r in ctx.store.instances(ctx.run, name)
+                            if self._needs_configure(name, r, world)]
+                except Exception as exc:  # a render error, a vanished host service
+                    self._finish(name, _failure(name, exc, "render"))
+                    continue
+                if not rows:
+                    self._finish(name, ServiceResult(name, READY))
+                    continue
+                self._set(name, CONFIGURING, f"{len(rows)} instance(s)")
+                ctx.store.set_service(ctx.run, name, CONFIGURING, step="boot")
+                for row in rows:
+                    fut = ssh_pool.submit(configure_instance, ctx, svc, row, world)
+                    self.pending[fut] = (name, "configure", row["idx"])
+
+    def _collect(self, fut: Future) -> None:
+        name, kind, _index = self.pending.pop(fut)
+        exc = fut.exception()
+        if self.states.get(name) in schedule.DONE_STATES:
+            return
+        if exc is not None:
+            # Siblings of a failed instance still finish; the service is failed once.
+            self._finish(name, _failure(name, exc, kind))
+            return
+        if kind == "launch":
+            self._set(name, LAUNCHED)
+        elif not any(n == name for n, _, _ in self.pending.values()):
+            self._finish(name, ServiceResult(name, READY))
+
+    def _finish(self, name: str, result: ServiceResult) -> None:
+        ctx = self.ctx
+        result.seconds = round(time.monotonic() - self.started.get(name, time.monotonic()), 2)
+        self.results[name] = result
+        self._set(name, result.state, result.error or f"{result.seconds:.1f}s")
+        ctx.store.set_service(ctx.run, name, result.state, step=result.step, error=result.error,
+                              log_path=result.log_path)
+        ctx.store.event(ctx.run, result.state, result.error or "ok", name)
+        if result.state == FAILED:
+            for dep in schedule.to_skip(self.graph, name, self.states):
+                self.results[dep] = ServiceResult(dep, SKIPPED, None,
+                                                  f"{dep}: not run: {name} failed")
+                self.states[dep] = SKIPPED
+                ctx.store.set_service(ctx.run, dep, SKIPPED, error=f"{name} failed")
+                ctx.progress(dep, None, SKIPPED, f"{name} failed")

@@ -1,0 +1,134 @@
+"""Launching a service's instances on its clouds, recording each before waiting on it.
+
+Placement follows Phantom's n-preserving overflow policy (`overflow.py`):
+fill the service's clouds in order up to each one's `max`; a cloud that
+answers a capacity error counts as full and the rest spills to the next.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from typing import Any
+
+from cloudinitd import overflow
+from cloudinitd.engine.context import RunContext, hostname_for
+from cloudinitd.errors import CapacityError, ProviderError
+from cloudinitd.plan.model import CloudPlacement, ServiceSpec
+from cloudinitd.providers.base import RUNNING, InstanceInfo, LaunchRequest
+
+
+def run_tags(ctx: RunContext, service: str) -> dict[str, str]:
+    return {"cloudinitd:run": ctx.run, "cloudinitd:service": service,
+            "cloudinitd:plan": ctx.plan.name}
+
+
+def _request(ctx: RunContext, svc: ServiceSpec, cloud: str, indexes: list[int],
+             options: dict[str, Any] | None = None) -> LaunchRequest:
+    spec = ctx.ssh_spec(svc)
+    return LaunchRequest(
+        run=ctx.run, plan=ctx.plan.name, service=svc.name, cloud=cloud, indexes=indexes,
+        client_token=f"cid-{uuid.uuid4().hex}", tags=run_tags(ctx, svc.name),
+        ssh_user=spec.ssh_user, ssh_public_key=ctx.keypair()[1],
+        hostnames=[hostname_for(svc.name, i) for i in indexes], image=svc.image,
+        size=svc.size, spot=svc.spot, options={**svc.options, **(options or {})},
+    )
+
+
+def _launch_on(ctx: RunContext, svc: ServiceSpec, cloud: str, request: LaunchRequest) -> set[int]:
+    """One provider call; returns the indexes that got an instance (recorded as they came)."""
+    provider = ctx.provider(cloud)
+    ctx.store.record_launch_intent(ctx.run, svc.name, cloud, request.client_token,
+                                   request.indexes, request.tags)
+    started: set[int] = set()
+
+    def on_launched(index: int, info: InstanceInfo) -> None:
+        ctx.store.record_instance(ctx.run, svc.name, index, cloud, provider.kind, info,
+                                  request.client_token)
+        ctx.store.event(ctx.run, "launched", f"{info.instance_id} on {cloud}", svc.name, index)
+        ctx.progress(svc.name, index, "launched", f"{info.instance_id} on {cloud}")
+        started.add(index)
+
+    try:
+        provider.launch(request, on_launched)
+    except CapacityError:
+        ctx.store.finish_launch(request.client_token, "capacity")
+        raise
+    except Exception:
+        ctx.store.finish_launch(request.client_token, "failed")
+        raise
+    ctx.store.finish_launch(request.client_token, "done")
+    return started
+
+
+def launch_missing(ctx: RunContext, svc: ServiceSpec, indexes: list[int]) -> None:
+    """Create instances for `indexes`, spilling across clouds, then wait until all run."""
+    if not indexes:
+        return
+    live = ctx.store.instances(ctx.run, svc.name)
+    current = Counter(row["cloud"] for row in live)
+    full: set[str] = set()
+    remaining = sorted(indexes)
+    while remaining:
+        target = sum(current.values()) + len(remaining)
+        adds = overflow.scale_up(svc.clouds, dict(current), target, full)
+        if not any(adds.values()):
+            raise CapacityError(
+                f"no room for {len(remaining)} more instance(s) of {svc.name!r}:"
+                f" clouds full or at their max ({_describe(svc.clouds, current, full)})")
+        for cloud, n in adds.items():
+            if not n:
+                continue
+            chunk, remaining = remaining[:n], remaining[n:]
+            ctx.progress(svc.name, None, "launching", f"{len(chunk)} on {cloud}")
+            try:
+                started = _launch_on(ctx, svc, cloud, _request(ctx, svc, cloud, chunk))
+            except CapacityError as err:
+                full.add(cloud)
+                got = {i for i in chunk if any(r["idx"] == i for r in
+                                               ctx.store.instances(ctx.run, svc.name))}
+                ctx.store.event(ctx.run, "capacity", f"{cloud} full: {err}", svc.name)
+                ctx.progress(svc.name, None, "capacity", f"{cloud} full, spilling over")
+                started = got
+            current[cloud] += len(started)
+            remaining = sorted(set(remaining) | (set(chunk) - started))
+    wait_running(ctx, svc)
+
+
+def launch_static(ctx: RunContext, svc: ServiceSpec) -> None:
+    """Services on existing hosts: one 'instance' per address (or per host-service instance)."""
+    if svc.host in ctx.plan.services:
+        rows = ctx.store.instances(ctx.run, svc.host)
+        addresses = [r["address"] for r in sorted(rows, key=lambda r: r["idx"])]
+    else:
+        addresses = [svc.host]
+    have = {r["idx"] for r in ctx.store.instances(ctx.run, svc.name)}
+    missing = [i for i in range(len(addresses)) if i not in have]
+    if missing:
+        request = _request(ctx, svc, "static", missing,
+                           {"addresses": [addresses[i] for i in missing]})
+        _launch_on(ctx, svc, "static", request)
+
+
+def wait_running(ctx: RunContext, svc: ServiceSpec) -> None:
+    pending = [r for r in ctx.store.instances(ctx.run, svc.name)
+               if r["state"] != RUNNING or not r["address"]]
+    by_cloud: dict[str, list[str]] = {}
+    for row in pending:
+        by_cloud.setdefault(row["cloud"], []).append(row["instance_id"])
+    for cloud, ids in by_cloud.items():
+        ctx.progress(svc.name, None, "waiting", f"{len(ids)} instance(s) on {cloud}")
+        for info in ctx.provider(cloud).wait_running(ids, svc.timeout):
+            ctx.store.update_from_info(ctx.run, cloud, info)
+            if info.state != RUNNING or not info.address:
+                raise ProviderError(f"{svc.name}: instance {info.instance_id} on {cloud} is"
+                                    f" {info.state} without an address")
+
+
+def _describe(placements: list[CloudPlacement], current: Counter, full: set[str]) -> str:
+    parts = []
+    for p in placements:
+        limit = "no limit" if p.max < 0 else f"max {p.max}"
+        state = ", full" if p.cloud in full else ""
+        parts.append(f"{p.cloud}: {current.get(p.cloud, 0)} running, {limit}{state}")
+    return "; ".join(parts)

@@ -1,0 +1,131 @@
+"""Terminating a run (or some of its instances): scripts in reverse order, then instances.
+
+Terminate continues past errors (a dead host must not keep the rest alive),
+asks every cloud the run used for instances tagged with the run (so ones the
+store never heard of go too), waits until they are gone, and keeps every
+row: history is never deleted here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from cloudinitd import remote, schedule
+from cloudinitd.engine.configure import run_terminate
+from cloudinitd.engine.context import RunContext
+from cloudinitd.graph import boot_levels, build_graph
+from cloudinitd.providers.base import TERMINATED
+
+
+@dataclass
+class TerminateResult:
+    run: str
+    terminated: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def _script_order(ctx: RunContext) -> list[list[str]]:
+    if not ctx.plan.services:
+        return []
+    return list(reversed(boot_levels(build_graph(ctx.plan))))
+
+
+def run_terminate_scripts(ctx: RunContext, rows: list[dict[str, Any]],
+                          result: TerminateResult) -> None:
+    """Terminate scripts level by level, dependents first; a failure is noted, not fatal."""
+    world = ctx.world()
+    by_service: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_service.setdefault(row["service"], []).append(row)
+    levels = _script_order(ctx)
+    with ThreadPoolExecutor(schedule.ssh_fanout(len(rows))) as pool:
+        for level in levels:
+            jobs = []
+            for name in level:
+                svc = ctx.plan.services[name]
+                if "terminate" not in svc.scripts:
+                    continue
+                for row in by_service.get(name, []):
+                    if row["configured"] and row["address"]:
+                        ctx.progress(name, row["idx"], "terminating", "running terminate script")
+                        jobs.append((row, pool.submit(run_terminate, ctx, svc, row, world)))
+            for row, fut in jobs:
+                exc = fut.exception()
+                if exc is not None:
+                    result.errors.append(f"{row['service']}-{row['idx']}: terminate script: {exc}")
+                    ctx.store.event(ctx.run, "error", f"terminate script: {exc}", row["service"],
+                                    row["idx"])
+
+
+def _clouds_used(ctx: RunContext) -> set[str]:
+    clouds = {r["cloud"] for r in ctx.store.instances(ctx.run, live_only=False)}
+    clouds |= {launch["cloud"] for launch in ctx.store.launches(ctx.run)}
+    return clouds
+
+
+def destroy_instances(ctx: RunContext, rows: Iterable[dict[str, Any]], result: TerminateResult,
+                      sweep: bool) -> None:
+    """Provider terminate per cloud; with `sweep`, also whatever the cloud finds by tag."""
+    by_cloud: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_cloud.setdefault(row["cloud"], []).append(row)
+    clouds = set(by_cloud) | (_clouds_used(ctx) if sweep else set())
+    for cloud in sorted(clouds):
+        known = by_cloud.get(cloud, [])
+        ids = [r["instance_id"] for r in known]
+        try:
+            provider = ctx.provider(cloud)
+            if sweep:
+                leaked = [i for i in provider.find_run_instances(ctx.run) if i.instance_id not in ids]
+                for info in leaked:
+                    ctx.store.event(ctx.run, "leak", f"found {info.instance_id} on {cloud} by tag")
+                    ids.append(info.instance_id)
+                    known.append({"service": info.service or "?", "idx": info.index or 0,
+                                  "cloud": cloud, "instance_id": info.instance_id})
+            if ids:
+                ctx.progress(cloud, None, "terminating", f"{len(ids)} instance(s)")
+                provider.terminate(ids)
+            if sweep:
+                provider.release(ctx.run)
+        except Exception as exc:  # keep going: other clouds still get their terminate
+            result.errors.append(f"{cloud}: {exc}")
+            ctx.store.event(ctx.run, "error", f"terminate on {cloud}: {exc}")
+            continue
+        for row in known:
+            ctx.store.update_instance(ctx.run, cloud, row["instance_id"], state=TERMINATED)
+            ctx.store.event(ctx.run, "terminated", row["instance_id"], row["service"], row["idx"])
+            result.terminated.append({"service": row["service"], "index": row["idx"],
+                                      "cloud": cloud, "instance_id": row["instance_id"]})
+
+
+def terminate_run(ctx: RunContext) -> TerminateResult:
+    result = TerminateResult(ctx.run)
+    ctx.store.update_run(ctx.run, status="terminating")
+    rows = ctx.store.instances(ctx.run)
+    run_terminate_scripts(ctx, rows, result)
+    _remove_remote_dirs(ctx, [r for r in rows if r["cloud"] == "static"])
+    destroy_instances(ctx, rows, result, sweep=True)
+    for name in ctx.plan.services:
+        ctx.store.set_service(ctx.run, name, TERMINATED)
+    ctx.store.update_run(ctx.run, status="terminated" if result.ok else "terminate-failed")
+    return result
+
+
+def _remove_remote_dirs(ctx: RunContext, rows: list[dict[str, Any]]) -> None:
+    """Existing hosts outlive the run: take our private script folders off them."""
+    for row in rows:
+        svc = ctx.plan.services.get(row["service"])
+        if svc is None or not row["address"]:
+            continue
+        try:
+            remote.remove_run_dir(ctx.target(svc, row), ctx.run)
+        except Exception as exc:  # best effort; the host may be gone
+            ctx.store.event(ctx.run, "warning", f"could not remove remote folder: {exc}",
+                            row["service"], row["idx"])

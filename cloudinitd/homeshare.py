@@ -1,0 +1,386 @@
+"""The run-scoped home share: an sftp-only OpenSSH server exporting the user's home.
+
+Plans such as `sshfs-vm` mount the home of the machine running cloudinitd
+inside their VMs, as Nimbus's launch-vm mounted the user's home on hotel.
+This machine may run no sshd at all (CI has none), and handing the user's
+own agent or key to a VM would give it everything the user can do. So each
+run that needs the home gets a dedicated sshd of its own:
+
+- sftp only (`ForceCommand internal-sftp`): no shell, no tty, no forwarding;
+- one user, authenticated only by a key made for this run (`restrict`ed);
+- its own host key, so the VM pins it (StrictHostKeyChecking=yes);
+- listening only on the address the run's instances reach this machine at;
+- stopped by `cloudinitd terminate`, which revokes the VM's access for good.
+
+Everything lives under `RUN_DIR/homeshare/` (0700, keys 0600). The private
+home key is returned to the caller (it goes into the script uploaded to the
+VM) and never printed: `HomeShare.key` is left out of its repr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from cloudinitd.errors import CloudinitdError
+
+SSHD = "/usr/sbin/sshd"
+DEFAULT_PORT = 2222
+SUBDIR = "homeshare"
+START_TIMEOUT = 10.0
+
+CONFIG = """\
+# cloudinitd home share of run {run}: sftp only, one user, one run-scoped key.
+ListenAddress {listen}
+Port {port}
+HostKey {dir}/ssh_host_ed25519_key
+PidFile {dir}/sshd.pid
+AuthorizedKeysFile {authorized_keys}
+{keys_command}
+AllowUsers {user}
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+HostbasedAuthentication no
+PermitRootLogin prohibit-password
+PermitEmptyPasswords no
+UsePAM no
+# Our files sit in a private 0700 folder that may be below /tmp (sticky, 1777),
+# which StrictModes' ownership walk would refuse.
+StrictModes no
+ForceCommand internal-sftp -d "{home_dir}"
+Subsystem sftp internal-sftp
+PermitTTY no
+PermitTunnel no
+PermitUserRC no
+PermitUserEnvironment no
+AllowTcpForwarding no
+AllowStreamLocalForwarding no
+AllowAgentForwarding no
+X11Forwarding no
+GatewayPorts no
+ClientAliveInterval 30
+MaxStartups 100:30:200
+MaxSessions 20
+LogLevel INFO
+"""
+
+
+class HomeShareError(CloudinitdError):
+    """The home share could not be started (no sshd, address not ours, ...)."""
+
+
+@dataclass
+class HomeShare:
+    """How a VM reaches the home: `sshfs -p PORT USER@HOST:DIR` with `key`, pinning `known_host`."""
+
+    host: str
+    port: int
+    user: str
+    dir: str
+    key: str = field(repr=False)  # private key text: only ever rendered into the VM's script
+    known_host: str = ""  # `[host]:port ssh-ed25519 AAAA...` for the VM's known_hosts
+
+
+def default_home_dir() -> tuple[str, str]:
+    """(home folder, user name) of the person running cloudinitd.
+
+    Under sudo that is SUDO_USER and their home from the password database
+    (sudo usually resets $HOME to root's); otherwise $HOME, so that a test or
+    a user can point the share at another folder.
+    """
+    sudo_user = os.environ.get("SUDO_USER")
+    if sudo_user and sudo_user != "root" and os.geteuid() == 0:
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(sudo_user).pw_dir, sudo_user
+    name = pwd.getpwuid(os.getuid()).pw_name
+    home = os.environ.get("HOME") or pwd.getpwuid(os.getuid()).pw_dir
+    return str(Path(home).expanduser()), name
+
+
+# --- files ----------------------------------------------------------------------------
+
+
+def _share_dir(run_dir: Path) -> Path:
+    d = Path(run_dir) / SUBDIR
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    d.chmod(0o700)
+    return d
+
+
+def _write_private(path: Path, data: bytes | str, mode: int = 0o600) -> None:
+    """Write atomically with `mode` from the start (a key is never briefly world-readable)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
+def _ensure_key(path: Path, comment: str) -> tuple[str, str]:
+    """An ed25519 key at `path` (made once); (private text, public line)."""
+    if not path.exists():
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+        _write_private(path, pem)
+    private = path.read_bytes()
+    key = serialization.load_ssh_private_key(private, password=None)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    return private.decode(), f"{public.decode()} {comment}"
+
+
+@contextlib.contextmanager
+def _locked(share_dir: Path) -> Iterator[None]:
+    """One starter per run at a time (threads configuring replicas, other processes)."""
+    fd = os.open(share_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _read_state(share_dir: Path) -> dict:
+    try:
+        return json.loads((share_dir / "share.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+# --- processes ------------------------------------------------------------------------
+
+
+def _is_our_sshd(pid: int, config: Path) -> bool:
+    """True when `pid` is the sshd started with this share's config (not a reused pid)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return bool(argv) and argv[0].endswith(b"sshd") and str(config).encode() in argv
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of `pid`: the per-connection sshd processes (they setsid())."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _port_free(address: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port(address: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((address, 0))
+        except OSError as exc:
+            raise HomeShareError(
+                f"home share: cannot listen on {address}: {exc.strerror or exc}"
+                " (is that address on this machine?)"
+            ) from None
+        return s.getsockname()[1]
+
+
+def _pick_port(address: str, preferred: list[int]) -> int:
+    for port in preferred:
+        if port and _port_free(address, port):
+            return port
+    return _free_port(address)
+
+
+def _listening(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _log_tail(path: Path, lines: int = 8) -> str:
+    with contextlib.suppress(OSError):
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    return ""
+
+
+def _start_sshd(share_dir: Path, config: Path, address: str, port: int) -> int:
+    if not os.path.exists(SSHD):
+        raise HomeShareError(
+            f"home share: {SSHD} not found; install the Debian package openssh-server"
+            " (only the binary is used: no system sshd needs to run)"
+        )
+    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
+    log = share_dir / "sshd.log"
+    check = subprocess.run([SSHD, "-t", "-f", str(config)], capture_output=True, text=True)
+    if check.returncode != 0:
+        raise HomeShareError(f"home share: sshd refuses its config: {check.stderr.strip()}")
+    # -D: we keep the pid ourselves (sshd also writes it to PidFile); a session
+    # of its own so that Ctrl-C on the CLI does not take the share down.
+    proc = subprocess.Popen(
+        [SSHD, "-D", "-f", str(config), "-E", str(log)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise HomeShareError(
+                f"home share: sshd on {address}:{port} exited with status {proc.returncode}:"
+                f" {_log_tail(log)}"
+            )
+        if _listening(address, port):
+            return proc.pid
+        time.sleep(0.05)
+    _kill(proc.pid)
+    raise HomeShareError(f"home share: sshd did not listen on {address}:{port} within"
+                         f" {START_TIMEOUT:.0f}s: {_log_tail(log)}")
+
+
+def _kill(pid: int, timeout: float = 5.0) -> None:
+    """Stop the listener and the connections it forked; wait until they are gone."""
+    victims = [*_children(pid), pid]
+    for victim in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_alive(v) for v in victims):
+        time.sleep(0.05)
+    for victim in victims:
+        if _alive(victim):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
+    # Our own child (same process as the starter): reap it so no zombie lingers.
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+# --- the interface ----------------------------------------------------------------------
+
+
+def ensure_home_share(
+    run_dir: Path, listen_address: str, home_dir: str, user: str, port: int | None = None
+) -> HomeShare:
+    """Start this run's share (or reuse the running one) and say how to reach it.
+
+    Idempotent: a share of the same run already serving the same address,
+    folder and user is reused as is (same port, same keys). A change of any
+    of them restarts it. `port` defaults to the previous one, else 2222,
+    else any free port.
+    """
+    if not Path(home_dir).is_dir():
+        raise HomeShareError(f"home share: {home_dir} is not a folder")
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        raise HomeShareError(f"home share: no user {user!r} on this machine") from None
+    d = _share_dir(run_dir)
+    config = d / "sshd_config"
+    with _locked(d):
+        private, public = _ensure_key(d / "home_key", f"cloudinitd-home-{Path(run_dir).name}")
+        _, host_public = _ensure_key(d / "ssh_host_ed25519_key", "cloudinitd-home-share")
+        state = _read_state(d)
+        wanted = {"host": listen_address, "user": user, "dir": home_dir}
+        pid = state.get("pid")
+        running = bool(pid) and _is_our_sshd(pid, config) and _alive(pid)
+        if running and all(state.get(k) == v for k, v in wanted.items()) and (
+            port is None or state.get("port") == port
+        ):
+            share_port = int(state["port"])
+        else:
+            if running:
+                _kill(pid)
+            share_port = _pick_port(listen_address, [port or 0, state.get("port", 0),
+                                                     DEFAULT_PORT])
+            authorized = d / "authorized_keys"
+            # `restrict`: no forwarding, pty, agent or rc, whatever the config says.
+            _write_private(authorized, f"restrict {public}\n", mode=0o644)
+            keys_command = ""
+            if pw.pw_uid != 0 and os.geteuid() == 0:
+                # sshd reads AuthorizedKeysFile as the user, who cannot enter
+                # root's private folders: have root's sshd hand the key over.
+                keys_command = (f"AuthorizedKeysCommand /bin/cat {authorized}\n"
+                                "AuthorizedKeysCommandUser root")
+            _write_private(config, CONFIG.format(
+                run=Path(run_dir).name, listen=listen_address, port=share_port, dir=d,
+                authorized_keys=authorized if not keys_command else "none",
+                keys_command=keys_command, user=user, home_dir=home_dir.replace("%", "%%"),
+            ))
+            new_pid = _start_sshd(d, config, listen_address, share_port)
+            _write_private(d / "share.json", json.dumps({**wanted, "port": share_port,
+                                                         "pid": new_pid}) + "\n")
+        host_field = listen_address if share_port == 22 else f"[{listen_address}]:{share_port}"
+        key_type, key_b64 = host_public.split()[:2]
+        return HomeShare(host=listen_address, port=share_port, user=user, dir=home_dir,
+                         key=private, known_host=f"{host_field} {key_type} {key_b64}")
+
+
+def share_pid(run_dir: Path) -> int | None:
+    """The pid of the run's running share, if one runs."""
+    d = Path(run_dir) / SUBDIR
+    pid = _read_state(d).get("pid") if d.is_dir() else None
+    if pid and _is_our_sshd(pid, d / "sshd_config") and _alive(pid):
+        return int(pid)
+    return None
+
+
+def stop_home_share(run_dir: Path) -> bool:
+    """Stop the run's share (only the process it started); True if one was running.
+
+    The keys stay (the run's folder is history); the key is useless once the
+    share is gone, and a later share of the run makes its authorized_keys anew.
+    """
+    d = Path(run_dir) / SUBDIR
+    if not d.is_dir():
+        return False
+    with _locked(d):
+        pid = share_pid(run_dir)
+        if pid is None:
+            return False
+        _kill(pid)
+        state = _read_state(d)
+        state.pop("pid", None)
+        _write_private(d / "share.json", json.dumps(state) + "\n")
+        return True

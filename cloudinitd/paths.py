@@ -1,0 +1,85 @@
+"""Where things live: the user's state folder and the shipped plans / bootlevels.
+
+The shipped folders sit at the top of a checkout (where users look for them)
+and are copied into the package as `cloudinitd/data/` by setup.py, so an
+installed cloudinitd finds them from any directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cloudinitd.errors import UsageError
+
+_PACKAGE = Path(__file__).resolve().parent
+SHIPPED = ("plans", "bootlevels")
+
+
+def cloudinitd_home() -> Path:
+    """$CLOUDINITD_HOME, default ~/.cloudinitd (not created here)."""
+    value = os.environ.get("CLOUDINITD_HOME")
+    return Path(value).expanduser() if value else Path.home() / ".cloudinitd"
+
+
+def shipped_dir(name: str) -> Path:
+    """The shipped `plans` or `bootlevels` folder: the checkout's, else the installed copy."""
+    if name not in SHIPPED:
+        raise ValueError(f"no shipped folder named {name!r}")
+    checkout = _PACKAGE.parent / name
+    # A checkout is recognised by its pyproject next to the folder, so that a
+    # stray `plans/` beside an installed package (site-packages) is not taken.
+    if checkout.is_dir() and (_PACKAGE.parent / "pyproject.toml").is_file():
+        return checkout
+    return _PACKAGE / "data" / name
+
+
+def find_plan(arg: str | os.PathLike[str]) -> Path:
+    """A plan file, a folder holding plan.yml, or a shipped plan by name (`sshfs-vm`)."""
+    path = Path(arg).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        for candidate in ("plan.yml", "plan.yaml"):
+            if (path / candidate).is_file():
+                return path / candidate
+        raise UsageError(f"{path}: folder has no plan.yml")
+    text = str(arg)
+    if "/" not in text and os.sep not in text:
+        shipped = shipped_dir("plans") / text
+        for candidate in ("plan.yml", "plan.yaml"):
+            if (shipped / candidate).is_file():
+                return shipped / candidate
+    known = ", ".join(shipped_plan_names()) or "none"
+    raise UsageError(
+        f"no plan {text!r}: not a file, a folder with plan.yml, or a shipped plan ({known})"
+    )
+
+
+def shipped_plan_names() -> list[str]:
+    root = shipped_dir("plans")
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "plan.yml").is_file())
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """How a plan or script file is named in messages.
+
+    Shipped files show as `bootlevels/...` or `plans/...` wherever they are
+    installed; others relative to the current folder when below it.
+    """
+    p = Path(path)
+    try:
+        resolved = p.resolve()
+    except OSError:
+        return str(p)
+    for name in SHIPPED:
+        try:
+            return f"{name}/{resolved.relative_to(shipped_dir(name).resolve()).as_posix()}"
+        except ValueError:
+            pass
+    try:
+        return resolved.relative_to(Path.cwd().resolve()).as_posix()
+    except (ValueError, OSError):
+        return str(resolved)

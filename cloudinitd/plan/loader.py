@@ -1,0 +1,404 @@
+"""Load a plan file into a resolved, checked `Plan`.
+
+Order: YAML (with lines) -> JSON Schema (shape, every error at once) ->
+meaning (vars, defaults, clouds, count, scripts; every error at once) ->
+graph (references and cycles). Any problem raises PlanErrors whose lines
+read `FILE:LINE: message`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jinja2 import nodes
+
+from cloudinitd.errors import PlanError, PlanErrors
+from cloudinitd.graph import build_graph
+from cloudinitd.paths import display_path, shipped_dir
+from cloudinitd.plan.durations import parse_duration
+from cloudinitd.plan.model import (
+    BUILTIN_ATTRIBUTES,
+    SERVICE_ATTRIBUTES,
+    STEPS,
+    CloudPlacement,
+    CloudSpec,
+    Plan,
+    Pos,
+    ScriptSpec,
+    ServiceSpec,
+)
+from cloudinitd.plan.schema import PROVIDER_OPTIONS, did_you_mean, validate_plan_data
+from cloudinitd.plan.yamlpos import PosDict, PosList, load_yaml
+from cloudinitd.providers import KINDS
+from cloudinitd.templates import CONTEXT_NAMES, RAW_ENV, render_vars
+
+BUILTIN_CLOUDS = {"local": "local", "qemu": "qemu"}
+# Keys that only mean something for a service that launches instances.
+LAUNCH_ONLY = frozenset(
+    {"cloud", "clouds", "image", "size", "count", "spot", "lifetime", *PROVIDER_OPTIONS}
+)
+# Settings a service on another service's host takes from that service unless it sets them.
+SSH_KEYS = ("ssh_user", "ssh_key", "ssh_port")
+DEFAULT_TIMEOUT = 1200.0
+
+
+def _plain(value: Any) -> Any:
+    """PosDict / PosList trees back to plain dicts and lists."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def parse_override(text: str) -> Any:
+    """A `--var` value: a YAML scalar (`4` is an int, `true` a bool), else the text itself."""
+    if text == "":
+        return ""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, str | int | float | bool) else text
+
+
+def _usable_as_name(name: str) -> bool:
+    """True when a template can write `{{ name.x }}` and mean this service."""
+    if name in CONTEXT_NAMES or name in RAW_ENV.globals or name in {"loop", "caller"}:
+        return False
+    try:
+        tree = RAW_ENV.parse(f"{{{{ {name}.x }}}}")
+    except Exception:
+        return False
+    found = list(tree.find_all(nodes.Name))
+    return len(found) == 1 and found[0].name == name
+
+
+class _Loader:
+    def __init__(
+        self,
+        path: Path,
+        data: PosDict,
+        overrides: dict[str, str] | None,
+        catalog: dict[str, CloudSpec] | None,
+    ):
+        self.path = path
+        self.file = display_path(path)
+        self.data = data
+        self.overrides = overrides or {}
+        self.catalog = catalog or {}
+        self.errors: list[PlanError] = []
+
+    def error(self, message: str, line: int | None) -> None:
+        self.errors.append(PlanError(message, self.file, line))
+
+    def pos(self, line: int) -> Pos:
+        return Pos(self.file, line)
+
+    # -- plan-wide parts -------------------------------------------------
+
+    def plan_name(self) -> str:
+        if "name" in self.data:
+            return str(self.data["name"])
+        if self.path.name in ("plan.yml", "plan.yaml"):
+            return self.path.resolve().parent.name
+        return self.path.stem
+
+    def variables(self) -> dict[str, Any]:
+        out = _plain(self.data.get("vars") or {})
+        for key, text in self.overrides.items():
+            out[key] = parse_override(text)
+        return out
+
+    def clouds(self) -> dict[str, CloudSpec]:
+        out = {name: CloudSpec(name, kind) for name, kind in BUILTIN_CLOUDS.items()}
+        out.update(self.catalog)
+        entries: PosDict = self.data.get("clouds") or PosDict()
+        for name, entry in entries.items():
+            provider = entry["provider"]
+            if provider not in KINDS:
+                hint = (
+                    did_you_mean(provider, sorted(KINDS)) or f" (known: {', '.join(sorted(KINDS))})"
+                )
+                self.error(
+                    f"cloud {name!r}: unknown provider {provider!r}{hint}",
+                    entry.key_line("provider"),
+                )
+            options = {k: _plain(v) for k, v in entry.items() if k != "provider"}
+            out[name] = CloudSpec(name, provider, options, self.pos(entries.key_line(name)))
+        return out
+
+    # -- services --------------------------------------------------------
+
+    def merged(self, name: str, entry: PosDict) -> tuple[dict[str, Any], dict[str, Pos]]:
+        """A service's keys over the defaults, and where each one was written."""
+        defaults: PosDict = self.data.get("defaults") or PosDict()
+        on_host = "host" in entry or "host" in defaults
+        values: dict[str, Any] = {}
+        where: dict[str, Pos] = {}
+        for key, value in defaults.items():
+            if on_host and key in LAUNCH_ONLY:
+                continue  # defaults meant for launched services
+            if key in ("cloud", "clouds") and ({"cloud", "clouds"} & set(entry)):
+                continue  # the service chose its own placement
+            values[key], where[key] = value, self.pos(defaults.key_line(key))
+            if key == "env":
+                for k in value:
+                    where[f"env.{k}"] = self.pos(value.key_line(k))
+        for key, value in entry.items():
+            if key == "env" and "env" in values:
+                value = {**values["env"], **value}
+            values[key], where[key] = value, self.pos(entry.key_line(key))
+            if key == "env":
+                for k in entry["env"]:
+                    where[f"env.{k}"] = self.pos(entry["env"].key_line(k))
+        for key in ("after", "clouds"):
+            items = values.get(key)
+            if isinstance(items, PosList):
+                for i in range(len(items)):
+                    where[f"{key}[{i}]"] = self.pos(items.item_line(i))
+        return values, where
+
+    def service(
+        self,
+        name: str,
+        entry: PosDict,
+        line: int,
+        plan_vars: dict[str, Any],
+        clouds: dict[str, CloudSpec],
+        services: PosDict,
+    ) -> ServiceSpec:
+        if not _usable_as_name(name):
+            self.error(f"service name {name!r} is reserved in templates; choose another", line)
+        v, where = self.merged(name, entry)
+
+        def at(key: str) -> int:
+            return where[key].line if key in where else line
+
+        host = v.get("host")
+        if host is not None:
+            for key in sorted(LAUNCH_ONLY & set(entry)):
+                self.error(
+                    f"service {name!r}: {key!r} does not apply to a service on an "
+                    f"existing host (host: {host})",
+                    entry.key_line(key),
+                )
+            if host == name:
+                self.error(f"service {name!r}: host cannot be the service itself", at("host"))
+            elif host not in services and "." not in host and ":" not in host:
+                hint = did_you_mean(host, list(services))
+                if hint:
+                    self.error(
+                        f"service {name!r}: host {host!r} is not a service{hint}; "
+                        "write a full address for an existing host",
+                        at("host"),
+                    )
+
+        spec = ServiceSpec(name=name, pos=self.pos(line), clouds=[], field_pos=where)
+        spec.host = host
+        if host is None:
+            spec.clouds = self.placements(name, v, where, clouds, line)
+            spec.count = self.count(name, v.get("count", 1), at("count"), plan_vars)
+            limits = [p.max for p in spec.clouds]
+            if limits and -1 not in limits and spec.count > sum(limits):
+                self.error(
+                    f"service {name!r}: count {spec.count} is more than the clouds "
+                    f"allow in total ({sum(limits)})",
+                    at("count"),
+                )
+        spec.image = v.get("image")
+        spec.size = v.get("size")
+        after = v.get("after", [])
+        spec.after = [after] if isinstance(after, str) else list(after)
+        spec.ssh_user = v.get("ssh_user", spec.ssh_user)
+        spec.ssh_port = v.get("ssh_port", spec.ssh_port)
+        if "ssh_key" in v:
+            key = Path(os.path.expanduser(v["ssh_key"]))
+            spec.ssh_key = key if key.is_absolute() else self.path.parent.resolve() / key
+        for step in STEPS:
+            if step in v:
+                script = self.script(name, step, v[step], at(step))
+                if script is not None:
+                    spec.scripts[step] = script
+        spec.exports = list(dict.fromkeys(v.get("exports", [])))
+        for attr in spec.exports:
+            if attr in BUILTIN_ATTRIBUTES or attr in SERVICE_ATTRIBUTES:
+                self.error(
+                    f"service {name!r}: {attr!r} is built in; it cannot be exported", at("exports")
+                )
+        spec.env = {
+            k: (str(x).lower() if isinstance(x, bool) else str(x))
+            for k, x in (v.get("env") or {}).items()
+        }
+        spec.timeout = self.duration(name, "timeout", v, at, DEFAULT_TIMEOUT)
+        spec.lifetime = self.duration(name, "lifetime", v, at, None)
+        if "spot" in v:
+            spec.spot = _plain(v["spot"])
+        for key in PROVIDER_OPTIONS:
+            if key in v:
+                value = _plain(v[key])
+                spec.options[key] = (
+                    [value] if key == "security_groups" and isinstance(value, str) else value
+                )
+        return spec
+
+    def placements(
+        self,
+        name: str,
+        v: dict[str, Any],
+        where: dict[str, Pos],
+        clouds: dict[str, CloudSpec],
+        line: int,
+    ) -> list[CloudPlacement]:
+        if "cloud" in v and "clouds" in v:
+            self.error(f"service {name!r}: use 'cloud' or 'clouds', not both", where["clouds"].line)
+            return []
+        if "clouds" in v:
+            wanted = [
+                (c["cloud"], c.get("max", -1), where[f"clouds[{i}]"].line)
+                for i, c in enumerate(v["clouds"])
+            ]
+        else:
+            cloud = v.get("cloud", "local")
+            wanted = [(cloud, -1, where["cloud"].line if "cloud" in where else line)]
+        out: list[CloudPlacement] = []
+        for cloud, limit, at in wanted:
+            if cloud not in clouds:
+                hint = (
+                    did_you_mean(cloud, sorted(clouds)) or f" (known: {', '.join(sorted(clouds))})"
+                )
+                self.error(f"service {name!r}: unknown cloud {cloud!r}{hint}", at)
+            elif any(p.cloud == cloud for p in out):
+                self.error(f"service {name!r}: cloud {cloud!r} listed twice", at)
+            else:
+                out.append(CloudPlacement(cloud, limit))
+        return out
+
+    def count(self, name: str, value: Any, line: int, plan_vars: dict[str, Any]) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            text = render_vars(value, plan_vars, str(self.pos(line))).strip()
+        except PlanError as exc:
+            self.error(f"service {name!r}: count: {exc.message}", line)
+            return 0
+        try:
+            number = int(text)
+        except ValueError:
+            number = -1
+        if number < 0:
+            self.error(f"service {name!r}: count must be a whole number >= 0, got {text!r}", line)
+            return 0
+        return number
+
+    def duration(
+        self, name: str, key: str, v: dict[str, Any], at: Any, default: float | None
+    ) -> float | None:
+        if key not in v:
+            return default
+        try:
+            return parse_duration(v[key])
+        except ValueError as exc:
+            self.error(f"service {name!r}: {key}: {exc}", at(key))
+            return default
+
+    def script(self, name: str, step: str, ref: str, line: int) -> ScriptSpec | None:
+        given = Path(os.path.expanduser(ref))
+        if given.is_absolute():
+            candidates = [given]
+        else:
+            candidates = [self.path.parent / given, shipped_dir("bootlevels") / given]
+        for path in candidates:
+            if path.is_file():
+                try:
+                    source = path.read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError) as exc:
+                    self.error(f"service {name!r}: cannot read {step} script {ref!r}: {exc}", line)
+                    return None
+                return ScriptSpec(ref=ref, path=path.resolve(), source=source, pos=self.pos(line))
+        looked = " and ".join(f"{display_path(p.parent)}/" for p in candidates)
+        self.error(f"service {name!r}: {step} script {ref!r} not found (looked in {looked})", line)
+        return None
+
+    # -- the whole plan --------------------------------------------------
+
+    def build(self) -> Plan:
+        plan_vars = self.variables()
+        clouds = self.clouds()
+        services: PosDict = self.data["services"]
+        specs: dict[str, ServiceSpec] = {}
+        for name, entry in services.items():
+            spec = self.service(
+                name, entry or PosDict(), services.key_line(name), plan_vars, clouds, services
+            )
+            specs[name] = spec
+        lifetime = None
+        if "lifetime" in self.data:
+            try:
+                lifetime = parse_duration(self.data["lifetime"])
+            except ValueError as exc:
+                self.error(f"lifetime: {exc}", self.data.key_line("lifetime"))
+        for spec in specs.values():
+            if spec.lifetime is None and spec.launches:
+                spec.lifetime = lifetime
+        self.inherit_host_ssh(specs, services)
+        return Plan(
+            name=self.plan_name(),
+            path=self.path.resolve(),
+            vars=plan_vars,
+            clouds=clouds,
+            services=specs,
+            lifetime=lifetime,
+        )
+
+    def inherit_host_ssh(self, specs: dict[str, ServiceSpec], services: PosDict) -> None:
+        """A service on another service's machine logs in as that service does."""
+        for spec in specs.values():
+            target, seen = spec.host, {spec.name}
+            own = services[spec.name] or {}
+            while target in specs and target not in seen:
+                seen.add(target)
+                source = specs[target]
+                for key in SSH_KEYS:
+                    if key not in own:
+                        setattr(spec, key, getattr(source, key))
+                        spec.field_pos.pop(key, None)
+                target = source.host
+            if spec.host in specs and specs[spec.host].launches and specs[spec.host].count != 1:
+                self.error(
+                    f"service {spec.name!r}: host {spec.host!r} has "
+                    f"{specs[spec.host].count} instances; host: needs a one-instance "
+                    "service",
+                    spec.pos_of("host").line,
+                )
+
+
+def load_plan(
+    path: str | os.PathLike[str],
+    overrides: dict[str, str] | None = None,
+    catalog: dict[str, CloudSpec] | None = None,
+) -> Plan:
+    """Parse, validate and resolve a plan; raise PlanErrors listing every problem."""
+    path = Path(path)
+    file = display_path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise PlanErrors([PlanError(f"cannot read plan: {reason}", file)]) from None
+    try:
+        data = load_yaml(text, file)
+    except PlanError as exc:
+        raise PlanErrors([exc]) from None
+    errors = validate_plan_data(data, file)
+    if errors:
+        raise PlanErrors(errors)
+    loader = _Loader(path, data, overrides, catalog)
+    plan = loader.build()
+    if loader.errors:
+        raise PlanErrors(sorted(loader.errors, key=lambda e: e.line or 0))
+    build_graph(plan)
+    return plan

@@ -1,0 +1,108 @@
+"""Typed, resolved form of a plan. Built by `cloudinitd.plan.loader.load_plan`.
+
+Everything here is plain data: the engine, the graph, the scheduler and the
+providers read it; nothing here talks to a cloud or a host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Attributes every instance has without exporting them (DESIGN.md).
+BUILTIN_ATTRIBUTES = frozenset(
+    {"address", "private_address", "hostname", "instance_id", "cloud", "index", "name"}
+)
+# Attributes a service has beyond those of its instances.
+SERVICE_ATTRIBUTES = frozenset({"instances", "count"})
+
+STEPS = ("boot", "ready", "terminate")
+
+
+@dataclass(frozen=True)
+class Pos:
+    """Where something stands in a plan file (1-based line)."""
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class CloudSpec:
+    """A named cloud: which provider drives it and that provider's options.
+
+    `options` holds everything but `provider` (endpoint, region, credentials
+    *references* such as a profile name; never a secret).
+    """
+
+    name: str
+    provider: str
+    options: dict[str, Any] = field(default_factory=dict)
+    pos: Pos | None = None
+
+
+@dataclass(frozen=True)
+class CloudPlacement:
+    """One entry of a service's overflow list: launch on `cloud`, at most `max` (-1 = no limit)."""
+
+    cloud: str
+    max: int = -1
+
+
+@dataclass(frozen=True)
+class ScriptSpec:
+    """A boot/ready/terminate script: the plan's reference and the file it resolved to."""
+
+    ref: str
+    path: Path
+    source: str
+    pos: Pos | None = None
+
+
+@dataclass
+class ServiceSpec:
+    name: str
+    pos: Pos
+    clouds: list[CloudPlacement]  # empty for services on an existing `host`
+    count: int = 1
+    image: str | None = None
+    size: str | None = None
+    after: list[str] = field(default_factory=list)
+    host: str | None = None  # an address, or the name of another service
+    ssh_user: str = "root"
+    ssh_key: Path | None = None  # None: the run's own key
+    ssh_port: int = 22
+    scripts: dict[str, ScriptSpec] = field(default_factory=dict)  # keys from STEPS
+    exports: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    timeout: float = 1200.0  # seconds, per step
+    lifetime: float | None = None  # seconds
+    spot: dict[str, Any] | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # provider extras (user_data, ...)
+    field_pos: dict[str, Pos] = field(default_factory=dict)  # key -> where it was written
+
+    @property
+    def launches(self) -> bool:
+        """True when the service creates instances (False for `host:` services)."""
+        return self.host is None
+
+    def pos_of(self, key: str) -> Pos:
+        return self.field_pos.get(key, self.pos)
+
+
+@dataclass
+class Plan:
+    name: str
+    path: Path
+    vars: dict[str, Any]
+    clouds: dict[str, CloudSpec]
+    services: dict[str, ServiceSpec]
+    lifetime: float | None = None
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent

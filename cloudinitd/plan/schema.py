@@ -1,0 +1,221 @@
+"""The JSON Schema of a plan file, and its errors as PlanError(file, line).
+
+Shape only: types, known keys, name patterns. Meaning (clouds that exist,
+scripts that exist, references between services) is checked by the loader
+and the graph builder, which know the rest of the plan.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from cloudinitd.errors import PlanError
+from cloudinitd.plan.durations import DURATION_PATTERN
+from cloudinitd.plan.yamlpos import line_of
+
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+SERVICE_NAME = r"^[A-Za-z][A-Za-z0-9_]*$"
+_IDENT_WORDS = "letters, digits and '_', not starting with a digit"
+
+# `x-expect` is ours (validators ignore unknown keywords): the words used in
+# a message when a value fails a `oneOf` / `anyOf` / type check.
+_DURATION = {
+    "x-expect": "a duration (seconds, or e.g. 30s, 20m, 2h)",
+    "oneOf": [
+        {"type": "number", "exclusiveMinimum": 0},
+        {"type": "string", "pattern": DURATION_PATTERN},
+    ],
+}
+_STRINGS = {
+    "x-expect": "a string or a list of strings",
+    "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+}
+_SCRIPT = {"type": "string", "minLength": 1, "x-expect": "a script path (e.g. role/boot.sh.j2)"}
+
+SERVICE_PROPERTIES: dict[str, Any] = {
+    "cloud": {"type": "string", "minLength": 1},
+    "clouds": {
+        "type": "array",
+        "minItems": 1,
+        "items": {
+            "type": "object",
+            "properties": {
+                "cloud": {"type": "string", "minLength": 1},
+                "max": {"type": "integer", "minimum": -1, "x-expect": "a whole number >= -1"},
+            },
+            "required": ["cloud"],
+            "additionalProperties": False,
+        },
+    },
+    "image": {"type": "string"},
+    "size": {"type": "string"},
+    "count": {
+        "x-expect": "a whole number >= 0 or a template string",
+        "oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "minLength": 1}],
+    },
+    "after": _STRINGS,
+    "host": {"type": "string", "minLength": 1},
+    "ssh_user": {"type": "string", "minLength": 1},
+    "ssh_key": {"type": "string", "minLength": 1},
+    "ssh_port": {"type": "integer", "minimum": 1, "maximum": 65535, "x-expect": "a port number"},
+    "boot": _SCRIPT,
+    "ready": _SCRIPT,
+    "terminate": _SCRIPT,
+    "exports": {
+        "type": "array",
+        "items": {"type": "string", "pattern": IDENTIFIER, "x-expect": "an attribute name"},
+    },
+    "env": {
+        "type": "object",
+        "propertyNames": {"pattern": IDENTIFIER, "x-expect": _IDENT_WORDS},
+        "additionalProperties": {
+            "type": ["string", "number", "boolean"],
+            "x-expect": "a string, number or boolean",
+        },
+    },
+    "timeout": _DURATION,
+    "lifetime": _DURATION,
+    "spot": {
+        "type": "object",
+        "properties": {
+            "max_price": {
+                "type": ["number", "string"],
+                "x-expect": "a price (number or string)",
+            },
+            "fallback": {"enum": ["on-demand", "none"]},
+        },
+        "additionalProperties": False,
+    },
+    # Provider extras: kept in ServiceSpec.options for the provider to use.
+    "user_data": {"type": "string"},
+    "security_groups": _STRINGS,
+    "key_name": {"type": "string"},
+    "subnet": {"type": "string"},
+}
+PROVIDER_OPTIONS = ("user_data", "security_groups", "key_name", "subnet")
+
+_SERVICE = {"type": "object", "properties": SERVICE_PROPERTIES, "additionalProperties": False}
+
+PLAN_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "cloudinitd launch plan",
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
+        "vars": {
+            "type": "object",
+            "propertyNames": {"pattern": IDENTIFIER, "x-expect": _IDENT_WORDS},
+        },
+        "clouds": {
+            "type": "object",
+            "propertyNames": {
+                "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                "x-expect": "letters, digits, '_', '.', '-'",
+            },
+            "additionalProperties": {
+                "type": "object",
+                "properties": {"provider": {"type": "string", "minLength": 1}},
+                "required": ["provider"],
+            },
+        },
+        "defaults": _SERVICE,
+        "services": {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {
+                "pattern": SERVICE_NAME,
+                "x-expect": "a letter, then letters, digits or '_'; templates use it as a name",
+            },
+            "additionalProperties": _SERVICE,
+        },
+        "lifetime": _DURATION,
+    },
+    "required": ["services"],
+    "additionalProperties": False,
+}
+
+_VALIDATOR = Draft202012Validator(PLAN_SCHEMA)
+
+
+def _where(path: list[Any]) -> str:
+    """`services.head.ssh_port` style name of a place in the plan."""
+    text = ""
+    for p in path:
+        text += f"[{p}]" if isinstance(p, int) else (f".{p}" if text else str(p))
+    return text or "plan"
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """` (did you mean 'x'?)` for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unknown_keys(error: ValidationError, data: Any, file: str) -> list[PlanError]:
+    known = sorted(error.schema.get("properties", {}))
+    path = list(error.absolute_path)
+    out = []
+    for key in error.instance:
+        if key in known:
+            continue
+        where = f" in {_where(path)}" if path else ""
+        hint = did_you_mean(str(key), known) or f" (known: {', '.join(known)})"
+        out.append(
+            PlanError(f"unknown key {key!r}{where}{hint}", file, line_of(data, [*path, key]))
+        )
+    return out
+
+
+def _is_name_error(error: ValidationError) -> bool:
+    """A key of a mapping failed `propertyNames` (error.instance is the key itself)."""
+    return "propertyNames" in list(error.relative_schema_path)[:-1]
+
+
+def _message(error: ValidationError) -> str:
+    path = list(error.absolute_path)
+    what = _where(path)
+    if error.validator == "required":
+        missing = [k for k in error.validator_value if k not in error.instance]
+        where = f" in {what}" if path else ""
+        return f"missing key {missing[0]!r}{where}"
+    if _is_name_error(error):
+        expect = error.schema.get("x-expect")
+        return f"{what}: bad name {error.instance!r}" + (f" (use {expect})" if expect else "")
+    if error.validator == "enum":
+        allowed = ", ".join(repr(v) for v in error.validator_value)
+        return f"{what}: must be one of {allowed}, got {error.instance!r}"
+    if error.validator == "minProperties" and error.validator_value == 1:
+        return f"{what}: must not be empty"
+    expect = error.schema.get("x-expect")
+    if expect:
+        return f"{what}: expected {expect}, got {error.instance!r}"
+    if error.validator == "type":
+        return f"{what}: expected {error.validator_value}, got {error.instance!r}"
+    return f"{what}: {error.message}"
+
+
+def validate_plan_data(data: Any, file: str) -> list[PlanError]:
+    """Every schema problem of a loaded plan (PosDict tree), sorted by line."""
+    if not isinstance(data, dict):
+        return [PlanError("a plan must be a mapping with at least a 'services' key", file, 1)]
+    errors: list[PlanError] = []
+    seen: set[str] = set()
+    for error in _VALIDATOR.iter_errors(data):
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            found = _unknown_keys(error, data, file)
+        else:
+            path = list(error.absolute_path)
+            if _is_name_error(error):
+                path.append(error.instance)  # point at the badly named key itself
+            line = line_of(data, path)
+            found = [PlanError(_message(error), file, line)]
+        for e in found:
+            if str(e) not in seen:
+                seen.add(str(e))
+                errors.append(e)
+    errors.sort(key=lambda e: e.line or 0)
+    return errors

@@ -1,0 +1,120 @@
+"""The one small interface every provider implements.
+
+A provider turns launch requests into instances on one cloud and can find,
+describe and terminate them again. The engine owns ordering, recording and
+SSH; a provider never touches the run store and never runs plan scripts.
+
+Recording contract (leak-proofing, see DESIGN.md "State"): the engine writes
+the request's `client_token` and tags to the store *before* calling
+`launch`, and `launch` must call `on_launched(index, info)` as soon as each
+instance id is known, *before* waiting for anything. `find_run_instances`
+must find a run's instances even when the store never got their ids (by
+tags, names or whatever the cloud offers).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from cloudinitd.plan.model import CloudSpec
+
+# Instance states, normalised across providers.
+PENDING = "pending"
+RUNNING = "running"
+STOPPING = "stopping"
+TERMINATED = "terminated"
+ERROR = "error"
+LIVE_STATES = frozenset({PENDING, RUNNING, STOPPING})
+
+
+@dataclass
+class InstanceInfo:
+    """What a provider knows about one instance. Never holds secrets."""
+
+    instance_id: str
+    state: str = PENDING
+    address: str | None = None  # what SSH uses
+    private_address: str | None = None
+    hostname: str | None = None
+    index: int | None = None  # replica index, when the provider knows it (from tags)
+    service: str | None = None  # from tags, for find_run_instances
+    extra: dict[str, Any] = field(default_factory=dict)  # provider facts worth showing
+
+
+@dataclass
+class LaunchRequest:
+    run: str
+    plan: str
+    service: str
+    cloud: str
+    indexes: list[int]  # replica indexes to create, one instance each
+    client_token: str  # idempotency token, already recorded by the engine
+    tags: dict[str, str]  # run, service, plan (+ per-index "index" added by provider)
+    ssh_user: str
+    ssh_public_key: str  # OpenSSH public key line to authorise for ssh_user
+    hostnames: list[str]  # one per index, e.g. "compute-0"
+    image: str | None = None
+    size: str | None = None
+    spot: dict[str, Any] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+OnLaunched = Callable[[int, InstanceInfo], None]
+
+
+class Provider(ABC):
+    """Base class. Subclasses set `kind` (the `provider:` value in a cloud entry)."""
+
+    kind: ClassVar[str]
+    # Whether instances of this provider can reach the machine running cloudinitd
+    # at `home_address()` (used by plans that mount the user's home).
+    def __init__(self, cloud: CloudSpec, home: Path):
+        self.cloud = cloud
+        self.home = home  # $CLOUDINITD_HOME: providers keep their own files below it
+
+    @abstractmethod
+    def launch(self, request: LaunchRequest, on_launched: OnLaunched) -> list[InstanceInfo]:
+        """Create one instance per index in `request.indexes`.
+
+        Call `on_launched(index, info)` as soon as each id is known. Return the
+        infos (state may still be pending). Raise `CapacityError` (with the
+        instances it did start in `.launched`) when the cloud is full.
+        """
+
+    @abstractmethod
+    def wait_running(self, instance_ids: Sequence[str], timeout: float) -> list[InstanceInfo]:
+        """Block until each instance is running and has an address; return fresh infos."""
+
+    @abstractmethod
+    def describe(self, instance_ids: Sequence[str]) -> list[InstanceInfo]:
+        """Current state of these instances; unknown ids come back as TERMINATED."""
+
+    @abstractmethod
+    def terminate(self, instance_ids: Sequence[str], timeout: float = 600.0) -> None:
+        """Destroy these instances and wait until they are really gone."""
+
+    @abstractmethod
+    def find_run_instances(self, run: str) -> list[InstanceInfo]:
+        """Every live instance of `run` on this cloud, found without the store."""
+
+    def check(self) -> str:
+        """Verify credentials / prerequisites with one cheap call; return a one-line summary.
+
+        Raise ProviderError with a clear message when something is missing.
+        """
+        return "ok"
+
+    def release(self, run: str) -> None:  # noqa: B027 - optional hook
+        """Called after a run's instances on this cloud are all terminated.
+
+        Providers that share host resources between runs (a bridge, a proxy)
+        drop them here when no other run uses them.
+        """
+
+    def home_address(self) -> str | None:
+        """Address at which instances reach the machine running cloudinitd, if any."""
+        return None

@@ -1,0 +1,393 @@
+"""Ec2Provider: one RunInstances per launch request, ClientToken and tags always.
+
+Works against AWS or any EC2-compatible endpoint (OpenStack's EC2 API,
+Eucalyptus, Nimbus, moto). Every instance carries the tags
+cloudinitd:run / :service / :plan / :index and Name, so `terminate` finds a
+run's instances even when the run store never learnt their ids.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from cloudinitd.errors import CapacityError, ProviderError
+from cloudinitd.plan.model import CloudSpec
+from cloudinitd.providers.base import (
+    ERROR,
+    PENDING,
+    RUNNING,
+    STOPPING,
+    TERMINATED,
+    InstanceInfo,
+    LaunchRequest,
+    OnLaunched,
+    Provider,
+)
+from cloudinitd.providers.ec2.client import error_code, is_capacity, make_client, translate
+from cloudinitd.providers.ec2.options import Ec2Options, parse_options
+
+log = logging.getLogger(__name__)
+
+TAG_PREFIX = "cloudinitd:"
+FIND_STATES = ["pending", "running", "stopping", "stopped"]
+STATES = {
+    "pending": PENDING,
+    "running": RUNNING,
+    "stopping": STOPPING,
+    "stopped": STOPPING,
+    "shutting-down": STOPPING,
+    "terminated": TERMINATED,
+}
+DESCRIBE_CHUNK = 200  # ids per filter value list
+TERMINATE_CHUNK = 1000
+# New instances may be missing from DescribeInstances for a moment on AWS
+# (eventual consistency): only after this long does "missing" mean "gone".
+VISIBILITY_GRACE = 30.0
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+class Ec2Provider(Provider):
+    kind = "ec2"
+
+    def __init__(self, cloud: CloudSpec, home: Path):
+        super().__init__(cloud, home)
+        self.opts: Ec2Options = parse_options(cloud)
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._imported_keys: set[str] = set()
+
+    # -- plumbing ----------------------------------------------------------------
+    @property
+    def client(self) -> Any:
+        """The boto3 EC2 client (made once; boto3 clients are thread-safe)."""
+        with self._lock:
+            if self._client is None:
+                self._client = make_client(self.opts)
+            return self._client
+
+    def _call(self, action: str, **params: Any) -> dict:
+        method = getattr(self.client, _snake(action))
+        try:
+            return method(**params)
+        except Exception as exc:
+            raise translate(exc, self.opts, action) from None
+
+    def _info(self, inst: dict, index: int | None = None) -> InstanceInfo:
+        tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
+        public, private = inst.get("PublicIpAddress"), inst.get("PrivateIpAddress")
+        if self.opts.address == "private":
+            address = private
+        elif self.opts.address == "public":
+            address = public
+        else:
+            address = public or private
+        tag_index = tags.get(TAG_PREFIX + "index")
+        if index is None and tag_index is not None and tag_index.isdigit():
+            index = int(tag_index)
+        extra = {
+            "instance_type": inst.get("InstanceType"),
+            "lifecycle": inst.get("InstanceLifecycle") or "on-demand",
+            "ec2_state": inst.get("State", {}).get("Name"),
+        }
+        zone = inst.get("Placement", {}).get("AvailabilityZone")
+        if zone:
+            extra["availability_zone"] = zone
+        return InstanceInfo(
+            instance_id=inst["InstanceId"],
+            state=STATES.get(inst.get("State", {}).get("Name", ""), ERROR),
+            address=address,
+            private_address=private,
+            hostname=inst.get("PrivateDnsName") or inst.get("PublicDnsName") or None,
+            index=index,
+            service=tags.get(TAG_PREFIX + "service"),
+            extra=extra,
+        )
+
+    def _instances(self, filters: list[dict]) -> list[dict]:
+        found: list[dict] = []
+        try:
+            paginator = self.client.get_paginator("describe_instances")
+            for page in paginator.paginate(Filters=filters):
+                for reservation in page.get("Reservations", []):
+                    found.extend(reservation.get("Instances", []))
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise translate(exc, self.opts, "DescribeInstances") from None
+        return found
+
+    def _by_id(self, instance_ids: Sequence[str]) -> dict[str, dict]:
+        # A filter, not InstanceIds=: unknown ids are simply absent instead of
+        # failing the whole call with InvalidInstanceID.NotFound.
+        found: dict[str, dict] = {}
+        for chunk in _chunks(list(dict.fromkeys(instance_ids)), DESCRIBE_CHUNK):
+            for inst in self._instances([{"Name": "instance-id", "Values": chunk}]):
+                found[inst["InstanceId"]] = inst
+        return found
+
+    # -- keys ----------------------------------------------------------------------
+    def key_pair_name(self, run: str) -> str:
+        return f"cloudinitd-{run}"
+
+    def _key_name(self, request: LaunchRequest) -> str | None:
+        chosen = request.options.get("key_name") or self.opts.key_name
+        if chosen:
+            return chosen
+        if not request.ssh_public_key:
+            return None
+        name = self.key_pair_name(request.run)
+        with self._lock:
+            if name in self._imported_keys:
+                return name
+        try:
+            self._call(
+                "ImportKeyPair", KeyName=name, PublicKeyMaterial=request.ssh_public_key.encode()
+            )
+        except ProviderError as exc:
+            if "InvalidKeyPair.Duplicate" not in str(exc):
+                raise
+        with self._lock:
+            self._imported_keys.add(name)
+        return name
+
+    def release(self, run: str) -> None:
+        """Delete the key pair imported for the run (none when the cloud names its own)."""
+        if self.opts.key_name:
+            return
+        try:
+            self._call("DeleteKeyPair", KeyName=self.key_pair_name(run))
+        except ProviderError as exc:
+            if "NotFound" not in str(exc):
+                raise
+        with self._lock:
+            self._imported_keys.discard(self.key_pair_name(run))
+
+    # -- launch --------------------------------------------------------------------
+    def _run_params(self, request: LaunchRequest) -> dict[str, Any]:
+        tags = {TAG_PREFIX + k: str(v) for k, v in request.tags.items()}
+        tags.setdefault(TAG_PREFIX + "run", request.run)
+        tags.setdefault(TAG_PREFIX + "service", request.service)
+        tags.setdefault(TAG_PREFIX + "plan", request.plan)
+        tags["Name"] = f"{request.run}-{request.service}"
+        params: dict[str, Any] = {
+            "ImageId": self.opts.image_id(request.image),
+            "InstanceType": self.opts.instance_type(request.size),
+            "MinCount": 1,
+            "MaxCount": len(request.indexes),
+            "ClientToken": request.client_token,
+            "TagSpecifications": [
+                {
+                    "ResourceType": "instance",
+                    "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+                }
+            ],
+        }
+        key_name = self._key_name(request)
+        if key_name:
+            params["KeyName"] = key_name
+        groups = request.options.get("security_groups") or self.opts.security_groups
+        if isinstance(groups, str):
+            groups = [groups]
+        ids = [g for g in groups if g.startswith("sg-")]
+        names = [g for g in groups if not g.startswith("sg-")]
+        if ids:
+            params["SecurityGroupIds"] = ids
+        if names:
+            params["SecurityGroups"] = names
+        subnet = request.options.get("subnet") or self.opts.subnet
+        if subnet:
+            params["SubnetId"] = subnet
+        user_data = request.options.get("user_data") or self.opts.user_data
+        if user_data:
+            params["UserData"] = user_data
+        return params
+
+    def launch(self, request: LaunchRequest, on_launched: OnLaunched) -> list[InstanceInfo]:
+        if not request.indexes:
+            return []
+        params = self._run_params(request)
+        spot = request.spot or self.opts.spot
+        answer, used_spot = None, False
+        if spot:
+            market: dict[str, Any] = {
+                "MarketType": "spot",
+                "SpotOptions": {"SpotInstanceType": "one-time"},
+            }
+            if spot.get("max_price") is not None:
+                market["SpotOptions"]["MaxPrice"] = str(spot["max_price"])
+            try:
+                answer = self._call("RunInstances", **params, InstanceMarketOptions=market)
+                used_spot = True
+            except CapacityError as exc:
+                if str(spot.get("fallback", "")).lower() not in ("on-demand", "ondemand"):
+                    raise
+                log.info(
+                    "%s: spot capacity refused (%s); falling back to on-demand",
+                    self.cloud.name,
+                    exc,
+                )
+                # A different token: reusing the spot one with other parameters
+                # is an IdempotentParameterMismatch on AWS.
+                params["ClientToken"] = request.client_token[:60] + "-od"
+        if answer is None:
+            answer = self._call("RunInstances", **params)
+        instances = sorted(answer.get("Instances", []), key=lambda i: i.get("AmiLaunchIndex", 0))
+        infos: list[InstanceInfo] = []
+        for inst, index in zip(instances, request.indexes, strict=False):
+            info = self._info(inst, index=index)
+            info.service = request.service
+            if used_spot:
+                info.extra["lifecycle"] = "spot"
+            infos.append(info)
+            on_launched(index, info)
+        log.info(
+            "%s: RunInstances %s x%d -> %s",
+            self.cloud.name,
+            request.service,
+            len(request.indexes),
+            " ".join(i.instance_id for i in infos),
+        )
+        for info, hostname in zip(infos, request.hostnames, strict=False):
+            self._tag_index(info, f"{request.run}-{hostname}")
+        if len(infos) < len(request.indexes):
+            raise CapacityError(
+                f"cloud {self.cloud.name!r}: launched {len(infos)} of {len(request.indexes)} "
+                f"instances of {request.service} (the cloud has no room for more)",
+                launched=infos,
+            )
+        return infos
+
+    def _tag_index(self, info: InstanceInfo, name: str) -> None:
+        # Indexes differ per instance: one CreateTags each. A failure here
+        # loses only the index tag; the run tag set at launch still finds it.
+        tags = [
+            {"Key": TAG_PREFIX + "index", "Value": str(info.index)},
+            {"Key": "Name", "Value": name},
+        ]
+        try:
+            self._call("CreateTags", Resources=[info.instance_id], Tags=tags)
+        except ProviderError as exc:
+            log.warning("%s: could not tag %s: %s", self.cloud.name, info.instance_id, exc)
+
+    # -- observe -------------------------------------------------------------------
+    def describe(self, instance_ids: Sequence[str]) -> list[InstanceInfo]:
+        found = self._by_id(instance_ids)
+        return [
+            self._info(found[iid]) if iid in found else InstanceInfo(iid, state=TERMINATED)
+            for iid in instance_ids
+        ]
+
+    def wait_running(self, instance_ids: Sequence[str], timeout: float) -> list[InstanceInfo]:
+        start = time.monotonic()
+        interval = min(0.5, self.opts.poll_interval)
+        while True:
+            found = self._by_id(instance_ids)
+            waited = time.monotonic() - start
+            infos, ready = [], True
+            for iid in instance_ids:
+                if iid not in found:
+                    if waited > VISIBILITY_GRACE:
+                        raise ProviderError(f"cloud {self.cloud.name!r}: instance {iid} vanished")
+                    ready = False
+                    continue
+                info = self._info(found[iid])
+                if info.state in (TERMINATED, ERROR) or info.extra.get("ec2_state") in (
+                    "shutting-down",
+                    "stopped",
+                ):
+                    raise ProviderError(
+                        f"cloud {self.cloud.name!r}: instance {iid} is "
+                        f"{info.extra.get('ec2_state')} instead of running"
+                    )
+                ready = ready and info.state == RUNNING and bool(info.address)
+                infos.append(info)
+            if ready:
+                return infos
+            if waited >= timeout:
+                raise ProviderError(
+                    f"cloud {self.cloud.name!r}: instances not running with an address "
+                    f"after {timeout:.0f}s"
+                )
+            time.sleep(min(interval, max(timeout - waited, 0.05)))
+            interval = min(interval * 1.5, self.opts.poll_interval)
+
+    def find_run_instances(self, run: str) -> list[InstanceInfo]:
+        filters = [
+            {"Name": f"tag:{TAG_PREFIX}run", "Values": [run]},
+            {"Name": "instance-state-name", "Values": FIND_STATES},
+        ]
+        return [self._info(inst) for inst in self._instances(filters)]
+
+    # -- terminate -----------------------------------------------------------------
+    def terminate(self, instance_ids: Sequence[str], timeout: float = 600.0) -> None:
+        ids = list(dict.fromkeys(instance_ids))
+        if not ids:
+            return
+        found = self._by_id(ids)
+        live = [i for i in ids if i in found and found[i]["State"]["Name"] != "terminated"]
+        for chunk in _chunks(live, TERMINATE_CHUNK):
+            self._terminate_chunk(chunk)
+        log.info("%s: TerminateInstances %s", self.cloud.name, " ".join(live))
+        start = time.monotonic()
+        interval = min(0.5, self.opts.poll_interval)
+        pending = live
+        while pending:
+            found = self._by_id(pending)
+            pending = [
+                i for i in pending if i in found and found[i]["State"]["Name"] != "terminated"
+            ]
+            if not pending:
+                return
+            if time.monotonic() - start >= timeout:
+                raise ProviderError(
+                    f"cloud {self.cloud.name!r}: {len(pending)} instance(s) not terminated after "
+                    f"{timeout:.0f}s: {' '.join(pending)}"
+                )
+            time.sleep(interval)
+            interval = min(interval * 1.5, self.opts.poll_interval)
+
+    def _terminate_chunk(self, chunk: list[str]) -> None:
+        try:
+            self.client.terminate_instances(InstanceIds=chunk)
+        except Exception as exc:
+            if error_code(exc) != "InvalidInstanceID.NotFound":
+                raise translate(exc, self.opts, "TerminateInstances") from None
+            # Some ids vanished meanwhile: terminate the others one by one.
+            for iid in chunk:
+                try:
+                    self.client.terminate_instances(InstanceIds=[iid])
+                except Exception as one:
+                    if error_code(one) != "InvalidInstanceID.NotFound":
+                        raise translate(one, self.opts, "TerminateInstances") from None
+
+    # -- check -----------------------------------------------------------------------
+    def check(self) -> str:
+        answer = self._call("DescribeAvailabilityZones")
+        zones = [z.get("ZoneName", "?") for z in answer.get("AvailabilityZones", [])]
+        region = self.client.meta.region_name
+        shown = ", ".join(zones[:3]) + (", ..." if len(zones) > 3 else "")
+        return (
+            f"ec2 {self.opts.endpoint or 'AWS'} region {region}: {len(zones)} zone(s) "
+            f"({shown}); credentials from {self.opts.credentials.describe()} accepted"
+        )
+
+
+def _snake(action: str) -> str:
+    out = []
+    for ch in action:
+        if ch.isupper() and out:
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)
+
+
+__all__ = ["Ec2Provider", "is_capacity"]

@@ -1,0 +1,298 @@
+"""Base images for local instances: built once with debootstrap, then cached.
+
+Layout under the image cache ($CLOUDINITD_IMAGE_CACHE, default
+$CLOUDINITD_HOME/images):
+
+    debian-12.tar.gz        the customised debootstrapped rootfs (the cache)
+    debian-12/rootfs/       that tarball unpacked: the read-only lower layer
+                            every instance's overlay rootfs is stacked on
+    debian-12/stamp         written last, so a half-unpacked base is never used
+    debian-12.lock          serialises builds between processes
+
+Instances never write to the base: each one gets an overlay upper directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cloudinitd.errors import ProviderError
+from cloudinitd.providers import hostnet
+
+log = logging.getLogger("cloudinitd.local")
+
+# Bump when the customisation below changes, so cached images are rebuilt.
+IMAGE_REVISION = "3"
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    name: str
+    suite: str
+    packages: tuple[str, ...]
+    minutes: int  # rough first-build time to tell the user
+
+
+BASE_PACKAGES = (
+    "systemd-sysv",
+    "dbus",
+    "openssh-server",
+    "python3",
+    "sudo",
+    "sshfs",
+    "fuse3",
+    "ca-certificates",
+    "iproute2",
+    "ifupdown",
+    "iputils-ping",
+    "procps",
+    "less",
+    "curl",
+    "rsync",
+    "netbase",
+    "apt-utils",
+    "gnupg",
+)
+
+IMAGES = {
+    "debian-12": ImageSpec("debian-12", "bookworm", BASE_PACKAGES, 3),
+}
+DEFAULT_IMAGE = "debian-12"
+
+# Runs in the instance before sshd on every boot: host key (one per instance,
+# never shared through the base image) and the plan's ssh_user.
+FIRSTBOOT_SCRIPT = """#!/bin/sh
+set -e
+[ -s /etc/ssh/ssh_host_ed25519_key ] || ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
+[ -s /etc/cloudinitd/ssh_user ] || exit 0
+user=$(cat /etc/cloudinitd/ssh_user)
+[ "$user" = root ] && exit 0
+id "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash -G sudo "$user"
+home=$(getent passwd "$user" | cut -d: -f6)
+install -d -m 700 -o "$user" -g "$user" "$home/.ssh"
+install -m 600 -o "$user" -g "$user" /etc/cloudinitd/authorized_keys "$home/.ssh/authorized_keys"
+echo "$user ALL=(ALL) NOPASSWD:ALL" > /etc/sudoers.d/90-cloudinitd
+chmod 440 /etc/sudoers.d/90-cloudinitd
+"""
+
+FIRSTBOOT_UNIT = """[Unit]
+Description=cloudinitd instance setup (host key, ssh user)
+Before=ssh.service
+DefaultDependencies=no
+After=local-fs.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/cloudinitd-firstboot
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+SSHD_CONFIG = """# cloudinitd: one ed25519 host key made per instance at first boot
+HostKey /etc/ssh/ssh_host_ed25519_key
+PasswordAuthentication no
+UseDNS no
+"""
+
+# Units a container does not need; masking them saves boot time and CPU.
+MASKED_UNITS = (
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "e2scrub_all.timer",
+    "fstrim.timer",
+    "systemd-timesyncd.service",
+    "getty@.service",
+    "systemd-networkd-wait-online.service",
+    "dpkg-db-backup.timer",
+    "man-db.timer",
+)
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("CLOUDINITD_IMAGE_CACHE")
+    if env:
+        return Path(env)
+    home = Path(os.environ.get("CLOUDINITD_HOME", Path.home() / ".cloudinitd"))
+    return home / "images"
+
+
+def image_spec(name: str | None) -> ImageSpec:
+    name = name or DEFAULT_IMAGE
+    try:
+        return IMAGES[name]
+    except KeyError:
+        raise ProviderError(
+            f"unknown local image {name!r} (known: {', '.join(sorted(IMAGES))})"
+        ) from None
+
+
+def tarball_path(spec: ImageSpec) -> Path:
+    return cache_dir() / f"{spec.name}.tar.gz"
+
+
+def base_rootfs(spec: ImageSpec) -> Path:
+    return cache_dir() / spec.name / "rootfs"
+
+
+def _stamp(spec: ImageSpec) -> Path:
+    return cache_dir() / spec.name / "stamp"
+
+
+def is_ready(spec: ImageSpec) -> bool:
+    try:
+        return _stamp(spec).read_text().strip() == IMAGE_REVISION
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _build_lock(spec: ImageSpec) -> Iterator[None]:
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    with open(cache_dir() / f"{spec.name}.lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _run(cmd: list[str], what: str, **kw) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip()[-1500:]
+        raise ProviderError(f"{what} failed (exit {proc.returncode}): {tail}")
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+
+
+def _customise(root: Path, spec: ImageSpec, mirror: str) -> None:
+    """Turn a fresh debootstrap into a cloud-like container image."""
+    # The debian LXC template's `inet dhcp` makes sshd wait for DHCP; LXC
+    # configures eth0 from the host, so the guest leaves it alone.
+    _write(
+        root / "etc/network/interfaces",
+        "auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet manual\n",
+    )
+    _write(root / "etc/apt/sources.list", f"deb {mirror} {spec.suite} main\n")
+    _write(root / "etc/fstab", "# container: mounts come from LXC\n")
+    _write(root / "etc/hostname", "localhost\n")
+    _write(root / "etc/machine-id", "")  # systemd makes one per instance at boot
+    with contextlib.suppress(FileNotFoundError):
+        (root / "var/lib/dbus/machine-id").unlink()
+    for key in (root / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+    _write(root / "etc/ssh/sshd_config.d/cloudinitd.conf", SSHD_CONFIG)
+    _write(root / "usr/local/sbin/cloudinitd-firstboot", FIRSTBOOT_SCRIPT, 0o755)
+    _write(root / "etc/systemd/system/cloudinitd-firstboot.service", FIRSTBOOT_UNIT)
+    for target in ("multi-user.target.wants", "ssh.service.wants"):
+        link = root / "etc/systemd/system" / target / "cloudinitd-firstboot.service"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.is_symlink():
+            link.symlink_to("/etc/systemd/system/cloudinitd-firstboot.service")
+    for unit in MASKED_UNITS:
+        link = root / "etc/systemd/system" / unit
+        if not link.is_symlink():
+            link.unlink(missing_ok=True)
+            link.symlink_to("/dev/null")
+    fuse_conf = root / "etc/fuse.conf"
+    if fuse_conf.exists() and "\nuser_allow_other" not in fuse_conf.read_text():
+        fuse_conf.write_text(fuse_conf.read_text() + "\nuser_allow_other\n")
+    _write(root / "etc/cloudinitd/image", f"{spec.name} revision {IMAGE_REVISION}\n")
+    # Smaller tarball, faster unpack: apt lists and .debs are re-fetched on use.
+    for sub in ("var/cache/apt/archives", "var/lib/apt/lists"):
+        d = root / sub
+        for entry in d.glob("*"):
+            if entry.is_file():
+                entry.unlink()
+
+
+def _debootstrap(spec: ImageSpec, work: Path, mirror: str) -> Path:
+    root = work / "rootfs"
+    cmd = [
+        "debootstrap",
+        "--variant=minbase",
+        f"--include={','.join(spec.packages)}",
+        spec.suite,
+        str(root),
+        mirror,
+    ]
+    if not shutil.which("debootstrap"):
+        raise ProviderError("debootstrap not found: apt-get install debootstrap")
+    _run(cmd, f"debootstrap {spec.suite}", timeout=3600)
+    return root
+
+
+def build_tarball(spec: ImageSpec, progress: Callable[[str], None]) -> Path:
+    """debootstrap + customise + tar into the cache. Call with the build lock held."""
+    mirror = hostnet.host_debian_mirror()
+    target = tarball_path(spec)
+    progress(f"building base image {spec.name} (first time, ~{spec.minutes} min)...")
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=f".build-{spec.name}-", dir=cache_dir()) as tmp:
+        root = _debootstrap(spec, Path(tmp), mirror)
+        _customise(root, spec, mirror)
+        partial = target.with_suffix(".partial")
+        _run(
+            ["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-czf", str(partial), "."],
+            f"packing {spec.name}",
+        )
+        partial.replace(target)
+    progress(f"built base image {spec.name} in {time.monotonic() - t0:.0f} s ({target})")
+    return target
+
+
+def _unpack(spec: ImageSpec, tarball: Path) -> None:
+    base = cache_dir() / spec.name
+    if base.exists():
+        shutil.rmtree(base)
+    tmp = cache_dir() / f".unpack-{spec.name}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    (tmp / "rootfs").mkdir(parents=True)
+    _run(
+        ["tar", "--numeric-owner", "--xattrs", "-C", str(tmp / "rootfs"), "-xzf", str(tarball)],
+        f"unpacking {tarball}",
+    )
+    (tmp / "stamp").write_text(IMAGE_REVISION + "\n")
+    tmp.replace(base)
+
+
+def ensure_image(name: str | None, progress: Callable[[str], None] | None = None) -> Path:
+    """Return the base rootfs for image `name`, building and caching it first if needed.
+
+    Running instances keep the old base mounted as their lower layer, so a
+    rebuild only replaces the base when the revision changed.
+    """
+    spec = image_spec(name)
+    say = progress or log.info
+    if is_ready(spec):
+        return base_rootfs(spec)
+    with _build_lock(spec):
+        if is_ready(spec):  # another process built it while we waited
+            return base_rootfs(spec)
+        tarball = tarball_path(spec)
+        rev_file = cache_dir() / f"{spec.name}.revision"
+        rev_ok = rev_file.exists() and rev_file.read_text().strip() == IMAGE_REVISION
+        if not (tarball.exists() and rev_ok):
+            build_tarball(spec, say)
+            rev_file.write_text(IMAGE_REVISION + "\n")
+        t0 = time.monotonic()
+        _unpack(spec, tarball)
+        say(f"unpacked base image {spec.name} in {time.monotonic() - t0:.1f} s")
+    return base_rootfs(spec)

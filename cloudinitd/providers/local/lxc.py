@@ -1,0 +1,130 @@
+"""Thin wrappers around the lxc-* commands, always with an explicit lxcpath.
+
+Containers of cloudinitd live in their own lxcpath (never /var/lib/lxc), so
+nothing here can touch containers the user made by hand.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from cloudinitd.errors import ProviderError
+
+INSTALL_HINT = "apt-get install lxc"
+
+
+def available() -> str:
+    """The LXC version, or ProviderError naming the package to install."""
+    if not shutil.which("lxc-start"):
+        raise ProviderError(f"LXC is not installed (lxc-start not found): {INSTALL_HINT}")
+    proc = subprocess.run(["lxc-start", "--version"], capture_output=True, text=True)
+    return proc.stdout.strip() or "unknown"
+
+
+def _lxc(
+    cmd: str, name: str, lxcpath: Path, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(
+            [cmd, "-n", name, "-P", str(lxcpath), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except FileNotFoundError:
+        raise ProviderError(f"{cmd} not found: {INSTALL_HINT}") from None
+    except subprocess.TimeoutExpired:
+        raise ProviderError(f"{cmd} {name} did not finish within {timeout:.0f} s") from None
+
+
+def start(name: str, lxcpath: Path) -> None:
+    log = lxcpath / name / "lxc.log"
+    proc = _lxc("lxc-start", name, lxcpath, "-d", "-o", str(log), "-l", "WARN")
+    if proc.returncode != 0:
+        tail = ""
+        if log.exists():
+            tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+            tail = " | ".join(tail)
+        raise ProviderError(f"lxc-start {name} failed: {proc.stderr.strip()} {tail}".strip())
+
+
+def state(name: str, lxcpath: Path) -> str | None:
+    """RUNNING, STOPPED, STARTING, STOPPING, ...; None when the container does not exist."""
+    if not (lxcpath / name / "config").exists():
+        return None
+    proc = _lxc("lxc-info", name, lxcpath, "-s", "-H", timeout=30)
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.strip() or None
+
+
+def init_pid(name: str, lxcpath: Path) -> int | None:
+    proc = _lxc("lxc-info", name, lxcpath, "-p", "-H", timeout=30)
+    out = proc.stdout.strip()
+    return int(out) if proc.returncode == 0 and out.isdigit() else None
+
+
+def stop(name: str, lxcpath: Path, kill: bool = True) -> None:
+    """Stop the container; `kill` skips the guest's shutdown (as a cloud terminate does)."""
+    if state(name, lxcpath) in (None, "STOPPED"):
+        return
+    args = ["-k"] if kill else ["-t", "30"]
+    proc = _lxc("lxc-stop", name, lxcpath, *args)
+    if proc.returncode != 0 and state(name, lxcpath) not in (None, "STOPPED"):
+        raise ProviderError(f"lxc-stop {name} failed: {proc.stderr.strip()}")
+
+
+def destroy(name: str, lxcpath: Path) -> None:
+    """Stop and delete the container and its disk (its overlay upper directory)."""
+    directory = lxcpath / name
+    if not directory.exists():
+        return
+    stop(name, lxcpath)
+    if (directory / "config").exists():
+        proc = _lxc("lxc-destroy", name, lxcpath)
+        if proc.returncode != 0 and state(name, lxcpath) == "RUNNING":
+            raise ProviderError(f"lxc-destroy {name} failed: {proc.stderr.strip()}")
+    # lxc-destroy leaves our sidecar and logs; a half-made container has no config.
+    shutil.rmtree(directory, ignore_errors=True)
+    if directory.exists():
+        raise ProviderError(f"could not remove {directory}")
+
+
+def attach(
+    name: str, lxcpath: Path, command: list[str], input: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
+    """Run a command inside the container (clear environment)."""
+    try:
+        return subprocess.run(
+            ["lxc-attach", "-n", name, "-P", str(lxcpath), "--clear-env", "--", *command],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except FileNotFoundError:
+        raise ProviderError(f"lxc-attach not found: {INSTALL_HINT}") from None
+
+
+def states(lxcpath: Path) -> dict[str, tuple[str, int | None]]:
+    """name -> (STATE, init pid or None) for every container under lxcpath, in one call."""
+    if not lxcpath.is_dir():
+        return {}
+    try:
+        proc = subprocess.run(
+            ["lxc-ls", "-P", str(lxcpath), "-f", "-F", "NAME,STATE,PID"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except FileNotFoundError:
+        raise ProviderError(f"lxc-ls not found: {INSTALL_HINT}") from None
+    out: dict[str, tuple[str, int | None]] = {}
+    for line in proc.stdout.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 2:
+            pid = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else None
+            out[parts[0]] = (parts[1], pid)
+    return out

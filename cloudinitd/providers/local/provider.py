@@ -1,0 +1,421 @@
+"""The `local` provider: LXC system containers that boot systemd like cloud VMs.
+
+Each instance is a privileged LXC container under `$CLOUDINITD_HOME/local/containers`
+(cloud option `lxcpath` overrides), with an overlay rootfs on a cached Debian
+base image, a static address leased from `hostnet` on the project's bridge,
+apt through the bridge's apt proxy, /dev/fuse, and a sidecar JSON holding its
+tags. Containers of one run share an /etc/hosts listing all of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from cloudinitd.errors import ProviderError
+from cloudinitd.plan.model import CloudSpec
+from cloudinitd.providers import hostnet
+from cloudinitd.providers.base import (
+    ERROR,
+    PENDING,
+    RUNNING,
+    STOPPING,
+    TERMINATED,
+    InstanceInfo,
+    LaunchRequest,
+    OnLaunched,
+    Provider,
+)
+from cloudinitd.providers.local import image, lxc
+from cloudinitd.providers.local import instance as inst
+
+log = logging.getLogger("cloudinitd.local")
+
+LEASE_PREFIX = "lxc:"
+SSH_PORT = 22
+_STATE_MAP = {"RUNNING": RUNNING, "STARTING": PENDING, "STOPPING": STOPPING, "ABORTING": STOPPING}
+
+
+def _default_progress(message: str) -> None:
+    log.info(message)
+    if not logging.getLogger().hasHandlers():
+        print(message, file=sys.stderr, flush=True)
+
+
+def _port_open(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class LocalProvider(Provider):
+    kind = "local"
+
+    def __init__(self, cloud: CloudSpec, home: Path):
+        super().__init__(cloud, home)
+        opt = cloud.options.get("lxcpath")
+        self.lxcpath = Path(opt) if opt else Path(home) / "local" / "containers"
+        # The engine may replace this to show progress its own way.
+        self.progress: Callable[[str], None] = _default_progress
+
+    # --- helpers ------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Serialise changes to this lxcpath (container creation, /etc/hosts updates)."""
+        self.lxcpath.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(self.lxcpath / ".lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _owner(self, name: str) -> str:
+        # The path makes the lease checkable later (cleanup_orphan_leases).
+        return f"{LEASE_PREFIX}{self.lxcpath.resolve() / name}"
+
+    def _info(self, name: str, meta: dict[str, Any], lxc_state: str | None) -> InstanceInfo:
+        if lxc_state is None:
+            state = TERMINATED
+        elif lxc_state == "STOPPED":
+            state = PENDING if not meta.get("started") else ERROR
+        else:
+            state = _STATE_MAP.get(lxc_state, ERROR)
+        extra = {"container": name, "lxc_state": lxc_state or "GONE", "image": meta.get("image")}
+        if meta.get("size"):
+            extra["size"] = meta["size"]
+        if meta.get("limits_note"):
+            extra["limits"] = meta["limits_note"]
+        return InstanceInfo(
+            instance_id=name,
+            state=state,
+            address=meta.get("address"),
+            private_address=meta.get("address"),
+            hostname=meta.get("hostname"),
+            index=meta.get("index"),
+            service=meta.get("service"),
+            extra=extra,
+        )
+
+    def _infos(self, names: Sequence[str]) -> list[InstanceInfo]:
+        states = lxc.states(self.lxcpath)
+        out = []
+        for name in names:
+            meta = inst.read_sidecar(self.lxcpath / name)
+            if meta is None:
+                out.append(InstanceInfo(instance_id=name, state=TERMINATED))
+                continue
+            st = states.get(name, (None, None))[0]
+            if st is None and (self.lxcpath / name / "config").exists():
+                st = "STOPPED"
+            out.append(self._info(name, meta, st))
+        return out
+
+    def _refresh_hosts(self, run: str) -> None:
+        """Rewrite /etc/hosts in every container of `run`. Call with the lock held."""
+        members = {n: m for n, m in inst.all_sidecars(self.lxcpath).items() if m.get("run") == run}
+        if not members:
+            return
+        gateway = hostnet.bridge_config().gateway
+        text = inst.hosts_file(
+            [(m["address"], inst.uts_name(m["hostname"])) for m in members.values()], gateway
+        )
+        states = lxc.states(self.lxcpath)
+        for name, meta in members.items():
+            state, pid = states.get(name, (None, None))
+            try:
+                if state in ("RUNNING", "STARTING") and pid:
+                    inst.write_running_file(pid, "/etc/hosts", text)
+                else:
+                    inst.write_guest_file(
+                        self.lxcpath / name / inst.UPPER, Path(meta["lower"]), "/etc/hosts", text
+                    )
+            except OSError as exc:  # a container going away meanwhile: not fatal
+                log.warning("could not update /etc/hosts in %s: %s", name, exc)
+
+    # --- Provider interface -------------------------------------------------
+
+    def check(self) -> str:
+        if os.geteuid() != 0:
+            raise ProviderError("the local provider needs root (LXC system containers, a bridge)")
+        version = lxc.available()
+        for tool, package in (("debootstrap", "debootstrap"), ("apt-cacher-ng", "apt-cacher-ng")):
+            if not shutil.which(tool) and not Path("/usr/sbin", tool).exists():
+                raise ProviderError(f"{tool} not found: apt-get install {package}")
+        if not Path("/dev/fuse").exists():
+            raise ProviderError("/dev/fuse is missing on this machine (FUSE is needed for sshfs)")
+        bridge = hostnet.bridge_config()
+        spec = image.image_spec(None)
+        cached = "cached" if image.is_ready(spec) else "not built yet"
+        return (
+            f"LXC {version}; bridge {bridge.name} {bridge.network}; "
+            f"image {spec.name} {cached} in {image.cache_dir()}"
+        )
+
+    def home_address(self) -> str | None:
+        return hostnet.bridge_config().gateway
+
+    def launch(self, request: LaunchRequest, on_launched: OnLaunched) -> list[InstanceInfo]:
+        if request.size is not None and request.size not in inst.SIZES:
+            raise ProviderError(
+                f"unknown size {request.size!r} for the local provider "
+                f"(known: {', '.join(inst.SIZES)})"
+            )
+        spec = image.image_spec(request.image)
+        self.check()
+        existing = {
+            m["index"]: n
+            for n, m in inst.all_sidecars(self.lxcpath).items()
+            if m.get("client_token") == request.client_token and m.get("run") == request.run
+        }
+        todo = [i for i in request.indexes if i not in existing]
+        for index in request.indexes:
+            if index in existing:  # idempotent retry: report what already exists
+                on_launched(index, self._infos([existing[index]])[0])
+        if not todo:
+            return self._infos([existing[i] for i in request.indexes])
+        lower = image.ensure_image(spec.name, self.progress)
+        created: dict[int, str] = {}
+        with self._lock():
+            for index in todo:
+                name = self._create(request, index, spec.name, lower)
+                created[index] = name
+                on_launched(index, self._infos([name])[0])
+            self._refresh_hosts(request.run)
+            failures = self._start_all(list(created.values()))
+        if failures:
+            raise ProviderError("; ".join(failures))
+        names = [existing.get(i) or created[i] for i in request.indexes]
+        return self._infos(names)
+
+    def _create(self, request: LaunchRequest, index: int, image_name: str, lower: Path) -> str:
+        name = inst.new_name(self.lxcpath)
+        directory = self.lxcpath / name
+        pos = request.indexes.index(index)
+        hostname = (
+            request.hostnames[pos] if pos < len(request.hostnames) else f"{request.service}-{index}"
+        )
+        # The directory first (cleanup_orphan_leases checks it), then the lease,
+        # then ensure_bridge: a lease keeps a concurrent teardown_if_unused away.
+        directory.mkdir(parents=True)
+        address = hostnet.lease_address(self._owner(name))
+        meta = {
+            "run": request.run,
+            "plan": request.plan,
+            "service": request.service,
+            "cloud": request.cloud,
+            "index": index,
+            "client_token": request.client_token,
+            "tags": {**request.tags, "index": str(index)},
+            "hostname": hostname,
+            "address": address,
+            "image": image_name,
+            "size": request.size,
+            "lower": str(lower),
+            "ssh_user": request.ssh_user,
+            "started": False,
+            "created": time.time(),
+        }
+        # Sidecar first: from here on find_run_instances sees the container.
+        inst.write_sidecar(directory, meta)
+        try:
+            bridge = hostnet.ensure_bridge()
+            proxy = hostnet.ensure_apt_proxy(bridge)
+            upper = directory / inst.UPPER
+            upper.mkdir(exist_ok=True)
+            limits = inst.cgroup_limits(request.size)
+            config = inst.lxc_config(
+                name,
+                hostname,
+                lower,
+                directory,
+                bridge.name,
+                address,
+                bridge.network.prefixlen,
+                bridge.gateway,
+                limits,
+            )
+            (directory / "config").write_text(config)
+            key = request.ssh_public_key.strip() + "\n"
+            files = {
+                "/etc/hostname": (inst.uts_name(hostname) + "\n", 0o644),
+                "/etc/apt/apt.conf.d/01cloudinitd-proxy": (
+                    f'Acquire::http::Proxy "{proxy}";\n',
+                    0o644,
+                ),
+                "/root/.ssh/authorized_keys": (key, 0o600),
+                "/etc/cloudinitd/ssh_user": (request.ssh_user + "\n", 0o644),
+                "/etc/cloudinitd/authorized_keys": (key, 0o644),
+            }
+            for rel, (text, mode) in files.items():
+                inst.write_guest_file(upper, lower, rel, text, mode)
+        except BaseException:
+            # Keep the sidecar-less leftovers out: give back what we took.
+            shutil.rmtree(directory, ignore_errors=True)
+            hostnet.release_address(address)
+            raise
+        return name
+
+    def _start_all(self, names: list[str]) -> list[str]:
+        def start(name: str) -> str | None:
+            try:
+                self._start(name)
+            except ProviderError as exc:
+                return str(exc)
+            return None
+
+        with ThreadPoolExecutor(max_workers=min(8, len(names) or 1)) as pool:
+            return [r for r in pool.map(start, names) if r]
+
+    def _start(self, name: str) -> None:
+        directory = self.lxcpath / name
+        meta = inst.read_sidecar(directory) or {}
+        try:
+            lxc.start(name, self.lxcpath)
+        except ProviderError as exc:
+            if "cgroup" not in str(exc) or not meta.get("size"):
+                raise
+            # cgroup limits refused (e.g. a controller not delegated): run
+            # without them and say so in describe's extra.
+            config = directory / "config"
+            lines = [
+                ln for ln in config.read_text().splitlines() if not ln.startswith("lxc.cgroup")
+            ]
+            config.write_text("\n".join(lines) + "\n")
+            meta["limits_note"] = f"size {meta['size']} limits refused by cgroups: {exc}"[:300]
+            lxc.start(name, self.lxcpath)
+        meta["started"] = True
+        inst.write_sidecar(directory, meta)
+
+    def wait_running(self, instance_ids: Sequence[str], timeout: float) -> list[InstanceInfo]:
+        deadline = time.monotonic() + timeout
+        waiting = list(instance_ids)
+        while waiting:
+            infos = {i.instance_id: i for i in self._infos(waiting)}
+            still = []
+            for name in waiting:
+                info = infos[name]
+                if info.state in (TERMINATED, ERROR):
+                    raise ProviderError(
+                        f"local instance {name} is {info.extra.get('lxc_state', info.state)} "
+                        f"while waiting for it to run{self._log_tail(name)}"
+                    )
+                # Only ever probe addresses on our own bridge.
+                if not (
+                    info.state == RUNNING
+                    and info.address
+                    and self._ours(info.address)
+                    and _port_open(info.address, SSH_PORT)
+                ):
+                    still.append(name)
+            waiting = still
+            if waiting:
+                if time.monotonic() > deadline:
+                    raise ProviderError(
+                        f"local instances not reachable on ssh within {timeout:.0f} s: "
+                        + ", ".join(waiting)
+                    )
+                time.sleep(0.1)
+        return self._infos(instance_ids)
+
+    @staticmethod
+    def _ours(address: str) -> bool:
+        import ipaddress
+
+        return ipaddress.IPv4Address(address) in hostnet.bridge_config().network
+
+    def _log_tail(self, name: str) -> str:
+        log_file = self.lxcpath / name / "lxc.log"
+        try:
+            lines = log_file.read_text(errors="replace").strip().splitlines()[-3:]
+        except OSError:
+            return ""
+        return (": " + " | ".join(lines)) if lines else ""
+
+    def describe(self, instance_ids: Sequence[str]) -> list[InstanceInfo]:
+        return self._infos(instance_ids)
+
+    def terminate(self, instance_ids: Sequence[str], timeout: float = 600.0) -> None:
+        runs = set()
+        metas = {}
+        for name in instance_ids:
+            meta = inst.read_sidecar(self.lxcpath / name)
+            metas[name] = meta
+            if meta:
+                runs.add(meta.get("run"))
+
+        def destroy(name: str) -> str | None:
+            try:
+                lxc.destroy(name, self.lxcpath)
+            except ProviderError as exc:
+                return str(exc)
+            return None
+
+        with ThreadPoolExecutor(max_workers=min(8, len(instance_ids) or 1)) as pool:
+            errors = [e for e in pool.map(destroy, list(instance_ids)) if e]
+        owners = {self._owner(n) for n in instance_ids if not (self.lxcpath / n).exists()}
+        for address, owner in hostnet.leases().items():
+            if owner in owners:
+                hostnet.release_address(address)
+        with self._lock():
+            for run in runs:
+                self._refresh_hosts(run)
+        if errors:
+            raise ProviderError("; ".join(errors))
+
+    def find_run_instances(self, run: str) -> list[InstanceInfo]:
+        names = [n for n, m in inst.all_sidecars(self.lxcpath).items() if m.get("run") == run]
+        return [i for i in self._infos(names) if i.state != TERMINATED]
+
+    def release(self, run: str) -> None:
+        hostnet.teardown_if_unused()
+
+    # --- housekeeping for `cloudinitd clean` --------------------------------
+
+    def cleanup_stale(self, live_runs: Collection[str]) -> list[str]:
+        """Destroy containers whose run is not in `live_runs`; drop orphan leases.
+
+        Returns the names of the containers removed. Also removes half-made
+        container directories (no sidecar) and then tears the bridge and the
+        apt proxy down when nothing uses them any more.
+        """
+        removed = []
+        if self.lxcpath.is_dir():
+            sidecars = inst.all_sidecars(self.lxcpath)
+            stale = [n for n, m in sidecars.items() if m.get("run") not in live_runs]
+            stale += [
+                d.name
+                for d in self.lxcpath.iterdir()
+                if d.is_dir() and d.name.startswith("cid-") and d.name not in sidecars
+            ]
+            if stale:
+                self.terminate(stale)
+                removed = stale
+        cleanup_orphan_leases()
+        hostnet.teardown_if_unused()
+        return removed
+
+
+def cleanup_orphan_leases() -> list[str]:
+    """Release `lxc:` leases whose container directory no longer exists (any home)."""
+    released = []
+    for address, owner in hostnet.leases().items():
+        if owner.startswith(LEASE_PREFIX):
+            path = Path(owner[len(LEASE_PREFIX) :])
+            if path.is_absolute() and not path.exists():
+                hostnet.release_address(address)
+                released.append(address)
+    return released

@@ -1,0 +1,107 @@
+"""NoCloud seed: how a VM learns its hostname, keys, address and apt proxy.
+
+The same mechanism real clouds use (cloud-init reading a datasource), so
+the image carries no per-VM state: a small ISO labelled `cidata` holds
+user-data, meta-data and network-config.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from cloudinitd.errors import ProviderError
+
+
+@dataclass(frozen=True)
+class SeedSpec:
+    instance_id: str
+    hostname: str
+    ssh_user: str
+    ssh_public_key: str
+    address: str
+    network: ipaddress.IPv4Network
+    gateway: str
+    mac: str
+    apt_proxy: str | None = None
+
+
+def user_data(spec: SeedSpec) -> str:
+    keys = [spec.ssh_public_key.strip()]
+    cfg: dict = {
+        "hostname": spec.hostname,
+        "preserve_hostname": False,
+        "manage_etc_hosts": True,
+        # Keys go to root as well as to the plan's ssh_user, without the
+        # "login as the default user" command prefix that disable_root adds.
+        "disable_root": False,
+        "ssh_pwauth": False,
+        "ssh_authorized_keys": keys,
+        "users": [],
+    }
+    if spec.ssh_user != "root":
+        cfg["users"] = [
+            {
+                "name": spec.ssh_user,
+                "shell": "/bin/bash",
+                "sudo": "ALL=(ALL) NOPASSWD:ALL",
+                "lock_passwd": True,
+                "ssh_authorized_keys": keys,
+            }
+        ]
+    if spec.apt_proxy:
+        cfg["apt"] = {"preserve_sources_list": True, "proxy": spec.apt_proxy}
+    # JSON is valid YAML and needs no quoting rules of its own.
+    return "#cloud-config\n" + json.dumps(cfg, indent=1) + "\n"
+
+
+def meta_data(spec: SeedSpec) -> str:
+    return json.dumps({"instance-id": spec.instance_id, "local-hostname": spec.hostname}) + "\n"
+
+
+def network_config(spec: SeedSpec) -> str:
+    # Version 1 maps one to one onto ifupdown (the renderer in our image).
+    cfg = {
+        "version": 1,
+        "config": [
+            {
+                "type": "physical",
+                "name": "eth0",
+                "mac_address": spec.mac,
+                "subnets": [
+                    {
+                        "type": "static",
+                        "address": f"{spec.address}/{spec.network.prefixlen}",
+                        "gateway": spec.gateway,
+                    }
+                ],
+            }
+        ],
+    }
+    return json.dumps(cfg, indent=1) + "\n"
+
+
+def write_seed(spec: SeedSpec, directory: Path) -> Path:
+    """Write the three files and pack them into `directory/seed.iso`."""
+    src = directory / "seed"
+    src.mkdir(parents=True, exist_ok=True)
+    (src / "user-data").write_text(user_data(spec))
+    (src / "meta-data").write_text(meta_data(spec))
+    (src / "network-config").write_text(network_config(spec))
+    iso = directory / "seed.iso"
+    if shutil.which("cloud-localds"):
+        cmd = ["cloud-localds", "-N", str(src / "network-config"), str(iso),
+               str(src / "user-data"), str(src / "meta-data")]
+    elif tool := shutil.which("genisoimage") or shutil.which("mkisofs"):
+        cmd = [tool, "-quiet", "-output", str(iso), "-volid", "cidata", "-joliet", "-rock",
+               str(src / "user-data"), str(src / "meta-data"), str(src / "network-config")]
+    else:
+        raise ProviderError("qemu provider needs cloud-localds: apt-get install cloud-image-utils")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ProviderError(f"making the NoCloud seed failed: {proc.stderr.strip()[-400:]}")
+    return iso

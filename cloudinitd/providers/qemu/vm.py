@@ -1,0 +1,260 @@
+"""One QEMU virtual machine on the host: its folder, tap, process and console.
+
+Everything about a VM lives in `$CLOUDINITD_HOME/qemu/<instance_id>/`:
+`vm.json` (sidecar: tags, address, tap, pid), `overlay.qcow2`, `seed.iso`,
+`serial.log`, `qemu.pid`, `qmp.sock`. The sidecar is written before any
+resource exists, so a crash at any point leaves something `clean` can find.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cloudinitd.errors import ProviderError
+
+TAP_PREFIX = "cidq"
+QEMU = "qemu-system-x86_64"
+REQUIRED_TOOLS = {
+    QEMU: "qemu-system-x86",
+    "qemu-img": "qemu-utils",
+    "debootstrap": "debootstrap",
+    "cloud-localds": "cloud-image-utils",
+    "mkfs.ext4": "e2fsprogs",
+    "ip": "iproute2",
+}
+
+
+def missing_tools() -> list[str]:
+    """'tool (apt package)' for every required tool not on PATH."""
+    return [f"{tool} (apt-get install {pkg})" for tool, pkg in REQUIRED_TOOLS.items()
+            if shutil.which(tool) is None]
+
+
+@dataclass
+class VmFiles:
+    dir: Path
+
+    @property
+    def sidecar(self) -> Path:
+        return self.dir / "vm.json"
+
+    @property
+    def overlay(self) -> Path:
+        return self.dir / "overlay.qcow2"
+
+    @property
+    def serial(self) -> Path:
+        return self.dir / "serial.log"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.dir / "qemu.pid"
+
+    @property
+    def qmp(self) -> Path:
+        return self.dir / "qmp.sock"
+
+    def read(self) -> dict:
+        try:
+            return json.loads(self.sidecar.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def write(self, data: dict) -> None:
+        tmp = self.sidecar.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        tmp.replace(self.sidecar)
+
+    def update(self, **changes) -> dict:
+        data = self.read()
+        data.update(changes)
+        self.write(data)
+        return data
+
+    def pid(self) -> int | None:
+        try:
+            return int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def alive(self) -> bool:
+        pid = self.pid()
+        return pid is not None and pid_is_our_qemu(pid, self.dir)
+
+    def serial_tail(self, lines: int = 25) -> str:
+        try:
+            text = self.serial.read_bytes().decode(errors="replace")
+        except OSError:
+            return "(no serial log)"
+        return "\n".join(text.replace("\r", "").splitlines()[-lines:])
+
+
+def pid_is_our_qemu(pid: int, vm_dir: Path) -> bool:
+    """True when `pid` is a live (not zombie) qemu started for `vm_dir`.
+
+    The pid file alone is not proof: pids are reused, and a daemonized qemu
+    whose parent does not reap it lingers as a zombie.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    state = stat.rpartition(")")[2].split()[0]
+    return state not in ("Z", "X") and str(vm_dir).encode() in cmdline
+
+
+def tap_name(instance_id: str) -> str:
+    # Interface names are limited to 15 characters.
+    return (TAP_PREFIX + instance_id.removeprefix("qemu-"))[:15]
+
+
+def mac_for(address: str) -> str:
+    a, b, c, d = (int(x) for x in address.split("."))
+    return f"52:54:{a:02x}:{b:02x}:{c:02x}:{d:02x}"
+
+
+def _ip(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True)
+
+
+def create_tap(name: str, bridge: str) -> None:
+    if Path("/sys/class/net", name).exists():
+        _ip("link", "del", name)
+    for args in (("tuntap", "add", "dev", name, "mode", "tap"),
+                 ("link", "set", name, "master", bridge),
+                 ("link", "set", name, "up")):
+        proc = _ip(*args)
+        if proc.returncode != 0:
+            raise ProviderError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
+
+
+def delete_tap(name: str) -> None:
+    if Path("/sys/class/net", name).exists():
+        _ip("link", "del", name)
+
+
+def our_taps() -> list[str]:
+    return sorted(p.name for p in Path("/sys/class/net").iterdir()
+                  if p.name.startswith(TAP_PREFIX))
+
+
+def tap_in_use(name: str) -> bool:
+    """A process holds the tap open (carrier up) or a live qemu names it."""
+    try:
+        if Path("/sys/class/net", name, "carrier").read_text().strip() == "1":
+            return True
+    except OSError:
+        pass
+    needle = f"ifname={name},".encode()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if needle in (proc / "cmdline").read_bytes():
+                    return True
+    return False
+
+
+def create_overlay(base: Path, overlay: Path) -> None:
+    proc = subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
+                           "-b", str(base), str(overlay)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ProviderError(f"qemu-img create overlay: {proc.stderr.strip()}")
+
+
+def qemu_command(files: VmFiles, *, kernel: Path, initrd: Path, seed: Path, tap: str,
+                 mac: str, memory_mb: int, cpus: int, accel: str) -> list[str]:
+    cpu = "host" if accel == "kvm" else "max"
+    return [
+        QEMU, "-name", files.dir.name,
+        "-machine", "pc", "-accel", accel, "-cpu", cpu,
+        "-m", str(memory_mb), "-smp", str(cpus),
+        "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
+        "-kernel", str(kernel), "-initrd", str(initrd),
+        # net.ifnames=0: the NIC is eth0, as named in the seed's network-config.
+        "-append", "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet loglevel=3 "
+                   "systemd.show_status=1 panic=-1",
+        # cache=unsafe: the overlay is thrown away with the VM, so skip fsyncs.
+        "-drive", f"file={files.overlay},if=virtio,format=qcow2,cache=unsafe",
+        "-drive", f"file={seed},if=virtio,format=raw,readonly=on",
+        "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
+        "-device", f"virtio-net-pci,netdev=n0,mac={mac}",
+        # Entropy for sshd host keys and the first SSH handshakes.
+        "-device", "virtio-rng-pci",
+        "-serial", f"file:{files.serial}",
+        "-qmp", f"unix:{files.qmp},server=on,wait=off",
+        "-pidfile", str(files.pidfile), "-daemonize",
+    ]
+
+
+def start(cmd: list[str], files: VmFiles) -> int:
+    with (files.dir / "qemu.stderr").open("w") as err:
+        proc = subprocess.run(cmd, stdout=err, stderr=subprocess.STDOUT, timeout=60)
+    if proc.returncode != 0:
+        msg = (files.dir / "qemu.stderr").read_text(errors="replace").strip()[-600:]
+        raise ProviderError(f"qemu failed to start {files.dir.name}: {msg}")
+    pid = files.pid()
+    if pid is None:
+        raise ProviderError(f"qemu started {files.dir.name} but wrote no pid file")
+    return pid
+
+
+def _qmp_quit(sock_path: Path) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(3)
+        s.connect(str(sock_path))
+        f = s.makefile("rwb")
+        f.readline()  # greeting
+        for cmd in ({"execute": "qmp_capabilities"}, {"execute": "quit"}):
+            f.write(json.dumps(cmd).encode() + b"\n")
+            f.flush()
+            f.readline()
+
+
+def stop(files: VmFiles, timeout: float = 20.0) -> None:
+    """Power the VM off now (its disk is discarded, so no clean shutdown is needed)."""
+    pid = files.pid()
+    if pid is None or not pid_is_our_qemu(pid, files.dir):
+        return
+    with contextlib.suppress(OSError, ValueError):
+        _qmp_quit(files.qmp)
+    if _wait_gone(pid, files.dir, 5.0):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if _wait_gone(pid, files.dir, timeout):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    if not _wait_gone(pid, files.dir, 10.0):
+        raise ProviderError(f"qemu pid {pid} ({files.dir.name}) did not exit")
+
+
+def _wait_gone(pid: int, vm_dir: Path, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        if not pid_is_our_qemu(pid, vm_dir):
+            return True
+        time.sleep(0.1)
+    return not pid_is_our_qemu(pid, vm_dir)
+
+
+def port_open(address: str, port: int = 22, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=timeout) as s:
+            # sshd answers with its banner; a bare accept could be anything.
+            s.settimeout(timeout * 3)
+            return s.recv(4).startswith(b"SSH-")
+    except OSError:
+        return False

@@ -1,0 +1,141 @@
+"""Host keys: trust on first use within a run, pinned afterwards.
+
+Every run has its own known_hosts file. The first key a host shows is
+written there; any later connection must show that same key. Instances of
+a run are fresh machines, so there is nothing to check the very first key
+against; what pinning buys is that a machine swapped in under the same
+address later in the run (or a man in the middle) is refused, not trusted.
+When the engine itself replaces an instance it calls `forget_host` first.
+
+The file is shared by the threads and processes working on one run, so it
+is only ever appended to (one line per host) under an exclusive flock.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import paramiko
+
+_thread_lock = threading.Lock()
+
+
+class HostKeyChanged(Exception):
+    """The host showed a key other than the one pinned for it in this run."""
+
+
+def known_hosts_name(address: str, port: int) -> str:
+    """The host field OpenSSH (and paramiko) use: `[addr]:port` unless port 22."""
+    return address if port == 22 else f"[{address}]:{port}"
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """SHA256 fingerprint as `ssh-keygen -l` prints it."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+@contextlib.contextmanager
+def _locked(known_hosts: Path) -> Iterator[None]:
+    known_hosts.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock_path = known_hosts.with_name(known_hosts.name + ".lock")
+    with _thread_lock:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+def _entries(known_hosts: Path, name: str) -> list[tuple[str, str]]:
+    """(key type, base64 key) pinned for host field `name`."""
+    found = []
+    try:
+        text = known_hosts.read_text()
+    except FileNotFoundError:
+        return found
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and not line.startswith("#") and name in parts[0].split(","):
+            found.append((parts[1], parts[2]))
+    return found
+
+
+class TofuPolicy(paramiko.MissingHostKeyPolicy):
+    """Pin the first key of a host in the run's known_hosts; refuse any other.
+
+    paramiko calls this when its loaded host keys have no key *of the type
+    the server offered*. That also happens when the host switched key type,
+    so the file is re-read here and any existing pin for the host counts.
+    """
+
+    def __init__(self, known_hosts: Path, label: str = ""):
+        self.known_hosts = Path(known_hosts)
+        self.label = label
+
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
+        with _locked(self.known_hosts):
+            pinned = _entries(self.known_hosts, hostname)
+            if (key.get_name(), key.get_base64()) in pinned:
+                return  # another thread pinned this very key meanwhile
+            if pinned:
+                raise HostKeyChanged(_changed_message(hostname, self.label, key, pinned[0][0]))
+            fd = os.open(self.known_hosts, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "a") as f:
+                f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+
+def _who(hostname: str, label: str) -> str:
+    return f"{hostname} ({label})" if label else hostname
+
+
+def _changed_message(hostname: str, label: str, key: paramiko.PKey, pinned_type: str) -> str:
+    return (
+        f"host key for {_who(hostname, label)} changed: it now shows {key.get_name()} "
+        f"{fingerprint(key)}, but a {pinned_type} key was pinned on first use in this run. "
+        "Refusing to connect: another machine may be answering at this address. "
+        "If the instance was replaced on purpose, forget its old key first."
+    )
+
+
+def bad_host_key_message(hostname: str, label: str, err: paramiko.BadHostKeyException) -> str:
+    """Message for paramiko's own same-type mismatch, worded like TofuPolicy's."""
+    return (
+        f"host key for {_who(hostname, label)} changed: expected {fingerprint(err.expected_key)}, "
+        f"got {fingerprint(err.key)} (pinned on first use in this run). "
+        "Refusing to connect: another machine may be answering at this address. "
+        "If the instance was replaced on purpose, forget its old key first."
+    )
+
+
+def forget_host(known_hosts: Path, address: str, port: int = 22) -> int:
+    """Drop the pinned key(s) of `address:port` (e.g. when its instance was replaced).
+
+    Returns how many lines were removed. Other hosts' pins are kept.
+    """
+    known_hosts = Path(known_hosts)
+    name = known_hosts_name(address, port)
+    with _locked(known_hosts):
+        try:
+            lines = known_hosts.read_text().splitlines(keepends=True)
+        except FileNotFoundError:
+            return 0
+        kept = [ln for ln in lines if not (ln.split() and name in ln.split()[0].split(","))]
+        removed = len(lines) - len(kept)
+        if removed:
+            tmp = known_hosts.with_name(known_hosts.name + f".{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.writelines(kept)
+            os.replace(tmp, known_hosts)
+    return removed

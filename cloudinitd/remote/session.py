@@ -1,0 +1,275 @@
+"""SSH connections to instances: one Fabric Connection per (thread, target).
+
+paramiko transports survive concurrent channels but an SFTP client does not,
+and the engine drives instances from a ThreadPoolExecutor; so each thread
+keeps its own connection per target (thread-local cache) and `close_all`
+closes every connection any thread opened.
+
+Connections never read ~/.ssh/config, ~/.ssh/known_hosts, an agent or the
+user's default keys: a run's SSH behaviour depends only on the run (its key,
+its known_hosts), never on the machine it happens to be driven from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+from fabric import Config, Connection
+from invoke.exceptions import CommandTimedOut
+
+from cloudinitd.errors import RemoteError
+from cloudinitd.remote import hostkeys
+from cloudinitd.remote.hostkeys import (
+    HostKeyChanged,
+    TofuPolicy,
+    bad_host_key_message,
+    known_hosts_name,
+)
+
+# Errors that mean "not reachable (yet)": worth retrying while a VM boots.
+# AuthenticationException is among them because cloud-init often installs the
+# key a moment after sshd starts answering.
+TRANSIENT = (OSError, EOFError, paramiko.SSHException)
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    address: str
+    port: int
+    user: str
+    key_path: Path
+    known_hosts: Path
+    label: str  # e.g. "compute-1", for messages
+    forward_agent: bool = False  # only when a plan explicitly asks
+
+    @property
+    def key(self) -> tuple:
+        return (self.address, self.port, self.user, str(self.key_path), str(self.known_hosts))
+
+    @property
+    def where(self) -> str:
+        return f"{self.user}@{self.address}:{self.port}"
+
+
+def _fabric_config() -> Config:
+    # lazy + an explicit empty SSHConfig: load no user/system fabric or ssh config files.
+    return Config(lazy=True, ssh_config=paramiko.SSHConfig())
+
+
+class Session:
+    """An open Fabric Connection to one target, with the few helpers steps need."""
+
+    def __init__(self, target: SshTarget):
+        self.target = target
+        self._home: str | None = None
+        self.conn = Connection(
+            host=target.address,
+            user=target.user,
+            port=target.port,
+            config=_fabric_config(),
+            forward_agent=target.forward_agent,
+            connect_kwargs={
+                "key_filename": str(target.key_path),
+                "look_for_keys": False,
+                "allow_agent": False,
+                "banner_timeout": 15,
+                "auth_timeout": 15,
+            },
+        )
+        # Fabric's own client trusts any host key (AutoAddPolicy) and loads
+        # ~/.ssh/known_hosts; swap it for one that knows only this run's pins.
+        client = paramiko.SSHClient()
+        known = Path(target.known_hosts)
+        if known.exists():
+            client.load_host_keys(str(known))
+        client.set_missing_host_key_policy(TofuPolicy(known, target.label))
+        self.conn.client = client
+
+    def open(self, service: str, connect_timeout: float = 10.0) -> None:
+        """Connect; a changed host key becomes a RemoteError, other failures propagate."""
+        self.conn.connect_timeout = max(1, int(round(connect_timeout)))
+        name = known_hosts_name(self.target.address, self.target.port)
+        try:
+            self.conn.open()
+        except HostKeyChanged as e:
+            self.close()
+            raise RemoteError(service, "ssh", str(e)) from None
+        except paramiko.BadHostKeyException as e:
+            self.close()
+            raise RemoteError(
+                service, "ssh", bad_host_key_message(name, self.target.label, e)
+            ) from None
+        except BaseException:
+            self.close()
+            raise
+        # Keepalives notice a vanished VM instead of hanging on a dead socket.
+        self.conn.transport.set_keepalive(15)
+        # paramiko leaves Nagle on; a small request sent right after another
+        # (a channel close, then an SFTP open) then waits ~40 ms for the peer's
+        # delayed ACK. OpenSSH's own client sets TCP_NODELAY for the same reason.
+        sock = self.conn.transport.sock
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    @property
+    def alive(self) -> bool:
+        t = self.conn.transport
+        return t is not None and t.is_active()
+
+    def close(self) -> None:
+        # Closing a half-open connection must never mask the real error.
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+    def run(self, command: str, timeout: float | None = 60) -> tuple[int, str]:
+        """Run a short helper command; return (exit status, combined output)."""
+        result = self.conn.run(
+            command, hide=True, warn=True, in_stream=False, timeout=timeout, pty=False
+        )
+        return result.exited, result.stdout + result.stderr
+
+    def sftp(self) -> paramiko.SFTPClient:
+        return self.conn.sftp()
+
+    @property
+    def home(self) -> str:
+        """The SSH user's home directory (absolute), looked up once per connection."""
+        if self._home is None:
+            self._home = self.sftp().normalize(".")
+        return self._home
+
+
+# --- connection cache ------------------------------------------------------------
+
+_local = threading.local()
+_all_lock = threading.Lock()
+_all: list[Session] = []
+
+
+def _cache() -> dict[tuple, Session]:
+    if not hasattr(_local, "sessions"):
+        _local.sessions = {}
+    return _local.sessions
+
+
+def session_for(target: SshTarget, service: str, connect_timeout: float = 10.0) -> Session:
+    """This thread's open session to `target`, connecting (once, no retries) if needed."""
+    cache = _cache()
+    sess = cache.get(target.key)
+    if sess is not None and sess.alive:
+        return sess
+    if sess is not None:
+        drop(sess)
+    sess = Session(target)
+    sess.open(service, connect_timeout)
+    _remember(sess)
+    return sess
+
+
+def _remember(sess: Session) -> None:
+    _cache()[sess.target.key] = sess
+    with _all_lock:
+        _all.append(sess)
+
+
+def drop(sess: Session) -> None:
+    """Close one session and forget it (e.g. after an SSH error mid-step)."""
+    sess.close()
+    cache = _cache()
+    if cache.get(sess.target.key) is sess:
+        del cache[sess.target.key]
+    with _all_lock:
+        if sess in _all:
+            _all.remove(sess)
+
+
+def forget_session(target: SshTarget) -> None:
+    """Close and forget this thread's session to `target`, if any."""
+    sess = _cache().get(target.key)
+    if sess is not None:
+        drop(sess)
+
+
+def forget_host(known_hosts: Path, address: str, port: int = 22) -> int:
+    """An instance was replaced: close connections to it and drop its pinned key.
+
+    Returns how many known_hosts lines were removed.
+    """
+    close_sessions(address, port)
+    return hostkeys.forget_host(known_hosts, address, port)
+
+
+def close_sessions(address: str | None = None, port: int | None = None) -> None:
+    """Close cached sessions of every thread (all, or those to address[:port])."""
+    with _all_lock:
+        chosen = [
+            s
+            for s in _all
+            if (address is None or s.target.address == address)
+            and (port is None or s.target.port == port)
+        ]
+        for s in chosen:
+            _all.remove(s)
+    for s in chosen:
+        s.close()
+    # Other threads' caches still hold the closed objects; `alive` is False
+    # for them, so session_for reconnects on next use.
+
+
+def close_all() -> None:
+    close_sessions()
+
+
+# --- waiting for a fresh machine ----------------------------------------------------
+
+
+def describe(err: BaseException) -> str:
+    text = str(err) or type(err).__name__
+    if isinstance(err, TimeoutError | CommandTimedOut):
+        return f"timed out ({text})"
+    return f"{type(err).__name__}: {text}"
+
+
+def wait_for_ssh(target: SshTarget, timeout: float, service: str) -> None:
+    """Retry connect + `true` until it works or `timeout` seconds pass.
+
+    Fresh VMs refuse connections, reset them or reject the key for a while;
+    backoff starts at 0.2 s and doubles up to 3 s. A changed host key is
+    not retried: it is an error at once. The working connection is kept
+    for the steps that follow.
+    """
+    start = time.monotonic()
+    deadline = start + timeout
+    delay = 0.2
+    last: BaseException | None = None
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            sess = session_for(target, service, connect_timeout=min(max(remaining, 1.0), 10.0))
+            status, out = sess.run("true", timeout=max(remaining, 5.0))
+            if status == 0:
+                return
+            last = RuntimeError(f"`true` exited {status}: {out.strip()[-200:]}")
+            drop(sess)
+        except RemoteError:
+            raise
+        except (*TRANSIENT, CommandTimedOut) as e:
+            last = e
+            forget_session(target)
+        if time.monotonic() + delay > deadline:
+            waited = time.monotonic() - start
+            raise RemoteError(
+                service,
+                "ssh",
+                f"no SSH on {target.address}:{target.port} ({target.label}) after {waited:.0f}s: "
+                f"{describe(last) if last else 'no attempt finished'}",
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 3.0)

@@ -1,0 +1,376 @@
+"""Running a service's rendered boot / ready / terminate scripts on a host.
+
+Each (run, service, index) gets a private directory on the host,
+`$HOME/.cloudinitd-remote/<run>/<service>-<index>/` (0700): the script,
+its export file and a pid file live there. Not /tmp: /tmp is world-visible,
+often noexec, and may be wiped by a reboot between boot and repair. Scripts
+are started through an interpreter (their shebang's, else `sh`), so noexec
+mounts and lost exec bits do not matter.
+
+The step's environment travels inside the command line (`env K=V ...`)
+because sshd drops variables the client sends unless AcceptEnv lists them.
+`env` execs the interpreter, so the values do not linger in the process
+list, except under `sudo`, whose process keeps its arguments while the step
+runs.
+
+Output goes to the step's log as it arrives. A remote `timeout` kills the
+step's whole process group on the host; a local deadline a little later
+backs it up in case the host stops answering.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from invoke.exceptions import CommandTimedOut
+
+from cloudinitd.errors import RemoteError
+from cloudinitd.remote.script import (
+    KILL_AFTER,
+    StepLog,
+    build_command,
+    check_name,
+    interpreter,
+    parse_export,
+    step_env,
+)
+from cloudinitd.remote.session import (
+    TRANSIENT,
+    Session,
+    SshTarget,
+    describe,
+    forget_session,
+    session_for,
+)
+
+REMOTE_ROOT = ".cloudinitd-remote"
+MAX_EXPORT = 1 << 20
+# After the script exits, how long to keep reading output that a background
+# process it started may still hold open before giving up on it.
+EXIT_GRACE = 1.0
+
+
+@dataclass
+class _Outcome:
+    status: int | None  # None: no exit status (local deadline or lost connection)
+    timed_out: bool
+    elapsed: float
+    tail: str
+
+
+# --- remote side --------------------------------------------------------------------
+
+
+def _private_dir(sess: Session, run: str, service: str, index: int) -> str:
+    """Absolute path of the step directory, created 0700 level by level if missing."""
+    sftp = sess.sftp()
+    leaf = f"{sess.home.rstrip('/')}/{REMOTE_ROOT}/{run}/{service}-{index}"
+    try:
+        if (sftp.stat(leaf).st_mode or 0) & 0o040000:
+            return leaf  # the usual case after the first step: one round trip
+    except FileNotFoundError:
+        pass
+    path = sess.home.rstrip("/")
+    for part in (REMOTE_ROOT, run, f"{service}-{index}"):
+        path = f"{path}/{part}"
+        try:
+            sftp.mkdir(path, 0o700)
+        except OSError:
+            # Already there (or a real problem, which stat reports).
+            st = sftp.stat(path)
+            if not (st.st_mode or 0) & 0o040000:
+                raise NotADirectoryError(errno.ENOTDIR, f"{path} is not a directory") from None
+    return path
+
+
+def _upload(sess: Session, path: str, text: str) -> None:
+    sftp = sess.sftp()
+    sftp.putfo(io.BytesIO(text.encode()), path, confirm=False)
+    sftp.chmod(path, 0o600)
+
+
+def _exec(sess: Session, command: str, log: StepLog, limit: float) -> tuple[int | None, bool]:
+    """Run `command`, streaming combined output to `log`; (exit status, hit local deadline)."""
+    chan = sess.conn.transport.open_session(timeout=15)
+    try:
+        chan.set_combine_stderr(True)
+        chan.exec_command(command)
+        chan.shutdown_write()
+        chan.settimeout(0.25)
+        deadline = time.monotonic() + limit
+        exited_at: float | None = None
+        while True:
+            try:
+                data = chan.recv(65536)
+            except TimeoutError:
+                data = None
+            if data:
+                log.write(data)
+                continue
+            if data == b"":  # EOF: every writer closed its end
+                break
+            now = time.monotonic()
+            if chan.exit_status_ready():
+                exited_at = exited_at or now
+                if now - exited_at > EXIT_GRACE:
+                    log.note(
+                        "the script exited but a background process keeps its output open; "
+                        "not waiting for it (redirect daemons' output to a file)"
+                    )
+                    break
+            if now > deadline:
+                return None, True
+        while not chan.status_event.wait(0.25):
+            if time.monotonic() > deadline:
+                return None, True
+            if chan.closed:
+                break
+        return (chan.exit_status if chan.exit_status_ready() else None), False
+    finally:
+        chan.close()
+
+
+def _attempt(
+    target: SshTarget,
+    *,
+    run: str,
+    service: str,
+    index: int,
+    step: str,
+    script: str,
+    env: dict[str, str],
+    log: StepLog,
+    timeout: float,
+    header: str,
+) -> tuple[_Outcome, Session, str]:
+    sess = session_for(target, service)
+    workdir = _private_dir(sess, run, service, index)
+    script_path = f"{workdir}/{step}.script"
+    _upload(sess, script_path, script)
+    full_env = step_env(run, service, index, step, f"{workdir}/export", env)
+    command = build_command(
+        workdir, script_path, interpreter(script), full_env, timeout, sudo=target.user != "root"
+    )
+    log.header(header)
+    start = time.monotonic()
+    status, local_deadline = _exec(sess, command, log, timeout + KILL_AFTER + 10)
+    elapsed = time.monotonic() - start
+    timed_out = local_deadline or (status in (124, 137) and elapsed >= timeout - 1)
+    if local_deadline:
+        _kill_leftover(target, service, workdir)
+    log.note(
+        f"timed out after {timeout:g}s"
+        if timed_out
+        else f"exit status {status} after {elapsed:.1f}s"
+    )
+    return _Outcome(status, timed_out, elapsed, log.tail()), sess, workdir
+
+
+def _kill_leftover(target: SshTarget, service: str, workdir: str) -> None:
+    """Best effort after the local deadline: kill the step's process group by its pid file."""
+    sudo = "sudo -n " if target.user != "root" else ""
+    pidfile = shlex.quote(f"{workdir}/pid")
+    cmd = f"P=$(cat {pidfile}) && {sudo}kill -KILL -- -$P $P"
+    try:
+        sess = session_for(target, service, connect_timeout=5)
+        sess.run(cmd, timeout=10)
+    except Exception:  # the host may be gone; the step already failed
+        pass
+
+
+def _read_export(
+    sess: Session, target: SshTarget, workdir: str, service: str, step: str
+) -> dict[str, Any]:
+    path = f"{workdir}/export"
+    where = f"{target.label}:{path}"
+    try:
+        with sess.sftp().open(path, "rb") as f:
+            raw = f.read(MAX_EXPORT + 1)
+    except FileNotFoundError:
+        return {}
+    except PermissionError:
+        # Written by root through sudo under a umask of 077: read it the same way.
+        res = sess.conn.run(
+            f"sudo -n cat {shlex.quote(path)}", hide=True, warn=True, in_stream=False, timeout=30
+        )
+        if res.exited != 0:
+            raise RemoteError(
+                service, step, f"cannot read export file {where}: {res.stderr.strip()}"
+            ) from None
+        out = res.stdout
+        raw = out.encode()
+    if len(raw) > MAX_EXPORT:
+        raise RemoteError(service, step, f"export file {where} is larger than {MAX_EXPORT} bytes")
+    try:
+        return parse_export(raw.decode("utf-8"), where)
+    except UnicodeDecodeError:
+        raise RemoteError(service, step, f"malformed export file {where}: not UTF-8") from None
+    except ValueError as e:
+        raise RemoteError(service, step, str(e)) from None
+
+
+def _failure(o: _Outcome, timeout: float) -> str:
+    if o.timed_out:
+        return f"timed out after {timeout:g}s (killed)"
+    if o.status is None or o.status < 0:
+        return "ended without an exit status (killed by a signal or connection lost)"
+    return f"exit status {o.status}"
+
+
+# --- public -------------------------------------------------------------------------
+
+
+def run_step(
+    target: SshTarget,
+    *,
+    run: str,
+    service: str,
+    index: int,
+    step: str,
+    script: str,
+    env: dict[str, str],
+    log_path: Path,
+    timeout: float,
+) -> dict[str, Any]:
+    """Run one rendered script on `target`; return what it exported ({} if nothing).
+
+    Raises RemoteError on a non-zero exit, a timeout, an SSH failure or a
+    malformed export file; the error carries the tail of the step's log.
+    """
+    check_name("run", run, service, step)
+    check_name("service", service, service, step)
+    log = StepLog(log_path)
+    try:
+        outcome, sess, workdir = _attempt(
+            target,
+            run=run,
+            service=service,
+            index=index,
+            step=step,
+            script=script,
+            env=env,
+            log=log,
+            timeout=timeout,
+            header=f"{step} {service}-{index} on {target.where} ({target.label})",
+        )
+    except RemoteError:
+        log.close()
+        raise
+    except (*TRANSIENT, CommandTimedOut) as e:
+        forget_session(target)
+        log.note(f"SSH failed: {describe(e)}")
+        tail = log.tail()
+        log.close()
+        raise RemoteError(
+            service,
+            step,
+            f"SSH to {target.where} ({target.label}) failed: {describe(e)}",
+            log_tail=tail,
+            log_path=str(log_path),
+        ) from None
+    log.close()
+    if outcome.status != 0 or outcome.timed_out:
+        raise RemoteError(
+            service, step, _failure(outcome, timeout), log_tail=outcome.tail, log_path=str(log_path)
+        )
+    try:
+        return _read_export(sess, target, workdir, service, step)
+    except (*TRANSIENT, CommandTimedOut) as e:
+        forget_session(target)
+        raise RemoteError(
+            service,
+            step,
+            f"reading exports from {target.label} failed: {describe(e)}",
+            log_path=str(log_path),
+        ) from None
+
+
+def run_ready(
+    target: SshTarget,
+    *,
+    run: str,
+    service: str,
+    index: int,
+    script: str,
+    env: dict[str, str],
+    log_path: Path,
+    timeout: float,
+    interval: float = 1.0,
+    step: str = "ready",
+) -> int:
+    """Run the ready script until it exits 0; return the number of attempts.
+
+    Between failed attempts wait `interval`, growing by half each time up to
+    max(interval, 5) s. SSH trouble counts as a failed attempt (the host may
+    be rebooting). After `timeout` seconds: RemoteError with the log tail.
+    """
+    check_name("run", run, service, step)
+    check_name("service", service, service, step)
+    deadline = time.monotonic() + timeout
+    delay = interval
+    attempts = 0
+    last = "no attempt finished"
+    log = StepLog(log_path)
+    try:
+        while True:
+            attempts += 1
+            remaining = max(deadline - time.monotonic(), 1.0)
+            try:
+                outcome, _, _ = _attempt(
+                    target,
+                    run=run,
+                    service=service,
+                    index=index,
+                    step=step,
+                    script=script,
+                    env=env,
+                    log=log,
+                    timeout=remaining,
+                    header=f"{step} {service}-{index} attempt {attempts} on {target.where} ({target.label})",
+                )
+                if outcome.status == 0 and not outcome.timed_out:
+                    return attempts
+                last = _failure(outcome, remaining)
+            except RemoteError:
+                raise  # host key changed or unsafe names: retrying cannot help
+            except (*TRANSIENT, CommandTimedOut) as e:
+                forget_session(target)
+                last = f"SSH to {target.where} failed: {describe(e)}"
+                log.note(last)
+            if time.monotonic() + delay >= deadline:
+                raise RemoteError(
+                    service,
+                    step,
+                    f"not ready after {attempts} attempts in {timeout:g}s; last: {last}",
+                    log_tail=log.tail(),
+                    log_path=str(log_path),
+                )
+            time.sleep(delay)
+            delay = min(delay * 1.5, max(interval, 5.0))
+    finally:
+        log.close()
+
+
+def remove_run_dir(target: SshTarget, run: str, service: str = "-") -> None:
+    """Delete the run's private directory on the host (terminate / clean)."""
+    check_name("run", run, service, "clean")
+    sudo = "sudo -n " if target.user != "root" else ""
+    base = f'"$HOME"/{REMOTE_ROOT}'
+    cmd = f"{sudo}rm -rf -- {base}/{shlex.quote(run)} && (rmdir {base} 2>/dev/null; true)"
+    try:
+        status, out = session_for(target, service).run(cmd, timeout=120)
+    except (*TRANSIENT, CommandTimedOut) as e:
+        forget_session(target)
+        raise RemoteError(
+            service, "clean", f"SSH to {target.where} failed: {describe(e)}"
+        ) from None
+    if status != 0:
+        raise RemoteError(
+            service, "clean", f"removing ~/{REMOTE_ROOT}/{run} on {target.label}: {out.strip()}"
+        )

@@ -1,0 +1,313 @@
+"""The run store: one SQLite file under $CLOUDINITD_HOME, mode 0600, WAL.
+
+Rows are written *before* the thing they describe happens where that
+matters: a launch intent (client token, tags) before the cloud call, each
+instance id as soon as the provider reports it. Nothing secret is stored:
+cloud entries hold references (profile names, env var names), never keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from cloudinitd.errors import RunNotFound, UsageError
+from cloudinitd.providers.base import LIVE_STATES, InstanceInfo
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    name TEXT PRIMARY KEY,
+    plan_name TEXT NOT NULL,
+    plan_path TEXT NOT NULL,
+    vars_json TEXT NOT NULL DEFAULT '{}',
+    counts_json TEXT NOT NULL DEFAULT '{}',
+    clouds_json TEXT NOT NULL DEFAULT '{}',
+    status TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    expires REAL
+);
+CREATE TABLE IF NOT EXISTS services (
+    run TEXT NOT NULL,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    step TEXT,
+    error TEXT,
+    log_path TEXT,
+    updated REAL NOT NULL,
+    PRIMARY KEY (run, name)
+);
+CREATE TABLE IF NOT EXISTS launches (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run TEXT NOT NULL,
+    service TEXT NOT NULL,
+    cloud TEXT NOT NULL,
+    client_token TEXT NOT NULL UNIQUE,
+    indexes_json TEXT NOT NULL,
+    tags_json TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS instances (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run TEXT NOT NULL,
+    service TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    cloud TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    client_token TEXT,
+    state TEXT NOT NULL,
+    address TEXT,
+    private_address TEXT,
+    hostname TEXT,
+    extra_json TEXT NOT NULL DEFAULT '{}',
+    boot_hash TEXT,
+    configured INTEGER NOT NULL DEFAULT 0,
+    launched REAL NOT NULL,
+    terminated REAL,
+    UNIQUE (run, cloud, instance_id)
+);
+CREATE TABLE IF NOT EXISTS attributes (
+    run TEXT NOT NULL,
+    service TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    value_json TEXT NOT NULL,
+    PRIMARY KEY (run, service, idx, key)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run TEXT NOT NULL,
+    ts REAL NOT NULL,
+    service TEXT,
+    idx INTEGER,
+    kind TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS instances_run ON instances (run, service, state);
+CREATE INDEX IF NOT EXISTS events_run ON events (run, id);
+"""
+
+INSTANCE_FIELDS = ("state", "address", "private_address", "hostname", "extra_json",
+                   "boot_hash", "configured", "terminated")
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file 0600 before SQLite opens it (SQLite follows the umask)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+
+
+class Store:
+    """Thread-safe access to the run store (one connection guarded by a lock)."""
+
+    def __init__(self, home: Path):
+        self.home = Path(home)
+        self.path = self.home / "state.db"
+        _create_private(self.path)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                   timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _exec(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._db.execute(sql, tuple(args))
+
+    def _rows(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(r) for r in self._db.execute(sql, tuple(args)).fetchall()]
+
+    # runs --------------------------------------------------------------
+    def run_dir(self, run: str) -> Path:
+        return self.home / "runs" / run
+
+    def create_run(self, name: str, plan_name: str, plan_path: Path, vars: dict[str, Any],
+                   clouds: dict[str, dict[str, Any]], expires: float | None = None) -> None:
+        """`vars` are the --var overrides as given; `clouds` the cloud entries the run may
+        use (provider + options, which hold references only), so that `terminate` works
+        even when the plan file is gone."""
+        now = time.time()
+        try:
+            self._exec(
+                "INSERT INTO runs (name, plan_name, plan_path, vars_json, clouds_json, status,"
+                " created, updated, expires) VALUES (?, ?, ?, ?, ?, 'booting', ?, ?, ?)",
+                (name, plan_name, str(plan_path), json.dumps(vars, default=str),
+                 json.dumps(clouds, default=str), now, now, expires),
+            )
+        except sqlite3.IntegrityError:
+            raise UsageError(f"a run named {name!r} already exists (pick another --name)") from None
+        run_dir = self.run_dir(name)
+        (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        os.chmod(run_dir, 0o700)
+
+    def unique_run_name(self, base: str) -> str:
+        taken = {r["name"] for r in self._rows("SELECT name FROM runs WHERE name LIKE ?",
+                                               (f"{base}%",))}
+        for n in range(1, 100000):
+            candidate = f"{base}-{n}"
+            if candidate not in taken:
+                return candidate
+        raise UsageError("could not find a free run name")
+
+    def run(self, name: str) -> dict[str, Any]:
+        rows = self._rows("SELECT * FROM runs WHERE name = ?", (name,))
+        if not rows:
+            raise RunNotFound(name)
+        row = rows[0]
+        row["vars"] = json.loads(row.pop("vars_json"))
+        row["counts"] = json.loads(row.pop("counts_json"))
+        row["clouds"] = json.loads(row.pop("clouds_json"))
+        return row
+
+    def runs(self) -> list[dict[str, Any]]:
+        return self._rows("SELECT name, plan_name, plan_path, status, created, updated, expires"
+                          " FROM runs ORDER BY created")
+
+    def update_run(self, name: str, **fields: Any) -> None:
+        if "vars" in fields:
+            fields["vars_json"] = json.dumps(fields.pop("vars"), default=str)
+        for key in ("counts", "clouds"):
+            if key in fields:
+                fields[f"{key}_json"] = json.dumps(fields.pop(key), default=str)
+        fields["updated"] = time.time()
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        self._exec(f"UPDATE runs SET {cols} WHERE name = ?", (*fields.values(), name))
+
+    def delete_run(self, name: str) -> None:
+        """Forget a run entirely (`clean` after everything is terminated)."""
+        with self._lock:
+            for table in ("services", "launches", "instances", "attributes", "events"):
+                self._db.execute(f"DELETE FROM {table} WHERE run = ?", (name,))
+            self._db.execute("DELETE FROM runs WHERE name = ?", (name,))
+
+    # services ----------------------------------------------------------
+    def set_service(self, run: str, name: str, status: str, step: str | None = None,
+                    error: str | None = None, log_path: str | None = None) -> None:
+        self._exec(
+            "INSERT INTO services (run, name, status, step, error, log_path, updated)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run, name) DO UPDATE SET"
+            " status = excluded.status, step = excluded.step, error = excluded.error,"
+            " log_path = COALESCE(excluded.log_path, services.log_path),"
+            " updated = excluded.updated",
+            (run, name, status, step, error, log_path, time.time()),
+        )
+
+    def services(self, run: str) -> dict[str, dict[str, Any]]:
+        return {r["name"]: r for r in self._rows("SELECT * FROM services WHERE run = ?", (run,))}
+
+    # launches and instances --------------------------------------------
+    def record_launch_intent(self, run: str, service: str, cloud: str, client_token: str,
+                             indexes: list[int], tags: dict[str, str]) -> None:
+        self._exec(
+            "INSERT OR IGNORE INTO launches (run, service, cloud, client_token, indexes_json,"
+            " tags_json, status, created) VALUES (?, ?, ?, ?, ?, ?, 'requested', ?)",
+            (run, service, cloud, client_token, json.dumps(indexes), json.dumps(tags),
+             time.time()),
+        )
+
+    def finish_launch(self, client_token: str, status: str) -> None:
+        self._exec("UPDATE launches SET status = ? WHERE client_token = ?", (status, client_token))
+
+    def launches(self, run: str) -> list[dict[str, Any]]:
+        rows = self._rows("SELECT * FROM launches WHERE run = ? ORDER BY id", (run,))
+        for r in rows:
+            r["indexes"] = json.loads(r.pop("indexes_json"))
+            r["tags"] = json.loads(r.pop("tags_json"))
+        return rows
+
+    def record_instance(self, run: str, service: str, index: int, cloud: str, provider: str,
+                        info: InstanceInfo, client_token: str | None = None) -> None:
+        self._exec(
+            "INSERT INTO instances (run, service, idx, cloud, provider, instance_id,"
+            " client_token, state, address, private_address, hostname, extra_json, launched)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (run, cloud, instance_id) DO UPDATE SET state = excluded.state",
+            (run, service, index, cloud, provider, info.instance_id, client_token, info.state,
+             info.address, info.private_address, info.hostname,
+             json.dumps(info.extra, default=str), time.time()),
+        )
+
+    def update_instance(self, run: str, cloud: str, instance_id: str, **fields: Any) -> None:
+        if "extra" in fields:
+            fields["extra_json"] = json.dumps(fields.pop("extra"), default=str)
+        unknown = set(fields) - set(INSTANCE_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown instance fields {unknown}")
+        if fields.get("state") == "terminated" and "terminated" not in fields:
+            fields["terminated"] = time.time()
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        self._exec(f"UPDATE instances SET {cols} WHERE run = ? AND cloud = ? AND instance_id = ?",
+                   (*fields.values(), run, cloud, instance_id))
+
+    def update_from_info(self, run: str, cloud: str, info: InstanceInfo) -> None:
+        fields: dict[str, Any] = {"state": info.state}
+        for key in ("address", "private_address", "hostname"):
+            if getattr(info, key):
+                fields[key] = getattr(info, key)
+        if info.extra:
+            fields["extra"] = info.extra
+        self.update_instance(run, cloud, info.instance_id, **fields)
+
+    def instances(self, run: str, service: str | None = None,
+                  live_only: bool = True) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM instances WHERE run = ?"
+        args: list[Any] = [run]
+        if service is not None:
+            sql += " AND service = ?"
+            args.append(service)
+        if live_only:
+            sql += f" AND state IN ({', '.join('?' * len(LIVE_STATES))})"
+            args.extend(sorted(LIVE_STATES))
+        rows = self._rows(sql + " ORDER BY service, idx, id", args)
+        for r in rows:
+            r["extra"] = json.loads(r.pop("extra_json"))
+        return rows
+
+    # attributes ----------------------------------------------------------
+    def set_attributes(self, run: str, service: str, index: int, attrs: dict[str, Any]) -> None:
+        with self._lock:
+            for key, value in attrs.items():
+                self._db.execute(
+                    "INSERT INTO attributes (run, service, idx, key, value_json) VALUES"
+                    " (?, ?, ?, ?, ?) ON CONFLICT (run, service, idx, key) DO UPDATE SET"
+                    " value_json = excluded.value_json",
+                    (run, service, index, key, json.dumps(value)),
+                )
+
+    def clear_attributes(self, run: str, service: str, index: int) -> None:
+        self._exec("DELETE FROM attributes WHERE run = ? AND service = ? AND idx = ?",
+                   (run, service, index))
+
+    def attributes(self, run: str) -> dict[tuple[str, int], dict[str, Any]]:
+        out: dict[tuple[str, int], dict[str, Any]] = {}
+        for r in self._rows("SELECT * FROM attributes WHERE run = ?", (run,)):
+            out.setdefault((r["service"], r["idx"]), {})[r["key"]] = json.loads(r["value_json"])
+        return out
+
+    # events --------------------------------------------------------------
+    def event(self, run: str, kind: str, message: str, service: str | None = None,
+              index: int | None = None) -> None:
+        self._exec("INSERT INTO events (run, ts, service, idx, kind, message)"
+                   " VALUES (?, ?, ?, ?, ?, ?)", (run, time.time(), service, index, kind, message))
+
+    def events(self, run: str) -> list[dict[str, Any]]:
+        return self._rows("SELECT ts, service, idx, kind, message FROM events WHERE run = ?"
+                          " ORDER BY id", (run,))

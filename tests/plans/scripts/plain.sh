@@ -1,0 +1,3 @@
+#!/bin/sh
+# not a template: sent verbatim, ${#} and {{ stay as they are
+echo ${#} {{ x }}

@@ -1,0 +1,160 @@
+"""hostnet: the project's bridge, machine-wide leases, the apt proxy (real kernel objects).
+
+Each test works on a private bridge / subnet / lease directory (see
+tests/support/lxc.py), never on a real cidbr0.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import multiprocessing
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from cloudinitd.errors import ProviderError
+from cloudinitd.providers import hostnet
+from tests.support.lxc import isolated_net, require_lxc
+
+pytestmark = pytest.mark.lxc
+
+
+@pytest.fixture
+def net(tmp_path):
+    require_lxc()
+    with isolated_net(tmp_path) as n:
+        yield n
+
+
+def _addresses(dev: str) -> list[str]:
+    out = subprocess.run(
+        ["ip", "-j", "-4", "addr", "show", "dev", dev], capture_output=True, text=True, check=True
+    ).stdout
+    return [f"{a['local']}/{a['prefixlen']}" for link in json.loads(out) for a in link["addr_info"]]
+
+
+def _ip_forward() -> str:
+    return Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
+
+
+def test_bridge_created_idempotent_and_torn_down(net):
+    forward_before = _ip_forward()
+    bridge = hostnet.ensure_bridge()
+    assert bridge.name == net.bridge
+    assert bridge.network == ipaddress.IPv4Network(net.subnet)
+    assert bridge.gateway == str(bridge.network.network_address + 1)
+    assert Path("/sys/class/net", net.bridge, "bridge").is_dir(), "not a bridge device"
+    assert _addresses(net.bridge) == [f"{bridge.gateway}/24"]
+
+    again = hostnet.ensure_bridge()  # idempotent: same bridge, address not doubled
+    assert again == bridge
+    assert _addresses(net.bridge) == [f"{bridge.gateway}/24"]
+    assert _ip_forward() == forward_before
+
+    assert hostnet.teardown_if_unused() is True
+    assert not Path("/sys/class/net", net.bridge).exists()
+    assert _ip_forward() == forward_before
+
+
+def test_subnet_colliding_with_existing_route_is_refused(net, monkeypatch):
+    routes = json.loads(
+        subprocess.run(
+            ["ip", "-j", "-4", "route"], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    taken = [r for r in routes if r.get("dst") not in (None, "default")]
+    assert taken, "this test needs at least one non-default route on the machine"
+    monkeypatch.setenv("CLOUDINITD_SUBNET", str(ipaddress.IPv4Network(taken[0]["dst"])))
+    with pytest.raises(ProviderError, match=f"collides with .*{taken[0]['dev']}"):
+        hostnet.ensure_bridge()
+    assert not Path("/sys/class/net", net.bridge).exists()
+
+
+def _lease_many(args: tuple[dict[str, str], str, int]) -> list[str]:
+    env, owner, count = args
+    import os
+
+    os.environ.update(env)
+    return [hostnet.lease_address(f"{owner}:{i}") for i in range(count)]
+
+
+def test_leases_are_unique_across_processes(net):
+    ctx = multiprocessing.get_context("spawn")  # fresh interpreters, real separate processes
+    with ctx.Pool(4) as pool:
+        results = pool.map(_lease_many, [(net.env(), f"proc{p}", 30) for p in range(4)])
+    got = [a for chunk in results for a in chunk]
+    assert len(got) == 120
+    assert len(set(got)) == 120, "an address was leased twice"
+    network = ipaddress.IPv4Network(net.subnet)
+    gateway = str(network.network_address + 1)
+    assert gateway not in got
+    assert all(ipaddress.IPv4Address(a) in network for a in got)
+    table = hostnet.leases()
+    assert set(table) == set(got)
+    assert table[results[2][5]] == "proc2:5"
+    for address in got:
+        hostnet.release_address(address)
+    assert hostnet.leases() == {}
+
+
+def test_leases_run_out_with_clear_error(net, monkeypatch):
+    monkeypatch.setenv("CLOUDINITD_SUBNET", "10.177.99.0/29")  # 6 hosts - gateway = 5
+    got = [hostnet.lease_address("x") for _ in range(5)]
+    assert len(set(got)) == 5
+    with pytest.raises(ProviderError, match="no free address"):
+        hostnet.lease_address("x")
+    hostnet.release_address(got[2])
+    assert hostnet.lease_address("y") == got[2]
+
+
+def test_released_address_is_not_reused_at_once(net):
+    first = hostnet.lease_address("a")
+    hostnet.release_address(first)
+    assert hostnet.lease_address("b") != first
+
+
+def _listeners(port: int) -> list[str]:
+    out = subprocess.run(
+        ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout
+    return [line.split()[3] for line in out.splitlines() if line.strip()]
+
+
+def test_apt_proxy_on_gateway_only_and_stopped_at_teardown(net):
+    bridge = hostnet.ensure_bridge()
+    url = hostnet.ensure_apt_proxy(bridge)
+    assert url == f"http://{bridge.gateway}:3142"
+    pid = hostnet.apt_proxy_pid()
+    assert pid and b"apt-cacher-ng" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    assert f"{bridge.gateway}:3142" in _listeners(3142)
+    assert "0.0.0.0:3142" not in _listeners(3142)
+    assert hostnet.ensure_apt_proxy(bridge) == url
+    assert hostnet.apt_proxy_pid() == pid, "a second call must reuse the running proxy"
+    backends = (net.net_dir / "apt-cacher-ng" / "backends_debian").read_text().strip()
+    assert backends == hostnet.host_debian_mirror()
+
+    # Fetch a real index through the proxy, as an instance's apt would.
+    proxy = urllib.request.ProxyHandler({"http": url})
+    opener = urllib.request.build_opener(proxy)
+    with opener.open("http://deb.debian.org/debian/dists/bookworm/Release", timeout=120) as r:
+        body = r.read(4096).decode()
+    assert "Codename: bookworm" in body
+
+    lease = hostnet.lease_address("keep")
+    assert hostnet.teardown_if_unused() is False, "a lease is held: nothing may go"
+    assert Path(f"/proc/{pid}").exists()
+    hostnet.release_address(lease)
+    assert hostnet.teardown_if_unused() is True
+    assert (
+        not Path(f"/proc/{pid}").exists()
+        or b"apt-cacher-ng" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    )
+    assert not Path("/sys/class/net", net.bridge).exists()
+
+
+def test_host_mirror_is_a_debian_archive():
+    mirror = hostnet.host_debian_mirror()
+    assert mirror.startswith("http://") and mirror.endswith("/debian/")

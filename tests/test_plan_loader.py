@@ -1,0 +1,256 @@
+"""load_plan: good plans resolve to the right structure; every bad plan fails at FILE:LINE.
+
+Bad plans live in tests/plans/bad/, each with `# expect:` lines giving the
+exact errors, in order; adding a case is adding a file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cloudinitd.errors import PlanErrors, UsageError
+from cloudinitd.paths import cloudinitd_home, display_path, find_plan, shipped_dir
+from cloudinitd.plan.loader import load_plan, parse_override
+from cloudinitd.plan.model import CloudPlacement, CloudSpec
+
+PLANS = Path(__file__).parent / "plans"
+BAD = sorted((PLANS / "bad").glob("*.yml"))
+
+
+@pytest.fixture(autouse=True)
+def in_plans(monkeypatch):
+    # Messages name files relative to the working folder: make that fixed.
+    monkeypatch.chdir(PLANS)
+
+
+def expected_errors(path: Path) -> list[str]:
+    return [
+        line.removeprefix("# expect: ").rstrip("\n")
+        for line in path.read_text().splitlines()
+        if line.startswith("# expect: ")
+    ]
+
+
+def test_every_bad_plan_states_its_errors():
+    assert len(BAD) >= 15
+    for path in BAD:
+        assert expected_errors(path), f"{path.name} has no '# expect:' line"
+
+
+@pytest.mark.parametrize("path", BAD, ids=lambda p: p.stem)
+def test_bad_plan_reports_exact_file_line_and_message(path):
+    with pytest.raises(PlanErrors) as info:
+        load_plan(Path("bad") / path.name)
+    assert [str(e) for e in info.value.errors] == expected_errors(path)
+    assert info.value.exit_code == 2
+    assert str(info.value) == "\n".join(expected_errors(path))
+
+
+def test_cluster_plan_structure():
+    plan = load_plan("good/cluster.yml")
+    assert plan.name == "cluster"
+    assert plan.path == (PLANS / "good/cluster.yml").resolve()
+    assert list(plan.services) == ["head", "compute", "authorize", "gateway"]
+    assert plan.vars == {"compute_count": 2, "export_dir": "/srv/share"}
+
+    head = plan.services["head"]
+    assert head.clouds == [CloudPlacement("local", -1)]
+    assert (head.image, head.size, head.ssh_user, head.count) == ("debian-12", "small", "root", 1)
+    assert head.exports == ["export_dir"]
+    assert head.timeout == 600.0 and head.lifetime == 7200.0
+    assert head.scripts["boot"].path == (PLANS / "scripts/server-boot.sh.j2").resolve()
+    assert "mkdir -p" in head.scripts["boot"].source
+    assert str(head.pos) == "good/cluster.yml:16"
+    assert str(head.pos_of("image")) == "good/cluster.yml:10"  # inherited from defaults
+
+    compute = plan.services["compute"]
+    assert compute.count == 2  # rendered from vars
+    assert compute.clouds == [CloudPlacement("hotel", 1), CloudPlacement("local", -1)]
+    assert compute.env == {"GREETING": "hello", "ROLE": "compute", "DEBUG": "true"}
+    assert compute.spot == {"max_price": 0.05, "fallback": "on-demand"}
+    assert compute.options == {"security_groups": ["default"]}
+    assert compute.lifetime is None
+
+    authorize = plan.services["authorize"]
+    assert authorize.host == "head" and not authorize.launches
+    assert authorize.clouds == [] and authorize.image is None  # defaults for launching skipped
+    assert authorize.after == ["compute"]
+
+    gateway = plan.services["gateway"]
+    assert (gateway.host, gateway.ssh_user, gateway.ssh_port) == ("192.0.2.77", "admin", 2222)
+    assert gateway.ssh_key == (PLANS / "good/keys/id_test").resolve()
+    assert gateway.scripts["ready"].ref == "../scripts/plain.sh"
+
+    assert plan.clouds["hotel"] == CloudSpec(
+        "hotel",
+        "ec2",
+        {
+            "endpoint": "https://hotel.example/",
+            "region": "nimbus",
+            "credentials": {"profile": "hotel"},
+        },
+        plan.clouds["hotel"].pos,
+    )
+    assert plan.clouds["local"].provider == "local" and plan.clouds["qemu"].provider == "qemu"
+
+
+def test_var_overrides_are_yaml_scalars_and_change_count():
+    plan = load_plan("good/cluster.yml", overrides={"compute_count": "4", "extra": "yes please"})
+    assert plan.services["compute"].count == 4
+    assert plan.vars["compute_count"] == 4
+    assert plan.vars["extra"] == "yes please"
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("4", 4),
+        ("2.5", 2.5),
+        ("true", True),
+        ("abc", "abc"),
+        ("", ""),
+        ("[1, 2]", "[1, 2]"),
+        ("a: b", "a: b"),
+        ("'quoted'", "quoted"),
+    ],
+)
+def test_parse_override(text, value):
+    assert parse_override(text) == value
+
+
+def write(tmp_path: Path, text: str, name: str = "plan.yml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_catalog_clouds_are_used_and_plan_clouds_override_them(tmp_path):
+    catalog = {
+        "hotel": CloudSpec("hotel", "ec2", {"region": "catalog"}),
+        "sierra": CloudSpec("sierra", "ec2", {"region": "s"}),
+    }
+    path = write(
+        tmp_path,
+        """
+clouds: {hotel: {provider: ec2, region: plan}}
+services:
+  a: {cloud: hotel}
+  b: {cloud: sierra}
+""",
+    )
+    plan = load_plan(path, catalog=catalog)
+    assert plan.clouds["hotel"].options == {"region": "plan"}
+    assert plan.clouds["sierra"].options == {"region": "s"}
+    assert plan.name == tmp_path.name  # plan.yml: named after its folder
+
+
+def test_default_cloud_is_defaults_cloud_else_local(tmp_path):
+    plan = load_plan(write(tmp_path, "services: {a: {}}\n", "x.yml"))
+    assert plan.services["a"].clouds == [CloudPlacement("local", -1)]
+    assert plan.name == "x"
+    plan = load_plan(write(tmp_path, "defaults: {cloud: qemu}\nservices: {a: {}}\n"))
+    assert plan.services["a"].clouds == [CloudPlacement("qemu", -1)]
+
+
+def test_service_on_another_service_host_logs_in_as_that_service(tmp_path):
+    path = write(
+        tmp_path,
+        """
+services:
+  head: {ssh_user: debian, ssh_port: 2200}
+  extra: {host: head}
+  own: {host: head, ssh_user: admin}
+""",
+    )
+    plan = load_plan(path)
+    assert (plan.services["extra"].ssh_user, plan.services["extra"].ssh_port) == ("debian", 2200)
+    assert plan.services["own"].ssh_user == "admin"
+
+
+def test_host_on_multi_instance_service_is_an_error(tmp_path):
+    path = write(tmp_path, "services:\n  c: {count: 2}\n  x:\n    host: c\n")
+    with pytest.raises(PlanErrors) as info:
+        load_plan(path)
+    assert str(info.value).endswith(
+        "plan.yml:4: service 'x': host 'c' has 2 instances; host: needs a one-instance service"
+    )
+
+
+def test_plan_lifetime_applies_to_launched_services(tmp_path):
+    path = write(tmp_path, "lifetime: 2h\nservices:\n  a: {}\n  b: {lifetime: 30m}\n")
+    plan = load_plan(path)
+    assert plan.lifetime == 7200.0
+    assert plan.services["a"].lifetime == 7200.0
+    assert plan.services["b"].lifetime == 1800.0
+
+
+def test_script_found_in_bootlevels_library(tmp_path):
+    library = shipped_dir("bootlevels")
+    role = library / "zz-test-loader-role"
+    role.mkdir(parents=True)
+    try:
+        (role / "boot.sh.j2").write_text("echo {{ self.name }}\n")
+        plan = load_plan(write(tmp_path, "services: {a: {boot: zz-test-loader-role/boot.sh.j2}}\n"))
+        assert plan.services["a"].scripts["boot"].path == (role / "boot.sh.j2").resolve()
+        # The plan's own folder wins over the library.
+        (tmp_path / "zz-test-loader-role").mkdir()
+        (tmp_path / "zz-test-loader-role/boot.sh.j2").write_text("echo mine\n")
+        plan = load_plan(tmp_path / "plan.yml")
+        assert plan.services["a"].scripts["boot"].source == "echo mine\n"
+    finally:
+        (role / "boot.sh.j2").unlink()
+        role.rmdir()
+
+
+def test_missing_plan_file_is_one_line_error(tmp_path):
+    with pytest.raises(PlanErrors) as info:
+        load_plan(tmp_path / "nope.yml")
+    assert (
+        str(info.value) == f"{tmp_path / 'nope.yml'}: cannot read plan: No such file or directory"
+    )
+
+
+def test_empty_plan_is_an_error(tmp_path):
+    with pytest.raises(PlanErrors) as info:
+        load_plan(write(tmp_path, "# nothing\n"))
+    assert "a plan must be a mapping" in str(info.value)
+
+
+# -- paths -----------------------------------------------------------------
+
+
+def test_cloudinitd_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("CLOUDINITD_HOME", str(tmp_path / "h"))
+    assert cloudinitd_home() == tmp_path / "h"
+    monkeypatch.delenv("CLOUDINITD_HOME")
+    assert cloudinitd_home() == Path.home() / ".cloudinitd"
+
+
+def test_shipped_dirs_are_the_checkout_folders():
+    root = Path(__file__).resolve().parents[1]
+    assert shipped_dir("plans") == root / "plans"
+    assert shipped_dir("bootlevels") == root / "bootlevels"
+    with pytest.raises(ValueError):
+        shipped_dir("etc")
+
+
+def test_find_plan(tmp_path):
+    plan = write(tmp_path, "services: {a: {}}\n")
+    assert find_plan(plan) == plan
+    assert find_plan(tmp_path) == plan
+    shipped = shipped_dir("plans") / "zz-test-find-plan"
+    shipped.mkdir(parents=True)
+    try:
+        (shipped / "plan.yml").write_text("services: {a: {}}\n")
+        assert find_plan("zz-test-find-plan") == shipped / "plan.yml"
+        assert display_path(shipped / "plan.yml") == "plans/zz-test-find-plan/plan.yml"
+    finally:
+        (shipped / "plan.yml").unlink()
+        shipped.rmdir()
+    with pytest.raises(UsageError, match="no plan 'no-such-plan'"):
+        find_plan("no-such-plan")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="folder has no plan.yml"):
+        find_plan(tmp_path / "empty")

@@ -1,0 +1,303 @@
+"""Rendering scripts and env values: context, shell quoting, strict errors, dry-run world."""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from cloudinitd.errors import PlanError
+from cloudinitd.plan.loader import load_plan
+from cloudinitd.plan.model import ScriptSpec
+from cloudinitd.templates import (
+    is_shell_script,
+    placeholder_world,
+    render_script,
+    render_value,
+)
+
+PLANS = Path(__file__).parent / "plans"
+NASTY = [
+    "'; rm -rf /; '",
+    "$(echo pwned > pwned.txt) `echo pwned > pwned.txt` ${HOME}",
+    "; echo pwned > pwned.txt",
+    'two\nlines "and" \\ back\\slash',
+    "",
+    "*",
+    "-n",
+]
+
+
+@pytest.fixture(autouse=True)
+def in_plans(monkeypatch):
+    monkeypatch.chdir(PLANS)
+
+
+@pytest.fixture()
+def plan():
+    return load_plan("good/render.yml")
+
+
+def world_with(plan, **head_attrs):
+    world = placeholder_world(plan)
+    world["head"][0].update(head_attrs)
+    return world
+
+
+def inline(plan, text: str, name: str = "t.sh.j2") -> ScriptSpec:
+    return ScriptSpec(ref=name, path=PLANS / "scripts" / name, source=text)
+
+
+def render(plan, text, world=None, name="t.sh.j2", service="compute", index=0):
+    return render_script(
+        inline(plan, text, name),
+        plan=plan,
+        run="r1",
+        service=service,
+        index=index,
+        world=world or placeholder_world(plan),
+    )
+
+
+@pytest.mark.parametrize("value", NASTY, ids=range(len(NASTY)))
+def test_values_are_shell_quoted_so_sh_echoes_them_back(plan, value, tmp_path):
+    script = plan.services["compute"].scripts["terminate"]
+    text = render_script(
+        script, plan=plan, run="r1", service="compute", index=0, world=world_with(plan, motd=value)
+    )
+    command = text.split("\n", 1)[1]  # after the #! line
+    # printf, not echo: echo would take "-n" as an option.
+    command = command.replace("echo ", "printf '%s\\n' ", 1)
+    # PATH holds nothing, so even if quoting ever broke no external program
+    # (rm!) could run; the builtins-only payloads would leave pwned.txt.
+    out = subprocess.run(
+        ["/bin/sh", "-c", command],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PATH": str(tmp_path)},
+        check=True,
+    )
+    assert out.stdout == value + "\n"
+    assert not (tmp_path / "pwned.txt").exists()
+
+
+def test_an_unquoted_value_would_be_caught(plan, tmp_path):
+    # The check above can fail: the same payload marked |safe does run.
+    world = world_with(plan, motd="; echo pwned > pwned.txt")
+    command = render(plan, "printf '%s\\n' {{ head.motd | safe }}", world)
+    subprocess.run(
+        ["/bin/sh", "-c", command],
+        cwd=tmp_path,
+        env={"PATH": str(tmp_path)},
+        check=True,
+        capture_output=True,
+    )
+    assert (tmp_path / "pwned.txt").exists()
+
+
+def test_plain_words_and_numbers_stay_unquoted_and_safe_marks_raw(plan):
+    text = render(
+        plan,
+        "a={{ self.index }} b={{ head.address }} c={{ vars.n }} "
+        "d={{ vars.greeting }} e={{ vars.cmd | safe }} f={{ vars.greeting | shquote }}\n",
+    )
+    assert text == "a=0 b=192.0.2.1 c=3 d='hello world' e=ls -l | wc -l f='hello world'\n"
+
+
+def test_non_shell_templates_render_raw_and_shquote_still_works(plan):
+    script = plan.services["compute"].scripts["ready"]
+    text = render_script(
+        script,
+        plan=plan,
+        run="r1",
+        service="compute",
+        index=0,
+        world=world_with(plan, export_dir="/srv/my share"),
+    )
+    assert text == "PATH = \"/srv/my share\"\nQUOTED = '/srv/my share'\n"
+
+
+@pytest.mark.parametrize(
+    "name, shell",
+    [
+        ("boot.sh.j2", True),
+        ("boot.j2", True),
+        ("boot", True),
+        ("run.bash.j2", True),
+        ("conf.py.j2", False),
+        ("x.yml.j2", False),
+    ],
+)
+def test_which_templates_are_shell(name, shell):
+    assert is_shell_script(name) is shell
+
+
+def test_context_self_run_env_and_services(plan):
+    world = placeholder_world(plan)
+    text = render(
+        plan,
+        "{{ run }} {{ self.name }}-{{ self.index }} {{ self.count }} "
+        "{{ self.instances | length }} {{ head.count }} {{ env.WHO }} {{ env.HEAD }}"
+        "{% for h in head.instances %} {{ h.hostname }}{% endfor %}\n",
+        world,
+    )
+    assert text == "r1 compute-0 1 1 1 compute-0 192.0.2.1 head-0\n"
+
+
+def test_trailing_newline_is_kept(plan):
+    assert render(plan, "echo hi\n") == "echo hi\n"
+    assert render(plan, "echo hi") == "echo hi"
+
+
+def test_undefined_attribute_at_render_names_file_line_variable_and_service(plan):
+    world = placeholder_world(plan)
+    del world["head"][0]["export_dir"]  # head's boot script did not export it
+    script = plan.services["compute"].scripts["boot"]
+    with pytest.raises(PlanError) as info:
+        render_script(script, plan=plan, run="r1", service="compute", index=0, world=world)
+    assert str(info.value) == (
+        "scripts/needs-export.sh.j2:3: undefined 'head.export_dir' while rendering service 'compute'"
+    )
+    assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "ok\n{{ nobody }}\n",
+            "scripts/t.sh.j2:2: undefined 'nobody' while rendering service 'compute'",
+        ),
+        (
+            "{{ vars.nope }}",
+            "scripts/t.sh.j2:1: undefined 'vars.nope' while rendering service 'compute'",
+        ),
+        (
+            "{{ self.nope }}",
+            "scripts/t.sh.j2:1: undefined 'self.nope' while rendering service 'compute'",
+        ),
+        (
+            "{{ head.instances[3].address }}",
+            "scripts/t.sh.j2:1: undefined 'head.instances[3]' while rendering service 'compute'",
+        ),
+        (
+            "\n\n{{ 1 / 0 }}",
+            "scripts/t.sh.j2:3: ZeroDivisionError: division by zero while rendering service 'compute'",
+        ),
+        (
+            "{% if %}",
+            "scripts/t.sh.j2:1: Expected an expression, got 'end of statement block' while rendering service 'compute'",
+        ),
+        (
+            "{{ head }}",
+            "scripts/t.sh.j2:1: 'head' is a service, not a value: use head.address or another "
+            "attribute while rendering service 'compute'",
+        ),
+    ],
+)
+def test_strict_errors(plan, text, message):
+    with pytest.raises(PlanError) as info:
+        render(plan, text)
+    assert str(info.value) == message
+
+
+def test_direct_attribute_of_multi_instance_service_says_use_instances(plan):
+    world = placeholder_world(plan)
+    world["compute"].append({**world["compute"][0], "index": 1, "address": "192.0.2.99"})  # scaled
+    with pytest.raises(PlanError) as info:
+        render(plan, "echo {{ compute.address }}", world, service="head")
+    assert str(info.value) == (
+        "scripts/t.sh.j2:1: service 'compute' has 2 instances: use compute.instances (e.g. "
+        "{% for i in compute.instances %}{{ i.address }}{% endfor %}), not compute.address "
+        "while rendering service 'head'"
+    )
+    text = "{% for c in compute.instances %}{{ c.address }} {% endfor %}"
+    assert render(plan, text, world, service="head") == "192.0.2.2 192.0.2.99 "
+
+
+def test_render_value_is_raw_and_errors_carry_where(plan):
+    world = world_with(plan, motd="a b; c")
+    kwargs = dict(plan=plan, run="r1", service="compute", index=0, world=world)
+    assert render_value("{{ head.motd }}!", where="good/render.yml:10", **kwargs) == "a b; c!"
+    with pytest.raises(PlanError) as info:
+        render_value("{{ head.nothing }}", where="good/render.yml:10", **kwargs)
+    assert str(info.value) == (
+        "good/render.yml:10: undefined 'head.nothing' while rendering env of service 'compute'"
+    )
+
+
+def test_plain_scripts_are_sent_verbatim(plan):
+    assert render(plan, "echo ${#} {{ x }}", name="t.sh") == "echo ${#} {{ x }}"
+
+
+def test_placeholder_world_renders_every_script_of_every_plan_here():
+    for path in sorted((PLANS / "good").glob("*.yml")):
+        plan = load_plan(path)
+        world = placeholder_world(plan)
+        assert set(world) == set(plan.services)
+        for name, spec in plan.services.items():
+            for i, attrs in enumerate(world[name]):
+                assert (
+                    ipaddress.ip_address(attrs["address"]) in ipaddress.ip_network("192.0.2.0/24")
+                    or attrs["address"] == spec.host
+                )
+                for script in spec.scripts.values():
+                    assert render_script(
+                        script, plan=plan, run="dry", service=spec, index=i, world=world
+                    )
+
+
+def test_placeholder_world_shape():
+    plan = load_plan("good/cluster.yml")
+    world = placeholder_world(plan)
+    assert [len(world[s]) for s in ("head", "compute", "authorize", "gateway")] == [1, 2, 1, 1]
+    head, c1 = world["head"][0], world["compute"][1]
+    assert head["export_dir"] == "<head.export_dir>"
+    assert c1 == {
+        "address": c1["address"],
+        "private_address": c1["address"],
+        "hostname": "compute-1",
+        "instance_id": "dry-run-compute-1",
+        "cloud": "hotel",
+        "index": 1,
+        "name": "compute",
+    }
+    assert (
+        len({world[s][i]["address"] for s in ("head", "compute") for i in range(len(world[s]))})
+        == 3
+    )
+    # a service on head's machine has head's address but its own name
+    assert world["authorize"][0]["address"] == head["address"]
+    assert world["authorize"][0]["name"] == "authorize"
+    assert world["gateway"][0]["address"] == "192.0.2.77"
+
+
+def test_placeholder_addresses_run_past_one_test_net():
+    plan = load_plan("good/cluster.yml", overrides={"compute_count": "300"})
+    addresses = [a["address"] for a in placeholder_world(plan)["compute"]]
+    assert len(set(addresses)) == 300
+    assert all(ipaddress.ip_address(a).is_private for a in addresses)  # documentation ranges
+
+
+def test_script_path_in_messages_uses_display_path(plan):
+    spec = replace(plan.services["compute"].scripts["boot"], source="{{ nope }}")
+    with pytest.raises(PlanError, match=r"^scripts/needs-export\.sh\.j2:1: undefined 'nope'"):
+        render_script(
+            spec, plan=plan, run="r", service="compute", index=0, world=placeholder_world(plan)
+        )
+
+
+def test_index_is_the_replica_index_not_the_list_position(plan):
+    world = placeholder_world(plan)
+    c0 = world["compute"][0]
+    world["compute"] = [
+        {**c0, "index": 2, "hostname": "compute-2"},
+        {**c0, "index": 5, "hostname": "compute-5"},
+    ]
+    assert render(plan, "{{ self.hostname }} {{ self.count }}", world, index=5) == "compute-5 2"
+    with pytest.raises(PlanError, match="service 'compute' has no instance 0 to render for"):
+        render(plan, "x", world, index=0)
