@@ -25,7 +25,8 @@ deps: system-deps venv
 
 # The base image is slow to build the first time; it is cached in .cache/ (ignored by git).
 image: deps
-	$(PY) -m cloudinitd.providers.local.image debian-12
+	$(VENV)/bin/cloudinitd image build debian-12 --provider local
+	$(VENV)/bin/cloudinitd image build debian-12 --provider qemu
 
 demo: deps image
 	bash scripts/demo.sh

@@ -127,7 +127,11 @@ def parse_catalog(text: str, file: str) -> dict[str, CloudSpec]:
             raise PlanError(f"cloud {name_s!r}: `provider:` is missing", file=file, line=line)
         if provider not in KINDS:
             close = difflib.get_close_matches(provider, KINDS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(KINDS))})"
+            hint = (
+                f" (did you mean {close[0]!r}?)"
+                if close
+                else f" (known: {', '.join(sorted(KINDS))})"
+            )
             raise PlanError(
                 f"cloud {name_s!r}: unknown provider {provider!r}{hint}",
                 file=file,

@@ -91,6 +91,7 @@ class _Scan:
     allow_env: bool
     bound: set[str] = field(default_factory=set)
     guarded: set[str] = field(default_factory=set)
+    uses: set[str] = field(default_factory=set)  # context names read (vars, home, ...)
     refs: list[Reference] = field(default_factory=list)
     errors: list[PlanError] = field(default_factory=list)
 
@@ -264,6 +265,11 @@ def _scan_text(
         scan.errors.append(PlanError(f"template syntax error: {exc.message}", file, line))
         return scan
     scan.bound = _bound_names(tree)
+    scan.uses = {
+        n.name
+        for n in tree.find_all(nodes.Name)
+        if n.ctx == "load" and n.name in CONTEXT_NAMES and n.name not in scan.bound
+    }
     scan.guarded = _guarded_names(tree)
     scan.visit(tree, {})
     return scan
@@ -299,6 +305,17 @@ def service_references(plan: Plan) -> dict[str, set[tuple[str, str | None]]]:
     out: dict[str, set[tuple[str, str | None]]] = {name: set() for name in plan.services}
     for ref in refs:
         out[ref.source].add((ref.target, ref.attr))
+    return out
+
+
+def context_uses(plan: Plan) -> dict[str, set[str]]:
+    """For each service, the context names (`vars`, `self`, `home`, ...) its templates read.
+
+    The engine starts the run's home share only when some service uses `home`.
+    """
+    out: dict[str, set[str]] = {name: set() for name in plan.services}
+    for scan in _scans(plan):
+        out[scan.service.name] |= scan.uses
     return out
 
 

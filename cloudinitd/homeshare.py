@@ -61,7 +61,7 @@ UsePAM no
 # Our files sit in a private 0700 folder that may be below /tmp (sticky, 1777),
 # which StrictModes' ownership walk would refuse.
 StrictModes no
-ForceCommand internal-sftp -d "{home_dir}"
+ForceCommand internal-sftp{start_dir}
 Subsystem sftp internal-sftp
 PermitTTY no
 PermitTunnel no
@@ -173,10 +173,11 @@ def _read_state(share_dir: Path) -> dict:
 def _is_our_sshd(pid: int, config: Path) -> bool:
     """True when `pid` is the sshd started with this share's config (not a reused pid)."""
     try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return bool(argv) and argv[0].endswith(b"sshd") and str(config).encode() in argv
+    # sshd rewrites its title ("sshd: /usr/sbin/sshd -D -f CONFIG ... [listener]").
+    return b"sshd" in cmdline and f"-f {config} ".encode() in cmdline.replace(b"\0", b" ")
 
 
 def _children(pid: int) -> list[int]:
@@ -238,6 +239,14 @@ def _listening(address: str, port: int) -> bool:
         return False
 
 
+def _start_dir(home_dir: str) -> str:
+    """`-d DIR` for internal-sftp (relative paths start there); sshd splits the
+    forced command on spaces without quoting, so a folder with spaces gets none."""
+    if any(c.isspace() for c in home_dir):
+        return ""
+    return " -d " + home_dir.replace("%", "%%")
+
+
 def _log_tail(path: Path, lines: int = 8) -> str:
     with contextlib.suppress(OSError):
         return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
@@ -275,8 +284,10 @@ def _start_sshd(share_dir: Path, config: Path, address: str, port: int) -> int:
             return proc.pid
         time.sleep(0.05)
     _kill(proc.pid)
-    raise HomeShareError(f"home share: sshd did not listen on {address}:{port} within"
-                         f" {START_TIMEOUT:.0f}s: {_log_tail(log)}")
+    raise HomeShareError(
+        f"home share: sshd did not listen on {address}:{port} within"
+        f" {START_TIMEOUT:.0f}s: {_log_tail(log)}"
+    )
 
 
 def _kill(pid: int, timeout: float = 5.0) -> None:
@@ -325,15 +336,16 @@ def ensure_home_share(
         wanted = {"host": listen_address, "user": user, "dir": home_dir}
         pid = state.get("pid")
         running = bool(pid) and _is_our_sshd(pid, config) and _alive(pid)
-        if running and all(state.get(k) == v for k, v in wanted.items()) and (
-            port is None or state.get("port") == port
+        if (
+            running
+            and all(state.get(k) == v for k, v in wanted.items())
+            and (port is None or state.get("port") == port)
         ):
             share_port = int(state["port"])
         else:
             if running:
                 _kill(pid)
-            share_port = _pick_port(listen_address, [port or 0, state.get("port", 0),
-                                                     DEFAULT_PORT])
+            share_port = _pick_port(listen_address, [port or 0, state.get("port", 0), DEFAULT_PORT])
             authorized = d / "authorized_keys"
             # `restrict`: no forwarding, pty, agent or rc, whatever the config says.
             _write_private(authorized, f"restrict {public}\n", mode=0o644)
@@ -341,20 +353,36 @@ def ensure_home_share(
             if pw.pw_uid != 0 and os.geteuid() == 0:
                 # sshd reads AuthorizedKeysFile as the user, who cannot enter
                 # root's private folders: have root's sshd hand the key over.
-                keys_command = (f"AuthorizedKeysCommand /bin/cat {authorized}\n"
-                                "AuthorizedKeysCommandUser root")
-            _write_private(config, CONFIG.format(
-                run=Path(run_dir).name, listen=listen_address, port=share_port, dir=d,
-                authorized_keys=authorized if not keys_command else "none",
-                keys_command=keys_command, user=user, home_dir=home_dir.replace("%", "%%"),
-            ))
+                keys_command = (
+                    f"AuthorizedKeysCommand /bin/cat {authorized}\nAuthorizedKeysCommandUser root"
+                )
+            _write_private(
+                config,
+                CONFIG.format(
+                    run=Path(run_dir).name,
+                    listen=listen_address,
+                    port=share_port,
+                    dir=d,
+                    authorized_keys=authorized if not keys_command else "none",
+                    keys_command=keys_command,
+                    user=user,
+                    start_dir=_start_dir(home_dir),
+                ),
+            )
             new_pid = _start_sshd(d, config, listen_address, share_port)
-            _write_private(d / "share.json", json.dumps({**wanted, "port": share_port,
-                                                         "pid": new_pid}) + "\n")
+            _write_private(
+                d / "share.json", json.dumps({**wanted, "port": share_port, "pid": new_pid}) + "\n"
+            )
         host_field = listen_address if share_port == 22 else f"[{listen_address}]:{share_port}"
         key_type, key_b64 = host_public.split()[:2]
-        return HomeShare(host=listen_address, port=share_port, user=user, dir=home_dir,
-                         key=private, known_host=f"{host_field} {key_type} {key_b64}")
+        return HomeShare(
+            host=listen_address,
+            port=share_port,
+            user=user,
+            dir=home_dir,
+            key=private,
+            known_host=f"{host_field} {key_type} {key_b64}",
+        )
 
 
 def share_pid(run_dir: Path) -> int | None:

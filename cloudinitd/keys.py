@@ -8,8 +8,8 @@ key is ever copied to a cloud. Generated in-process with `cryptography`
 
 from __future__ import annotations
 
-import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -38,8 +38,7 @@ def ensure_run_keypair(run_dir: Path) -> tuple[Path, str]:
             serialization.PrivateFormat.OpenSSH,
             serialization.NoEncryption(),
         )
-        tmp = run_dir / f".{KEY_NAME}.{os.getpid()}.tmp"
-        _write_private(tmp, pem)
+        tmp = _write_temp(run_dir, pem, 0o600)
         try:
             os.link(tmp, private)  # fails if another process won the race
         except FileExistsError:
@@ -53,19 +52,17 @@ def ensure_run_keypair(run_dir: Path) -> tuple[Path, str]:
 
     line = _public_line(private, comment)
     if not public.exists() or public.read_text().strip() != line:
-        tmp_pub = run_dir / f".{KEY_NAME}.pub.{os.getpid()}.tmp"
-        tmp_pub.write_text(line + "\n")
-        tmp_pub.chmod(0o644)
-        os.replace(tmp_pub, public)
+        os.replace(_write_temp(run_dir, (line + "\n").encode(), 0o644), public)
     return private, line
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def _write_temp(directory: Path, data: bytes, mode: int) -> Path:
+    """A uniquely named temp file (mkstemp creates it 0600) in `directory`."""
+    fd, name = tempfile.mkstemp(prefix=f".{KEY_NAME}.", suffix=".tmp", dir=directory)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
+    os.chmod(name, mode)
+    return Path(name)
 
 
 def _public_line(private: Path, comment: str) -> str:

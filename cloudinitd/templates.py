@@ -29,8 +29,11 @@ from cloudinitd.errors import PlanError
 from cloudinitd.paths import display_path
 from cloudinitd.plan.model import BUILTIN_ATTRIBUTES, Plan, ScriptSpec, ServiceSpec
 
-# Names every template may use besides the services.
-CONTEXT_NAMES = frozenset({"vars", "run", "self", "env"})
+# Names every template may use besides the services. `home` is the run's
+# home share (host, port, user, dir, key, known_host: see homeshare.py),
+# given by the engine through `extra` to the runs that use it.
+CONTEXT_NAMES = frozenset({"vars", "run", "self", "env", "home"})
+Extra = Mapping[str, Any] | None
 TEMPLATE_SUFFIX = ".j2"
 _SHELL_SUFFIXES = frozenset({"", ".sh", ".bash"})
 # Placeholder addresses for dry runs: the documentation ranges (RFC 5737),
@@ -238,7 +241,6 @@ def _render(
     shell: bool,
     context: dict[str, Any],
     suffix: str,
-    file_for_error: str | None = None,
 ) -> str:
     try:
         return _compile(text, filename, shell).render(context)
@@ -246,7 +248,7 @@ def _render(
         raise
     except Exception as exc:  # any failure inside a template is a plan problem
         line = _template_line(exc, filename)
-        raise PlanError(f"{_reason(exc)}{suffix}", file_for_error or filename, line) from None
+        raise PlanError(f"{_reason(exc)}{suffix}", filename, line) from None
 
 
 def _service_name(service: str | ServiceSpec) -> str:
@@ -264,7 +266,12 @@ def _instance(instances: list[Mapping[str, Any]], index: int) -> Mapping[str, An
 
 
 def _context(
-    plan: Plan, run: str, name: str, index: int, world: Mapping[str, list[Mapping[str, Any]]]
+    plan: Plan,
+    run: str,
+    name: str,
+    index: int,
+    world: Mapping[str, list[Mapping[str, Any]]],
+    extra: Extra = None,
 ) -> dict[str, Any]:
     views = {svc: ServiceView(svc, list(world.get(svc, []))) for svc in plan.services}
     own = list(world.get(name, []))
@@ -272,10 +279,9 @@ def _context(
     if mine is None:
         raise PlanError(f"service '{name}' has no instance {index} to render for")
     ctx: dict[str, Any] = dict(views)
-    ctx.update(
-        vars=_Labelled("vars", plan.vars),
-        run=run,
-    )
+    ctx.update(vars=_Labelled("vars", plan.vars), run=run)
+    for key, value in (extra or {}).items():
+        ctx[key] = _Labelled(key, value) if isinstance(value, Mapping) else value
     ctx[_SELF] = SelfView(views[name] if name in views else ServiceView(name, own), mine)
     return ctx
 
@@ -289,10 +295,11 @@ def render_value(
     index: int,
     world: Mapping[str, list[Mapping[str, Any]]],
     where: str,
+    extra: Extra = None,
 ) -> str:
     """Render one env value (raw: it goes into the environment, not through a shell)."""
     name = _service_name(service)
-    context = _context(plan, run, name, index, world)
+    context = _context(plan, run, name, index, world, extra)
     suffix = f" while rendering env of service '{name}'"
     try:
         return _render(str(text), f"<{where}>", False, context, suffix)
@@ -307,8 +314,9 @@ def render_env(
     service: str | ServiceSpec,
     index: int,
     world: Mapping[str, list[Mapping[str, Any]]],
+    extra: Extra = None,
 ) -> dict[str, str]:
-    """Every env value of the service, rendered for one instance."""
+    """Every env value of the service, rendered for one instance (errors at the plan line)."""
     spec = plan.services[_service_name(service)]
     return {
         key: render_value(
@@ -319,6 +327,7 @@ def render_env(
             index=index,
             world=world,
             where=str(spec.pos_of(f"env.{key}")),
+            extra=extra,
         )
         for key, value in spec.env.items()
     }
@@ -332,14 +341,16 @@ def render_script(
     service: str | ServiceSpec,
     index: int,
     world: Mapping[str, list[Mapping[str, Any]]],
+    extra: Extra = None,
 ) -> str:
     """The script text to run on instance `index` of `service` (verbatim unless `.j2`)."""
     if not is_template(script.path):
         return script.source
     name = _service_name(service)
-    context = _context(plan, run, name, index, world)
+    context = _context(plan, run, name, index, world, extra)
     context["env"] = _Labelled(
-        "env", render_env(plan=plan, run=run, service=name, index=index, world=world)
+        "env",
+        render_env(plan=plan, run=run, service=name, index=index, world=world, extra=extra),
     )
     filename = display_path(script.path)
     return _render(
@@ -357,6 +368,12 @@ def render_vars(text: str, plan_vars: Mapping[str, Any], where: str) -> str:
         return _render(str(text), f"<{where}>", False, {"vars": _Labelled("vars", plan_vars)}, "")
     except PlanError as exc:
         raise PlanError(exc.message, where) from None
+
+
+def placeholder_extra() -> dict[str, Any]:
+    """Dry-run stand-ins for the extra context names (`home`), never contacted."""
+    home = {k: f"<home.{k}>" for k in ("user", "dir", "key", "known_host")}
+    return {"home": {**home, "host": "192.0.2.254", "port": 22}}
 
 
 def _placeholder_addresses():

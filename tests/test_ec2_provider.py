@@ -18,6 +18,7 @@ from cloudinitd.providers import get_provider
 from cloudinitd.providers.base import RUNNING, TERMINATED, LaunchRequest
 from cloudinitd.providers.ec2 import Ec2Provider
 from cloudinitd.providers.ec2.client import is_capacity
+from cloudinitd.providers.ec2.tags import decode_indexes, encode_indexes
 from tests.support.testcloud import SECRET_KEY
 
 PUBKEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHx5wQe1Vq6bXh0m0d3mJxk6iH0cS3z6m2fXn8V0q4mB test"
@@ -349,3 +350,23 @@ def test_secret_never_in_infos_logs_or_errors(make_provider, caplog):
 )
 def test_capacity_codes(code, capacity):
     assert is_capacity(code) is capacity
+
+
+@pytest.mark.parametrize(
+    ("indexes", "text"),
+    [([0], "0"), ([0, 1, 2], "0-2"), ([0, 1, 2, 5, 7, 8], "0-2,5,7-8"), ([3, 9], "3,9")],
+)
+def test_index_ranges_round_trip(indexes, text):
+    assert encode_indexes(indexes) == text
+    assert decode_indexes(text) == indexes
+
+
+def test_index_recovered_when_create_tags_fails(make_provider, caplog):
+    provider, cloud = make_provider()
+    cloud.arm("InternalError", count=100, status=400, action="CreateTags")
+    infos = provider.launch(request(run="nt", indexes=[4, 5, 6]), Recorder())
+    assert [i.index for i in infos] == [4, 5, 6]
+    assert "could not tag" in caplog.text
+    assert all("cloudinitd:index" not in tags_of(i) for i in cloud.live_instances())
+    found = sorted(f.index for f in provider.find_run_instances("nt"))
+    assert found == [4, 5, 6]

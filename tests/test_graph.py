@@ -197,3 +197,21 @@ def test_instance_attribute_of_multi_instance_service_needs_instances(tmp_path):
     ) == [
         "x.sh.j2:2: service 'c' has 3 instances: use c.instances (e.g. a for loop), not 'c.address'",
     ]
+
+
+def test_context_uses_tells_which_services_read_home(tmp_path):
+    from cloudinitd.graph import context_uses
+
+    plan = plan_in(
+        tmp_path,
+        """
+services:
+  vm: {boot: vm.sh.j2, env: {WHO: "{{ run }}"}}
+  other: {boot: other.sh.j2}
+""",
+        {
+            "vm.sh.j2": "mount {{ home.host }}:{{ home.dir }} {{ self.name }}\n",
+            "other.sh.j2": "{% set home = 1 %}{{ home }} {{ vars | length }}\n",
+        },
+    )
+    assert context_uses(plan) == {"vm": {"home", "self", "run"}, "other": {"vars"}}

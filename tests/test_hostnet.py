@@ -10,6 +10,7 @@ import ipaddress
 import json
 import multiprocessing
 import subprocess
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -142,6 +143,10 @@ def test_apt_proxy_on_gateway_only_and_stopped_at_teardown(net):
     with opener.open("http://deb.debian.org/debian/dists/bookworm/Release", timeout=120) as r:
         body = r.read(4096).decode()
     assert "Codename: bookworm" in body
+    # ...but nothing else: the proxy is no way out for instances.
+    with pytest.raises(urllib.error.HTTPError) as denied:
+        opener.open("http://example.com/pool/main/x.deb", timeout=60)
+    assert denied.value.code == 403
 
     lease = hostnet.lease_address("keep")
     assert hostnet.teardown_if_unused() is False, "a lease is held: nothing may go"

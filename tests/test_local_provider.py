@@ -18,6 +18,7 @@ import pytest
 from cloudinitd.errors import ProviderError
 from cloudinitd.providers import hostnet
 from cloudinitd.providers.base import RUNNING, TERMINATED
+from cloudinitd.providers.local import image
 from cloudinitd.providers.local import lxc as lxc_cmd
 from cloudinitd.providers.local.instance import SIDECAR
 from tests.support.lxc import (
@@ -304,3 +305,28 @@ def test_sidecar_holds_tags_and_no_secret(web, local_provider, local_keypair):
     assert meta["tags"] == {**request.tags, "index": "1"}
     private = local_keypair.private.read_text().splitlines()[1]
     assert private not in text
+
+
+def test_base_image_cached_and_clean(local_net):
+    """The base is reused, not rebuilt; it carries no host secrets or host DNS."""
+    spec = image.image_spec("debian-12")
+    messages: list[str] = []
+    root = image.ensure_image("debian-12", messages.append)
+    tarball = image.tarball_path(spec)
+    stamp = tarball.stat().st_mtime_ns
+    assert image.ensure_image("debian-12", messages.append) == root
+    assert tarball.stat().st_mtime_ns == stamp
+    assert not any("building" in m for m in messages), messages
+    assert list((root / "etc/ssh").glob("ssh_host_*")) == [], "host keys must be per instance"
+    assert "nameserver" not in (root / "etc/resolv.conf").read_text()
+    assert (root / "etc/machine-id").read_text() == ""
+    assert "inet manual" in (root / "etc/network/interfaces").read_text()
+    for tool in ("usr/sbin/sshd", "usr/bin/python3", "usr/bin/sudo", "usr/bin/sshfs"):
+        assert (root / tool).exists(), tool
+
+
+def test_check_names_the_missing_package(local_provider, monkeypatch, tmp_path):
+    """With lxc-* not on PATH, check() says which apt package to install."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no lxc-start
+    with pytest.raises(ProviderError, match="apt-get install lxc"):
+        local_provider.check()

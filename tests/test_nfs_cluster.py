@@ -54,11 +54,14 @@ def test_plan_on_an_ec2_cloud_validates_and_dry_runs(cli: Cli, tmp_path: Path):
     )
     cli("validate", plan)
     report = cli("boot", plan, "--dry-run", "--json", "--var", "compute_count=3").json()
-    text = str(report)
-    assert "hotel" in text
-    # Every script rendered, including the authorize loop over three compute nodes.
-    assert "exportfs -ra" in text
-    assert "compute-2" in text or text.count("compute") >= 3
+    assert report["levels"] == [["head"], ["compute"], ["authorize"]]
+    by = {(i["service"], i["index"]): i for i in report["instances"]}
+    assert sorted(by) == [("authorize", 0), ("compute", 0), ("compute", 1), ("compute", 2),
+                          ("head", 0)]
+    # authorize renders the exports for exactly the three compute addresses.
+    compute_addresses = " ".join(by[("compute", i)]["address"] for i in range(3))
+    assert f"set -- {compute_addresses} \n" in by[("authorize", 0)]["scripts"]["boot"]
+    assert f"SERVER={by[('head', 0)]['address']}\n" in by[("compute", 1)]["scripts"]["boot"]
 
 
 @pytest.mark.lxc

@@ -254,3 +254,10 @@ def test_find_plan(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match="folder has no plan.yml"):
         find_plan(tmp_path / "empty")
+
+
+def test_empty_sections_and_services_mean_defaults(tmp_path):
+    plan = load_plan(write(tmp_path, "vars:\ndefaults:\nservices:\n  a:\n  b: {after: [a]}\n"))
+    assert plan.vars == {}
+    assert plan.services["a"].clouds == [CloudPlacement("local", -1)]
+    assert plan.services["b"].after == ["a"]

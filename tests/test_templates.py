@@ -14,6 +14,7 @@ from cloudinitd.plan.loader import load_plan
 from cloudinitd.plan.model import ScriptSpec
 from cloudinitd.templates import (
     is_shell_script,
+    placeholder_extra,
     placeholder_world,
     render_script,
     render_value,
@@ -51,7 +52,7 @@ def inline(plan, text: str, name: str = "t.sh.j2") -> ScriptSpec:
     return ScriptSpec(ref=name, path=PLANS / "scripts" / name, source=text)
 
 
-def render(plan, text, world=None, name="t.sh.j2", service="compute", index=0):
+def render(plan, text, world=None, name="t.sh.j2", service="compute", index=0, extra=None):
     return render_script(
         inline(plan, text, name),
         plan=plan,
@@ -59,6 +60,7 @@ def render(plan, text, world=None, name="t.sh.j2", service="compute", index=0):
         service=service,
         index=index,
         world=world or placeholder_world(plan),
+        extra=extra,
     )
 
 
@@ -301,3 +303,25 @@ def test_index_is_the_replica_index_not_the_list_position(plan):
     assert render(plan, "{{ self.hostname }} {{ self.count }}", world, index=5) == "compute-5 2"
     with pytest.raises(PlanError, match="service 'compute' has no instance 0 to render for"):
         render(plan, "x", world, index=0)
+
+
+def test_extra_context_home_is_rendered_and_quoted(plan):
+    home = {
+        "host": "10.177.0.1",
+        "port": 2222,
+        "user": "me",
+        "dir": "/home/my files",
+        "key": "-----BEGIN KEY-----\nabc\n",
+        "known_host": "[10.177.0.1]:2222 ssh-ed25519 AAA",
+    }
+    text = render(
+        plan,
+        "{{ home.user }}@{{ home.host }}:{{ home.dir }} -p {{ home.port }}",
+        extra={"home": home},
+    )
+    assert text == "me@10.177.0.1:'/home/my files' -p 2222"
+    with pytest.raises(PlanError, match=r"undefined 'home.dirr'"):
+        render(plan, "{{ home.dirr }}", extra={"home": home})
+    with pytest.raises(PlanError, match=r"undefined 'home'"):
+        render(plan, "{{ home.dir }}")  # a run that did not set up the home share
+    assert render(plan, "{{ home.host }}", extra=placeholder_extra()) == "192.0.2.254"

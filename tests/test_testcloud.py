@@ -94,7 +94,9 @@ def test_fault_for_spot_only(ec2_cloud):
     assert len(run(client)) == 1  # on-demand passes
     with pytest.raises(ClientError):
         run(client, InstanceMarketOptions={"MarketType": "spot"})
-    assert run(client, InstanceMarketOptions={"MarketType": "spot"})[0]["InstanceLifecycle"] == "spot"
+    assert (
+        run(client, InstanceMarketOptions={"MarketType": "spot"})[0]["InstanceLifecycle"] == "spot"
+    )
 
 
 def test_client_token_idempotent(ec2_cloud):
@@ -149,3 +151,30 @@ def test_stop_terminates_by_pid(tmp_path):
     cloud.stop()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_slow_answer_after_the_cloud_acted(ec2_cloud):
+    """A lost reply: the instance exists though the caller gave up waiting."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ReadTimeoutError
+
+    from tests.support.testcloud import ACCESS_KEY, REGION, SECRET_KEY
+
+    cloud = ec2_cloud()
+    cloud.client().describe_regions()  # warm moto's lazy backend first
+    impatient = boto3.session.Session().client(
+        "ec2",
+        region_name=REGION,
+        endpoint_url=cloud.endpoint,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        config=Config(read_timeout=0.5, retries={"mode": "standard", "total_max_attempts": 1}),
+    )
+    cloud.slow("RunInstances", delay=3)
+    with pytest.raises(ReadTimeoutError):
+        run(impatient, 2, ClientToken="lost-reply")
+    assert len(cloud.live_instances()) == 2
+    # Retrying with the same token returns those two and creates nothing.
+    assert len(run(cloud.client(), 2, ClientToken="lost-reply")) == 2
+    assert len(cloud.live_instances()) == 2

@@ -15,9 +15,16 @@ from typing import Any
 
 import click
 
-from cloudinitd.cli import output, plan_commands, record_commands, run_commands
+from cloudinitd.cli import (
+    image_commands,
+    output,
+    plan_commands,
+    record_commands,
+    run_commands,
+)
 from cloudinitd.cli.common import Env
 from cloudinitd.errors import CloudinitdError
+
 
 def handle_errors(fn):
     """Known errors become one clean line and their exit code; never a traceback."""
@@ -26,6 +33,8 @@ def handle_errors(fn):
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise  # click's own flow: --help, usage errors (exit 2), explicit exits
         except CloudinitdError as exc:
             output.error(str(exc))
             sys.exit(exc.exit_code)
@@ -59,7 +68,7 @@ def cli(ctx: click.Context) -> None:
     ctx.obj = Env()
 
 
-for module in (plan_commands, run_commands, record_commands):
+for module in (plan_commands, run_commands, record_commands, image_commands):
     for command in module.COMMANDS:
         cli.add_command(command)
 

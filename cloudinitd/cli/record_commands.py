@@ -115,18 +115,17 @@ def clean(env: Env, run: str | None, as_json: bool) -> None:
 
 def clean_stale(env: Env) -> list[str]:
     """Ask each local provider for instances whose run no longer exists."""
-    from cloudinitd.providers import provider_class
+    from cloudinitd.errors import ProviderError
+    from cloudinitd.plan.model import CloudSpec
+    from cloudinitd.providers import get_provider
 
     known = {r["name"] for r in env.store.runs()}
     removed: list[str] = []
     for kind in ("local", "qemu"):
         try:
-            cls = provider_class(kind)
-        except ImportError:
-            continue
-        cleaner = getattr(cls, "cleanup_stale", None)
-        if cleaner is not None:
-            removed.extend(cleaner(env.home, known))
+            removed.extend(get_provider(CloudSpec(kind, kind), env.home).cleanup_stale(known))
+        except ProviderError as exc:  # e.g. qemu not installed: nothing of it to clean
+            output.info(f"{kind}: {exc}")
     return removed
 
 

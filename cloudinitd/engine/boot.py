@@ -12,7 +12,7 @@ from cloudinitd.graph import boot_levels, build_graph
 from cloudinitd.plan.model import Plan
 from cloudinitd.schedule import dry_run_schedule
 from cloudinitd.store import Store
-from cloudinitd.templates import placeholder_world, render_script, render_value
+from cloudinitd.templates import placeholder_extra, placeholder_world, render_env, render_script
 
 
 def start_run(home: Path, store: Store, plan: Plan, overrides: dict[str, str],
@@ -40,17 +40,18 @@ def dry_run(plan: Plan, run: str = "dry-run") -> dict[str, Any]:
     """
     graph = build_graph(plan)
     world = placeholder_world(plan)
+    extra = placeholder_extra()
     launching = {name: svc.count for name, svc in plan.services.items() if svc.launches}
     rendered: list[dict[str, Any]] = []
     for name, svc in plan.services.items():
         for item in world[name]:
-            args = dict(plan=plan, run=run, service=name, index=item["index"], world=world)
+            args = dict(plan=plan, run=run, service=name, index=item["index"], world=world,
+                        extra=extra)
             entry: dict[str, Any] = {"service": name, "index": item["index"],
                                      "address": item["address"], "scripts": {}, "env": {}}
             for step, script in svc.scripts.items():
                 entry["scripts"][step] = render_script(script, **args)
-            for key, value in svc.env.items():
-                entry["env"][key] = render_value(value, where=f"{name}.env.{key}", **args)
+            entry["env"] = render_env(**args)
             rendered.append(entry)
     return {
         "plan": plan.name,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from cloudinitd import remote
+from cloudinitd import remote, templates
 from cloudinitd.engine.context import RunContext, content_hash
 from cloudinitd.errors import RemoteError
 from cloudinitd.plan.model import ServiceSpec
-from cloudinitd.templates import render_script, render_value
+from cloudinitd.templates import render_script
 
 World = dict[str, list[dict[str, Any]]]
 
@@ -18,13 +18,12 @@ def has_scripts(svc: ServiceSpec) -> bool:
 
 
 def _render_args(ctx: RunContext, svc: ServiceSpec, index: int, world: World) -> dict[str, Any]:
-    return dict(plan=ctx.plan, run=ctx.run, service=svc.name, index=index, world=world)
+    return dict(plan=ctx.plan, run=ctx.run, service=svc.name, index=index, world=world,
+                extra=ctx.extras(svc))
 
 
 def render_env(ctx: RunContext, svc: ServiceSpec, index: int, world: World) -> dict[str, str]:
-    args = _render_args(ctx, svc, index, world)
-    return {key: render_value(value, where=f"{svc.name}.env.{key}", **args)
-            for key, value in svc.env.items()}
+    return templates.render_env(**_render_args(ctx, svc, index, world))
 
 
 def rendered_inputs(ctx: RunContext, svc: ServiceSpec, index: int,

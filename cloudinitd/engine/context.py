@@ -7,12 +7,15 @@ import json
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from cloudinitd.catalog import load_catalog
 from cloudinitd.errors import PlanError
+from cloudinitd.graph import context_uses
+from cloudinitd.homeshare import default_home_dir, ensure_home_share
 from cloudinitd.keys import ensure_run_keypair
 from cloudinitd.plan.loader import load_plan
 from cloudinitd.plan.model import CloudSpec, Plan, ServiceSpec
@@ -57,7 +60,8 @@ class RunContext:
     run: str
     progress: Progress = quiet
     _providers: dict[str, Provider] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _home: dict[str, Any] | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -93,19 +97,54 @@ class RunContext:
         return CloudSpec(name=cloud, provider=recorded["provider"],
                          options=recorded.get("options", {}))
 
-    def ssh_spec(self, service: ServiceSpec) -> ServiceSpec:
-        """Services on another service's host log in the way that host's service does."""
-        host = service.host
-        if host and host in self.plan.services:
-            return self.ssh_spec(self.plan.services[host])
-        return service
-
     def target(self, service: ServiceSpec, row: dict[str, Any]) -> SshTarget:
-        spec = self.ssh_spec(service)
-        key = spec.ssh_key if spec.ssh_key else self.keypair()[0]
-        return SshTarget(address=row["address"], port=spec.ssh_port, user=spec.ssh_user,
+        # The loader already gave services on another service's host that host's login.
+        key = service.ssh_key if service.ssh_key else self.keypair()[0]
+        return SshTarget(address=row["address"], port=service.ssh_port, user=service.ssh_user,
                          key_path=Path(key), known_hosts=self.known_hosts,
                          label=f"{service.name}-{row['idx']}")
+
+    def extras(self, service: ServiceSpec) -> dict[str, Any] | None:
+        """Context beyond vars and services: `home`, only for services whose templates use it."""
+        if "home" not in self.uses.get(service.name, ()):
+            return None
+        return {"home": self.home_share(service)}
+
+    @cached_property
+    def uses(self) -> dict[str, set[str]]:
+        return context_uses(self.plan)
+
+    def home_share(self, service: ServiceSpec) -> dict[str, Any]:
+        """Start (once) the run's sftp-only share of the user's home; see homeshare.py.
+
+        It listens where the service's instances reach this machine (the local
+        bridge), unless `vars.home_listen` says otherwise; `vars.home_host` is
+        the address instances use when that differs (NAT, a public address).
+        """
+        with self._lock:
+            if self._home is None:
+                v = self.plan.vars
+                listen = v.get("home_listen") or self._home_address(service)
+                if not listen:
+                    raise PlanError(f"service {service.name!r} uses `home`, but its cloud has"
+                                    " no address for this machine: set --var home_listen=ADDR"
+                                    " (and --var home_host=ADDR if instances see it otherwise)")
+                home_dir, user = default_home_dir()
+                share = ensure_home_share(self.run_dir, str(listen),
+                                          str(v.get("home_dir") or home_dir),
+                                          str(v.get("home_user") or user),
+                                          port=v.get("home_port") or None)
+                self._home = asdict(share)
+                if v.get("home_host"):
+                    self._home["host"] = str(v["home_host"])
+            return self._home
+
+    def _home_address(self, service: ServiceSpec) -> str | None:
+        while service.host in self.plan.services:
+            service = self.plan.services[service.host]
+        if not service.clouds:
+            return None
+        return self.provider(service.clouds[0].cloud).home_address()
 
     def desired_count(self, service: ServiceSpec) -> int:
         """The plan's count, unless `scale` changed it for this run."""

@@ -25,11 +25,10 @@ def run_tags(ctx: RunContext, service: str) -> dict[str, str]:
 
 def _request(ctx: RunContext, svc: ServiceSpec, cloud: str, indexes: list[int],
              options: dict[str, Any] | None = None) -> LaunchRequest:
-    spec = ctx.ssh_spec(svc)
     return LaunchRequest(
         run=ctx.run, plan=ctx.plan.name, service=svc.name, cloud=cloud, indexes=indexes,
         client_token=f"cid-{uuid.uuid4().hex}", tags=run_tags(ctx, svc.name),
-        ssh_user=spec.ssh_user, ssh_public_key=ctx.keypair()[1],
+        ssh_user=svc.ssh_user, ssh_public_key=ctx.keypair()[1],
         hostnames=[hostname_for(svc.name, i) for i in indexes], image=svc.image,
         size=svc.size, spot=svc.spot, options={**svc.options, **(options or {})},
     )

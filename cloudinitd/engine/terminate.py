@@ -17,6 +17,7 @@ from cloudinitd import remote, schedule
 from cloudinitd.engine.configure import run_terminate
 from cloudinitd.engine.context import RunContext
 from cloudinitd.graph import boot_levels, build_graph
+from cloudinitd.homeshare import stop_home_share
 from cloudinitd.providers.base import TERMINATED
 
 
@@ -112,6 +113,8 @@ def terminate_run(ctx: RunContext) -> TerminateResult:
     run_terminate_scripts(ctx, rows, result)
     _remove_remote_dirs(ctx, [r for r in rows if r["cloud"] == "static"])
     destroy_instances(ctx, rows, result, sweep=True)
+    if stop_home_share(ctx.run_dir):
+        ctx.store.event(ctx.run, "terminated", "home share stopped")
     for name in ctx.plan.services:
         ctx.store.set_service(ctx.run, name, TERMINATED)
     ctx.store.update_run(ctx.run, status="terminated" if result.ok else "terminate-failed")

@@ -77,6 +77,20 @@ def _usable_as_name(name: str) -> bool:
     return len(found) == 1 and found[0].name == name
 
 
+def _empty_sections(data: Any) -> None:
+    """`services: {a: }` or a bare `vars:` mean empty: make them empty mappings."""
+    if not isinstance(data, PosDict):
+        return
+    for key in ("vars", "clouds", "defaults", "services"):
+        if key in data and data[key] is None:
+            data[key] = PosDict(line=data.key_line(key))
+    services = data.get("services")
+    if isinstance(services, PosDict):
+        for name, entry in services.items():
+            if entry is None:
+                services[name] = PosDict(line=services.key_line(name))
+
+
 class _Loader:
     def __init__(
         self,
@@ -393,6 +407,7 @@ def load_plan(
         data = load_yaml(text, file)
     except PlanError as exc:
         raise PlanErrors([exc]) from None
+    _empty_sections(data)
     errors = validate_plan_data(data, file)
     if errors:
         raise PlanErrors(errors)

@@ -15,7 +15,7 @@ tags, names or whatever the cloud offers).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -70,8 +70,7 @@ class Provider(ABC):
     """Base class. Subclasses set `kind` (the `provider:` value in a cloud entry)."""
 
     kind: ClassVar[str]
-    # Whether instances of this provider can reach the machine running cloudinitd
-    # at `home_address()` (used by plans that mount the user's home).
+
     def __init__(self, cloud: CloudSpec, home: Path):
         self.cloud = cloud
         self.home = home  # $CLOUDINITD_HOME: providers keep their own files below it
@@ -114,6 +113,10 @@ class Provider(ABC):
         Providers that share host resources between runs (a bridge, a proxy)
         drop them here when no other run uses them.
         """
+
+    def cleanup_stale(self, live_runs: Collection[str]) -> list[str]:
+        """For `cloudinitd clean`: remove this provider's instances whose run is gone."""
+        return []
 
     def home_address(self) -> str | None:
         """Address at which instances reach the machine running cloudinitd, if any."""

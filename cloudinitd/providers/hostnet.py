@@ -267,6 +267,9 @@ def _acng_config(bridge: Bridge, conf: Path) -> str:
             # backends_debian (next to this file) names the machine's own mirror:
             # the package default remapping answers "503 Host not found" here.
             "Remap-debrep: file:deb_mirror*.gz /debian ; file:backends_debian",
+            # Only the Debian archive above: instances must not use the proxy
+            # to reach any other host.
+            "ForceManaged: 1",
             "ReportPage: acng-report.html",
             "ExThreshold: 4",
             "",

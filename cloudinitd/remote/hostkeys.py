@@ -38,7 +38,12 @@ def known_hosts_name(address: str, port: int) -> str:
 
 def fingerprint(key: paramiko.PKey) -> str:
     """SHA256 fingerprint as `ssh-keygen -l` prints it."""
-    digest = hashlib.sha256(key.asbytes()).digest()
+    return fingerprint_b64(key.get_base64())
+
+
+def fingerprint_b64(blob: str) -> str:
+    """Fingerprint of a key given as the base64 field of a known_hosts line."""
+    digest = hashlib.sha256(base64.b64decode(blob)).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
@@ -72,9 +77,10 @@ def _entries(known_hosts: Path, name: str) -> list[tuple[str, str]]:
 class TofuPolicy(paramiko.MissingHostKeyPolicy):
     """Pin the first key of a host in the run's known_hosts; refuse any other.
 
-    paramiko calls this when its loaded host keys have no key *of the type
-    the server offered*. That also happens when the host switched key type,
-    so the file is re-read here and any existing pin for the host counts.
+    paramiko calls this when its loaded host keys have no key for the host
+    (paramiko 3: no key *of the type offered*, so a switch of key type lands
+    here too). The file is re-read under the lock, because another thread may
+    have pinned the host since this connection loaded it; any pin counts.
     """
 
     def __init__(self, known_hosts: Path, label: str = ""):
@@ -89,7 +95,8 @@ class TofuPolicy(paramiko.MissingHostKeyPolicy):
             if (key.get_name(), key.get_base64()) in pinned:
                 return  # another thread pinned this very key meanwhile
             if pinned:
-                raise HostKeyChanged(_changed_message(hostname, self.label, key, pinned[0][0]))
+                shown = (key.get_name(), key.get_base64())
+                raise HostKeyChanged(changed_message(hostname, self.label, shown, pinned[0]))
             fd = os.open(self.known_hosts, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             with os.fdopen(fd, "a") as f:
                 f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
@@ -99,22 +106,25 @@ def _who(hostname: str, label: str) -> str:
     return f"{hostname} ({label})" if label else hostname
 
 
-def _changed_message(hostname: str, label: str, key: paramiko.PKey, pinned_type: str) -> str:
+def changed_message(
+    hostname: str, label: str, shown: tuple[str, str], pinned: tuple[str, str]
+) -> str:
+    """The one wording of a changed host key; shown/pinned are (key type, base64 blob)."""
     return (
-        f"host key for {_who(hostname, label)} changed: it now shows {key.get_name()} "
-        f"{fingerprint(key)}, but a {pinned_type} key was pinned on first use in this run. "
-        "Refusing to connect: another machine may be answering at this address. "
-        "If the instance was replaced on purpose, forget its old key first."
+        f"host key for {_who(hostname, label)} changed: it now shows {shown[0]} "
+        f"{fingerprint_b64(shown[1])}, but {pinned[0]} {fingerprint_b64(pinned[1])} was pinned "
+        "on first use in this run. Refusing to connect: another machine may be answering at "
+        "this address. If the instance was replaced on purpose, forget its old key first."
     )
 
 
 def bad_host_key_message(hostname: str, label: str, err: paramiko.BadHostKeyException) -> str:
-    """Message for paramiko's own same-type mismatch, worded like TofuPolicy's."""
-    return (
-        f"host key for {_who(hostname, label)} changed: expected {fingerprint(err.expected_key)}, "
-        f"got {fingerprint(err.key)} (pinned on first use in this run). "
-        "Refusing to connect: another machine may be answering at this address. "
-        "If the instance was replaced on purpose, forget its old key first."
+    """paramiko's own mismatch (same key type, or any type in paramiko >= 4)."""
+    return changed_message(
+        hostname,
+        label,
+        (err.key.get_name(), err.key.get_base64()),
+        (err.expected_key.get_name(), err.expected_key.get_base64()),
     )
 
 

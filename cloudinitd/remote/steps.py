@@ -245,6 +245,7 @@ def run_step(
     """
     check_name("run", run, service, step)
     check_name("service", service, service, step)
+    check_name("step", step, service, step)
     log = StepLog(log_path)
     try:
         outcome, sess, workdir = _attempt(
@@ -312,6 +313,7 @@ def run_ready(
     """
     check_name("run", run, service, step)
     check_name("service", service, service, step)
+    check_name("step", step, service, step)
     deadline = time.monotonic() + timeout
     delay = interval
     attempts = 0

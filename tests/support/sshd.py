@@ -94,11 +94,11 @@ def ensure_sudo_user(name: str = SUDO_USER) -> None:
         os.replace(tmp, rule)
 
 
-def _keygen(path: Path, comment: str) -> None:
+def _keygen(path: Path, comment: str, key_type: str = "ed25519") -> None:
     for p in (path, path.with_name(path.name + ".pub")):
         p.unlink(missing_ok=True)
     subprocess.run(
-        [SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+        [SSH_KEYGEN, "-q", "-t", key_type, "-N", "", "-C", comment, "-f", str(path)],
         check=True,
     )
 
@@ -206,10 +206,11 @@ class Host:
             except subprocess.TimeoutExpired:
                 continue
 
-    def restart(self, new_host_key: bool = False) -> None:
+    def restart(self, new_host_key: bool = False, key_type: str = "ed25519") -> None:
+        """Restart; with `new_host_key` the server shows a fresh key (of `key_type`)."""
         self.stop()
         if new_host_key:
-            _keygen(self.host_key, f"test-host-{self.address}")
+            _keygen(self.host_key, f"test-host-{self.address}", key_type)
         self.start()
 
     def close(self) -> None:

@@ -135,3 +135,13 @@ def translate(exc: Exception, opts: Ec2Options, action: str) -> ProviderError:
     if isinstance(exc, ResponseParserError):
         return ProviderError(f"{where}: {action}: the endpoint's answer is not an EC2 API answer")
     return ProviderError(f"{where}: {action} failed: {type(exc).__name__}: {exc}")
+
+
+def method_name(action: str) -> str:
+    """EC2 action name -> boto3 method name (RunInstances -> run_instances)."""
+    out = []
+    for ch in action:
+        if ch.isupper() and out:
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)

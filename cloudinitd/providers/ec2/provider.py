@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,12 @@ from cloudinitd.providers.base import (
     OnLaunched,
     Provider,
 )
-from cloudinitd.providers.ec2.client import error_code, is_capacity, make_client, translate
+from cloudinitd.providers.ec2.client import error_code, make_client, method_name, translate
 from cloudinitd.providers.ec2.options import Ec2Options, parse_options
+from cloudinitd.providers.ec2.tags import TAG_PREFIX, index_from_tags, index_tags, launch_tags
 
 log = logging.getLogger(__name__)
 
-TAG_PREFIX = "cloudinitd:"
 FIND_STATES = ["pending", "running", "stopping", "stopped"]
 STATES = {
     "pending": PENDING,
@@ -43,6 +44,7 @@ STATES = {
     "shutting-down": STOPPING,
     "terminated": TERMINATED,
 }
+TAG_WORKERS = 8
 DESCRIBE_CHUNK = 200  # ids per filter value list
 TERMINATE_CHUNK = 1000
 # New instances may be missing from DescribeInstances for a moment on AWS
@@ -64,6 +66,7 @@ class Ec2Provider(Provider):
         self._client: Any = None
         self._lock = threading.Lock()
         self._imported_keys: set[str] = set()
+        self._key_lock = threading.Lock()
 
     # -- plumbing ----------------------------------------------------------------
     @property
@@ -75,7 +78,7 @@ class Ec2Provider(Provider):
             return self._client
 
     def _call(self, action: str, **params: Any) -> dict:
-        method = getattr(self.client, _snake(action))
+        method = getattr(self.client, method_name(action))
         try:
             return method(**params)
         except Exception as exc:
@@ -90,9 +93,8 @@ class Ec2Provider(Provider):
             address = public
         else:
             address = public or private
-        tag_index = tags.get(TAG_PREFIX + "index")
-        if index is None and tag_index is not None and tag_index.isdigit():
-            index = int(tag_index)
+        if index is None:
+            index = index_from_tags(inst, tags)
         extra = {
             "instance_type": inst.get("InstanceType"),
             "lifecycle": inst.get("InstanceLifecycle") or "on-demand",
@@ -145,19 +147,19 @@ class Ec2Provider(Provider):
         if not request.ssh_public_key:
             return None
         name = self.key_pair_name(request.run)
-        with self._lock:
+        with self._key_lock:  # launches of one run in parallel import the key once
             if name in self._imported_keys:
                 return name
+            self._import_key(name, request.ssh_public_key)
+        return name
+
+    def _import_key(self, name: str, public_key: str) -> None:
         try:
-            self._call(
-                "ImportKeyPair", KeyName=name, PublicKeyMaterial=request.ssh_public_key.encode()
-            )
+            self._call("ImportKeyPair", KeyName=name, PublicKeyMaterial=public_key.encode())
         except ProviderError as exc:
             if "InvalidKeyPair.Duplicate" not in str(exc):
                 raise
-        with self._lock:
-            self._imported_keys.add(name)
-        return name
+        self._imported_keys.add(name)
 
     def release(self, run: str) -> None:
         """Delete the key pair imported for the run (none when the cloud names its own)."""
@@ -168,16 +170,12 @@ class Ec2Provider(Provider):
         except ProviderError as exc:
             if "NotFound" not in str(exc):
                 raise
-        with self._lock:
+        with self._key_lock:
             self._imported_keys.discard(self.key_pair_name(run))
 
     # -- launch --------------------------------------------------------------------
     def _run_params(self, request: LaunchRequest) -> dict[str, Any]:
-        tags = {TAG_PREFIX + k: str(v) for k, v in request.tags.items()}
-        tags.setdefault(TAG_PREFIX + "run", request.run)
-        tags.setdefault(TAG_PREFIX + "service", request.service)
-        tags.setdefault(TAG_PREFIX + "plan", request.plan)
-        tags["Name"] = f"{request.run}-{request.service}"
+        tags = launch_tags(request)
         params: dict[str, Any] = {
             "ImageId": self.opts.image_id(request.image),
             "InstanceType": self.opts.instance_type(request.size),
@@ -256,8 +254,7 @@ class Ec2Provider(Provider):
             len(request.indexes),
             " ".join(i.instance_id for i in infos),
         )
-        for info, hostname in zip(infos, request.hostnames, strict=False):
-            self._tag_index(info, f"{request.run}-{hostname}")
+        self._tag_indexes(request, infos)
         if len(infos) < len(request.indexes):
             raise CapacityError(
                 f"cloud {self.cloud.name!r}: launched {len(infos)} of {len(request.indexes)} "
@@ -266,17 +263,27 @@ class Ec2Provider(Provider):
             )
         return infos
 
-    def _tag_index(self, info: InstanceInfo, name: str) -> None:
-        # Indexes differ per instance: one CreateTags each. A failure here
-        # loses only the index tag; the run tag set at launch still finds it.
-        tags = [
-            {"Key": TAG_PREFIX + "index", "Value": str(info.index)},
-            {"Key": "Name", "Value": name},
-        ]
-        try:
-            self._call("CreateTags", Resources=[info.instance_id], Tags=tags)
-        except ProviderError as exc:
-            log.warning("%s: could not tag %s: %s", self.cloud.name, info.instance_id, exc)
+    def _tag_indexes(self, request: LaunchRequest, infos: list[InstanceInfo]) -> None:
+        # Indexes differ per instance: one CreateTags each, a few at a time. A
+        # failure loses only the index tag; `cloudinitd:indexes` still gives it.
+        def tag(pair: tuple[InstanceInfo, str]) -> None:
+            info, hostname = pair
+            try:
+                self._call(
+                    "CreateTags",
+                    Resources=[info.instance_id],
+                    Tags=index_tags(request.run, hostname, info.index or 0),
+                )
+            except ProviderError as exc:
+                log.warning("%s: could not tag %s: %s", self.cloud.name, info.instance_id, exc)
+
+        pairs = list(zip(infos, request.hostnames, strict=False))
+        if len(pairs) <= 1:
+            for pair in pairs:
+                tag(pair)
+            return
+        with ThreadPoolExecutor(min(TAG_WORKERS, len(pairs))) as pool:
+            list(pool.map(tag, pairs))
 
     # -- observe -------------------------------------------------------------------
     def describe(self, instance_ids: Sequence[str]) -> list[InstanceInfo]:
@@ -381,13 +388,4 @@ class Ec2Provider(Provider):
         )
 
 
-def _snake(action: str) -> str:
-    out = []
-    for ch in action:
-        if ch.isupper() and out:
-            out.append("_")
-        out.append(ch.lower())
-    return "".join(out)
-
-
-__all__ = ["Ec2Provider", "is_capacity"]
+__all__ = ["Ec2Provider"]

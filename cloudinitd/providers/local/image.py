@@ -3,11 +3,14 @@
 Layout under the image cache ($CLOUDINITD_IMAGE_CACHE, default
 $CLOUDINITD_HOME/images):
 
-    debian-12.tar.gz        the customised debootstrapped rootfs (the cache)
-    debian-12/rootfs/       that tarball unpacked: the read-only lower layer
+    debian-12-rN.tar.gz     the customised debootstrapped rootfs (the cache)
+    debian-12-rN/rootfs/    that tarball unpacked: the read-only lower layer
                             every instance's overlay rootfs is stacked on
-    debian-12/stamp         written last, so a half-unpacked base is never used
+    debian-12-rN/stamp      written last, so a half-unpacked base is never used
     debian-12.lock          serialises builds between processes
+
+N is IMAGE_REVISION: a new revision builds beside the old one, so running
+instances keep their lower layer.
 
 Instances never write to the base: each one gets an overlay upper directory.
 """
@@ -32,7 +35,7 @@ from cloudinitd.providers import hostnet
 log = logging.getLogger("cloudinitd.local")
 
 # Bump when the customisation below changes, so cached images are rebuilt.
-IMAGE_REVISION = "3"
+IMAGE_REVISION = "4"
 
 
 @dataclass(frozen=True)
@@ -138,16 +141,20 @@ def image_spec(name: str | None) -> ImageSpec:
         ) from None
 
 
+def _versioned(spec: ImageSpec) -> str:
+    return f"{spec.name}-r{IMAGE_REVISION}"
+
+
 def tarball_path(spec: ImageSpec) -> Path:
-    return cache_dir() / f"{spec.name}.tar.gz"
+    return cache_dir() / f"{_versioned(spec)}.tar.gz"
 
 
 def base_rootfs(spec: ImageSpec) -> Path:
-    return cache_dir() / spec.name / "rootfs"
+    return cache_dir() / _versioned(spec) / "rootfs"
 
 
 def _stamp(spec: ImageSpec) -> Path:
-    return cache_dir() / spec.name / "stamp"
+    return cache_dir() / _versioned(spec) / "stamp"
 
 
 def is_ready(spec: ImageSpec) -> bool:
@@ -192,6 +199,12 @@ def _customise(root: Path, spec: ImageSpec, mirror: str) -> None:
     _write(root / "etc/apt/sources.list", f"deb {mirror} {spec.suite} main\n")
     _write(root / "etc/fstab", "# container: mounts come from LXC\n")
     _write(root / "etc/hostname", "localhost\n")
+    # debootstrap copies the machine's resolv.conf; that server is unreachable
+    # from the bridge and every lookup would hang for its timeout. With no
+    # nameserver, lookups not in /etc/hosts fail at once.
+    resolv = root / "etc/resolv.conf"
+    resolv.unlink(missing_ok=True)
+    _write(resolv, "# cloudinitd: no DNS on the bridge; the run's hosts are in /etc/hosts\n")
     _write(root / "etc/machine-id", "")  # systemd makes one per instance at boot
     with contextlib.suppress(FileNotFoundError):
         (root / "var/lib/dbus/machine-id").unlink()
@@ -247,21 +260,24 @@ def build_tarball(spec: ImageSpec, progress: Callable[[str], None]) -> Path:
     with tempfile.TemporaryDirectory(prefix=f".build-{spec.name}-", dir=cache_dir()) as tmp:
         root = _debootstrap(spec, Path(tmp), mirror)
         _customise(root, spec, mirror)
-        partial = target.with_suffix(".partial")
+        partial = target.with_name(target.name + ".partial")
         _run(
             ["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-czf", str(partial), "."],
             f"packing {spec.name}",
         )
         partial.replace(target)
     progress(f"built base image {spec.name} in {time.monotonic() - t0:.0f} s ({target})")
+    for old in cache_dir().glob(f"{spec.name}-r*.tar.gz"):  # superseded revisions
+        if old != target:
+            old.unlink(missing_ok=True)
     return target
 
 
 def _unpack(spec: ImageSpec, tarball: Path) -> None:
-    base = cache_dir() / spec.name
+    base = cache_dir() / _versioned(spec)
     if base.exists():
         shutil.rmtree(base)
-    tmp = cache_dir() / f".unpack-{spec.name}"
+    tmp = cache_dir() / f".unpack-{_versioned(spec)}"
     if tmp.exists():
         shutil.rmtree(tmp)
     (tmp / "rootfs").mkdir(parents=True)
@@ -276,8 +292,7 @@ def _unpack(spec: ImageSpec, tarball: Path) -> None:
 def ensure_image(name: str | None, progress: Callable[[str], None] | None = None) -> Path:
     """Return the base rootfs for image `name`, building and caching it first if needed.
 
-    Running instances keep the old base mounted as their lower layer, so a
-    rebuild only replaces the base when the revision changed.
+    The cached tarball is reused when only the unpacked base is missing.
     """
     spec = image_spec(name)
     say = progress or log.info
@@ -287,11 +302,8 @@ def ensure_image(name: str | None, progress: Callable[[str], None] | None = None
         if is_ready(spec):  # another process built it while we waited
             return base_rootfs(spec)
         tarball = tarball_path(spec)
-        rev_file = cache_dir() / f"{spec.name}.revision"
-        rev_ok = rev_file.exists() and rev_file.read_text().strip() == IMAGE_REVISION
-        if not (tarball.exists() and rev_ok):
+        if not tarball.exists():
             build_tarball(spec, say)
-            rev_file.write_text(IMAGE_REVISION + "\n")
         t0 = time.monotonic()
         _unpack(spec, tarball)
         say(f"unpacked base image {spec.name} in {time.monotonic() - t0:.1f} s")

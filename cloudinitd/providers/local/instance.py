@@ -154,17 +154,3 @@ def write_running_file(pid: int, rel: str, text: str, mode: int = 0o644) -> None
     tmp.write_text(text)
     tmp.chmod(mode)
     tmp.replace(path)
-
-
-def hosts_file(entries: list[tuple[str, str]], gateway: str) -> str:
-    lines = [
-        "127.0.0.1\tlocalhost",
-        "::1\tlocalhost ip6-localhost ip6-loopback",
-        "ff02::1\tip6-allnodes",
-        "ff02::2\tip6-allrouters",
-        "",
-        "# cloudinitd: the machine running cloudinitd, and every instance of this run",
-        f"{gateway}\tcloudinitd-home",
-    ]
-    lines += [f"{address}\t{hostname}" for address, hostname in sorted(entries, key=lambda e: e[1])]
-    return "\n".join(lines) + "\n"

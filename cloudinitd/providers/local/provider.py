@@ -38,6 +38,7 @@ from cloudinitd.providers.base import (
 )
 from cloudinitd.providers.local import image, lxc
 from cloudinitd.providers.local import instance as inst
+from cloudinitd.providers.local.hosts import refresh_hosts
 
 log = logging.getLogger("cloudinitd.local")
 
@@ -124,28 +125,6 @@ class LocalProvider(Provider):
             out.append(self._info(name, meta, st))
         return out
 
-    def _refresh_hosts(self, run: str) -> None:
-        """Rewrite /etc/hosts in every container of `run`. Call with the lock held."""
-        members = {n: m for n, m in inst.all_sidecars(self.lxcpath).items() if m.get("run") == run}
-        if not members:
-            return
-        gateway = hostnet.bridge_config().gateway
-        text = inst.hosts_file(
-            [(m["address"], inst.uts_name(m["hostname"])) for m in members.values()], gateway
-        )
-        states = lxc.states(self.lxcpath)
-        for name, meta in members.items():
-            state, pid = states.get(name, (None, None))
-            try:
-                if state in ("RUNNING", "STARTING") and pid:
-                    inst.write_running_file(pid, "/etc/hosts", text)
-                else:
-                    inst.write_guest_file(
-                        self.lxcpath / name / inst.UPPER, Path(meta["lower"]), "/etc/hosts", text
-                    )
-            except OSError as exc:  # a container going away meanwhile: not fatal
-                log.warning("could not update /etc/hosts in %s: %s", name, exc)
-
     # --- Provider interface -------------------------------------------------
 
     def check(self) -> str:
@@ -182,6 +161,17 @@ class LocalProvider(Provider):
             if m.get("client_token") == request.client_token and m.get("run") == request.run
         }
         todo = [i for i in request.indexes if i not in existing]
+        # A crash between creating and starting leaves containers never started.
+        unstarted = [
+            n
+            for n, i in zip(existing.values(), self._infos(list(existing.values())), strict=True)
+            if i.state == PENDING and i.extra.get("lxc_state") == "STOPPED"
+        ]
+        if unstarted:
+            with self._lock():
+                failures = self._start_all(unstarted)
+            if failures:
+                raise ProviderError("; ".join(failures))
         for index in request.indexes:
             if index in existing:  # idempotent retry: report what already exists
                 on_launched(index, self._infos([existing[index]])[0])
@@ -194,7 +184,7 @@ class LocalProvider(Provider):
                 name = self._create(request, index, spec.name, lower)
                 created[index] = name
                 on_launched(index, self._infos([name])[0])
-            self._refresh_hosts(request.run)
+            refresh_hosts(self.lxcpath, request.run)
             failures = self._start_all(list(created.values()))
         if failures:
             raise ProviderError("; ".join(failures))
@@ -372,7 +362,7 @@ class LocalProvider(Provider):
                 hostnet.release_address(address)
         with self._lock():
             for run in runs:
-                self._refresh_hosts(run)
+                refresh_hosts(self.lxcpath, run)
         if errors:
             raise ProviderError("; ".join(errors))
 

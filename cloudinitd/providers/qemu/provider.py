@@ -103,7 +103,8 @@ class QemuProvider(Provider):
             raise ProviderError("qemu provider: one hostname per index is required")
         memory, cpus = self._size(request.size)
         base = image_mod.ensure_image(self.cache, request.image or DEFAULT_IMAGE)
-        accel = accel_mod.choose_accel(base.kernel, self.state_dir,
+        # The verdict is about this machine, not this home: cache it with the image.
+        accel = accel_mod.choose_accel(base.kernel, base.disk.parent,
                                        self.cloud.options.get("accel"))
         infos = []
         for index, hostname in zip(request.indexes, request.hostnames, strict=True):

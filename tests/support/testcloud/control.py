@@ -149,12 +149,28 @@ class TestCloud:
         status: int = 500,
         action: str = "RunInstances",
         market: str | None = None,
+        delay: float = 0.0,
     ) -> dict:
-        """Make the next `count` matching calls fail with `code` (market: spot/on-demand/None)."""
+        """Make the next `count` matching calls fail with `code` (market: spot/on-demand/None).
+
+        With `code=""` and a `delay`, the calls succeed but their answers are
+        held back `delay` seconds after the cloud acted (kill the caller then).
+        """
         return self.control(
             "arm",
-            {"code": code, "count": count, "status": status, "action": action, "market": market},
+            {
+                "code": code,
+                "count": count,
+                "status": status,
+                "action": action,
+                "market": market,
+                "delay": delay,
+            },
         )
+
+    def slow(self, action: str, delay: float, count: int = 1) -> dict:
+        """Hold back the answers of the next `count` `action` calls by `delay` seconds."""
+        return self.arm(code="", count=count, action=action, delay=delay)
 
     def set_quota(self, instances: int | None) -> dict:
         return self.control("quota", {"instances": instances})

@@ -28,7 +28,8 @@ moto's backends) and adds:
 - call counting per Action, for tests and benchmarks.
 
 Control endpoint (JSON in, JSON out), on the same port:
-  POST /_testcloud/arm      {"code", "count", "status", "action", "market"}
+  POST /_testcloud/arm      {"code", "count", "status", "action", "market", "delay"}
+                            (code "" + delay: the call succeeds, its answer comes late)
   POST /_testcloud/quota    {"instances": N | null}
   POST /_testcloud/backing  {"map": {instance_id: address}, "pool": [address, ...]}
   POST /_testcloud/reset    clears moto state, faults, quota, backing, tokens, counts
@@ -44,6 +45,7 @@ import io
 import json
 import re
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -64,6 +66,7 @@ class Fault:
     status: int = 500
     action: str = "RunInstances"
     market: str | None = None  # "spot" / "on-demand" / None for any
+    delay: float = 0.0  # seconds; with code "" the call succeeds, its answer held back
     message: str = (
         "We currently do not have sufficient capacity in the Availability Zone you requested."
     )
@@ -83,8 +86,9 @@ def _moto_instances() -> list[Any]:
 
     found = []
     # dict.values: only backends already created (BackendDict creates on access).
-    for account in dict.values(ec2_backends):
-        for backend in dict.values(account):
+    # list(): another request thread may create a backend meanwhile.
+    for account in list(dict.values(ec2_backends)):
+        for backend in list(dict.values(account)):
             found.extend(backend.all_instances())
     return found
 
@@ -118,10 +122,21 @@ class TestCloudMiddleware:
         with self.lock:
             self.calls[action] += 1
         fault = self._take_fault(action, params)
-        if fault:
+        if fault and fault.code:
+            time.sleep(fault.delay)
             return self._respond(
                 start_response, fault.status, _error_xml(fault.code, fault.message)
             )
+        answer = self._dispatch(action, environ, start_response, params)
+        if fault and fault.delay:
+            # The cloud has acted; the caller waits for the answer (a slow or
+            # lost reply). Tests kill the caller during this pause.
+            time.sleep(fault.delay)
+        return answer
+
+    def _dispatch(
+        self, action: str, environ: dict, start_response: StartResponse, params: dict[str, str]
+    ) -> Iterable[bytes]:
         if action == "RunInstances":
             with self.launch_lock:
                 return self._run_instances(environ, start_response, params)
@@ -290,6 +305,7 @@ class TestCloudMiddleware:
                 status=int(data.get("status", 500)),
                 action=data.get("action", "RunInstances"),
                 market=data.get("market"),
+                delay=float(data.get("delay", 0)),
             )
             if "message" in data:
                 fault.message = data["message"]

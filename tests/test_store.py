@@ -1,0 +1,89 @@
+"""The run store on real SQLite files."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import pytest
+
+from cloudinitd.errors import RunNotFound, UsageError
+from cloudinitd.providers.base import InstanceInfo
+from cloudinitd.store import Store
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "home")
+    yield s
+    s.close()
+
+
+def test_file_is_private_and_in_wal_mode(store):
+    assert store.path.stat().st_mode & 0o777 == 0o600
+    assert store.path.parent.stat().st_mode & 0o777 == 0o700
+    mode = sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_run_names_are_unique(store, tmp_path):
+    store.create_run("r1", "p", tmp_path / "plan.yml", {"n": "2"}, {})
+    with pytest.raises(UsageError, match="already exists"):
+        store.create_run("r1", "p", tmp_path / "plan.yml", {}, {})
+    assert store.unique_run_name("r") == "r-1"
+    store.create_run("r-1", "p", tmp_path / "plan.yml", {}, {})
+    assert store.unique_run_name("r") == "r-2"
+    with pytest.raises(RunNotFound):
+        store.run("nope")
+    assert store.run("r1")["vars"] == {"n": "2"}
+
+
+def test_intent_is_recorded_before_instances_and_history_is_kept(store, tmp_path):
+    store.create_run("r", "p", tmp_path / "plan.yml", {}, {"c": {"provider": "ec2"}})
+    store.record_launch_intent("r", "web", "c", "tok-1", [0, 1], {"cloudinitd:run": "r"})
+    assert store.launches("r")[0]["status"] == "requested"
+    store.record_instance("r", "web", 0, "c", "ec2", InstanceInfo("i-1"), "tok-1")
+    store.record_instance("r", "web", 1, "c", "ec2", InstanceInfo("i-2"), "tok-1")
+    store.update_from_info("r", "c", InstanceInfo("i-1", state="running", address="10.0.0.5"))
+    store.update_instance("r", "c", "i-2", state="terminated")
+    live = store.instances("r")
+    assert [(r["instance_id"], r["state"], r["address"]) for r in live] == [
+        ("i-1", "running", "10.0.0.5")]
+    every = store.instances("r", live_only=False)
+    assert {r["instance_id"] for r in every} == {"i-1", "i-2"}
+    assert next(r for r in every if r["instance_id"] == "i-2")["terminated"] is not None
+    assert store.run("r")["clouds"] == {"c": {"provider": "ec2"}}
+
+
+def test_attributes_round_trip_json_values(store, tmp_path):
+    store.create_run("r", "p", tmp_path / "plan.yml", {}, {})
+    store.set_attributes("r", "db", 0, {"port": 5432, "evil": "'; rm -rf /; '"})
+    store.set_attributes("r", "db", 0, {"port": 5433})
+    assert store.attributes("r") == {("db", 0): {"port": 5433, "evil": "'; rm -rf /; '"}}
+    store.clear_attributes("r", "db", 0)
+    assert store.attributes("r") == {}
+
+
+def test_concurrent_writers_from_threads(store, tmp_path):
+    store.create_run("r", "p", tmp_path / "plan.yml", {}, {})
+
+    def write(n):
+        for i in range(50):
+            store.record_instance("r", f"s{n}", i, "c", "local", InstanceInfo(f"i-{n}-{i}"))
+            store.event("r", "launched", f"{n}-{i}", f"s{n}", i)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(store.instances("r")) == 400
+    assert len(store.events("r")) == 400
+
+
+def test_delete_run_forgets_everything(store, tmp_path):
+    store.create_run("r", "p", tmp_path / "plan.yml", {}, {})
+    store.record_instance("r", "s", 0, "c", "local", InstanceInfo("i-1"))
+    store.set_service("r", "s", "ready")
+    store.delete_run("r")
+    assert store.runs() == [] and store.instances("r", live_only=False) == []
