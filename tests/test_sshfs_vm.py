@@ -290,3 +290,25 @@ def test_launch_vm_help_names_every_variable(cli):
         "home_host",
     ):
         assert name in out
+
+
+@pytest.mark.lxc
+def test_a_failed_launch_says_why_and_leaves_nothing_running(local_net, tmp_path):
+    """The VM launches, then its boot cannot render (no such home): all of it goes again."""
+    cli = Cli(tmp_path / "cloudinitd-home", env={"HOME": str(tmp_path)})
+    try:
+        res = cli("--var", "home_dir=/no/such/folder", program="launch-vm", expect=1)
+        assert "/no/such/folder is not a folder" in res.err
+        assert "Traceback" not in res.err
+        assert res.out.splitlines() == [
+            "Launching your VM (this may take a minute)...",
+            "Launch failed (run sshfs-vm-1).",
+            "Nothing is left running.",
+        ]
+        provider = new_provider(cli.home)
+        assert provider.find_run_instances("sshfs-vm-1") == []
+        assert [d for d in provider.lxcpath.iterdir() if d.is_dir()] == []
+        assert share_pid(cli.home / "runs" / "sshfs-vm-1") is None
+        assert cli("status", "sshfs-vm-1", "--json", expect=1).json()["status"] == "terminated"
+    finally:
+        destroy_all(new_provider(cli.home))

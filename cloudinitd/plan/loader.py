@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from jinja2 import nodes
 
+from cloudinitd.catalog import find_secrets
 from cloudinitd.errors import PlanError, PlanErrors
 from cloudinitd.graph import build_graph
 from cloudinitd.paths import display_path, shipped_dir
@@ -31,7 +32,7 @@ from cloudinitd.plan.model import (
     ServiceSpec,
 )
 from cloudinitd.plan.schema import PROVIDER_OPTIONS, did_you_mean, validate_plan_data
-from cloudinitd.plan.yamlpos import PosDict, PosList, load_yaml
+from cloudinitd.plan.yamlpos import PosDict, PosList, line_of, load_yaml
 from cloudinitd.providers import KINDS
 from cloudinitd.templates import CONTEXT_NAMES, RAW_ENV, render_vars
 
@@ -142,6 +143,10 @@ class _Loader:
                     entry.key_line("provider"),
                 )
             options = {k: _plain(v) for k, v in entry.items() if k != "provider"}
+            # Refused here, before a run could record the plan's clouds in the store.
+            for keys, reason in find_secrets(options):
+                where = line_of(entry, keys, default=entries.key_line(name))
+                self.error(f"cloud {name!r}: {'.'.join(keys)} {reason}", where)
             out[name] = CloudSpec(name, provider, options, self.pos(entries.key_line(name)))
         return out
 
