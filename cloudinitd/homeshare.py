@@ -259,7 +259,8 @@ def _start_sshd(share_dir: Path, config: Path, address: str, port: int) -> int:
             f"home share: {SSHD} not found; install the Debian package openssh-server"
             " (only the binary is used: no system sshd needs to run)"
         )
-    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
+    with contextlib.suppress(OSError):  # sshd's privilege-separation dir (root only)
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
     log = share_dir / "sshd.log"
     check = subprocess.run([SSHD, "-t", "-f", str(config)], capture_output=True, text=True)
     if check.returncode != 0:

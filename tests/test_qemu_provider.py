@@ -39,7 +39,9 @@ def test_seed_user_data_authorises_root_and_the_ssh_user():
     assert cfg["ssh_authorized_keys"] == ["ssh-ed25519 AAAAC3Nza test"]
     (user,) = cfg["users"]
     assert user["name"] == "debian" and user["ssh_authorized_keys"] == cfg["ssh_authorized_keys"]
-    assert cfg["apt"]["proxy"] == "http://10.177.0.1:3142"
+    (proxy,) = cfg["write_files"]
+    assert proxy["content"] == 'Acquire::http::Proxy "http://10.177.0.1:3142";\n'
+    assert proxy["path"].startswith("/etc/apt/apt.conf.d/")
     assert yaml.safe_load(user_data(_seed("root")))["users"] == []
 
 

@@ -74,7 +74,13 @@ for module in (plan_commands, run_commands, record_commands, image_commands):
 
 
 def main() -> None:
-    cli(prog_name="cloudinitd")
+    try:
+        cli(prog_name="cloudinitd")
+    finally:
+        # Close SSH sessions cleanly (only if this command opened any).
+        remote = sys.modules.get("cloudinitd.remote")
+        if remote is not None:
+            remote.close_all()
 
 
 if __name__ == "__main__":

@@ -86,7 +86,8 @@ def logs(env: Env, run: str, service: str | None, as_json: bool) -> None:
 @pass_env
 def clean(env: Env, run: str | None, as_json: bool) -> None:
     """Remove leftovers: with RUN, terminate whatever of it still lives (found by tag too)
-    and forget it; without, remove local containers/VMs whose run is gone."""
+    and forget it; without, terminate runs whose lifetime is over and remove local
+    containers/VMs whose run is gone."""
     from cloudinitd.engine.context import open_run_without_plan
     from cloudinitd.engine.terminate import TerminateResult, destroy_instances
 
@@ -103,14 +104,29 @@ def clean(env: Env, run: str | None, as_json: bool) -> None:
         shutil.rmtree(env.store.run_dir(run), ignore_errors=True)
         report = {"run": run, "terminated": result.terminated, "forgotten": True}
     else:
-        report = {"stale": clean_stale(env)}
+        report = {"expired": terminate_expired(env), "stale": clean_stale(env)}
     if as_json:
         output.emit_json(report)
     elif run:
         click.echo(f"run {run}: {len(report['terminated'])} leftover instance(s) terminated;"
                    " run forgotten")
     else:
+        for name in report["expired"]:
+            click.echo(f"run {name}: lifetime over, terminated")
         click.echo(f"removed {len(report['stale'])} stale local instance(s)")
+
+
+def terminate_expired(env: Env) -> list[str]:
+    """Runs whose `lifetime` has passed are terminated (run `clean` from cron)."""
+    from cloudinitd.engine.context import open_run
+    from cloudinitd.engine.terminate import terminate_run
+
+    done = []
+    for row in env.store.runs():
+        if row["expires"] and row["expires"] < time.time() and row["status"] != "terminated":
+            terminate_run(open_run(env.home, env.store, row["name"]))
+            done.append(row["name"])
+    return done
 
 
 def clean_stale(env: Env) -> list[str]:

@@ -11,7 +11,12 @@ from cloudinitd import overflow, schedule
 from cloudinitd.engine.configure import run_ready
 from cloudinitd.engine.context import RunContext, free_indexes
 from cloudinitd.engine.converge import Converger, RunResult
-from cloudinitd.engine.terminate import TerminateResult, destroy_instances, run_terminate_scripts
+from cloudinitd.engine.terminate import (
+    TerminateResult,
+    destroy_instances,
+    forget,
+    run_terminate_scripts,
+)
 from cloudinitd.errors import UsageError
 from cloudinitd.providers.base import LIVE_STATES, RUNNING, TERMINATED
 
@@ -44,6 +49,8 @@ def refresh(ctx: RunContext) -> list[dict[str, Any]]:
             info = infos.get(row["instance_id"])
             state = info.state if info else TERMINATED
             if state != row["state"]:
+                if state == TERMINATED:
+                    forget(ctx, row)
                 ctx.store.update_instance(ctx.run, cloud, row["instance_id"], state=state)
                 ctx.store.event(ctx.run, "state", f"{row['instance_id']} is {state}",
                                 row["service"], row["idx"])

@@ -100,10 +100,18 @@ def destroy_instances(ctx: RunContext, rows: Iterable[dict[str, Any]], result: T
             ctx.store.event(ctx.run, "error", f"terminate on {cloud}: {exc}")
             continue
         for row in known:
+            forget(ctx, row)
             ctx.store.update_instance(ctx.run, cloud, row["instance_id"], state=TERMINATED)
             ctx.store.event(ctx.run, "terminated", row["instance_id"], row["service"], row["idx"])
             result.terminated.append({"service": row["service"], "index": row["idx"],
                                       "cloud": cloud, "instance_id": row["instance_id"]})
+
+
+def forget(ctx: RunContext, row: dict[str, Any]) -> None:
+    """A gone instance's address may come back with another machine: unpin its host key."""
+    svc = ctx.plan.services.get(row["service"])
+    if row.get("address") and row["cloud"] != "static":
+        remote.forget_host(ctx.known_hosts, row["address"], svc.ssh_port if svc else 22)
 
 
 def terminate_run(ctx: RunContext) -> TerminateResult:

@@ -66,13 +66,14 @@ class QemuProvider(Provider):
         memory, cpus = sizes[name]
         return int(memory), int(cpus)
 
-    def _info(self, files: vm.VmFiles, probe_ssh: bool = True) -> InstanceInfo:
+    def _info(self, files: vm.VmFiles) -> InstanceInfo:
+        # Like a cloud's "running": the machine is up, not necessarily its sshd
+        # (wait_running checks that; describe must stay cheap for `status`).
         data = files.read()
         if not data:
             return InstanceInfo(instance_id=files.dir.name, state=TERMINATED)
         if files.alive():
-            up = probe_ssh and data.get("address") and vm.port_open(data["address"], 22, 0.5)
-            state = RUNNING if up or not probe_ssh else PENDING
+            state = RUNNING
         elif data.get("pid"):
             state = ERROR  # it was started and has died
         else:
@@ -148,7 +149,7 @@ class QemuProvider(Provider):
         except BaseException:
             self._destroy(files)
             raise
-        return self._info(files, probe_ssh=False)
+        return self._info(files)
 
     def wait_running(self, instance_ids: Sequence[str], timeout: float) -> list[InstanceInfo]:
         deadline = time.monotonic() + timeout
@@ -215,14 +216,13 @@ class QemuProvider(Provider):
     def release(self, run: str) -> None:
         hostnet.teardown_if_unused()
 
-    @classmethod
-    def cleanup_stale(cls, home: Path, live_runs: Collection[str]) -> list[str]:
+    def cleanup_stale(self, live_runs: Collection[str]) -> list[str]:
         """For `cloudinitd clean`: remove VMs whose run is not in `live_runs`,
         dead VMs, taps without a VM and leases without a VM; one line per removal."""
         from cloudinitd.providers.qemu.strays import clean_strays, find_strays
 
         live = set(live_runs)
-        done = clean_strays(home, find_strays(home, lambda run: run in live))
+        done = clean_strays(self.home, find_strays(self.home, lambda run: run in live))
         hostnet.teardown_if_unused()
         return done
 

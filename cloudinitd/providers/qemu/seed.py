@@ -54,7 +54,13 @@ def user_data(spec: SeedSpec) -> str:
             }
         ]
     if spec.apt_proxy:
-        cfg["apt"] = {"preserve_sources_list": True, "proxy": spec.apt_proxy}
+        # write_files runs in the init stage, before SSH opens (the apt module
+        # belongs to the config stage, which the image skips).
+        cfg["write_files"] = [{
+            "path": "/etc/apt/apt.conf.d/90cloudinitd-proxy",
+            "content": f'Acquire::http::Proxy "{spec.apt_proxy}";\n',
+            "permissions": "0644",
+        }]
     # JSON is valid YAML and needs no quoting rules of its own.
     return "#cloud-config\n" + json.dumps(cfg, indent=1) + "\n"
 
