@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import subprocess
 from pathlib import Path
 
@@ -18,9 +19,9 @@ import pytest
 from cloudinitd.errors import ProviderError
 from cloudinitd.providers import hostnet
 from cloudinitd.providers.base import RUNNING, TERMINATED
-from cloudinitd.providers.local import image
+from cloudinitd.providers.local import boot, hostlimits, image
 from cloudinitd.providers.local import lxc as lxc_cmd
-from cloudinitd.providers.local.instance import SIDECAR
+from cloudinitd.providers.local.instance import SIDECAR, write_running_file
 from tests.support.lxc import (
     destroy_all,
     isolated_net,
@@ -330,3 +331,89 @@ def test_check_names_the_missing_package(local_provider, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no lxc-start
     with pytest.raises(ProviderError, match="apt-get install lxc"):
         local_provider.check()
+
+
+# --- containers whose init exits during boot ------------------------------------
+
+# A unit that does what systemd does when it cannot allocate its manager (root's
+# inotify budget used up): say why on the console, then end PID 1, before sshd.
+GIVE_UP_UNIT = """[Unit]
+DefaultDependencies=no
+Before=ssh.service cloudinitd-firstboot.service
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'echo "cid-test: init gives up" > /dev/console; systemctl poweroff -ff'
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def _lxc_stop_kill(provider, name: str) -> None:
+    subprocess.run(
+        ["lxc-stop", "-k", "-n", name, "-P", str(provider.lxcpath)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    assert lxc_cmd.state(name, provider.lxcpath) == "STOPPED"
+
+
+def test_launch_raises_the_shared_inotify_budget(web):
+    """Privileged containers share root's inotify instances; 128 lets systemd fail at boot."""
+    assert hostlimits.inotify_limit() >= hostlimits.INOTIFY_FLOOR
+
+
+def test_container_stopped_during_boot_is_restarted(local_net, tmp_path, local_keypair, caplog):
+    provider = new_provider(tmp_path / "home")
+    try:
+        infos = provider.launch(make_request("phoenix", "p", 1, local_keypair), lambda i, x: None)
+        name = infos[0].instance_id
+        _lxc_stop_kill(provider, name)  # init gone right after lxc-start returned
+        with caplog.at_level(logging.WARNING, logger="cloudinitd.local"):
+            ready = provider.wait_running([name], timeout=120)
+        assert ready[0].state == RUNNING
+        assert ready[0].extra["boot_restarts"] == 1
+        assert any(
+            name in r.getMessage() and "restarting it (1 of 2)" in r.getMessage()
+            for r in caplog.records
+        ), "the restart must be logged"
+        assert _ok(ssh(ready[0].address, local_keypair.private, "hostname")).strip() == "p-0"
+    finally:
+        destroy_all(provider)
+
+
+def test_container_that_keeps_stopping_fails_with_its_console(local_net, tmp_path, local_keypair):
+    provider = new_provider(tmp_path / "home")
+    try:
+        infos = provider.launch(make_request("doomed", "d", 1, local_keypair), lambda i, x: None)
+        name = infos[0].instance_id
+        provider.wait_running([name], timeout=120)
+        pid = lxc_cmd.init_pid(name, provider.lxcpath)
+        assert pid, "no init pid for a running container"
+        unit = "/etc/systemd/system/cid-test-give-up.service"
+        write_running_file(pid, unit, GIVE_UP_UNIT)
+        link = (
+            f"/proc/{pid}/root/etc/systemd/system/multi-user.target.wants/cid-test-give-up.service"
+        )
+        Path(link).symlink_to(unit)
+        _lxc_stop_kill(provider, name)
+
+        with pytest.raises(ProviderError) as err:
+            provider.wait_running([name], timeout=180)
+        message = str(err.value)
+        assert name in message
+        assert f"stopped during boot {boot.MAX_BOOT_RESTARTS + 1} times" in message
+        assert "cid-test: init gives up" in message, "the console tail must be in the error"
+        assert lxc_cmd.state(name, provider.lxcpath) == "STOPPED", "no restart after giving up"
+        assert provider.describe([name])[0].extra["boot_restarts"] == boot.MAX_BOOT_RESTARTS
+    finally:
+        destroy_all(provider)
+
+
+def test_exhausted_inotify_budget_is_named_in_the_hint():
+    console = ["Failed to allocate manager object: Too many open files", "Exiting PID 1..."]
+    hint = hostlimits.exhaustion_hint(console)
+    assert "fs.inotify.max_user_instances" in hint and "sysctl -w" in hint
+    assert hostlimits.exhaustion_hint(["Welcome to Debian GNU/Linux 12 (bookworm)!"]) == ""

@@ -17,6 +17,8 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from cloudinitd.providers.local.lxc import CONSOLE_LOG
+
 SIDECAR = "cloudinitd.json"
 UPPER = "delta0"
 
@@ -107,6 +109,8 @@ def lxc_config(
         f"lxc.net.0.hwaddr = {mac}",
         f"lxc.net.0.ipv4.address = {address}/{prefixlen}",
         f"lxc.net.0.ipv4.gateway = {gateway}",
+        # systemd says on the console why it gave up when a boot fails.
+        f"lxc.console.logfile = {directory / CONSOLE_LOG}",
         # FUSE for sshfs: common.conf already allows the device (c 10:229).
         "lxc.mount.entry = /dev/fuse dev/fuse none bind,create=file,optional 0 0",
         *limits,

@@ -6,6 +6,7 @@ nothing here can touch containers the user made by hand.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,6 +14,13 @@ from pathlib import Path
 from cloudinitd.errors import ProviderError
 
 INSTALL_HINT = "apt-get install lxc"
+
+# In the container directory: LXC's own log (INFO keeps the line saying how
+# init ended) and the guest's console, where systemd says why it gave up.
+LOG = "lxc.log"
+CONSOLE_LOG = "console.log"
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_LXC_PREFIX = re.compile(r"^lxc-\S+ \S+ \d+\.\d+ +")
 
 
 def available() -> str:
@@ -40,14 +48,44 @@ def _lxc(
 
 
 def start(name: str, lxcpath: Path) -> None:
-    log = lxcpath / name / "lxc.log"
-    proc = _lxc("lxc-start", name, lxcpath, "-d", "-o", str(log), "-l", "WARN")
+    log = lxcpath / name / LOG
+    proc = _lxc("lxc-start", name, lxcpath, "-d", "-o", str(log), "-l", "INFO")
     if proc.returncode != 0:
-        tail = ""
-        if log.exists():
-            tail = log.read_text(errors="replace").strip().splitlines()[-5:]
-            tail = " | ".join(tail)
+        tail = log_tail(name, lxcpath)
         raise ProviderError(f"lxc-start {name} failed: {proc.stderr.strip()} {tail}".strip())
+
+
+def _tail_lines(path: Path, limit: int = 256 << 10) -> list[str]:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, path.stat().st_size - limit))
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return []
+    return [ln.strip() for ln in _ANSI.sub("", text).splitlines() if ln.strip()]
+
+
+def console_lines(name: str, lxcpath: Path) -> list[str]:
+    """The end of the container's console log, escape sequences removed."""
+    return _tail_lines(lxcpath / name / CONSOLE_LOG)
+
+
+def log_tail(name: str, lxcpath: Path, lines: int = 6) -> str:
+    """Why a container stopped, in one line: its console's last lines and LXC's verdict."""
+    directory = lxcpath / name
+    console = console_lines(name, lxcpath)[-lines:]
+    lxc_lines = _tail_lines(directory / LOG)
+    verdict = [
+        ln
+        for ln in lxc_lines
+        if " ERROR " in ln or "ended on error" in ln or "exited with status" in ln
+    ][-3:] or lxc_lines[-2:]
+    parts = []
+    if console:
+        parts.append("console: " + " | ".join(console))
+    if verdict:
+        parts.append("lxc: " + " | ".join(_LXC_PREFIX.sub("", ln) for ln in verdict))
+    return "; ".join(parts)
 
 
 def state(name: str, lxcpath: Path) -> str | None:

@@ -36,7 +36,7 @@ from cloudinitd.providers.base import (
     OnLaunched,
     Provider,
 )
-from cloudinitd.providers.local import image, lxc
+from cloudinitd.providers.local import boot, hostlimits, image, lxc
 from cloudinitd.providers.local import instance as inst
 from cloudinitd.providers.local.hosts import refresh_hosts
 
@@ -100,6 +100,8 @@ class LocalProvider(Provider):
             extra["size"] = meta["size"]
         if meta.get("limits_note"):
             extra["limits"] = meta["limits_note"]
+        if meta.get("boot_restarts"):
+            extra["boot_restarts"] = meta["boot_restarts"]
         return InstanceInfo(
             instance_id=name,
             state=state,
@@ -169,7 +171,7 @@ class LocalProvider(Provider):
         ]
         if unstarted:
             with self._lock():
-                failures = self._start_all(unstarted)
+                failures = boot.start_all(self.lxcpath, unstarted)
             if failures:
                 raise ProviderError("; ".join(failures))
         for index in request.indexes:
@@ -185,7 +187,7 @@ class LocalProvider(Provider):
                 created[index] = name
                 on_launched(index, self._infos([name])[0])
             refresh_hosts(self.lxcpath, request.run)
-            failures = self._start_all(list(created.values()))
+            failures = boot.start_all(self.lxcpath, list(created.values()))
         if failures:
             raise ProviderError("; ".join(failures))
         names = [existing.get(i) or created[i] for i in request.indexes]
@@ -259,49 +261,28 @@ class LocalProvider(Provider):
             raise
         return name
 
-    def _start_all(self, names: list[str]) -> list[str]:
-        def start(name: str) -> str | None:
-            try:
-                self._start(name)
-            except ProviderError as exc:
-                return str(exc)
-            return None
-
-        with ThreadPoolExecutor(max_workers=min(8, len(names) or 1)) as pool:
-            return [r for r in pool.map(start, names) if r]
-
-    def _start(self, name: str) -> None:
-        directory = self.lxcpath / name
-        meta = inst.read_sidecar(directory) or {}
-        try:
-            lxc.start(name, self.lxcpath)
-        except ProviderError as exc:
-            if "cgroup" not in str(exc) or not meta.get("size"):
-                raise
-            # cgroup limits refused (e.g. a controller not delegated): run
-            # without them and say so in describe's extra.
-            config = directory / "config"
-            lines = [
-                ln for ln in config.read_text().splitlines() if not ln.startswith("lxc.cgroup")
-            ]
-            config.write_text("\n".join(lines) + "\n")
-            meta["limits_note"] = f"size {meta['size']} limits refused by cgroups: {exc}"[:300]
-            lxc.start(name, self.lxcpath)
-        meta["started"] = True
-        inst.write_sidecar(directory, meta)
-
     def wait_running(self, instance_ids: Sequence[str], timeout: float) -> list[InstanceInfo]:
         deadline = time.monotonic() + timeout
         waiting = list(instance_ids)
+        stops: dict[str, int] = {}
         while waiting:
             infos = {i.instance_id: i for i in self._infos(waiting)}
             still = []
             for name in waiting:
                 info = infos[name]
+                if info.state == ERROR and info.extra.get("lxc_state") == "STOPPED":
+                    # lxc-ls answers for many containers at once: ask lxc-info about this one.
+                    current = lxc.state(name, self.lxcpath)
+                    if current == "STOPPED":
+                        boot.restart_stopped(self.lxcpath, name, stops, self.progress)
+                    if current in ("STOPPED", "STARTING", "RUNNING"):
+                        still.append(name)
+                        continue
                 if info.state in (TERMINATED, ERROR):
+                    tail = lxc.log_tail(name, self.lxcpath)
                     raise ProviderError(
                         f"local instance {name} is {info.extra.get('lxc_state', info.state)} "
-                        f"while waiting for it to run{self._log_tail(name)}"
+                        f"while waiting for it to run" + (f": {tail}" if tail else "")
                     )
                 # Only ever probe addresses on our own bridge.
                 if not (
@@ -314,9 +295,13 @@ class LocalProvider(Provider):
             waiting = still
             if waiting:
                 if time.monotonic() > deadline:
+                    # A boot that stalls before sshd says why on its console.
+                    tail = lxc.log_tail(waiting[0], self.lxcpath)
                     raise ProviderError(
                         f"local instances not reachable on ssh within {timeout:.0f} s: "
                         + ", ".join(waiting)
+                        + (f"; {waiting[0]} {tail}" if tail else "")
+                        + hostlimits.exhaustion_hint(lxc.console_lines(waiting[0], self.lxcpath))
                     )
                 time.sleep(0.1)
         return self._infos(instance_ids)
@@ -326,14 +311,6 @@ class LocalProvider(Provider):
         import ipaddress
 
         return ipaddress.IPv4Address(address) in hostnet.bridge_config().network
-
-    def _log_tail(self, name: str) -> str:
-        log_file = self.lxcpath / name / "lxc.log"
-        try:
-            lines = log_file.read_text(errors="replace").strip().splitlines()[-3:]
-        except OSError:
-            return ""
-        return (": " + " | ".join(lines)) if lines else ""
 
     def describe(self, instance_ids: Sequence[str]) -> list[InstanceInfo]:
         return self._infos(instance_ids)

@@ -149,7 +149,9 @@ class QemuProvider(Provider):
         except BaseException:
             self._destroy(files)
             raise
-        return self._info(files)
+        info = self._info(files)
+        info.state = PENDING  # booting: wait_running says when its sshd answers
+        return info
 
     def wait_running(self, instance_ids: Sequence[str], timeout: float) -> list[InstanceInfo]:
         deadline = time.monotonic() + timeout
