@@ -25,8 +25,14 @@ PLAN = REPO / "plans" / "nfs-cluster" / "plan.yml"
 
 
 def cli(env: dict[str, str], *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN), *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [str(BIN), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def rss_mb(pid: int) -> float:
@@ -46,8 +52,17 @@ def main() -> int:
     env.setdefault("CLOUDINITD_IMAGE_CACHE", str(REPO / ".cache" / "images"))
     run = f"bench-nfs-{secrets.token_hex(2)}"
     t0 = time.monotonic()
-    boot = cli(env, "boot", str(PLAN), "--name", run, "--json", "-q",
-               "--var", f"compute_count={args.compute}")
+    boot = cli(
+        env,
+        "boot",
+        str(PLAN),
+        "--name",
+        run,
+        "--json",
+        "-q",
+        "--var",
+        f"compute_count={args.compute}",
+    )
     wall = time.monotonic() - t0
     try:
         if boot.returncode != 0:
@@ -55,19 +70,25 @@ def main() -> int:
             return 1
         report = json.loads(boot.stdout)
         status = json.loads(cli(env, "status", run, "--json").stdout)
-        instances = [i for s in status["services"].values() for i in s["instances"]
-                     if i.get("pid")]
+        instances = [i for s in status["services"].values() for i in s["instances"] if i.get("pid")]
         accel = sorted({i.get("accel", "?") for i in instances})
-        print(f"nfs-cluster: head + {args.compute} compute, accel {'/'.join(accel).upper()}, "
-              f"{os.cpu_count()} host cores")
+        print(
+            f"nfs-cluster: head + {args.compute} compute, accel {'/'.join(accel).upper()}, "
+            f"{os.cpu_count()} host cores"
+        )
         print(f"boot to ready: {wall:.1f} s wall ({report['seconds']:.1f} s in the engine)")
         for name, svc in report["services"].items():
             print(f"  {name:<10} {svc['state']:<8} done at {svc['seconds']:.1f} s")
         for inst in instances:
-            with_rss = f"{rss_mb(inst['pid']):.0f} MB RSS" if Path(f"/proc/{inst['pid']}").exists() \
+            with_rss = (
+                f"{rss_mb(inst['pid']):.0f} MB RSS"
+                if Path(f"/proc/{inst['pid']}").exists()
                 else "gone"
-            print(f"  {inst['hostname']:<10} {inst['address']:<14} {inst.get('memory_mb')} MB "
-                  f"guest, {with_rss}")
+            )
+            print(
+                f"  {inst['hostname']:<10} {inst['address']:<14} {inst.get('memory_mb')} MB "
+                f"guest, {with_rss}"
+            )
     finally:
         if not args.keep:
             t1 = time.monotonic()

@@ -87,6 +87,9 @@ def test_attributes_flow_ready_retries_and_terminate_order(tmp_path, cli: Cli, s
     assert done["ok"] is True
     # Dependents first: check (level 2) before web (level 1) before db (level 0).
     assert (out / "terminated").read_text().split() == ["check", "web", "db"]
+    # History and logs outlive the instances.
+    assert "==> " in cli("logs", "chain-1", "web").out
+    assert len(cli("history", "chain-1", "--json").json()["instances"]) == 3
     assert cli("status", "chain-1", "--json", expect=1).json()["status"] == "terminated"
 
 

@@ -48,16 +48,27 @@ def _exported_clients(exports: str) -> dict[str, set[str]]:
 def test_plan_on_an_ec2_cloud_validates_and_dry_runs(cli: Cli, tmp_path: Path):
     plan = _plan_copy(
         tmp_path,
-        clouds={"hotel": {"provider": "ec2", "endpoint": "http://127.0.0.1:9",
-                          "region": "nimbus", "credentials": {"profile": "hotel"}}},
+        clouds={
+            "hotel": {
+                "provider": "ec2",
+                "endpoint": "http://127.0.0.1:9",
+                "region": "nimbus",
+                "credentials": {"profile": "hotel"},
+            }
+        },
         defaults={"cloud": "hotel", "image": "ami-12345678", "ssh_user": "debian"},
     )
     cli("validate", plan)
     report = cli("boot", plan, "--dry-run", "--json", "--var", "compute_count=3").json()
     assert report["levels"] == [["head"], ["compute"], ["authorize"]]
     by = {(i["service"], i["index"]): i for i in report["instances"]}
-    assert sorted(by) == [("authorize", 0), ("compute", 0), ("compute", 1), ("compute", 2),
-                          ("head", 0)]
+    assert sorted(by) == [
+        ("authorize", 0),
+        ("compute", 0),
+        ("compute", 1),
+        ("compute", 2),
+        ("head", 0),
+    ]
     # authorize renders the exports for exactly the three compute addresses.
     compute_addresses = " ".join(by[("compute", i)]["address"] for i in range(3))
     assert f"set -- {compute_addresses} \n" in by[("authorize", 0)]["scripts"]["boot"]
@@ -87,8 +98,7 @@ def test_plan_on_lxc_fails_early_naming_the_qemu_provider(local_net, tmp_path: P
 
 @pytest.mark.qemu
 @pytest.mark.slow
-def test_nfs_cluster_shares_home_across_nodes_and_reauthorises_on_scale(
-        qemu_net, tmp_path: Path):
+def test_nfs_cluster_shares_home_across_nodes_and_reauthorises_on_scale(qemu_net, tmp_path: Path):
     home = tmp_path / "home"
     cli = Cli(home)
     run = f"nfs{secrets.token_hex(2)}"
@@ -100,7 +110,10 @@ def test_nfs_cluster_shares_home_across_nodes_and_reauthorises_on_scale(
         assert status["status"] == "ready"
         services = status["services"]
         assert {n: s["status"] for n, s in services.items()} == {
-            "head": "ready", "compute": "ready", "authorize": "ready"}
+            "head": "ready",
+            "compute": "ready",
+            "authorize": "ready",
+        }
         (head,) = services["head"]["instances"]
         computes = sorted(services["compute"]["instances"], key=lambda i: i["index"])
         assert [c["hostname"] for c in computes] == ["compute-0", "compute-1"]
@@ -131,8 +144,10 @@ def test_nfs_cluster_shares_home_across_nodes_and_reauthorises_on_scale(
         # Scale down: authorize re-runs and the head exports to compute-0 only.
         cli("scale", run, "compute", "1", "-q", "--json", timeout=900)
         exports = _exported_clients(on(head, "cat /etc/exports"))
-        assert exports == {"/home": {computes[0]["address"]},
-                           "/srv/scratch": {computes[0]["address"]}}
+        assert exports == {
+            "/home": {computes[0]["address"]},
+            "/srv/scratch": {computes[0]["address"]},
+        }
         assert on(computes[0], f"cat /home/shared-{token}").strip() == token
     finally:
         cli("terminate", run, "-q", expect=None, timeout=900)

@@ -24,10 +24,17 @@ from tests.support.qemu import leftovers
 
 
 def _seed(ssh_user: str = "root") -> SeedSpec:
-    return SeedSpec(instance_id="qemu-abc", hostname="compute-1", ssh_user=ssh_user,
-                    ssh_public_key="ssh-ed25519 AAAAC3Nza test", address="10.177.0.7",
-                    network=ipaddress.IPv4Network("10.177.0.0/24"), gateway="10.177.0.1",
-                    mac="52:54:0a:b1:00:07", apt_proxy="http://10.177.0.1:3142")
+    return SeedSpec(
+        instance_id="qemu-abc",
+        hostname="compute-1",
+        ssh_user=ssh_user,
+        ssh_public_key="ssh-ed25519 AAAAC3Nza test",
+        address="10.177.0.7",
+        network=ipaddress.IPv4Network("10.177.0.0/24"),
+        gateway="10.177.0.1",
+        mac="52:54:0a:b1:00:07",
+        apt_proxy="http://10.177.0.1:3142",
+    )
 
 
 def test_seed_user_data_authorises_root_and_the_ssh_user():
@@ -51,8 +58,10 @@ def test_seed_network_is_static_on_the_leased_address():
     assert iface["mac_address"] == "52:54:0a:b1:00:07"
     (subnet,) = iface["subnets"]
     assert subnet == {"type": "static", "address": "10.177.0.7/24", "gateway": "10.177.0.1"}
-    assert json.loads(meta_data(_seed())) == {"instance-id": "qemu-abc",
-                                              "local-hostname": "compute-1"}
+    assert json.loads(meta_data(_seed())) == {
+        "instance-id": "qemu-abc",
+        "local-hostname": "compute-1",
+    }
 
 
 def test_missing_tools_name_their_apt_package(tmp_path, monkeypatch):
@@ -84,14 +93,24 @@ def test_describe_unknown_id_is_terminated(tmp_path):
 @pytest.mark.qemu
 @pytest.mark.slow
 def test_vm_boots_with_own_kernel_keys_and_hostname_and_terminates_clean(
-        qemu_provider: QemuProvider, tmp_path: Path):
+    qemu_provider: QemuProvider, tmp_path: Path
+):
     key = make_keypair(tmp_path / "keys")
     run = f"qt{secrets.token_hex(3)}"
     request = LaunchRequest(
-        run=run, plan="test-plan", service="vm", cloud="qemu", indexes=[0],
-        client_token=secrets.token_hex(8), tags={"run": run, "service": "vm"},
-        ssh_user="cid", ssh_public_key=key.public, hostnames=["qvm-0"],
-        image="debian-12", size="small")
+        run=run,
+        plan="test-plan",
+        service="vm",
+        cloud="qemu",
+        indexes=[0],
+        client_token=secrets.token_hex(8),
+        tags={"run": run, "service": "vm"},
+        ssh_user="cid",
+        ssh_public_key=key.public,
+        hostnames=["qvm-0"],
+        image="debian-12",
+        size="small",
+    )
     seen = []
     started = time.monotonic()
     (info,) = qemu_provider.launch(request, lambda i, inf: seen.append((i, inf.instance_id)))
@@ -112,8 +131,10 @@ def test_vm_boots_with_own_kernel_keys_and_hostname_and_terminates_clean(
     assert [i.instance_id for i in qemu_provider.find_run_instances(run)] == [info.instance_id]
 
     # Root and the plan's ssh_user both get the key, as on a cloud.
-    probe = ("hostname; uname -r; modprobe nfsv4 && grep -cw nfs4 /proc/filesystems;"
-             " modprobe nfsd && grep -cw nfsd /proc/filesystems")
+    probe = (
+        "hostname; uname -r; modprobe nfsv4 && grep -cw nfs4 /proc/filesystems;"
+        " modprobe nfsd && grep -cw nfsd /proc/filesystems"
+    )
     out = None
     for _ in range(10):  # sshd answers before cloud-init finished writing every key
         out = ssh(info.address, key.private, probe)

@@ -76,9 +76,7 @@ def log_tail(name: str, lxcpath: Path, lines: int = 6) -> str:
     console = console_lines(name, lxcpath)[-lines:]
     lxc_lines = _tail_lines(directory / LOG)
     verdict = [
-        ln
-        for ln in lxc_lines
-        if " ERROR " in ln or "ended on error" in ln or "exited with status" in ln
+        ln for ln in lxc_lines if " ERROR " in ln or "ended on " in ln or "exited with status" in ln
     ][-3:] or lxc_lines[-2:]
     parts = []
     if console:

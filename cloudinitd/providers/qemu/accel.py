@@ -50,10 +50,26 @@ def probe_kvm(kernel: Path, timeout: float = PROBE_TIMEOUT) -> bool:
     """Boot `kernel` under KVM without a root disk; True if it panics in time."""
     with tempfile.TemporaryDirectory(prefix="cidq-probe-") as tmp:
         serial = Path(tmp) / "serial.log"
-        cmd = ["qemu-system-x86_64", "-accel", "kvm", "-cpu", "host", "-m", "256",
-               "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-               "-kernel", str(kernel), "-append", "console=ttyS0 panic=-1 root=/dev/nonexistent",
-               "-serial", f"file:{serial}"]
+        cmd = [
+            "qemu-system-x86_64",
+            "-accel",
+            "kvm",
+            "-cpu",
+            "host",
+            "-m",
+            "256",
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-kernel",
+            str(kernel),
+            "-append",
+            "console=ttyS0 panic=-1 root=/dev/nonexistent",
+            "-serial",
+            f"file:{serial}",
+        ]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             proc.wait(timeout=timeout)

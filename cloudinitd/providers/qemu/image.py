@@ -83,11 +83,34 @@ MASKED_UNITS = [
     "nfs-blkmap.service",
 ]
 # Drivers for emulated hardware we never use: udev would load them at boot.
-BLACKLIST = ["floppy", "ata_piix", "ata_generic", "pata_acpi", "i2c_piix4", "psmouse",
-             "serio_raw", "pcspkr", "evdev", "button", "kvm", "kvm_amd", "kvm_intel", "ccp",
-             "drm", "bochs", "joydev", "aesni_intel", "ghash_clmulni_intel", "sha1_ssse3",
-             "sha256_ssse3", "sha512_ssse3", "crc32_pclmul", "crct10dif_pclmul", "efi_pstore",
-             "dm_mod"]
+BLACKLIST = [
+    "floppy",
+    "ata_piix",
+    "ata_generic",
+    "pata_acpi",
+    "i2c_piix4",
+    "psmouse",
+    "serio_raw",
+    "pcspkr",
+    "evdev",
+    "button",
+    "kvm",
+    "kvm_amd",
+    "kvm_intel",
+    "ccp",
+    "drm",
+    "bochs",
+    "joydev",
+    "aesni_intel",
+    "ghash_clmulni_intel",
+    "sha1_ssse3",
+    "sha256_ssse3",
+    "sha512_ssse3",
+    "crc32_pclmul",
+    "crct10dif_pclmul",
+    "efi_pstore",
+    "dm_mod",
+]
 # Installed but started on demand by the scripts that need them.
 DISABLED_UNITS = {"nfs-server.service": "multi-user.target.wants"}
 
@@ -114,8 +137,19 @@ output: {all: ">> /var/log/cloud-init-output.log"}
 """
 
 # Each change to the recipe gets a new cache key, so stale images are never reused.
-RECIPE = "\n".join([SUITE, MIRROR, DISK_SIZE, *PACKAGES, *MASKED_UNITS, *INITRD_MODULES,
-                    *BLACKLIST, CLOUD_CFG, "v4"])
+RECIPE = "\n".join(
+    [
+        SUITE,
+        MIRROR,
+        DISK_SIZE,
+        *PACKAGES,
+        *MASKED_UNITS,
+        *INITRD_MODULES,
+        *BLACKLIST,
+        CLOUD_CFG,
+        "v4",
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -149,20 +183,24 @@ def _run(cmd: list[str], log: Path, **kw) -> None:
         proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, **kw)
     if proc.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-        raise ProviderError(f"image build step failed: {' '.join(cmd[:3])}... "
-                            f"(exit {proc.returncode}); log {log}:\n{tail}")
+        raise ProviderError(
+            f"image build step failed: {' '.join(cmd[:3])}... "
+            f"(exit {proc.returncode}); log {log}:\n{tail}"
+        )
 
 
-def ensure_image(cache: Path, image: str = "debian-12",
-                 progress: Callable[[str], None] | None = None) -> BaseImage:
+def ensure_image(
+    cache: Path, image: str = "debian-12", progress: Callable[[str], None] | None = None
+) -> BaseImage:
     """Return the cached base image for `image`, building it first if needed.
 
     Concurrent callers (parallel launches, several runs) wait on one lock file
     and build once.
     """
     if image not in IMAGE_NAMES:
-        raise ProviderError(f"qemu provider: unknown image {image!r} "
-                            f"(known: {', '.join(sorted(IMAGE_NAMES))})")
+        raise ProviderError(
+            f"qemu provider: unknown image {image!r} (known: {', '.join(sorted(IMAGE_NAMES))})"
+        )
     target = base_image(cache, image)
     if target.exists():
         return target
@@ -186,18 +224,31 @@ def _build(target: BaseImage, suite: str, progress: Callable[[str], None]) -> No
         progress(f"building qemu image {final.name} (debootstrap {suite}; log {log})")
         debs = final.parent / "debs"  # kept across builds: a rebuild downloads nothing
         debs.mkdir(exist_ok=True)
-        _run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
-              f"--cache-dir={debs}", suite, str(rootfs), MIRROR], log)
+        _run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(PACKAGES)}",
+                f"--cache-dir={debs}",
+                suite,
+                str(rootfs),
+                MIRROR,
+            ],
+            log,
+        )
         _customise(rootfs, log)
         kernel, initrd = _kernel_files(rootfs)
         shutil.copy2(kernel, work / "vmlinuz")
         shutil.copy2(initrd, work / "initrd.img")
         raw = work / "disk.raw"
         progress("packing root filesystem (mkfs.ext4 -d)")
-        _run(["mkfs.ext4", "-q", "-F", "-L", "cidroot", "-d", str(rootfs), str(raw), DISK_SIZE],
-             log)
-        _run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw),
-              str(work / "disk.qcow2")], log)
+        _run(
+            ["mkfs.ext4", "-q", "-F", "-L", "cidroot", "-d", str(rootfs), str(raw), DISK_SIZE], log
+        )
+        _run(
+            ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(work / "disk.qcow2")],
+            log,
+        )
         raw.unlink()
         shutil.rmtree(rootfs)
         (work / "recipe.txt").write_text(RECIPE + "\n")
@@ -241,8 +292,10 @@ def _customise(rootfs: Path, log: Path) -> None:
     etc = rootfs / "etc"
     _write(etc / "fstab", "LABEL=cidroot / ext4 defaults,errors=remount-ro 0 0\n")
     # Interfaces get their address from cloud-init's NoCloud network-config.
-    _write(etc / "network/interfaces",
-           "source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n")
+    _write(
+        etc / "network/interfaces",
+        "source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n",
+    )
     (etc / "network/interfaces.d").mkdir(parents=True, exist_ok=True)
     # No DNS server is reachable from the bridge; an empty file fails lookups at
     # once (127.0.0.1) instead of after resolver timeouts.
@@ -251,8 +304,10 @@ def _customise(rootfs: Path, log: Path) -> None:
         resolv.unlink()
     _write(resolv, "# no resolver: hosts on the cloudinitd bridge use /etc/hosts\n")
     _write(etc / "apt/sources.list", f"deb {MIRROR} {SUITE} main\n")
-    _write(etc / "apt/apt.conf.d/90cloudinitd",
-           'APT::Install-Recommends "false";\nDpkg::Use-Pty "false";\n')
+    _write(
+        etc / "apt/apt.conf.d/90cloudinitd",
+        'APT::Install-Recommends "false";\nDpkg::Use-Pty "false";\n',
+    )
     _write(etc / "cloud/cloud.cfg.d/05_cloudinitd.cfg", CLOUD_CFG)
     # Each VM must get its own machine id and SSH host keys on first boot.
     _write(etc / "machine-id", "")
@@ -263,8 +318,9 @@ def _customise(rootfs: Path, log: Path) -> None:
         key.unlink()
     _write(etc / "hostname", "localhost\n")
     _write(etc / "hosts", "127.0.0.1 localhost\n")
-    _write(etc / "modprobe.d/cloudinitd-blacklist.conf",
-           "".join(f"blacklist {m}\n" for m in BLACKLIST))
+    _write(
+        etc / "modprobe.d/cloudinitd-blacklist.conf", "".join(f"blacklist {m}\n" for m in BLACKLIST)
+    )
     # A volatile journal: no flush to disk at boot, nothing to keep for a throwaway VM.
     _write(etc / "systemd/journald.conf.d/cloudinitd.conf", "[Journal]\nStorage=volatile\n")
     units = etc / "systemd/system"

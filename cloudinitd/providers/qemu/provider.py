@@ -61,8 +61,9 @@ class QemuProvider(Provider):
         sizes = {**SIZES, **self.cloud.options.get("sizes", {})}
         name = size or "small"
         if name not in sizes:
-            raise ProviderError(f"qemu provider: unknown size {name!r} "
-                                f"(known: {', '.join(sorted(sizes))})")
+            raise ProviderError(
+                f"qemu provider: unknown size {name!r} (known: {', '.join(sorted(sizes))})"
+            )
         memory, cpus = sizes[name]
         return int(memory), int(cpus)
 
@@ -86,8 +87,10 @@ class QemuProvider(Provider):
             hostname=data.get("hostname"),
             index=data.get("index"),
             service=data.get("service"),
-            extra={k: data[k] for k in ("accel", "memory_mb", "cpus", "tap", "pid", "run")
-                   if k in data} | {"serial_log": str(files.serial)},
+            extra={
+                k: data[k] for k in ("accel", "memory_mb", "cpus", "tap", "pid", "run") if k in data
+            }
+            | {"serial_log": str(files.serial)},
         )
 
     # --- Provider interface --------------------------------------------------
@@ -105,8 +108,9 @@ class QemuProvider(Provider):
         memory, cpus = self._size(request.size)
         base = image_mod.ensure_image(self.cache, request.image or DEFAULT_IMAGE)
         # The verdict is about this machine, not this home: cache it with the image.
-        accel = accel_mod.choose_accel(base.kernel, base.disk.parent,
-                                       self.cloud.options.get("accel"))
+        accel = accel_mod.choose_accel(
+            base.kernel, base.disk.parent, self.cloud.options.get("accel")
+        )
         infos = []
         for index, hostname in zip(request.indexes, request.hostnames, strict=True):
             info = self._launch_one(request, index, hostname, base, accel, memory, cpus)
@@ -114,20 +118,44 @@ class QemuProvider(Provider):
             infos.append(info)
         return infos
 
-    def _launch_one(self, request: LaunchRequest, index: int, hostname: str,
-                    base: image_mod.BaseImage, accel: str, memory: int,
-                    cpus: int) -> InstanceInfo:
+    def _launch_one(
+        self,
+        request: LaunchRequest,
+        index: int,
+        hostname: str,
+        base: image_mod.BaseImage,
+        accel: str,
+        memory: int,
+        cpus: int,
+    ) -> InstanceInfo:
         instance_id = f"qemu-{secrets.token_hex(5)}"
         files = self._files(instance_id)
         files.dir.mkdir(parents=True, mode=0o700)
-        tags = {**request.tags, "run": request.run, "service": request.service,
-                "plan": request.plan, "index": str(index)}
+        tags = {
+            **request.tags,
+            "run": request.run,
+            "service": request.service,
+            "plan": request.plan,
+            "index": str(index),
+        }
         # Recorded before any resource exists: `clean` can always find what follows.
-        files.write({"instance_id": instance_id, "run": request.run, "service": request.service,
-                     "plan": request.plan, "index": index, "client_token": request.client_token,
-                     "tags": tags, "hostname": hostname, "cloud": request.cloud,
-                     "accel": accel, "memory_mb": memory, "cpus": cpus,
-                     "created": time.time()})
+        files.write(
+            {
+                "instance_id": instance_id,
+                "run": request.run,
+                "service": request.service,
+                "plan": request.plan,
+                "index": index,
+                "client_token": request.client_token,
+                "tags": tags,
+                "hostname": hostname,
+                "cloud": request.cloud,
+                "accel": accel,
+                "memory_mb": memory,
+                "cpus": cpus,
+                "created": time.time(),
+            }
+        )
         address = hostnet.lease_address(f"qemu:{instance_id}")
         tap = vm.tap_name(instance_id)
         files.update(address=address, tap=tap)
@@ -135,15 +163,33 @@ class QemuProvider(Provider):
             bridge = hostnet.ensure_bridge()
             proxy = hostnet.ensure_apt_proxy(bridge)
             mac = vm.mac_for(address)
-            seed = write_seed(SeedSpec(instance_id=instance_id, hostname=hostname,
-                                       ssh_user=request.ssh_user,
-                                       ssh_public_key=request.ssh_public_key, address=address,
-                                       network=bridge.network, gateway=bridge.gateway, mac=mac,
-                                       apt_proxy=proxy), files.dir)
+            seed = write_seed(
+                SeedSpec(
+                    instance_id=instance_id,
+                    hostname=hostname,
+                    ssh_user=request.ssh_user,
+                    ssh_public_key=request.ssh_public_key,
+                    address=address,
+                    network=bridge.network,
+                    gateway=bridge.gateway,
+                    mac=mac,
+                    apt_proxy=proxy,
+                ),
+                files.dir,
+            )
             vm.create_overlay(base.disk, files.overlay)
             vm.create_tap(tap, bridge.name)
-            cmd = vm.qemu_command(files, kernel=base.kernel, initrd=base.initrd, seed=seed,
-                                  tap=tap, mac=mac, memory_mb=memory, cpus=cpus, accel=accel)
+            cmd = vm.qemu_command(
+                files,
+                kernel=base.kernel,
+                initrd=base.initrd,
+                seed=seed,
+                tap=tap,
+                mac=mac,
+                memory_mb=memory,
+                cpus=cpus,
+                accel=accel,
+            )
             pid = vm.start(cmd, files)
             files.update(pid=pid, started=time.time())
         except BaseException:
@@ -163,15 +209,21 @@ class QemuProvider(Provider):
                 if not data:
                     raise ProviderError(f"qemu instance {iid} does not exist")
                 if not files.alive():
-                    raise ProviderError(f"qemu instance {iid} ({data.get('hostname')}) exited "
-                                        f"while booting; serial console:\n{files.serial_tail()}")
+                    raise ProviderError(
+                        f"qemu instance {iid} ({data.get('hostname')}) exited "
+                        f"while booting; serial console:\n{files.serial_tail()}"
+                    )
                 if vm.port_open(data["address"], 22, 1.0):
                     pending.remove(iid)
             if pending and time.monotonic() > deadline:
-                tails = "\n".join(f"--- {iid} ({self._files(iid).serial}):\n"
-                                  f"{self._files(iid).serial_tail()}" for iid in pending)
-                raise ProviderError(f"qemu instances not answering SSH after {timeout:.0f} s: "
-                                    f"{', '.join(pending)}\n{tails}")
+                tails = "\n".join(
+                    f"--- {iid} ({self._files(iid).serial}):\n{self._files(iid).serial_tail()}"
+                    for iid in pending
+                )
+                raise ProviderError(
+                    f"qemu instances not answering SSH after {timeout:.0f} s: "
+                    f"{', '.join(pending)}\n{tails}"
+                )
             if pending:
                 time.sleep(1.0)
         return self.describe(instance_ids)
@@ -207,8 +259,11 @@ class QemuProvider(Provider):
                 hostnet.release_address(data["address"])
 
     def find_run_instances(self, run: str) -> list[InstanceInfo]:
-        return [info for info in (self._info(f) for f in self._all_files())
-                if info.state != TERMINATED and info.extra.get("run") == run]
+        return [
+            info
+            for info in (self._info(f) for f in self._all_files())
+            if info.state != TERMINATED and info.extra.get("run") == run
+        ]
 
     def _all_files(self) -> list[vm.VmFiles]:
         if not self.state_dir.is_dir():

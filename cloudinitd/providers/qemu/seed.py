@@ -56,11 +56,13 @@ def user_data(spec: SeedSpec) -> str:
     if spec.apt_proxy:
         # write_files runs in the init stage, before SSH opens (the apt module
         # belongs to the config stage, which the image skips).
-        cfg["write_files"] = [{
-            "path": "/etc/apt/apt.conf.d/90cloudinitd-proxy",
-            "content": f'Acquire::http::Proxy "{spec.apt_proxy}";\n',
-            "permissions": "0644",
-        }]
+        cfg["write_files"] = [
+            {
+                "path": "/etc/apt/apt.conf.d/90cloudinitd-proxy",
+                "content": f'Acquire::http::Proxy "{spec.apt_proxy}";\n',
+                "permissions": "0644",
+            }
+        ]
     # JSON is valid YAML and needs no quoting rules of its own.
     return "#cloud-config\n" + json.dumps(cfg, indent=1) + "\n"
 
@@ -100,11 +102,28 @@ def write_seed(spec: SeedSpec, directory: Path) -> Path:
     (src / "network-config").write_text(network_config(spec))
     iso = directory / "seed.iso"
     if shutil.which("cloud-localds"):
-        cmd = ["cloud-localds", "-N", str(src / "network-config"), str(iso),
-               str(src / "user-data"), str(src / "meta-data")]
+        cmd = [
+            "cloud-localds",
+            "-N",
+            str(src / "network-config"),
+            str(iso),
+            str(src / "user-data"),
+            str(src / "meta-data"),
+        ]
     elif tool := shutil.which("genisoimage") or shutil.which("mkisofs"):
-        cmd = [tool, "-quiet", "-output", str(iso), "-volid", "cidata", "-joliet", "-rock",
-               str(src / "user-data"), str(src / "meta-data"), str(src / "network-config")]
+        cmd = [
+            tool,
+            "-quiet",
+            "-output",
+            str(iso),
+            "-volid",
+            "cidata",
+            "-joliet",
+            "-rock",
+            str(src / "user-data"),
+            str(src / "meta-data"),
+            str(src / "network-config"),
+        ]
     else:
         raise ProviderError("qemu provider needs cloud-localds: apt-get install cloud-image-utils")
     proc = subprocess.run(cmd, capture_output=True, text=True)

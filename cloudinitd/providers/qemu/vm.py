@@ -35,8 +35,11 @@ REQUIRED_TOOLS = {
 
 def missing_tools() -> list[str]:
     """'tool (apt package)' for every required tool not on PATH."""
-    return [f"{tool} (apt-get install {pkg})" for tool, pkg in REQUIRED_TOOLS.items()
-            if shutil.which(tool) is None]
+    return [
+        f"{tool} (apt-get install {pkg})"
+        for tool, pkg in REQUIRED_TOOLS.items()
+        if shutil.which(tool) is None
+    ]
 
 
 @dataclass
@@ -130,9 +133,11 @@ def _ip(*args: str) -> subprocess.CompletedProcess:
 def create_tap(name: str, bridge: str) -> None:
     if Path("/sys/class/net", name).exists():
         _ip("link", "del", name)
-    for args in (("tuntap", "add", "dev", name, "mode", "tap"),
-                 ("link", "set", name, "master", bridge),
-                 ("link", "set", name, "up")):
+    for args in (
+        ("tuntap", "add", "dev", name, "mode", "tap"),
+        ("link", "set", name, "master", bridge),
+        ("link", "set", name, "up"),
+    ):
         proc = _ip(*args)
         if proc.returncode != 0:
             raise ProviderError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
@@ -144,8 +149,7 @@ def delete_tap(name: str) -> None:
 
 
 def our_taps() -> list[str]:
-    return sorted(p.name for p in Path("/sys/class/net").iterdir()
-                  if p.name.startswith(TAP_PREFIX))
+    return sorted(p.name for p in Path("/sys/class/net").iterdir() if p.name.startswith(TAP_PREFIX))
 
 
 def tap_in_use(name: str) -> bool:
@@ -165,36 +169,77 @@ def tap_in_use(name: str) -> bool:
 
 
 def create_overlay(base: Path, overlay: Path) -> None:
-    proc = subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
-                           "-b", str(base), str(overlay)], capture_output=True, text=True)
+    proc = subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(overlay)],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise ProviderError(f"qemu-img create overlay: {proc.stderr.strip()}")
 
 
-def qemu_command(files: VmFiles, *, kernel: Path, initrd: Path, seed: Path, tap: str,
-                 mac: str, memory_mb: int, cpus: int, accel: str) -> list[str]:
+def qemu_command(
+    files: VmFiles,
+    *,
+    kernel: Path,
+    initrd: Path,
+    seed: Path,
+    tap: str,
+    mac: str,
+    memory_mb: int,
+    cpus: int,
+    accel: str,
+) -> list[str]:
     cpu = "host" if accel == "kvm" else "max"
     return [
-        QEMU, "-name", files.dir.name,
-        "-machine", "pc", "-accel", accel, "-cpu", cpu,
-        "-m", str(memory_mb), "-smp", str(cpus),
-        "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
-        "-kernel", str(kernel), "-initrd", str(initrd),
+        QEMU,
+        "-name",
+        files.dir.name,
+        "-machine",
+        "pc",
+        "-accel",
+        accel,
+        "-cpu",
+        cpu,
+        "-m",
+        str(memory_mb),
+        "-smp",
+        str(cpus),
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-vga",
+        "none",
+        "-kernel",
+        str(kernel),
+        "-initrd",
+        str(initrd),
         # net.ifnames=0: the NIC is eth0, as named in the seed's network-config.
         # mitigations=off, tsc=reliable: speculation barriers and clocksource
         # checks cost a lot under emulation and protect nothing in a throwaway VM.
-        "-append", "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet loglevel=3 "
-                   "systemd.show_status=1 panic=-1 mitigations=off tsc=reliable no_timer_check",
+        "-append",
+        "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet loglevel=3 "
+        "systemd.show_status=1 panic=-1 mitigations=off tsc=reliable no_timer_check",
         # cache=unsafe: the overlay is thrown away with the VM, so skip fsyncs.
-        "-drive", f"file={files.overlay},if=virtio,format=qcow2,cache=unsafe",
-        "-drive", f"file={seed},if=virtio,format=raw,readonly=on",
-        "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
-        "-device", f"virtio-net-pci,netdev=n0,mac={mac}",
+        "-drive",
+        f"file={files.overlay},if=virtio,format=qcow2,cache=unsafe",
+        "-drive",
+        f"file={seed},if=virtio,format=raw,readonly=on",
+        "-netdev",
+        f"tap,id=n0,ifname={tap},script=no,downscript=no",
+        "-device",
+        f"virtio-net-pci,netdev=n0,mac={mac}",
         # Entropy for sshd host keys and the first SSH handshakes.
-        "-device", "virtio-rng-pci",
-        "-serial", f"file:{files.serial}",
-        "-qmp", f"unix:{files.qmp},server=on,wait=off",
-        "-pidfile", str(files.pidfile), "-daemonize",
+        "-device",
+        "virtio-rng-pci",
+        "-serial",
+        f"file:{files.serial}",
+        "-qmp",
+        f"unix:{files.qmp},server=on,wait=off",
+        "-pidfile",
+        str(files.pidfile),
+        "-daemonize",
     ]
 
 
