@@ -50,8 +50,9 @@ def _launch_on(ctx: RunContext, svc: ServiceSpec, cloud: str, request: LaunchReq
 
     try:
         provider.launch(request, on_launched)
-    except CapacityError:
+    except CapacityError as err:
         ctx.store.finish_launch(request.client_token, "capacity")
+        err.started_indexes = started  # what the cloud did start before it was full
         raise
     except Exception:
         ctx.store.finish_launch(request.client_token, "failed")
@@ -84,11 +85,9 @@ def launch_missing(ctx: RunContext, svc: ServiceSpec, indexes: list[int]) -> Non
                 started = _launch_on(ctx, svc, cloud, _request(ctx, svc, cloud, chunk))
             except CapacityError as err:
                 full.add(cloud)
-                got = {i for i in chunk if any(r["idx"] == i for r in
-                                               ctx.store.instances(ctx.run, svc.name))}
                 ctx.store.event(ctx.run, "capacity", f"{cloud} full: {err}", svc.name)
                 ctx.progress(svc.name, None, "capacity", f"{cloud} full, spilling over")
-                started = got
+                started = err.started_indexes
             current[cloud] += len(started)
             remaining = sorted(set(remaining) | (set(chunk) - started))
     wait_running(ctx, svc)
