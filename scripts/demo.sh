@@ -21,5 +21,5 @@ echo
 echo
 ADDR=$("$CID" status "$RUN" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["services"]["probe"]["instances"][0]["address"])')
 echo "Reach the probe:  ssh -i $HOME_DIR/runs/$RUN/id_ed25519 -o UserKnownHostsFile=$HOME_DIR/runs/$RUN/known_hosts root@$ADDR"
-echo "See a web page:   $CID logs $RUN probe"
+echo "See its checks:   $CID logs $RUN probe"
 echo "Terminate it:     $CID terminate $RUN     (or: make demo-down)"
