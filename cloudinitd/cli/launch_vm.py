@@ -314,14 +314,9 @@ def launch_vm(
     what = "your VM" if count == 1 else f"your {count} VMs"
     _say(f"Launching {what} (this may take a minute)...", as_json)
     progress = output.progress_for_terminal(quiet=not verbose)
-    ctx = start_run(
-        env.home, env.store, plan, overrides, run_name, progress=progress or (lambda *a: None)
-    )
+    ctx = start_run(env.home, env.store, plan, overrides, run_name, progress=progress)
     try:
-        if progress is not None:
-            with progress:
-                result = boot(ctx)
-        else:
+        with progress:
             result = boot(ctx)
     except (Interrupted, KeyboardInterrupt):
         output.error("interrupted")

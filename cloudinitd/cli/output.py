@@ -36,6 +36,19 @@ def info(message: str) -> None:
     sys.stderr.flush()
 
 
+class NoProgress:
+    """`-q`: the same interface, showing nothing."""
+
+    def __call__(self, service: str, index: int | None, state: str, detail: str) -> None:
+        return None
+
+    def __enter__(self) -> NoProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
 class PlainProgress:
     """One line per state change: `[  4.1s] compute-1 boot: running boot script`."""
 
@@ -92,9 +105,13 @@ class LiveProgress:
         self._live.__exit__(None, None, None)
 
 
-def progress_for_terminal(quiet: bool = False) -> PlainProgress | LiveProgress | None:
+Progress = NoProgress | PlainProgress | LiveProgress
+
+
+def progress_for_terminal(quiet: bool = False) -> Progress:
+    """A progress sink that is also a context manager (the live table needs one)."""
     if quiet:
-        return None
+        return NoProgress()
     return LiveProgress() if sys.stderr.isatty() else PlainProgress()
 
 

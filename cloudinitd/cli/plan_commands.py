@@ -126,14 +126,10 @@ def boot(env: Env, plan: str, run_name: str | None, vars_: tuple[str, ...], dry_
             print_dry_run(report)
         return
     progress = output.progress_for_terminal(quiet)
-    ctx = start_run(env.home, env.store, loaded, overrides, run_name,
-                    progress=progress or (lambda *a: None))
+    ctx = start_run(env.home, env.store, loaded, overrides, run_name, progress=progress)
     output.info(f"run {ctx.run}: booting plan {loaded.name} ({len(loaded.services)} services)")
     try:
-        if progress is not None:
-            with progress:
-                result = boot_run(ctx)
-        else:
+        with progress:
             result = boot_run(ctx)
     except Interrupted:
         output.error(f"interrupted: launching stopped; every instance launched so far is"

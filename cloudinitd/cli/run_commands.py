@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +14,11 @@ from cloudinitd.engine.context import RunContext, open_run, open_run_without_pla
 
 
 def _open(env: Env, run: str, quiet: bool = True, plan: Path | None = None,
-          overrides: dict[str, str] | None = None) -> tuple[RunContext, Any]:
+          overrides: dict[str, str] | None = None) -> tuple[RunContext, output.Progress]:
     progress = output.progress_for_terminal(quiet)
     ctx = open_run(env.home, env.store, run, plan_path=plan, overrides=overrides,
-                   progress=progress or (lambda *a: None))
-    return ctx, progress or nullcontext()
+                   progress=progress)
+    return ctx, progress
 
 
 def status_data(env: Env, run: str) -> dict[str, Any]:
@@ -159,7 +158,8 @@ def terminate(env: Env, run: str, quiet: bool, as_json: bool) -> None:
         ctx, progress = _open(env, run, quiet)
     except PlanError as exc:
         output.error(f"{exc}; terminating instances without running terminate scripts")
-        ctx, progress = open_run_without_plan(env.home, env.store, run), nullcontext()
+        progress = output.progress_for_terminal(quiet)
+        ctx = open_run_without_plan(env.home, env.store, run, progress=progress)
     with progress:
         result = terminate_run(ctx)
     for problem in result.errors:

@@ -79,13 +79,11 @@ class Converger:
         self.pending: dict[Future, tuple[str, str, int | None]] = {}
 
     # decisions -------------------------------------------------------------
-    def _needs_configure(self, name: str, row: dict[str, Any], world: dict) -> bool:
-        if not row["configured"] or name in self.force:
+    def _needs_configure(self, name: str, row: dict[str, Any], world: dict,
+                         was_ready: bool) -> bool:
+        if not row["configured"] or name in self.force or not was_ready:
             return True
         if (name, row["idx"]) in self.unhealthy:
-            return True
-        previous = self.ctx.store.services(self.ctx.run).get(name, {})
-        if previous.get("status") != READY:
             return True
         _, _, digest = rendered_inputs(self.ctx, self.ctx.plan.services[name], row["idx"], world)
         return digest != row["boot_hash"]
@@ -149,8 +147,10 @@ class Converger:
                     if not svc.launches:
                         launch_static(ctx, svc)
                     world = ctx.world()
+                    recorded = ctx.store.services(ctx.run).get(name, {})
+                    was_ready = recorded.get("status") == READY
                     rows = [r for r in ctx.store.instances(ctx.run, name)
-                            if self._needs_configure(name, r, world)]
+                            if self._needs_configure(name, r, world, was_ready)]
                 except Exception as exc:  # a render error, a vanished host service
                     self._finish(name, _failure(name, exc, "render"))
                     continue
