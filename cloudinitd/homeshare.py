@@ -1,4 +1,4 @@
-"""The run-scoped home share: an sftp-only OpenSSH server exporting the user's home.
+"""The run-scoped home share: an sftp-only OpenSSH server exporting one folder (the home).
 
 Plans such as `sshfs-vm` mount the home of the machine running cloudinitd
 inside their VMs, as Nimbus's launch-vm mounted the user's home on hotel.
@@ -8,6 +8,10 @@ run that needs the home gets a dedicated sshd of its own:
 
 - sftp only (`ForceCommand internal-sftp`): no shell, no tty, no forwarding;
 - one user, authenticated only by a key made for this run (`restrict`ed);
+- chrooted to a jail holding the shared folder and nothing else (see
+  homeshare_jail.py), then running as the shared user, so a VM reaches that
+  folder with that user's rights and no other file of this machine;
+- read-only on request (`internal-sftp -R` and a read-only bind mount);
 - its own host key, so the VM pins it (StrictHostKeyChecking=yes);
 - listening only on the address the run's instances reach this machine at;
 - stopped by `cloudinitd terminate`, which revokes the VM's access for good.
@@ -25,7 +29,6 @@ import json
 import os
 import pwd
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -35,7 +38,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cloudinitd.errors import CloudinitdError
+from cloudinitd import homeshare_jail as jail
+from cloudinitd import homeshare_procs as procs
+from cloudinitd.homeshare_jail import HomeShareError
 
 SSHD = "/usr/sbin/sshd"
 DEFAULT_PORT = 2222
@@ -61,7 +66,8 @@ UsePAM no
 # Our files sit in a private 0700 folder that may be below /tmp (sticky, 1777),
 # which StrictModes' ownership walk would refuse.
 StrictModes no
-ForceCommand internal-sftp{start_dir}
+{chroot}
+ForceCommand internal-sftp{read_only}{start_dir}
 Subsystem sftp internal-sftp
 PermitTTY no
 PermitTunnel no
@@ -79,10 +85,6 @@ LogLevel INFO
 """
 
 
-class HomeShareError(CloudinitdError):
-    """The home share could not be started (no sshd, address not ours, ...)."""
-
-
 @dataclass
 class HomeShare:
     """How a VM reaches the home: `sshfs -p PORT USER@HOST:DIR` with `key`, pinning `known_host`."""
@@ -93,6 +95,8 @@ class HomeShare:
     dir: str
     key: str = field(repr=False)  # private key text: only ever rendered into the VM's script
     known_host: str = ""  # `[host]:port ssh-ed25519 AAAA...` for the VM's known_hosts
+    read_only: bool = False  # the share refuses writes
+    confined: bool = False  # chrooted to `dir` (False only when cloudinitd is not root)
 
 
 def default_home_dir() -> tuple[str, str]:
@@ -170,75 +174,6 @@ def _read_state(share_dir: Path) -> dict:
 # --- processes ------------------------------------------------------------------------
 
 
-def _is_our_sshd(pid: int, config: Path) -> bool:
-    """True when `pid` is the sshd started with this share's config (not a reused pid)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    # sshd rewrites its title ("sshd: /usr/sbin/sshd -D -f CONFIG ... [listener]").
-    return b"sshd" in cmdline and f"-f {config} ".encode() in cmdline.replace(b"\0", b" ")
-
-
-def _children(pid: int) -> list[int]:
-    """Direct children of `pid`: the per-connection sshd processes (they setsid())."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            stat = (entry / "stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == pid:
-                out.append(int(entry.name))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
-def _port_free(address: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((address, port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port(address: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((address, 0))
-        except OSError as exc:
-            raise HomeShareError(
-                f"home share: cannot listen on {address}: {exc.strerror or exc}"
-                " (is that address on this machine?)"
-            ) from None
-        return s.getsockname()[1]
-
-
-def _pick_port(address: str, preferred: list[int]) -> int:
-    for port in preferred:
-        if port and _port_free(address, port):
-            return port
-    return _free_port(address)
-
-
-def _listening(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 def _start_dir(home_dir: str) -> str:
     """`-d DIR` for internal-sftp (relative paths start there); sshd splits the
     forced command on spaces without quoting, so a folder with spaces gets none."""
@@ -247,13 +182,9 @@ def _start_dir(home_dir: str) -> str:
     return " -d " + home_dir.replace("%", "%%")
 
 
-def _log_tail(path: Path, lines: int = 8) -> str:
-    with contextlib.suppress(OSError):
-        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
-    return ""
-
-
-def _start_sshd(share_dir: Path, config: Path, address: str, port: int) -> int:
+def _start_sshd(
+    share_dir: Path, config: Path, address: str, port: int, wrap=lambda argv: argv
+) -> int:
     if not os.path.exists(SSHD):
         raise HomeShareError(
             f"home share: {SSHD} not found; install the Debian package openssh-server"
@@ -268,7 +199,7 @@ def _start_sshd(share_dir: Path, config: Path, address: str, port: int) -> int:
     # -D: we keep the pid ourselves (sshd also writes it to PidFile); a session
     # of its own so that Ctrl-C on the CLI does not take the share down.
     proc = subprocess.Popen(
-        [SSHD, "-D", "-f", str(config), "-E", str(log)],
+        wrap([SSHD, "-D", "-f", str(config), "-E", str(log)]),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -279,29 +210,29 @@ def _start_sshd(share_dir: Path, config: Path, address: str, port: int) -> int:
         if proc.poll() is not None:
             raise HomeShareError(
                 f"home share: sshd on {address}:{port} exited with status {proc.returncode}:"
-                f" {_log_tail(log)}"
+                f" {procs.log_tail(log)}"
             )
-        if _listening(address, port):
+        if procs.listening(address, port):
             return proc.pid
         time.sleep(0.05)
     _kill(proc.pid)
     raise HomeShareError(
         f"home share: sshd did not listen on {address}:{port} within"
-        f" {START_TIMEOUT:.0f}s: {_log_tail(log)}"
+        f" {START_TIMEOUT:.0f}s: {procs.log_tail(log)}"
     )
 
 
 def _kill(pid: int, timeout: float = 5.0) -> None:
     """Stop the listener and the connections it forked; wait until they are gone."""
-    victims = [*_children(pid), pid]
+    victims = [*procs.descendants(pid), pid]
     for victim in victims:
         with contextlib.suppress(ProcessLookupError):
             os.kill(victim, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_alive(v) for v in victims):
+    while time.monotonic() < deadline and any(procs.alive(v) for v in victims):
         time.sleep(0.05)
     for victim in victims:
-        if _alive(victim):
+        if procs.alive(victim):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(victim, signal.SIGKILL)
     # Our own child (same process as the starter): reap it so no zombie lingers.
@@ -313,17 +244,24 @@ def _kill(pid: int, timeout: float = 5.0) -> None:
 
 
 def ensure_home_share(
-    run_dir: Path, listen_address: str, home_dir: str, user: str, port: int | None = None
+    run_dir: Path,
+    listen_address: str,
+    home_dir: str,
+    user: str,
+    port: int | None = None,
+    read_only: bool = False,
 ) -> HomeShare:
-    """Start this run's share (or reuse the running one) and say how to reach it.
+    """Start this run's share of `home_dir` (or reuse the running one) and say how to reach it.
 
     Idempotent: a share of the same run already serving the same address,
-    folder and user is reused as is (same port, same keys). A change of any
-    of them restarts it. `port` defaults to the previous one, else 2222,
+    folder, user and mode is reused as is (same port, same keys). A change of
+    any of them restarts it. `port` defaults to the previous one, else 2222,
     else any free port.
     """
     if not Path(home_dir).is_dir():
         raise HomeShareError(f"home share: {home_dir} is not a folder")
+    home_dir = jail.inner_path(home_dir)  # absolute, normalised; never "/"
+    confined = jail.can_confine()
     try:
         pw = pwd.getpwnam(user)
     except KeyError:
@@ -334,9 +272,15 @@ def ensure_home_share(
         private, public = _ensure_key(d / "home_key", f"cloudinitd-home-{Path(run_dir).name}")
         _, host_public = _ensure_key(d / "ssh_host_ed25519_key", "cloudinitd-home-share")
         state = _read_state(d)
-        wanted = {"host": listen_address, "user": user, "dir": home_dir}
+        wanted = {
+            "host": listen_address,
+            "user": user,
+            "dir": home_dir,
+            "read_only": read_only,
+            "confined": confined,
+        }
         pid = state.get("pid")
-        running = bool(pid) and _is_our_sshd(pid, config) and _alive(pid)
+        running = bool(pid) and procs.is_our_sshd(pid, config) and procs.alive(pid)
         if (
             running
             and all(state.get(k) == v for k, v in wanted.items())
@@ -346,7 +290,9 @@ def ensure_home_share(
         else:
             if running:
                 _kill(pid)
-            share_port = _pick_port(listen_address, [port or 0, state.get("port", 0), DEFAULT_PORT])
+            share_port = procs.pick_port(
+                listen_address, [port or 0, state.get("port", 0), DEFAULT_PORT]
+            )
             authorized = d / "authorized_keys"
             # `restrict`: no forwarding, pty, agent or rc, whatever the config says.
             _write_private(authorized, f"restrict {public}\n", mode=0o644)
@@ -357,6 +303,9 @@ def ensure_home_share(
                 keys_command = (
                     f"AuthorizedKeysCommand /bin/cat {authorized}\nAuthorizedKeysCommandUser root"
                 )
+            chroot = "# not root: sshd cannot chroot; the user's own rights apply"
+            if confined:
+                chroot = f"ChrootDirectory {jail.prepare(run_dir)}"
             _write_private(
                 config,
                 CONFIG.format(
@@ -367,10 +316,16 @@ def ensure_home_share(
                     authorized_keys=authorized if not keys_command else "none",
                     keys_command=keys_command,
                     user=user,
+                    chroot=chroot,
+                    read_only=" -R" if read_only else "",
                     start_dir=_start_dir(home_dir),
                 ),
             )
-            new_pid = _start_sshd(d, config, listen_address, share_port)
+
+            def wrap(argv: list[str]) -> list[str]:
+                return jail.wrap(argv, run_dir, home_dir, read_only) if confined else argv
+
+            new_pid = _start_sshd(d, config, listen_address, share_port, wrap)
             _write_private(
                 d / "share.json", json.dumps({**wanted, "port": share_port, "pid": new_pid}) + "\n"
             )
@@ -383,6 +338,8 @@ def ensure_home_share(
             dir=home_dir,
             key=private,
             known_host=f"{host_field} {key_type} {key_b64}",
+            read_only=read_only,
+            confined=confined,
         )
 
 
@@ -390,7 +347,7 @@ def share_pid(run_dir: Path) -> int | None:
     """The pid of the run's running share, if one runs."""
     d = Path(run_dir) / SUBDIR
     pid = _read_state(d).get("pid") if d.is_dir() else None
-    if pid and _is_our_sshd(pid, d / "sshd_config") and _alive(pid):
+    if pid and procs.is_our_sshd(pid, d / "sshd_config") and procs.alive(pid):
         return int(pid)
     return None
 
@@ -409,6 +366,7 @@ def stop_home_share(run_dir: Path) -> bool:
         if pid is None:
             return False
         _kill(pid)
+        jail.release(run_dir)
         state = _read_state(d)
         state.pop("pid", None)
         _write_private(d / "share.json", json.dumps(state) + "\n")

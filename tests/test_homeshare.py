@@ -236,7 +236,8 @@ def test_a_non_root_user_gets_the_share_too(run_dir, tmp_path, address):
     try:
         sftp = client.open_sftp()
         assert "readme" in sftp.listdir(str(public))
-        with pytest.raises(PermissionError):  # the user's rights, not root's
+        # Outside the chroot: not even there (before the jail: PermissionError at best).
+        with pytest.raises(FileNotFoundError):
             sftp.open(str(run_dir / "homeshare" / "home_key")).read()
     finally:
         client.close()
