@@ -343,6 +343,13 @@ def ensure_home_share(
         )
 
 
+def share_info(run_dir: Path) -> dict:
+    """What the run's share serves (no secrets): host, port, user, dir, read_only, confined."""
+    state = _read_state(Path(run_dir) / SUBDIR)
+    state.pop("pid", None)
+    return state
+
+
 def share_pid(run_dir: Path) -> int | None:
     """The pid of the run's running share, if one runs."""
     d = Path(run_dir) / SUBDIR

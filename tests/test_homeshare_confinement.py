@@ -24,6 +24,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import paramiko
 import pytest
@@ -31,15 +32,18 @@ import pytest
 from cloudinitd.homeshare import ensure_home_share, share_pid, stop_home_share
 from cloudinitd.homeshare_jail import jail_dir
 
-# Host files an attacker in a VM wants. Their content hashes are compared
-# before and after every attack.
+# Host files an attacker in a VM wants. Every write carries MARKER.
 TARGETS = ("/etc/shadow", "/etc/passwd", "/root/.ssh/authorized_keys")
 CRON_FILE = "/etc/cron.d/cloudinitd-share-test"
+MARKER = f"cloudinitd-share-attack-{secrets.token_hex(8)}"
+# Other work on this machine may add users (passwd, shadow) meanwhile: those
+# two are checked for the marker; the others must not change at all.
+HASHED = ("/root/.ssh/authorized_keys", CRON_FILE)
 
 
 def digests() -> dict[str, str | None]:
     out: dict[str, str | None] = {}
-    for path in (*TARGETS, CRON_FILE):
+    for path in HASHED:
         try:
             out[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
         except FileNotFoundError:
@@ -49,7 +53,7 @@ def digests() -> dict[str, str | None]:
 
 @pytest.fixture
 def host_files() -> Iterator[dict[str, str | None]]:
-    """The host's sensitive files' hashes; the test must leave them as they were."""
+    """The host's sensitive files: unchanged by content hash, or free of the marker."""
     before = digests()
     assert before[CRON_FILE] is None  # the file we try to plant does not exist
     yield before
@@ -57,6 +61,9 @@ def host_files() -> Iterator[dict[str, str | None]]:
     if after[CRON_FILE] is not None:  # an attack worked: do not leave it behind
         os.unlink(CRON_FILE)
     assert after == before
+    for path in TARGETS:
+        with contextlib.suppress(FileNotFoundError):
+            assert MARKER.encode() not in Path(path).read_bytes(), path
 
 
 @pytest.fixture
@@ -126,8 +133,8 @@ def attack(sftp: paramiko.SFTPClient, shared: Path) -> None:
     inside = str(shared)
     for target in TARGETS:
         assert refused(lambda t=target: sftp.open(t).read()), f"read {target}"
-        assert refused(lambda t=target: sftp.open(t, "a").write(b"x")), f"write {target}"
-    assert refused(lambda: sftp.open(CRON_FILE, "w").write(b"* * * * * root id\n"))
+        assert refused(lambda t=target: sftp.open(t, "a").write(MARKER.encode())), target
+    assert refused(lambda: sftp.open(CRON_FILE, "w").write(f"# {MARKER}\n".encode()))
     assert refused(lambda: sftp.open(f"{inside}/../../../../../etc/shadow").read())
     assert refused(lambda: sftp.open("../../../../../../etc/passwd").read())  # relative
     assert refused(lambda: sftp.open(f"{inside}/etc-link/passwd").read())
@@ -254,8 +261,8 @@ def vm_sftp(ssh_command: str, host: str, port: int, batch: str) -> subprocess.Co
 
 
 @contextlib.contextmanager
-def launch(local_net, root: Path, *args: str) -> Iterator[tuple[object, str, str]]:
-    """`launch-vm ARGS` as root; yields (cli, printed ssh command, run name)."""
+def launch(local_net, root: Path, *args: str) -> Iterator[tuple[Any, str, str, str]]:
+    """`launch-vm ARGS` as root; yields (cli, printed ssh command, run name, output)."""
     from tests.support.cli import Cli
     from tests.support.lxc import destroy_all, new_provider
 
@@ -295,6 +302,7 @@ def test_a_launch_vm_vm_reaches_only_the_shared_folder(local_net, tmp_path, host
             host, port = share_of(cli, run)
             key = vm_run(ssh, "stat -c '%a %U:%G' /root/.ssh/cloudinitd-home-key")
             assert key.stdout.strip() == "600 root:root"
+            assert vm_run(ssh, f"echo {MARKER} > /tmp/payload").returncode == 0
             # Each escape in its own batch: sftp -b stops (and fails) at the first error.
             for batch in (
                 "get /etc/shadow /tmp/stolen",
@@ -302,8 +310,9 @@ def test_a_launch_vm_vm_reaches_only_the_shared_folder(local_net, tmp_path, host
                 f"get {shared}/../../../../../etc/passwd /tmp/stolen",
                 f"get {shared}/etc-link/passwd /tmp/stolen",
                 f"get {shared}/up-link/shadow /tmp/stolen",
-                f"put /etc/hostname {CRON_FILE}",
-                "put /etc/hostname /root/.ssh/authorized_keys",
+                f"put /tmp/payload {CRON_FILE}",
+                "put /tmp/payload /root/.ssh/authorized_keys",
+                "put /tmp/payload /etc/passwd",
                 "ls /etc",
             ):
                 result = vm_sftp(ssh, host, port, batch)

@@ -28,6 +28,9 @@ LAUNCH_LINES = re.compile(
     r"Success!\n"
     r"((?:Access your VM with: ssh .*\n){2})"
     r"Your home \((?P<home>[^)]*)\) is mounted at (?P<mount>/mnt/\S+)\n"
+    r"(?P<note>Note: you run as root, so the VMs can read and write root's home \((?P=home)\)"
+    r" as root \(nothing outside it\)\. To share less: launch-vm --share DIR"
+    r" \(add --read-only to refuse writes\)\.\n)"
     r"Terminate your VMs with: cloudinitd terminate (?P<run>\S+)\n$"
 )
 
@@ -141,6 +144,7 @@ def test_running_boot_again_changes_nothing(launched):
     command = launched.ssh[0]
     workdir = f".cloudinitd-remote/{launched.run}/vm-0"
     key_before = ok(command, "stat -c %Y /root/.ssh/cloudinitd-home-key")
+    assert ok(command, "stat -c '%a %U:%G' /root/.ssh/cloudinitd-home-key") == "600 root:root\n"
     out = ok(command, f"cd {workdir} && CLOUDINITD_EXPORT=/dev/null sh boot.script")
     assert "already mounted" in out and "nothing to do" in out
     assert mounts(command, launched.mount) == 1

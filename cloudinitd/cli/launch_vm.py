@@ -45,10 +45,12 @@ HELP = f"""Launch a VM that mounts your home folder, and say how to use it.
   Access your VM with: ssh -i KEY -o UserKnownHostsFile=FILE root@ADDRESS
   Terminate your VM with: cloudinitd terminate sshfs-vm-1
 
-Boots the shipped plan `sshfs-vm`: each VM mounts your home folder at
-/mnt/<home host> over sshfs, through a run-scoped, sftp-only SSH server that
-cloudinitd starts for this run and `cloudinitd terminate` stops (no sshd of
-your own is needed, and your own keys never leave this machine).
+Boots the shipped plan `sshfs-vm`: each VM mounts your home folder (or the
+folder given with --share) at /mnt/<home host> over sshfs, through a
+run-scoped, sftp-only SSH server that cloudinitd starts for this run and
+`cloudinitd terminate` stops (no sshd of your own is needed, and your own
+keys never leave this machine). The VMs reach that folder, with your rights,
+and no other file of this machine: the server chroots to it.
 
 \b
 Environment (the Nimbus launch-vm variables):
@@ -65,11 +67,13 @@ Environment (the Nimbus launch-vm variables):
   CLOUDINITD_HOME                  where runs are recorded (default ~/.cloudinitd)
 
 \b
-The home shared is $HOME (under sudo: SUDO_USER's home). On an EC2 cloud the
+The folder shared is --share DIR, else $HOME (under sudo: SUDO_USER's home,
+served as SUDO_USER); --read-only refuses the VMs' writes. On an EC2 cloud the
 VMs cannot know this machine's address: give one they can reach with
 --var home_host=ADDRESS (the share listens there; if that address is not on
 this machine, e.g. behind a NAT, also --var home_listen=LOCAL_ADDRESS).
-home_port, home_dir and home_user override the rest.
+home_port, home_dir (= --share), home_read_only (= --read-only) and home_user
+override the rest.
 
 If the launch fails, whatever was launched is terminated again (unless
 --keep) and the reason is printed. Exit status: 0 success, 1 the launch
@@ -257,6 +261,14 @@ def _clean_up(ctx, as_json: bool) -> bool:
     metavar="K=V",
     help="Override a plan var: replicas, home_host, home_listen, home_port, home_dir, home_user.",
 )
+@click.option(
+    "--share",
+    "share_dir",
+    metavar="DIR",
+    type=click.Path(exists=True, file_okay=False, resolve_path=True),
+    help="Share this folder with the VMs instead of your whole home.",
+)
+@click.option("--read-only", is_flag=True, help="The VMs may read the shared folder, not write.")
 @click.option("--ssh-user", help="User to log in as on an EC2 image (default root).")
 @click.option("--keep", is_flag=True, help="On failure, leave what was launched for debugging.")
 @click.option("--dry-run", is_flag=True, help="Render the scripts; launch nothing.")
@@ -265,6 +277,8 @@ def _clean_up(ctx, as_json: bool) -> bool:
 def launch_vm(
     run_name: str | None,
     vars_: tuple[str, ...],
+    share_dir: str | None,
+    read_only: bool,
     ssh_user: str | None,
     keep: bool,
     dry_run: bool,
@@ -275,11 +289,18 @@ def launch_vm(
     from cloudinitd.engine.boot import boot, start_run
     from cloudinitd.engine.boot import dry_run as render_dry_run
     from cloudinitd.engine.converge import Interrupted
+    from cloudinitd.homeshare import share_info
     from cloudinitd.paths import find_plan
     from cloudinitd.plan.loader import load_plan
 
     env = Env()
     overrides = parse_vars(vars_)
+    if share_dir:
+        if overrides.get("home_dir"):
+            raise UsageError("give the folder to share once: --share DIR or --var home_dir=DIR")
+        overrides["home_dir"] = share_dir
+    if read_only:
+        overrides["home_read_only"] = "true"
     count = replica_count()
     if count is not None:
         overrides.setdefault("replicas", str(count))
@@ -353,13 +374,18 @@ def launch_vm(
 
     vms = _vms(ctx)
     terminate = f"cloudinitd terminate {ctx.run}"
+    share = share_info(ctx.run_dir)
+    notes = share_notes(share, chosen=bool(overrides.get("home_dir")))
     if as_json:
+        for note in notes:
+            output.info(note)
         output.emit_json(
             {
                 "run": ctx.run,
                 "ok": True,
                 "seconds": round(result.seconds, 2),
                 "vms": vms,
+                "share": share,
                 "terminate": terminate,
             }
         )
@@ -368,9 +394,31 @@ def launch_vm(
     for vm in vms:
         click.echo(f"Access your VM with: {vm['ssh']}")
     mounts = {(vm["home_source"], vm["mount_point"]) for vm in vms if vm["mount_point"]}
+    what = "The shared folder" if overrides.get("home_dir") else "Your home"
+    mode = " (read-only)" if share.get("read_only") else ""
     for source, mount in sorted(mounts):
-        click.echo(f"Your home ({source.partition(':')[2]}) is mounted at {mount}")
+        click.echo(f"{what} ({source.partition(':')[2]}) is mounted at {mount}{mode}")
+    for note in notes:
+        click.echo(note)
     click.echo(f"Terminate your VM{'s' if len(vms) > 1 else ''} with: {terminate}")
+
+
+def share_notes(share: dict[str, Any], chosen: bool) -> list[str]:
+    """What the VMs can reach on this machine, when it is more than a user might expect."""
+    notes = []
+    if share and not share.get("confined", True):
+        notes.append(
+            f"Note: cloudinitd does not run as root, so the share cannot chroot: the VMs can"
+            f" reach every file {share.get('user')} can on this machine."
+        )
+    if share.get("user") == "root" and not chosen:
+        access = "read" if share.get("read_only") else "read and write"
+        notes.append(
+            f"Note: you run as root, so the VMs can {access} root's home ({share.get('dir')})"
+            " as root (nothing outside it). To share less: launch-vm --share DIR"
+            " (add --read-only to refuse writes)."
+        )
+    return notes
 
 
 def main() -> None:

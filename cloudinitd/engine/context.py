@@ -133,7 +133,9 @@ class RunContext:
                 share = ensure_home_share(self.run_dir, str(listen),
                                           str(v.get("home_dir") or home_dir),
                                           str(v.get("home_user") or user),
-                                          port=v.get("home_port") or None)
+                                          port=v.get("home_port") or None,
+                                          read_only=str(v.get("home_read_only", "")).lower()
+                                          in ("1", "true", "yes", "on"))
                 self._home = asdict(share)
                 if v.get("home_host"):
                     self._home["host"] = str(v["home_host"])
