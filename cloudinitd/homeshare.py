@@ -62,7 +62,7 @@ KbdInteractiveAuthentication no
 HostbasedAuthentication no
 PermitRootLogin prohibit-password
 PermitEmptyPasswords no
-UsePAM no
+UsePAM {use_pam}
 # Our files sit in a private 0700 folder that may be below /tmp (sticky, 1777),
 # which StrictModes' ownership walk would refuse.
 StrictModes no
@@ -317,6 +317,11 @@ def ensure_home_share(
                     keys_command=keys_command,
                     user=user,
                     chroot=chroot,
+                    # Without PAM, sshd checks "locked" accounts in /etc/shadow,
+                    # which a non-root sshd cannot read: it then refuses every
+                    # user. PAM's account check (unix_chkpwd) works unprivileged;
+                    # passwords stay off (no password or keyboard-interactive).
+                    use_pam="no" if os.geteuid() == 0 else "yes",
                     read_only=" -R" if read_only else "",
                     start_dir=_start_dir(home_dir),
                 ),

@@ -356,3 +356,100 @@ def test_launch_vm_read_only_refuses_writes(local_net, tmp_path, host_files):
         names = sorted(p.name for p in shared.iterdir())
         shutil.rmtree(shared.parent)
     assert names == ["etc-link", "hello.txt", "up-link"]
+
+
+# --- cloudinitd itself not root: no chroot possible ---------------------------------------
+
+NON_ROOT_SCRIPT = """
+import json, sys
+from pathlib import Path
+from cloudinitd.homeshare import ensure_home_share
+share = ensure_home_share(Path(sys.argv[1]), sys.argv[2], sys.argv[3], "nobody")
+print(json.dumps({"confined": share.confined, "port": share.port, "key": share.key,
+                  "known_host": share.known_host, "host": share.host, "user": share.user}))
+"""
+
+
+def python_for(user: str) -> list[str]:
+    """An interpreter `user` can run with this venv's packages (ours lives under /root)."""
+    import site
+    import sys
+
+    system = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+    assert system.exists(), f"{system} is needed to run cloudinitd as {user} here"
+    paths = [str(Path(__file__).resolve().parents[1]), *site.getsitepackages()]
+    return ["env", f"PYTHONPATH={':'.join(paths)}", str(system)]
+
+
+def test_a_non_root_cloudinitd_serves_with_its_users_rights_and_says_it(address, host_files):
+    """sshd can chroot only as root: a share started by a normal user is not confined.
+
+    It still authenticates as that user (never root): its sessions read what
+    the user can (/etc/passwd), not what root can (/etc/shadow).
+    """
+    from types import SimpleNamespace
+
+    from cloudinitd.cli.launch_vm import share_notes
+
+    user = pwd.getpwnam("nobody")
+    base = Path(tempfile.mkdtemp(prefix="cloudinitd-nonroot-"))
+    try:
+        base.chmod(0o755)
+        run = base / "run"
+        shared = base / "shared"
+        for d in (run, shared):
+            d.mkdir()
+            os.chown(d, user.pw_uid, user.pw_gid)
+        (shared / "hello.txt").write_text("hello\n")
+        proc = subprocess.run(
+            [
+                "setpriv",
+                f"--reuid={user.pw_uid}",
+                f"--regid={user.pw_gid}",
+                "--clear-groups",
+                *python_for("nobody"),
+                "-c",
+                NON_ROOT_SCRIPT,
+                str(run),
+                address,
+                str(shared),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "HOME": str(base)},
+        )
+        assert proc.returncode == 0, proc.stderr
+        import json
+
+        info = json.loads(proc.stdout)
+        assert info["confined"] is False and info["user"] == "nobody"
+        share = SimpleNamespace(**info)
+        client = connect(share)
+        try:
+            sftp = client.open_sftp()
+            assert sftp.open(f"{shared}/hello.txt").read() == b"hello\n"
+            with sftp.open(f"{shared}/from-vm.txt", "w") as f:
+                f.write(b"as nobody\n")
+            assert refused(lambda: sftp.open("/etc/shadow").read())  # root's: refused
+            assert refused(lambda: sftp.open(CRON_FILE, "w").write(MARKER.encode()))
+            assert sftp.open("/etc/passwd").read()  # the user's: reachable, and said so
+        finally:
+            client.close()
+        assert (shared / "from-vm.txt").stat().st_uid == user.pw_uid
+        notes = share_notes({"confined": False, "user": "nobody"}, chosen=True)
+        assert len(notes) == 1 and "cannot chroot" in notes[0] and "nobody" in notes[0]
+    finally:
+        stop_home_share(base / "run")
+        shutil.rmtree(base)
+
+
+def test_launch_vm_notes_only_what_matters():
+    from cloudinitd.cli.launch_vm import share_notes
+
+    root_home = {"confined": True, "user": "root", "dir": "/root", "read_only": False}
+    (note,) = share_notes(root_home, chosen=False)
+    assert "root's home (/root)" in note and "--share DIR" in note
+    assert "can read root's home" in share_notes({**root_home, "read_only": True}, False)[0]
+    assert share_notes(root_home, chosen=True) == []  # a folder was chosen: nothing to add
+    assert share_notes({**root_home, "user": "alice"}, chosen=False) == []

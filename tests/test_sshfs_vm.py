@@ -281,6 +281,14 @@ def test_launch_vm_usage_errors(cli, env, message):
     assert res.out == ""
 
 
+def test_launch_vm_share_usage_errors(cli, tmp_path):
+    res = cli("--share", tmp_path / "missing", program="launch-vm", expect=2)
+    assert res.err == f"cloudinitd: error: --share {tmp_path / 'missing'}: no such folder\n"
+    res = cli("--share", tmp_path, "--var", "home_dir=/srv", program="launch-vm", expect=2)
+    assert "give the folder to share once" in res.err and len(res.err.splitlines()) == 1
+    assert res.out == ""
+
+
 def test_launch_vm_help_names_every_variable(cli):
     out = cli("--help", program="launch-vm").out
     for name in (
@@ -292,6 +300,8 @@ def test_launch_vm_help_names_every_variable(cli):
         "CLOUDINITD_IAAS_SSHKEY",
         "CLOUDINITD_SSHFS_REPLICA_COUNT",
         "home_host",
+        "--share",
+        "--read-only",
     ):
         assert name in out
 

@@ -265,7 +265,6 @@ def _clean_up(ctx, as_json: bool) -> bool:
     "--share",
     "share_dir",
     metavar="DIR",
-    type=click.Path(exists=True, file_okay=False, resolve_path=True),
     help="Share this folder with the VMs instead of your whole home.",
 )
 @click.option("--read-only", is_flag=True, help="The VMs may read the shared folder, not write.")
@@ -298,7 +297,10 @@ def launch_vm(
     if share_dir:
         if overrides.get("home_dir"):
             raise UsageError("give the folder to share once: --share DIR or --var home_dir=DIR")
-        overrides["home_dir"] = share_dir
+        folder = Path(share_dir).expanduser()
+        if not folder.is_dir():
+            raise UsageError(f"--share {share_dir}: no such folder")
+        overrides["home_dir"] = str(folder.resolve())
     if read_only:
         overrides["home_read_only"] = "true"
     count = replica_count()
