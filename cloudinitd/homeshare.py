@@ -196,15 +196,20 @@ def _start_sshd(
     check = subprocess.run([SSHD, "-t", "-f", str(config)], capture_output=True, text=True)
     if check.returncode != 0:
         raise HomeShareError(f"home share: sshd refuses its config: {check.stderr.strip()}")
+    argv = wrap([SSHD, "-D", "-f", str(config), "-E", str(log)])
+    if not os.path.exists(argv[0]):
+        raise HomeShareError(f"home share: {argv[0]} not found (Debian package util-linux)")
     # -D: we keep the pid ourselves (sshd also writes it to PidFile); a session
-    # of its own so that Ctrl-C on the CLI does not take the share down.
-    proc = subprocess.Popen(
-        wrap([SSHD, "-D", "-f", str(config), "-E", str(log)]),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    # of its own so that Ctrl-C on the CLI does not take the share down. The
+    # jail's setup (mount errors) writes to stderr: into sshd's log with the rest.
+    with open(log, "ab") as err:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
