@@ -85,6 +85,7 @@ def make_share_dir(owner: str = "root") -> Path:
     base.chmod(0o755)
     shared = base / "shared"
     shared.mkdir()
+    (base / "sibling-secret.txt").write_text("next to the share, not in it\n")
     (shared / "hello.txt").write_text("hello from the share\n")
     (shared / "etc-link").symlink_to("/etc")
     (shared / "up-link").symlink_to("../../../../../../etc")
@@ -140,6 +141,8 @@ def attack(sftp: paramiko.SFTPClient, shared: Path) -> None:
     assert refused(lambda: sftp.open(f"{inside}/etc-link/passwd").read())
     assert refused(lambda: sftp.open(f"{inside}/up-link/passwd").read())
     assert refused(lambda: sftp.listdir("/etc"))
+    assert refused(lambda: sftp.open(f"{inside}/../sibling-secret.txt").read())
+    assert sftp.listdir(f"{inside}/..") == ["shared"]  # the parent: empty but for the share
     # A symlink the VM plants itself, then follows.
     sftp.symlink("/etc", f"{inside}/vm-link")
     assert refused(lambda: sftp.open(f"{inside}/vm-link/shadow").read())
@@ -314,6 +317,7 @@ def test_a_launch_vm_vm_reaches_only_the_shared_folder(local_net, tmp_path, host
                 "put /tmp/payload /root/.ssh/authorized_keys",
                 "put /tmp/payload /etc/passwd",
                 "ls /etc",
+                f"get {shared}/../sibling-secret.txt /tmp/stolen",
             ):
                 result = vm_sftp(ssh, host, port, batch)
                 assert result.returncode != 0, f"{batch!r} succeeded:\n{result.stdout}"
@@ -327,8 +331,10 @@ def test_a_launch_vm_vm_reaches_only_the_shared_folder(local_net, tmp_path, host
             assert vm_run(ssh, f"cat {mount}/hello.txt").stdout == "hello from the share\n"
             assert vm_run(ssh, f"echo from-vm > {mount}/from-vm.txt").returncode == 0
             assert (shared / "from-vm.txt").read_text() == "from-vm\n"
-            ok = vm_sftp(ssh, host, port, "ls /")
-            assert ok.returncode == 0 and "etc" not in ok.stdout.split()
+            top = vm_sftp(ssh, host, port, "ls -1 /")
+            assert top.returncode == 0 and top.stdout.split("\n", 1)[1].split() == ["/tmp"]
+            up = vm_sftp(ssh, host, port, f"ls -1 {shared.parent}")
+            assert up.stdout.split("\n", 1)[1].split() == [str(shared)]
     finally:
         shutil.rmtree(shared.parent)
 
