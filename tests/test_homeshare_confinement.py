@@ -143,6 +143,9 @@ def attack(sftp: paramiko.SFTPClient, shared: Path) -> None:
     assert refused(lambda: sftp.listdir("/etc"))
     assert refused(lambda: sftp.open(f"{inside}/../sibling-secret.txt").read())
     assert sftp.listdir(f"{inside}/..") == ["shared"]  # the parent: empty but for the share
+    # The jail around the share is read-only, even for a session running as root.
+    assert refused(lambda: sftp.mkdir("/made-at-the-top"))
+    assert refused(lambda: sftp.open(f"{inside}/../made-next-to-it", "w").write(b"x"))
     # A symlink the VM plants itself, then follows.
     sftp.symlink("/etc", f"{inside}/vm-link")
     assert refused(lambda: sftp.open(f"{inside}/vm-link/shadow").read())
