@@ -31,7 +31,7 @@ import pwd
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,7 +183,11 @@ def _start_dir(home_dir: str) -> str:
 
 
 def _start_sshd(
-    share_dir: Path, config: Path, address: str, port: int, wrap=lambda argv: argv
+    share_dir: Path,
+    config: Path,
+    address: str,
+    port: int,
+    wrap: Callable[[list[str]], list[str]] = lambda argv: argv,
 ) -> int:
     if not os.path.exists(SSHD):
         raise HomeShareError(
