@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cloudinitd.catalog import describe_catalog, format_catalog, load_catalog
-from cloudinitd.cloudspec import PROVIDER_SCHEMAS, SECRET_NAME_HINT
+from cloudinitd.catalog import describe_catalog, format_catalog, load_catalog, parse_catalog
+from cloudinitd.cloudspec import CREDENTIALS, PROVIDER_SCHEMAS, SECRET_NAME_HINT
 from cloudinitd.errors import PlanError, PlanErrors
 from cloudinitd.plan.loader import load_plan
 from cloudinitd.providers import KINDS
@@ -542,3 +542,18 @@ def test_describe_catalog_check_against_test_cloud(tmp_path, ec2_cloud, ec2_cred
     rows = {r["name"]: r for r in describe_catalog(load_catalog(tmp_path), tmp_path, check=True)}
     assert "zone(s)" in rows["good"]["check"]
     assert "UNSET_AK_VAR_X" in rows["nokeys"]["error"] and "not set" in rows["nokeys"]["error"]
+
+
+def test_readme_documents_every_cloud_key_and_its_example_loads():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Clouds (clouds.yml)", 1)[1].split("\n## ", 1)[0]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert set(parse_catalog(example, "README.md")) == {"hotel", "aws"}
+    rows = {line.split("|")[1].strip(" `"): line for line in section.splitlines()
+            if line.startswith("| `")}  # fmt: skip
+    assert set(rows) == set(PROVIDER_SCHEMAS)
+    for kind, schema in PROVIDER_SCHEMAS.items():
+        for key in set(schema["properties"]) - {"provider"}:
+            assert f"`{key}`" in rows[kind], f"README: {kind} row does not name `{key}`"
+    for key in CREDENTIALS["properties"]:
+        assert f"{key}" in section
