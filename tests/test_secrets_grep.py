@@ -236,3 +236,19 @@ def test_each_bad_entry_shape_is_refused_by_the_catalog(tmp_path, name):
     res = Cli(home, env=ENV)("clouds", expect=None)
     _assert_refused(res, catalog, _line_of(catalog, next(s for s in SECRETS if s in entry)))
     assert _secrets_in((res.out + res.err).encode()) == []
+
+
+def test_launch_vm_refuses_a_url_with_keys_before_writing_anything(tmp_path):
+    """`CLOUDINITD_IAAS_URL` with USER:PASSWORD@ must not reach the wrapper plan it writes."""
+    home = tmp_path / "home"
+    env = {
+        "CLOUDINITD_IAAS_URL": f"http://{URL_USER}:{URL_PASS}@127.0.0.1:9/",
+        "CLOUDINITD_IAAS_IMAGE": "ami-12345678",
+    }
+    res = Cli(home, env=env)("--dry-run", "--json", program="launch-vm", expect=2)
+    assert res.err.startswith("cloudinitd: error: CLOUDINITD_IAAS_URL must not contain a user")
+    assert len(res.err.splitlines()) == 1
+    assert _secrets_in((res.out + res.err).encode()) == []
+    for path in home.rglob("*") if home.exists() else []:
+        if path.is_file():
+            assert _secrets_in(path.read_bytes()) == [], path
