@@ -27,6 +27,7 @@ from cloudinitd.secretcheck import looks_like_secret, secret_key_name, url_probl
 CLOUD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 _PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def _text(expect: str, pattern: str = _PRINTABLE) -> dict[str, Any]:
@@ -161,7 +162,11 @@ def where(path: Sequence[Any]) -> str:
     """`credentials.profile`, `security_groups[1]`: a place inside an entry."""
     text = ""
     for p in path:
-        text += f"[{p}]" if isinstance(p, int) else (f".{p}" if text else str(p))
+        if isinstance(p, int):
+            text += f"[{p}]"
+            continue
+        name = str(p) if _PLAIN_KEY.match(str(p)) else repr(str(p))  # one line, always
+        text += f".{name}" if text else name
     return text
 
 
@@ -200,7 +205,11 @@ def _unknown(error: ValidationError) -> list[tuple[Path, str]]:
         if key in error.schema.get("properties", {}):
             continue
         close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+        hint = (
+            f" (did you mean {close[0]!r}?)"
+            if close
+            else (f" (known: {', '.join(known)})" if known else " (this provider takes no options)")
+        )
         out.append(((*path, key), f"unknown key {str(key)!r}{inside}{hint}"))
     return out
 

@@ -246,7 +246,7 @@ ERROR_CASES = {
           region: r
         """,
         3,
-        "unknown key 'region' (known: )",
+        "unknown key 'region' (this provider takes no options)",
     ),
     "typo-provider": (
         """
@@ -324,6 +324,7 @@ PASTED = [
     ("security_groups: [{Xq9vT2mLp8RzK4wN7bYcPasted11: 1}]", "Xq9vT2mLp8RzK4wN7bYcPasted11"),
     ("user_data: 'export K=AKIAPASTEDKEY0000012'", "AKIAPASTEDKEY0000012"),
     ("provider2: Xq9vT2mLp8RzK4wN7bYcPasted13", "Xq9vT2mLp8RzK4wN7bYcPasted13"),
+    ('images: {"a\\nb": AKIAPASTEDKEY0000014}', "AKIAPASTEDKEY0000014"),
 ]
 
 
