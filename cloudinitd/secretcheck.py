@@ -30,8 +30,6 @@ _CREDENTIAL_SHAPES = re.compile(
     r"|\bxox[abposr]-[A-Za-z0-9-]{10,}"
     r"|\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\."  # a JWT
 )
-# An AWS secret access key: 40 characters of base64, mixed case and digits.
-_AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])")
 # Words of a name: `Custom`, `LTS`, `2024`. Random text splits into many short ones.
 _WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
 _TOKENISH = re.compile(r"^[A-Za-z0-9+/=_-]+$")
@@ -58,7 +56,9 @@ def _random_looking(text: str) -> bool:
         return False
     if _BASE64_JOIN.search(text) and not text.startswith("/"):
         return True  # base64 with '+' or '/' inside: a key, not a name or a path
-    return len(alnum) >= 20 and len(_WORDS.findall(alnum)) / len(alnum) >= 0.4
+    # Names run about one word per 4-6 characters; random keys far more often.
+    ratio = len(_WORDS.findall(alnum)) / len(alnum)
+    return len(alnum) >= 20 and ratio >= (0.33 if len(alnum) >= 32 else 0.4)
 
 
 def looks_like_secret(text: str, *, name_like: bool = True) -> bool:
@@ -71,8 +71,6 @@ def looks_like_secret(text: str, *, name_like: bool = True) -> bool:
         return True
     if not name_like:
         return False
-    if any(_mixed(m.group()) for m in _AWS_SECRET.finditer(text)):
-        return True
     return any(_random_looking(part) for part in re.split(r"[\s.:,;@]+", text) if part)
 
 

@@ -391,6 +391,7 @@ def test_plain_key_names_are_not_taken_for_secrets(name):
         "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.sig",
         "Xq9vT2mLp8RzK4wN7bYc",
         "wJalr/XUtnFEMI+K7MDENG",
+        "Zk3Qw9LmP2xR7vT4nB8cY1hJ5gF6dS0aE3uI9oKq",  # a 40-character key without / or +
     ],
 )
 def test_credential_shaped_values(value):
@@ -404,6 +405,7 @@ def test_credential_shaped_values(value):
         "sg-0123456789abcdef0", "subnet-0bb1c79de3EXAMPLE", "t3.micro",
         "CLOUDINITD_TEST_EC2_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY", "MyCustomImageVersion2024Build",
         "ubuntu-22.04-LTS-Server-amd64", "Debian12GenericCloudAmd64v2", "my-key-pair",
+        "MyCustomImageVersion2024BuildForTesting1", "UbuntuServer2204LtsAmd64HvmEbsGp3Image",
         "https://svc.uc.futuregrid.org:8444", "/var/lib/cloudinitd/containers",
     ],
 )  # fmt: skip
