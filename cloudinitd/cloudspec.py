@@ -329,9 +329,11 @@ def recordable(clouds: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, A
     """
     out: dict[str, dict[str, Any]] = {}
     for name, record in clouds.items():
-        options = record.get("options") or {}
-        if not isinstance(options, Mapping) or "provider" in options:
-            raise UsageError(f"cloud {name!r}: options must be a mapping without `provider`")
+        options = record.get("options") or {} if isinstance(record, Mapping) else None
+        if not isinstance(record, Mapping) or not isinstance(options, Mapping):
+            raise UsageError(f"cloud {name!r}: a record is {{provider, options: {{...}}}}")
+        if "provider" in options:
+            raise UsageError(f"cloud {name!r}: a record is {{provider, options: {{...}}}}")
         entry = {"provider": record.get("provider"), **options}
         spec, errors = validate_cloud(str(name), entry, "run record", 0)
         if errors:
