@@ -10,143 +10,47 @@
       region: us-east-1
       credentials: {access_key_env: AWS_KEY, secret_key_env: AWS_SECRET}
 
-The catalog names credentials only by reference (a profile, the NAMES of
-environment variables). A key that looks like it holds a secret itself
-(secret, password, token, access_key, ...) is refused with file:line, so no
-secret is ever copied into the run store or printed by `cloudinitd clouds`.
+Each entry passes the same per-provider schema as a plan's `clouds:`
+(`cloudinitd.cloudspec`): credentials are named only by reference (a
+profile, the NAMES of environment variables); unknown keys, keys named like
+a secret, values shaped like a credential and URLs with a user or password
+are refused with file:line, so no secret is ever copied into the run store
+or printed by `cloudinitd clouds`.
 """
 
 from __future__ import annotations
 
-import difflib
-import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from cloudinitd.cloudspec import validate_cloud
 from cloudinitd.errors import PlanError
-from cloudinitd.plan.model import CloudSpec, Pos
+from cloudinitd.plan.model import CloudSpec
+from cloudinitd.plan.yamlpos import load_yaml
 
 CATALOG_FILE = "clouds.yml"
-SECRET_KEY = re.compile(r"secret|password|passwd|token|private_key|access_key|api_key", re.I)
-# Shapes of real credentials, caught even under an innocent-looking key.
-SECRET_VALUE = re.compile(r"^(AKIA|ASIA)[A-Z0-9]{12,}$|-----BEGIN [A-Z ]*PRIVATE KEY-----")
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-KeyPath = tuple[str, ...]
 
 
 def catalog_path(home: Path) -> Path:
     return Path(home) / CATALOG_FILE
 
 
-def find_secrets(value: Any, path: KeyPath = ()) -> list[tuple[KeyPath, str]]:
-    """(key path, reason) for every place in `value` that would hold a secret.
-
-    A key ending in `_env` must hold an environment variable NAME; other keys
-    named like a secret are refused outright. Plans' inline `clouds:` can
-    reuse this check.
-    """
-    found: list[tuple[KeyPath, str]] = []
-    if isinstance(value, dict):
-        for key, sub in value.items():
-            key_s = str(key)
-            here = (*path, key_s)
-            if key_s.endswith("_env"):
-                if not (isinstance(sub, str) and ENV_NAME.match(sub)):
-                    found.append((here, "must be the NAME of an environment variable"))
-            elif SECRET_KEY.search(key_s):
-                found.append(
-                    (
-                        here,
-                        f"would hold a secret; keep it in an environment variable and write "
-                        f"`{key_s}_env: VAR_NAME` (or use `credentials: {{profile: NAME}}`)",
-                    )
-                )
-            else:
-                found.extend(find_secrets(sub, here))
-    elif isinstance(value, list):
-        for i, sub in enumerate(value):
-            found.extend(find_secrets(sub, (*path, str(i))))
-    elif isinstance(value, str) and SECRET_VALUE.search(value.strip()):
-        found.append((path, "looks like a credential; name an environment variable instead"))
-    return found
-
-
-def _key_lines(node: yaml.Node, path: KeyPath = ()) -> dict[KeyPath, int]:
-    """1-based line of every mapping key (and list item) under `node`, by key path."""
-    lines: dict[KeyPath, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            here = (*path, str(key_node.value))
-            lines[here] = key_node.start_mark.line + 1
-            lines.update(_key_lines(value_node, here))
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            here = (*path, str(i))
-            lines[here] = item.start_mark.line + 1
-            lines.update(_key_lines(item, here))
-    return lines
-
-
-def _line_of(lines: dict[KeyPath, int], path: KeyPath) -> int | None:
-    while path:
-        if path in lines:
-            return lines[path]
-        path = path[:-1]
-    return None
-
-
 def parse_catalog(text: str, file: str) -> dict[str, CloudSpec]:
-    """Parse catalog text; every problem is a PlanError naming file and line."""
-    from cloudinitd.providers import KINDS
-
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise PlanError(f"invalid YAML: {exc.problem or exc}", file=file, line=line) from None
+    """Parse catalog text; the first problem (by line) is a PlanError naming file and line."""
+    data = load_yaml(text, file)
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise PlanError("the catalog must map cloud names to cloud entries", file=file, line=1)
-    lines = _key_lines(root)
     clouds: dict[str, CloudSpec] = {}
+    errors: list[PlanError] = []
     for name, entry in data.items():
-        name_s = str(name)
-        line = _line_of(lines, (name_s,))
-        if not isinstance(entry, dict):
-            raise PlanError(
-                f"cloud {name_s!r}: expected a mapping with `provider:`", file=file, line=line
-            )
-        provider = entry.get("provider")
-        if not isinstance(provider, str):
-            raise PlanError(f"cloud {name_s!r}: `provider:` is missing", file=file, line=line)
-        if provider not in KINDS:
-            close = difflib.get_close_matches(provider, KINDS, n=1)
-            hint = (
-                f" (did you mean {close[0]!r}?)"
-                if close
-                else f" (known: {', '.join(sorted(KINDS))})"
-            )
-            raise PlanError(
-                f"cloud {name_s!r}: unknown provider {provider!r}{hint}",
-                file=file,
-                line=_line_of(lines, (name_s, "provider")),
-            )
-        options = {str(k): v for k, v in entry.items() if k != "provider"}
-        for path, reason in find_secrets(options, (name_s,)):
-            raise PlanError(
-                f"cloud {name_s!r}: {'.'.join(path[1:])} {reason}",
-                file=file,
-                line=_line_of(lines, path),
-            )
-        clouds[name_s] = CloudSpec(
-            name=name_s, provider=provider, options=options, pos=Pos(file, line or 1)
-        )
+        spec, found = validate_cloud(str(name), entry, file, data.key_line(name))
+        errors.extend(found)
+        if spec is not None:
+            clouds[spec.name] = spec
+    if errors:
+        raise min(errors, key=lambda e: e.line or 0)
     return clouds
 
 
@@ -157,6 +61,8 @@ def load_catalog(home: Path) -> dict[str, CloudSpec]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
+    except UnicodeDecodeError as exc:
+        raise PlanError(f"not UTF-8 text (byte {exc.start})", file=str(path)) from None
     except OSError as exc:
         raise PlanError(f"cannot read the cloud catalog: {exc.strerror}", file=str(path)) from None
     return parse_catalog(text, str(path))

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from cloudinitd.cloudspec import recordable
 from cloudinitd.errors import RunNotFound, UsageError
 from cloudinitd.providers.base import LIVE_STATES, InstanceInfo
 
@@ -143,14 +144,15 @@ class Store:
                    clouds: dict[str, dict[str, Any]], expires: float | None = None) -> None:
         """`vars` are the --var overrides as given; `clouds` the cloud entries the run may
         use (provider + options, which hold references only), so that `terminate` works
-        even when the plan file is gone."""
+        even when the plan file is gone. The entries are re-checked against the cloud
+        schema first: nothing unvalidated (no secret) is recorded."""
         now = time.time()
         try:
             self._exec(
                 "INSERT INTO runs (name, plan_name, plan_path, vars_json, clouds_json, status,"
                 " created, updated, expires) VALUES (?, ?, ?, ?, ?, 'booting', ?, ?, ?)",
                 (name, plan_name, str(plan_path), json.dumps(vars, default=str),
-                 json.dumps(clouds, default=str), now, now, expires),
+                 json.dumps(recordable(clouds)), now, now, expires),
             )
         except sqlite3.IntegrityError:
             raise UsageError(f"a run named {name!r} already exists (pick another --name)") from None
@@ -184,19 +186,36 @@ class Store:
     def update_run(self, name: str, **fields: Any) -> None:
         if "vars" in fields:
             fields["vars_json"] = json.dumps(fields.pop("vars"), default=str)
-        for key in ("counts", "clouds"):
-            if key in fields:
-                fields[f"{key}_json"] = json.dumps(fields.pop(key), default=str)
+        if "clouds" in fields:
+            fields["clouds_json"] = json.dumps(recordable(fields.pop("clouds")))
+        if "counts" in fields:
+            fields["counts_json"] = json.dumps(fields.pop("counts"), default=str)
         fields["updated"] = time.time()
         cols = ", ".join(f"{k} = ?" for k in fields)
         self._exec(f"UPDATE runs SET {cols} WHERE name = ?", (*fields.values(), name))
 
     def delete_run(self, name: str) -> None:
-        """Forget a run entirely (`clean` after everything is terminated)."""
+        """Forget a run entirely (`clean` after everything is terminated).
+
+        Every table with a `run` column is cleared, found in the schema itself
+        so that a table added later is cleared too; all or nothing.
+        """
         with self._lock:
-            for table in ("services", "launches", "instances", "attributes", "events"):
-                self._db.execute(f"DELETE FROM {table} WHERE run = ?", (name,))
-            self._db.execute("DELETE FROM runs WHERE name = ?", (name,))
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for table in self._run_tables():
+                    self._db.execute(f'DELETE FROM "{table}" WHERE run = ?', (name,))
+                self._db.execute("DELETE FROM runs WHERE name = ?", (name,))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _run_tables(self) -> list[str]:
+        tables = [r[0] for r in self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        return [t for t in tables
+                if any(col[1] == "run" for col in self._db.execute(f'PRAGMA table_info("{t}")'))]
 
     # services ----------------------------------------------------------
     def set_service(self, run: str, name: str, status: str, step: str | None = None,

@@ -52,7 +52,7 @@ def test_intent_is_recorded_before_instances_and_history_is_kept(store, tmp_path
     every = store.instances("r", live_only=False)
     assert {r["instance_id"] for r in every} == {"i-1", "i-2"}
     assert next(r for r in every if r["instance_id"] == "i-2")["terminated"] is not None
-    assert store.run("r")["clouds"] == {"c": {"provider": "ec2"}}
+    assert store.run("r")["clouds"] == {"c": {"provider": "ec2", "options": {}}}
 
 
 def test_attributes_round_trip_json_values(store, tmp_path):
@@ -81,9 +81,70 @@ def test_concurrent_writers_from_threads(store, tmp_path):
     assert len(store.events("r")) == 400
 
 
-def test_delete_run_forgets_everything(store, tmp_path):
+def _fill_run(store: Store, run: str, folder) -> None:
+    """One of everything the store can hold about a run, through its public methods."""
+    store.create_run(run, "p", folder / "plan.yml", {"n": "2"},
+                     {"c": {"provider": "ec2", "options": {"region": "r1"}}}, expires=9e9)
+    store.update_run(run, counts={"web": 2})
+    store.set_service(run, "web", "ready", step="boot", log_path=str(folder / run / "web.log"))
+    store.record_launch_intent(run, "web", "c", f"tok-{run}", [0, 1], {"cloudinitd:run": run})
+    store.finish_launch(f"tok-{run}", "done")
+    store.record_instance(run, "web", 0, "c", "ec2", InstanceInfo(f"i-{run}", hostname=run),
+                          f"tok-{run}")
+    store.set_attributes(run, "web", 0, {"exported": f"value-of-{run}"})
+    store.event(run, "boot", f"booting {run}", service="web", index=0)
+
+
+def _rows_mentioning(path, text: str) -> dict[str, int]:
+    """Per table of the database's own schema: rows with `text` in any column."""
+    db = sqlite3.connect(path)
+    try:
+        tables = [r[0] for r in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        out = {}
+        for table in tables:
+            rows = db.execute(f'SELECT * FROM "{table}"').fetchall()
+            out[table] = sum(1 for row in rows if any(text in str(v) for v in row))
+        return out
+    finally:
+        db.close()
+
+
+def test_delete_run_leaves_nothing_of_the_run_in_any_table(store, tmp_path):
+    """Every table the schema has (found in sqlite_master, so a new table is covered)."""
+    _fill_run(store, "gone-run", tmp_path)
+    _fill_run(store, "kept-run", tmp_path)
+    before = _rows_mentioning(store.path, "gone-run")
+    # A table this test does not fill would pass unexamined: it must be filled above.
+    assert [t for t, n in before.items() if n == 0] == []
+    kept_before = _rows_mentioning(store.path, "kept-run")
+    store.delete_run("gone-run")
+    assert _rows_mentioning(store.path, "gone-run") == dict.fromkeys(before, 0)
+    assert _rows_mentioning(store.path, "kept-run") == kept_before  # the neighbour is intact
+    assert [r["name"] for r in store.runs()] == ["kept-run"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"endpoint": "http://AKIASTOREKEY00000001:st0re-Secret@127.0.0.1:9/"},
+        {"credentials": {"secret_key": "st0re-Secret"}},
+        {"key": "st0re-Secret"},
+        {"region": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYst0reSecret"},
+    ],
+    ids=["userinfo", "secret-key", "unknown-key", "credential-value"],
+)
+def test_unvalidated_cloud_entries_are_never_recorded(store, tmp_path, options):
+    with pytest.raises(UsageError) as info:
+        store.create_run("r", "p", tmp_path / "plan.yml", {}, {"c": {"provider": "ec2",
+                                                                     "options": options}})
+    assert "st0re-Secret" not in str(info.value) and "cloud 'c'" in str(info.value)
+    assert store.runs() == []
     store.create_run("r", "p", tmp_path / "plan.yml", {}, {})
-    store.record_instance("r", "s", 0, "c", "local", InstanceInfo("i-1"))
-    store.set_service("r", "s", "ready")
-    store.delete_run("r")
-    assert store.runs() == [] and store.instances("r", live_only=False) == []
+    with pytest.raises(UsageError):
+        store.update_run("r", clouds={"c": {"provider": "ec2", "options": options}})
+    assert store.run("r")["clouds"] == {}
+    store.close()
+    for path in store.path.parent.iterdir():
+        if path.is_file():
+            assert b"st0re-Secret" not in path.read_bytes(), path

@@ -133,6 +133,11 @@ def iaas_cloud() -> dict[str, Any] | None:
         )
     cloud: dict[str, Any] = {"provider": "ec2"}
     if url:
+        from cloudinitd.secretcheck import url_problem
+
+        problem = url_problem(url)  # before the URL is written into the wrapper plan
+        if problem:
+            raise UsageError(f"{ENV_URL} {problem}")
         cloud["endpoint"] = url
     if access:
         cloud["credentials"] = {"access_key_env": ENV_ACCESS, "secret_key_env": ENV_SECRET}

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from jinja2 import nodes
 
-from cloudinitd.catalog import find_secrets
+from cloudinitd.cloudspec import validate_cloud
 from cloudinitd.errors import PlanError, PlanErrors
 from cloudinitd.graph import build_graph
 from cloudinitd.paths import display_path, shipped_dir
@@ -32,8 +32,7 @@ from cloudinitd.plan.model import (
     ServiceSpec,
 )
 from cloudinitd.plan.schema import PROVIDER_OPTIONS, did_you_mean, validate_plan_data
-from cloudinitd.plan.yamlpos import PosDict, PosList, line_of, load_yaml
-from cloudinitd.providers import KINDS
+from cloudinitd.plan.yamlpos import PosDict, PosList, load_yaml
 from cloudinitd.templates import CONTEXT_NAMES, RAW_ENV, render_vars
 
 BUILTIN_CLOUDS = {"local": "local", "qemu": "qemu"}
@@ -133,21 +132,11 @@ class _Loader:
         out.update(self.catalog)
         entries: PosDict = self.data.get("clouds") or PosDict()
         for name, entry in entries.items():
-            provider = entry["provider"]
-            if provider not in KINDS:
-                hint = (
-                    did_you_mean(provider, sorted(KINDS)) or f" (known: {', '.join(sorted(KINDS))})"
-                )
-                self.error(
-                    f"cloud {name!r}: unknown provider {provider!r}{hint}",
-                    entry.key_line("provider"),
-                )
-            options = {k: _plain(v) for k, v in entry.items() if k != "provider"}
-            # Refused here, before a run could record the plan's clouds in the store.
-            for keys, reason in find_secrets(options):
-                where = line_of(entry, keys, default=entries.key_line(name))
-                self.error(f"cloud {name!r}: {'.'.join(keys)} {reason}", where)
-            out[name] = CloudSpec(name, provider, options, self.pos(entries.key_line(name)))
+            # The one cloud-entry check (cloudspec), before a run could record it in the store.
+            spec, errors = validate_cloud(name, entry, self.file, entries.key_line(name))
+            self.errors.extend(errors)
+            # A refused entry still counts as defined: services naming it get no second error.
+            out[name] = spec or CloudSpec(name, "refused")
         return out
 
     # -- services --------------------------------------------------------

@@ -175,6 +175,12 @@ def _is_name_error(error: ValidationError) -> bool:
     return "propertyNames" in list(error.relative_schema_path)[:-1]
 
 
+def _got(error: ValidationError) -> str:
+    """`, got VALUE`; nothing inside `clouds:`, whose values may be pasted secrets."""
+    path = list(error.absolute_path)
+    return "" if path[:1] == ["clouds"] else f", got {error.instance!r}"
+
+
 def _message(error: ValidationError) -> str:
     path = list(error.absolute_path)
     what = _where(path)
@@ -187,14 +193,14 @@ def _message(error: ValidationError) -> str:
         return f"{what}: bad name {error.instance!r}" + (f" (use {expect})" if expect else "")
     if error.validator == "enum":
         allowed = ", ".join(repr(v) for v in error.validator_value)
-        return f"{what}: must be one of {allowed}, got {error.instance!r}"
+        return f"{what}: must be one of {allowed}{_got(error)}"
     if error.validator == "minProperties" and error.validator_value == 1:
         return f"{what}: must not be empty"
     expect = error.schema.get("x-expect")
     if expect:
-        return f"{what}: expected {expect}, got {error.instance!r}"
+        return f"{what}: expected {expect}{_got(error)}"
     if error.validator == "type":
-        return f"{what}: expected {error.validator_value}, got {error.instance!r}"
+        return f"{what}: expected {error.validator_value}{_got(error)}"
     return f"{what}: {error.message}"
 
 

@@ -7,10 +7,10 @@ catalog, the store or a log.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from cloudinitd.cloudspec import check_options
 from cloudinitd.errors import PlanError
 from cloudinitd.plan.model import CloudSpec
 
@@ -26,12 +26,6 @@ DEFAULT_INSTANCE_TYPES = {
 }
 DEFAULT_SIZE = "small"
 DEFAULT_REGION = "us-east-1"
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-KNOWN = {
-    "endpoint", "region", "credentials", "key_name", "security_groups", "subnet",
-    "user_data", "address", "instance_types", "images", "spot", "max_attempts",
-    "connect_timeout", "read_timeout", "poll_interval",
-}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -83,80 +77,35 @@ class Ec2Options:
 
 
 def parse_options(cloud: CloudSpec) -> Ec2Options:
-    """Check a cloud entry's options; PlanError at the entry's position when wrong."""
-    o = cloud.options
+    """Ec2Options of a cloud entry, re-checked against the ec2 schema (`cloudinitd.cloudspec`).
 
-    def fail(message: str) -> PlanError:
-        pos = cloud.pos
-        return PlanError(
-            f"cloud {cloud.name!r}: {message}",
-            file=pos.file if pos else None,
-            line=pos.line if pos else None,
-        )
-
-    unknown = sorted(set(o) - KNOWN)
-    if unknown:
-        raise fail(
-            f"unknown ec2 option(s) {', '.join(unknown)} (known: {', '.join(sorted(KNOWN))})"
-        )
-    address = o.get("address")
-    if address not in (None, "public", "private"):
-        raise fail(f"address must be public or private, not {address!r}")
-    for key in ("instance_types", "images"):
-        value = o.get(key, {})
-        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise fail(f"{key} must map names to strings")
+    Entries from plans and the catalog were checked at load time; entries read
+    back from a run's record pass the same check here, so the provider never
+    acts on an option the schema does not know.
+    """
+    o = check_options(cloud)
+    creds = o.get("credentials") or {}
     groups = o.get("security_groups", [])
-    if isinstance(groups, str):
-        groups = [groups]
-    if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
-        raise fail("security_groups must be a list of group names or sg- ids")
     return Ec2Options(
         cloud=cloud.name,
         endpoint=o.get("endpoint"),
         region=o.get("region"),
-        credentials=_credentials(o.get("credentials"), fail),
+        credentials=Credentials(
+            profile=creds.get("profile"),
+            access_key_env=creds.get("access_key_env"),
+            secret_key_env=creds.get("secret_key_env"),
+            session_token_env=creds.get("session_token_env"),
+        ),
         key_name=o.get("key_name"),
-        security_groups=tuple(groups),
+        security_groups=(groups,) if isinstance(groups, str) else tuple(groups),
         subnet=o.get("subnet"),
         user_data=o.get("user_data"),
-        address=address,
-        instance_types={str(k): v for k, v in o.get("instance_types", {}).items()},
-        images={str(k): v for k, v in o.get("images", {}).items()},
+        address=o.get("address"),
+        instance_types=dict(o.get("instance_types", {})),
+        images=dict(o.get("images", {})),
         spot=o.get("spot"),
         max_attempts=int(o.get("max_attempts", 3)),
         connect_timeout=float(o.get("connect_timeout", 10)),
         read_timeout=float(o.get("read_timeout", 60)),
         poll_interval=float(o.get("poll_interval", 2)),
-    )
-
-
-def _credentials(value: Any, fail: Any) -> Credentials:
-    if value is None:
-        return Credentials()
-    if not isinstance(value, dict):
-        raise fail(
-            "credentials must be {profile: NAME} or {access_key_env: VAR, secret_key_env: VAR}"
-        )
-    allowed = {"profile", "access_key_env", "secret_key_env", "session_token_env"}
-    extra = sorted(set(value) - allowed)
-    if extra:
-        raise fail(
-            f"credentials: unknown key(s) {', '.join(extra)}; name a profile or the environment "
-            "variables holding the keys (access_key_env, secret_key_env), never the keys themselves"
-        )
-    if "profile" in value and len(value) > 1:
-        raise fail("credentials: give either profile or access_key_env/secret_key_env, not both")
-    for key in ("access_key_env", "secret_key_env", "session_token_env"):
-        name = value.get(key)
-        if name is not None and not (isinstance(name, str) and ENV_NAME.match(name)):
-            # Do not echo the value: it may be a pasted secret.
-            raise fail(f"credentials.{key} must be the NAME of an environment variable")
-    if ("access_key_env" in value) != ("secret_key_env" in value):
-        raise fail("credentials: access_key_env and secret_key_env go together")
-    return Credentials(
-        profile=value.get("profile"),
-        access_key_env=value.get("access_key_env"),
-        secret_key_env=value.get("secret_key_env"),
-        session_token_env=value.get("session_token_env"),
     )
