@@ -45,13 +45,13 @@ def configure_instance(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any],
     index = row["idx"]
     script, env, digest = rendered_inputs(ctx, svc, index, world)
     if not has_scripts(svc):
-        ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], configured=1,
-                                  boot_hash=digest)
+        ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], svc.name,
+                                  configured=1, boot_hash=digest)
         return
     target = ctx.target(svc, row)
     ctx.progress(svc.name, index, "ssh", f"waiting for SSH on {row['address']}")
     remote.wait_for_ssh(target, timeout=svc.timeout, service=svc.name)
-    ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], configured=0)
+    ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], svc.name, configured=0)
     if script is not None:
         ctx.progress(svc.name, index, "boot", "running boot script")
         exports = remote.run_step(
@@ -68,8 +68,8 @@ def configure_instance(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any],
     if "ready" in svc.scripts:
         ctx.progress(svc.name, index, "ready", "running ready script")
         run_ready(ctx, svc, row, world, env, timeout=svc.timeout)
-    ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], configured=1,
-                              boot_hash=digest)
+    ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], svc.name,
+                              configured=1, boot_hash=digest)
     ctx.store.event(ctx.run, "configured", "boot and ready done", svc.name, index)
 
 
