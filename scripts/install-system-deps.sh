@@ -18,6 +18,7 @@ graphviz
 iproute2
 rsync
 ca-certificates
+sudo
 "
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -6,7 +6,7 @@ from typing import Any
 
 from cloudinitd import remote, templates
 from cloudinitd.engine.context import RunContext, content_hash
-from cloudinitd.errors import RemoteError
+from cloudinitd.errors import PlanError, RemoteError
 from cloudinitd.plan.model import ServiceSpec
 from cloudinitd.templates import render_script
 
@@ -23,7 +23,15 @@ def _render_args(ctx: RunContext, svc: ServiceSpec, index: int, world: World) ->
 
 
 def render_env(ctx: RunContext, svc: ServiceSpec, index: int, world: World) -> dict[str, str]:
-    return templates.render_env(**_render_args(ctx, svc, index, world))
+    """The service's `env`, rendered; a value no environment can hold is refused at its line."""
+    env = templates.render_env(**_render_args(ctx, svc, index, world))
+    for key, value in env.items():
+        if "\0" in value:
+            pos = svc.pos_of(f"env.{key}")
+            raise PlanError(f"service {svc.name!r}: env value {key} holds a NUL byte (at"
+                            f" character {value.index(chr(0))}), which no environment or shell"
+                            " can hold", pos.file if pos else None, pos.line if pos else None)
+    return env
 
 
 def rendered_inputs(ctx: RunContext, svc: ServiceSpec, index: int,
