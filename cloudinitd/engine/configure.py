@@ -7,7 +7,7 @@ from typing import Any
 from cloudinitd import remote, templates
 from cloudinitd.engine.context import RunContext, content_hash
 from cloudinitd.errors import PlanError, RemoteError
-from cloudinitd.plan.model import ServiceSpec
+from cloudinitd.plan.model import BUILTIN_ATTRIBUTES, SERVICE_ATTRIBUTES, ServiceSpec
 from cloudinitd.templates import render_script
 
 World = dict[str, list[dict[str, Any]]]
@@ -65,12 +65,7 @@ def configure_instance(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any],
         exports = remote.run_step(
             target, run=ctx.run, service=svc.name, index=index, step="boot", script=script,
             env=env, log_path=ctx.log_path(svc.name, index, "boot"), timeout=svc.timeout)
-        missing = [key for key in svc.exports if key not in exports]
-        if missing:
-            raise RemoteError(svc.name, "boot",
-                              f"boot script did not export {', '.join(missing)} (listed in"
-                              " `exports`; write them to $CLOUDINITD_EXPORT)",
-                              log_path=str(ctx.log_path(svc.name, index, "boot")))
+        exports = declared_exports(ctx, svc, index, exports)
         ctx.store.clear_attributes(ctx.run, svc.name, index)
         ctx.store.set_attributes(ctx.run, svc.name, index, exports)
     if "ready" in svc.scripts:
@@ -79,6 +74,37 @@ def configure_instance(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any],
     ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], svc.name,
                               configured=1, boot_hash=digest)
     ctx.store.event(ctx.run, "configured", "boot and ready done", svc.name, index)
+
+
+def declared_exports(ctx: RunContext, svc: ServiceSpec, index: int,
+                     exports: dict[str, Any]) -> dict[str, Any]:
+    """What a boot script exported, kept as data: the declared keys only.
+
+    A built-in name (`address`, `instance_id`, ...) describes the machine and
+    comes from its cloud: a script writing one fails its service, since
+    dependents trust those names (a compromised node could otherwise point
+    them at another machine). Undeclared keys are dropped with a warning
+    event: no template can read them (the loader checks references against
+    `exports`), so storing them would only keep data nobody asked for.
+    """
+    log_path = str(ctx.log_path(svc.name, index, "boot"))
+    forged = sorted(set(exports) & (BUILTIN_ATTRIBUTES | SERVICE_ATTRIBUTES))
+    if forged:
+        raise RemoteError(svc.name, "boot",
+                          f"boot script exported {', '.join(forged)}, built-in attribute(s)"
+                          " that cloudinitd sets from the cloud; a script may not override"
+                          " them (export them under another name)", log_path=log_path)
+    missing = [key for key in svc.exports if key not in exports]
+    if missing:
+        raise RemoteError(svc.name, "boot",
+                          f"boot script did not export {', '.join(missing)} (listed in"
+                          " `exports`; write them to $CLOUDINITD_EXPORT)", log_path=log_path)
+    undeclared = sorted(set(exports) - set(svc.exports))
+    if undeclared:
+        ctx.store.event(ctx.run, "warning",
+                        f"ignored undeclared export(s) {', '.join(undeclared)} (not listed in"
+                        " the service's `exports`)", svc.name, index)
+    return {key: exports[key] for key in svc.exports}
 
 
 def run_ready(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any], world: World,
