@@ -19,6 +19,8 @@ iproute2
 rsync
 ca-certificates
 sudo
+python3
+python3-venv
 "
 
 if [ "$(id -u)" -ne 0 ]; then
