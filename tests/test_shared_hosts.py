@@ -27,7 +27,8 @@ def test_two_services_on_one_static_address_both_run(tmp_path, cli: Cli, sshd_ho
     (host,) = sshd_hosts(1)
     text = (f"name: same\nvars:\n  out: {out}\nservices:\n"
             "  first:\n" + _on(host, "    boot: mark.sh.j2\n")
-            + "  second:\n" + _on(host, "    boot: mark.sh.j2\n    ready: mark.sh.j2\n"))
+            + "  second:\n" + _on(host, "    boot: mark.sh.j2\n    ready: mark.sh.j2\n"
+                                      "    terminate: mark.sh.j2\n"))
     plan = write_plan(tmp_path / "same", text, {"mark.sh.j2": MARK})
 
     booted = cli("boot", plan, "--name", "same-1", "--json").json()
@@ -41,6 +42,7 @@ def test_two_services_on_one_static_address_both_run(tmp_path, cli: Cli, sshd_ho
         (inst,) = status["services"][name]["instances"]
         assert inst["address"] == host.address
     cli("terminate", "same-1")
+    assert (out / "second").read_text() == f"second {host.address}\n" * 3  # its terminate ran
 
 
 def test_many_services_on_one_vm_through_host_chains(tmp_path, cli: Cli, sshd_hosts):
