@@ -16,6 +16,7 @@ import pytest
 
 from cloudinitd.errors import RemoteError
 from cloudinitd.remote import SshTarget, close_all, remove_run_dir, run_step, wait_for_ssh
+from cloudinitd.remote.script import ENV_STRING_MAX, env_file, is_shell, with_env_source
 from cloudinitd.store import Store
 from tests.support.cli import Cli, write_plan
 from tests.support.sshd import SUDO_USER
@@ -201,3 +202,35 @@ def test_env_file_is_private_and_holds_only_this_steps_values(target, tmp_path):
     env_path = home / ".cloudinitd-remote" / RUN / "svc-0" / "boot.env"
     assert oct(env_path.stat().st_mode & 0o777) == oct(0o600)
     assert "SECRETISH='v1'" in env_path.read_text() or "SECRETISH=v1" in env_path.read_text()
+
+
+# --- the pure pieces -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv,shell", [
+    (["sh"], True), (["/bin/bash", "-e"], True), (["/usr/bin/env", "bash"], True),
+    (["/usr/bin/env", "-S", "dash", "-x"], True), (["/usr/bin/env", "python3"], False),
+    (["/usr/bin/python3"], False), (["/usr/bin/perl", "-w"], False),
+])
+def test_shell_interpreters_are_recognised(argv, shell):
+    assert is_shell(argv) is shell
+
+
+def test_env_file_exports_what_fits_and_keeps_larger_values_shell_local():
+    small, big = "it's $HOME `x`", "y" * (ENV_STRING_MAX + 1)
+    text = env_file({"SMALL": small, "BIG": big}, shell=True)
+    lines = text.splitlines()
+    assert lines[0].startswith("export SMALL=") and lines[1].startswith("BIG=")
+    with pytest.raises(ValueError, match="BIG"):
+        env_file({"BIG": big}, shell=False)
+    with pytest.raises(ValueError, match="NUL"):
+        env_file({"A": "\0"}, shell=True)
+    with pytest.raises(ValueError, match="invalid environment variable name"):
+        env_file({"A-B": "x"}, shell=True)
+
+
+def test_sourcing_line_keeps_every_line_number():
+    script = "#!/bin/sh\nset -e\necho two\n"
+    out = with_env_source(script, "/w/boot.env")
+    assert out.splitlines()[1:] == script.splitlines()[1:]
+    assert out.startswith(". /w/boot.env; #!/bin/sh\n")
