@@ -21,7 +21,7 @@ from cloudinitd.store import Store
 from tests.support.cli import Cli, write_plan
 from tests.support.sshd import SUDO_USER
 
-RUN = "values-1"
+RUN = f"values-{os.getpid()}"  # root's home is shared by concurrent test runs
 
 
 @pytest.fixture(autouse=True)

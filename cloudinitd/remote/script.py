@@ -186,6 +186,18 @@ def _nul_path(value: Any, path: str = "") -> str | None:
     return None
 
 
+def check_inputs(script: str, env: dict[str, str], service: str, step: str) -> None:
+    """Refuse before connecting what no host can run as given (see the module doc)."""
+    if "\0" in script:
+        line = script.count("\n", 0, script.index("\0")) + 1
+        raise RemoteError(service, step, f"the rendered {step} script has a NUL byte on line"
+                          f" {line}; a shell would silently drop it")
+    try:
+        check_env(env)
+    except ValueError as e:
+        raise RemoteError(service, step, str(e)) from None
+
+
 def check_name(what: str, value: str, service: str, step: str) -> None:
     if not NAME.match(value):
         raise RemoteError(service, step, f"unsafe {what} name for a remote path: {value!r}")

@@ -41,7 +41,7 @@ from cloudinitd.remote.script import (
     KILL_AFTER,
     StepLog,
     build_command,
-    check_env,
+    check_inputs,
     check_name,
     env_file,
     interpreter,
@@ -233,18 +233,6 @@ def _read_export(
         raise RemoteError(service, step, str(e)) from None
 
 
-def _check_inputs(script: str, env: dict[str, str], service: str, step: str) -> None:
-    """Refuse before connecting what no host can run as given (see the module doc)."""
-    if "\0" in script:
-        line = script.count("\n", 0, script.index("\0")) + 1
-        raise RemoteError(service, step, f"the rendered {step} script has a NUL byte on line"
-                          f" {line}; a shell would silently drop it")
-    try:
-        check_env(env)
-    except ValueError as e:
-        raise RemoteError(service, step, str(e)) from None
-
-
 def _failure(o: _Outcome, timeout: float) -> str:
     if o.timed_out:
         return f"timed out after {timeout:g}s (killed)"
@@ -276,7 +264,7 @@ def run_step(
     check_name("run", run, service, step)
     check_name("service", service, service, step)
     check_name("step", step, service, step)
-    _check_inputs(script, env, service, step)
+    check_inputs(script, env, service, step)
     log = StepLog(log_path)
     try:
         outcome, sess, workdir = _attempt(
@@ -345,7 +333,7 @@ def run_ready(
     check_name("run", run, service, step)
     check_name("service", service, service, step)
     check_name("step", step, service, step)
-    _check_inputs(script, env, service, step)
+    check_inputs(script, env, service, step)
     deadline = time.monotonic() + timeout
     delay = interval
     attempts = 0
