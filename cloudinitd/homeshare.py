@@ -374,6 +374,7 @@ def ensure_home_share(
             _write_private(
                 d / "share.json", json.dumps({**wanted, "port": share_port, "pid": new_pid}) + "\n"
             )
+        _gateway_ports(run_dir, listen_address, [share_port])
         host_field = listen_address if share_port == 22 else f"[{listen_address}]:{share_port}"
         key_type, key_b64 = host_public.split()[:2]
         return HomeShare(
@@ -384,6 +385,14 @@ def ensure_home_share(
             key=private,
             known_host=f"{host_field} {key_type} {key_b64}",
         )
+
+
+def _gateway_ports(run_dir: Path, address: str, ports: list[int]) -> None:
+    """On our bridge's gateway the firewall admits only ports granted to the run: this one."""
+    from cloudinitd.providers import hostnet
+
+    if address == hostnet.bridge_config().gateway:
+        hostnet.set_gateway_ports(hostnet.run_key(run_dir), ports)
 
 
 def share_pid(run_dir: Path) -> int | None:
@@ -410,6 +419,7 @@ def stop_home_share(run_dir: Path) -> bool:
             return False
         _kill(pid)
         state = _read_state(d)
+        _gateway_ports(run_dir, state.get("host", ""), [])
         state.pop("pid", None)
         _write_private(d / "share.json", json.dumps(state) + "\n")
         return True

@@ -26,9 +26,12 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cloudinitd.errors import ProviderError
-from cloudinitd.providers import hostnet
+
+if TYPE_CHECKING:  # hostnet imports this module (it re-exports the proxy's names)
+    from cloudinitd.providers.hostnet import Bridge
 
 APT_PROXY_PORT = 3142
 DEFAULT_MIRROR = "http://deb.debian.org/debian/"
@@ -60,7 +63,9 @@ def host_debian_mirror() -> str:
 
 def conf_dir() -> Path:
     """This bridge's proxy folder: config (root's), log/ and run/ (the proxy user's)."""
-    return RUN_ROOT / hostnet.bridge_config().name
+    from cloudinitd.providers.hostnet import bridge_config
+
+    return RUN_ROOT / bridge_config().name
 
 
 def apt_cache_dir() -> Path:
@@ -95,7 +100,7 @@ def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def _acng_config(bridge: hostnet.Bridge, conf: Path) -> str:
+def _acng_config(bridge: Bridge, conf: Path) -> str:
     return "\n".join(
         [
             "# written by cloudinitd: apt proxy for instances on our bridge only",
@@ -157,7 +162,7 @@ def _reachable_by(path: Path, user: pwd.struct_passwd) -> bool:
     return True
 
 
-def _prepare(bridge: hostnet.Bridge, conf: Path, user: pwd.struct_passwd) -> None:
+def _prepare(bridge: Bridge, conf: Path, user: pwd.struct_passwd) -> None:
     RUN_ROOT.mkdir(mode=0o755, exist_ok=True)
     conf.mkdir(mode=0o755, exist_ok=True)
     conf.chmod(0o755)
@@ -179,7 +184,7 @@ def _prepare(bridge: hostnet.Bridge, conf: Path, user: pwd.struct_passwd) -> Non
         (conf / name).chmod(0o644)
 
 
-def ensure_apt_proxy(bridge: hostnet.Bridge) -> str:
+def ensure_apt_proxy(bridge: Bridge) -> str:
     """Start (once) apt-cacher-ng on the gateway address, as its own user; return its URL."""
     url = f"http://{bridge.gateway}:{APT_PROXY_PORT}"
     binary = shutil.which("apt-cacher-ng") or "/usr/sbin/apt-cacher-ng"
@@ -187,7 +192,9 @@ def ensure_apt_proxy(bridge: hostnet.Bridge) -> str:
         raise ProviderError("apt-cacher-ng not found: apt-get install apt-cacher-ng")
     user = _proxy_user()
     conf = RUN_ROOT / bridge.name
-    with hostnet.locked():
+    from cloudinitd.providers.hostnet import locked
+
+    with locked():
         if _proxy_pid(conf) and _port_open(bridge.gateway, APT_PROXY_PORT):
             return url
         _prepare(bridge, conf, user)

@@ -264,31 +264,33 @@ def detach_ports(ports: list[str]) -> None:
             _sync(d, bridge, state)
 
 
-def allow_gateway_port(run: str, port: int) -> None:
-    """Let the instances of `run` (a `run_key`) open TCP `port` on the gateway address."""
+def set_gateway_ports(run: str, ports: list[int]) -> None:
+    """Exactly these TCP ports on the gateway are open to the instances of `run` (a `run_key`)."""
     bridge = bridge_config()
     with locked() as d:
         state = firewall.read_state(d)
-        have = state["gateway_ports"].setdefault(run, [])
-        if port not in have:
-            have.append(int(port))
-            _sync(d, bridge, state)
+        wanted = sorted({int(p) for p in ports})
+        if state["gateway_ports"].get(run, []) == wanted:
+            return
+        if wanted:
+            state["gateway_ports"][run] = wanted
+        else:
+            state["gateway_ports"].pop(run, None)
+        _sync(d, bridge, state)
+
+
+def allow_gateway_port(run: str, port: int) -> None:
+    """Let the instances of `run` (a `run_key`) open TCP `port` on the gateway address."""
+    with locked() as d:
+        have = firewall.read_state(d)["gateway_ports"].get(run, [])
+    set_gateway_ports(run, [*have, port])
 
 
 def revoke_gateway_port(run: str, port: int | None = None) -> None:
     """Undo `allow_gateway_port` (every port of the run when `port` is None)."""
-    bridge = bridge_config()
     with locked() as d:
-        state = firewall.read_state(d)
-        have = state["gateway_ports"].get(run)
-        if not have:
-            return
-        kept = [p for p in have if port is not None and p != port]
-        if kept:
-            state["gateway_ports"][run] = kept
-        else:
-            del state["gateway_ports"][run]
-        _sync(d, bridge, state)
+        have = firewall.read_state(d)["gateway_ports"].get(run, [])
+    set_gateway_ports(run, [p for p in have if port is not None and p != port])
 
 
 # The apt proxy moved to its own module; these names stay importable from here.
@@ -318,5 +320,6 @@ __all__ = [
     "release_address",
     "revoke_gateway_port",
     "run_key",
+    "set_gateway_ports",
     "teardown_if_unused",
 ]
