@@ -240,6 +240,19 @@ def local_cli(lxc_ready, tmp_path: Path) -> Iterator[Cli]:
             destroy_all(new_provider(cli.home))
 
 
+GARP = """
+import socket, struct, sys, time
+ip = socket.inet_aton(sys.argv[1])
+mac = bytes.fromhex(open("/sys/class/net/eth0/address").read().strip().replace(":", ""))
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2) + mac + ip + b"\\xff" * 6 + ip
+while True:
+    s.send(b"\\xff" * 6 + mac + b"\\x08\\x06" + arp)
+    time.sleep(0.2)
+"""
+
+
 def _next_lease(net_dir: Path) -> str:
     """The address the next launch will get (leases go round-robin: predictable)."""
     table = json.loads((net_dir / "leases.json").read_text())
@@ -266,6 +279,10 @@ def test_an_impostor_at_the_next_address_gets_no_boot_script(local_cli, tmp_path
     stolen = _next_lease(local_cli.net.net_dir)
     # The impostor (root in its container) answers at the next address before the boot.
     out = ssh(evil["address"], key, f"ip addr add {stolen}/24 dev eth0")
+    assert out.returncode == 0, out.stderr
+    # ...and keeps telling the bridge so (gratuitous ARP), to win any race with the real one.
+    out = ssh(evil["address"], key, f"cat > /root/garp.py <<'EOF'\n{GARP}\nEOF\n"
+              f"nohup python3 /root/garp.py {stolen} >/dev/null 2>&1 &")
     assert out.returncode == 0, out.stderr
 
     victim = write_plan(tmp_path / "victim", """

@@ -118,8 +118,8 @@ def changed_message(
     """The one wording of a changed host key; shown/pinned are (key type, base64 blob)."""
     return (
         f"host key for {_who(hostname, label)} changed: it now shows {shown[0]} "
-        f"{fingerprint_b64(shown[1])}, but {pinned[0]} {fingerprint_b64(pinned[1])} was pinned "
-        "on first use in this run. Refusing to connect: another machine may be answering at "
+        f"{fingerprint_b64(shown[1])}, but {pinned[0]} {fingerprint_b64(pinned[1])} is pinned "
+        "for it in this run. Refusing to connect: another machine may be answering at "
         "this address. If the instance was replaced on purpose, forget its old key first."
     )
 
