@@ -214,6 +214,21 @@ def test_another_address_or_mac_goes_nowhere(runs, local_keypair):
     assert _poll(lambda: ssh(b0.address, key, "cat /root/probe.out").stdout.strip()) == "blocked"
 
 
+@pytest.mark.lxc
+def test_rules_of_one_bridge_leave_another_bridge_alone(runs, local_keypair, tmp_path):
+    """Bridge hooks see every bridge: a second bridge's instances must still work."""
+    with isolated_net(tmp_path) as net:
+        provider = new_provider(tmp_path / "home")
+        try:
+            infos = provider.launch(make_request("c", "svc", 1, local_keypair),
+                                    lambda i, info: None)
+            (inst,) = provider.wait_running([i.instance_id for i in infos], timeout=120)
+            assert ipaddress.IPv4Address(inst.address) in ipaddress.IPv4Network(net.subnet)
+            assert root_ssh(inst, local_keypair.private, "echo up").strip() == "up"
+        finally:
+            destroy_all(provider)
+
+
 def _poll(fn, tries: int = 60):
     import time
 

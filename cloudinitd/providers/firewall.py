@@ -30,9 +30,11 @@ from typing import Any
 from cloudinitd.errors import ProviderError
 
 STATE = "firewall.json"
-# Ports we name ourselves (local veths, qemu taps): one of these that is on
-# the bridge without rules of its own is dropped, not trusted.
-OUR_PORT_PATTERNS = ("vcid*", "cidq*")
+# Hooks of the bridge family see every bridge of the machine, and this
+# kernel cannot match the bridge a port belongs to (no nft_meta_bridge): so a
+# table only ever names its own ports, never patterns that could match the
+# ports of another bridge (a test's, another lease folder's). Ports get their
+# rules before their instance starts (`hostnet.attach_port`).
 
 
 def table_name(bridge: str) -> str:
@@ -56,7 +58,7 @@ def write_state(d: Path, state: dict[str, Any]) -> None:
 
 
 def _q(name: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_.:*-]+", name):
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]+", name):
         raise ProviderError(f"firewall: refusing odd interface name {name!r}")
     return f'"{name}"'
 
@@ -88,8 +90,6 @@ def render(bridge: str, gateway: str, apt_port: int, state: dict[str, Any]) -> s
     drop
   }}"""
         )
-    for pattern in OUR_PORT_PATTERNS:
-        pre.append(f"iifname {_q(pattern)} drop")
     allow = []
     for run, tcp_ports in sorted(state["gateway_ports"].items()):
         addrs = [ports[port]["address"] for port in runs.get(run, [])]
