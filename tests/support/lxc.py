@@ -55,6 +55,7 @@ def require_lxc() -> None:
         ("debootstrap", "debootstrap"),
         ("ip", "iproute2"),
         ("ssh", "openssh-client"),
+        ("nft", "nftables"),
     ):
         if not shutil.which(tool):
             pytest.fail(

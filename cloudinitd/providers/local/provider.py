@@ -136,7 +136,11 @@ class LocalProvider(Provider):
         if os.geteuid() != 0:
             raise ProviderError("the local provider needs root (LXC system containers, a bridge)")
         version = lxc.available()
-        for tool, package in (("debootstrap", "debootstrap"), ("apt-cacher-ng", "apt-cacher-ng")):
+        for tool, package in (
+            ("debootstrap", "debootstrap"),
+            ("apt-cacher-ng", "apt-cacher-ng"),
+            ("nft", "nftables"),  # the bridge firewall (providers/firewall.py)
+        ):
             if not shutil.which(tool) and not Path("/usr/sbin", tool).exists():
                 raise ProviderError(f"{tool} not found: apt-get install {package}")
         if not Path("/dev/fuse").exists():
