@@ -314,3 +314,44 @@ def test_an_impostor_at_the_next_address_gets_no_boot_script(local_cli, tmp_path
     assert leaked.returncode == 0 and leaked.stdout.strip() == "", "the impostor got the script"
     local_cli("terminate", "victim")
     local_cli("terminate", "evil")
+
+
+# --- qemu: the same identity, through the NoCloud seed ----------------------------------
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_qemu_vm_shows_the_host_key_made_for_it(qemu_provider, tmp_path):
+    import secrets
+    import time
+
+    from cloudinitd.providers.base import LaunchRequest
+    from tests.support.lxc import make_keypair
+
+    key = make_keypair(tmp_path / "keys")
+    run = f"qk{secrets.token_hex(3)}"
+    request = LaunchRequest(run=run, plan="p", service="vm", cloud="qemu", indexes=[0],
+                            client_token=secrets.token_hex(8), tags={"run": run},
+                            ssh_user="root", ssh_public_key=key.public, hostnames=["qk-0"],
+                            image="debian-12", size="small")
+    (info,) = qemu_provider.launch(request, lambda i, inf: None)
+    try:
+        assert info.host_key and info.host_key.startswith("ssh-ed25519 ")
+        (info,) = qemu_provider.wait_running([info.instance_id], timeout=400)
+        known = tmp_path / "known_hosts"
+        known.write_text(f"{info.address} {info.host_key}\n")
+        cmd = ["ssh", "-i", str(key.private), "-o", "StrictHostKeyChecking=yes",
+               "-o", f"UserKnownHostsFile={known}", "-o", "BatchMode=yes",
+               "-o", "ConnectTimeout=10", f"root@{info.address}",
+               "cat /etc/ssh/ssh_host_*_key.pub"]
+        out = None
+        for _ in range(20):  # sshd may answer before cloud-init wrote root's key
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+            if out.returncode == 0 or "IDENTIFICATION HAS CHANGED" in out.stderr:
+                break
+            time.sleep(3)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split()[:2] == info.host_key.split()[:2]
+        assert len(out.stdout.strip().splitlines()) == 1, "cloud-init made no other host key"
+    finally:
+        qemu_provider.terminate([info.instance_id])
