@@ -198,6 +198,7 @@ def ensure_apt_proxy(bridge: Bridge) -> str:
         if _proxy_pid(conf) and _port_open(bridge.gateway, APT_PROXY_PORT):
             return url
         _prepare(bridge, conf, user)
+        _stop_legacy()
         old = _proxy_pid(conf)
         if old:  # alive but not answering on our address: restart it
             _stop_pid(old)
@@ -230,6 +231,20 @@ def _stop_pid(pid: int, timeout: float = 10.0) -> None:
     if _pid_alive(pid, "apt-cacher-ng"):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def _stop_legacy() -> None:
+    """A proxy an older cloudinitd started as root (pid file in the lease folder) holds
+    our port: stop it, so the unprivileged one can take over."""
+    from cloudinitd.providers.hostnet import net_dir
+
+    legacy = net_dir() / "apt-cacher-ng"
+    pid = None
+    with contextlib.suppress(OSError, ValueError):
+        pid = int((legacy / "apt-cacher-ng.pid").read_text().strip())
+    if pid and _pid_alive(pid, "apt-cacher-ng"):
+        _stop_pid(pid)
+    shutil.rmtree(legacy, ignore_errors=True)
 
 
 def apt_proxy_pid() -> int | None:
