@@ -210,3 +210,14 @@ def test_firewall_tables_follow_ports_and_go_at_teardown(net):
 def test_host_mirror_is_a_debian_archive():
     mirror = hostnet.host_debian_mirror()
     assert mirror.startswith("http://") and mirror.endswith("/debian/")
+
+
+def test_apt_cache_the_proxy_user_cannot_reach_is_a_clear_error(net, tmp_path, monkeypatch):
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    monkeypatch.setenv("CLOUDINITD_APT_CACHE", str(private / "cache"))
+    bridge = hostnet.ensure_bridge()
+    with pytest.raises(ProviderError, match="cannot enter"):
+        hostnet.ensure_apt_proxy(bridge)
+    assert hostnet.apt_proxy_pid() is None
+    assert hostnet.teardown_if_unused() is True

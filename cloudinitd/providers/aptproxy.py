@@ -148,7 +148,7 @@ def _owned_dir(path: Path, user: pwd.struct_passwd, mode: int) -> None:
 
 
 def _reachable_by(path: Path, user: pwd.struct_passwd) -> bool:
-    """Whether every parent of `path` lets `user` (not root) through."""
+    """Whether every folder above `path` lets `user` (not root) through."""
     for parent in path.resolve().parents:
         st = parent.stat()
         if st.st_uid == user.pw_uid:
@@ -170,7 +170,7 @@ def _prepare(bridge: Bridge, conf: Path, user: pwd.struct_passwd) -> None:
     _owned_dir(conf / "run", user, 0o700)
     cache = apt_cache_dir()
     cache.parent.mkdir(parents=True, exist_ok=True)
-    if not _reachable_by(cache.parent, user) or not _reachable_by(conf, user):
+    if not _reachable_by(cache, user) or not _reachable_by(conf / "acng.conf", user):
         raise ProviderError(
             f"apt proxy: {cache} or {conf} lies in a folder user {PROXY_USER} cannot enter: "
             "set CLOUDINITD_APT_CACHE to a folder under a world-traversable parent"
