@@ -118,6 +118,8 @@ def _acng_config(bridge: Bridge, conf: Path) -> str:
             # Only the Debian archive above: instances must not use the proxy
             # to reach any other host.
             "ForceManaged: 1",
+            # No CONNECT tunnels either (the built-in default lets two hosts through).
+            "PassThroughPattern: ^$",
             # No maintenance page: any instance could otherwise start expiry
             # and deletion jobs on the shared cache.
             "ReportPage:",
