@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cloudinitd.errors import ProviderError
-from cloudinitd.providers.local import hostlimits, lxc
+from cloudinitd.providers.local import hostlimits, image, lxc
 from cloudinitd.providers.local import instance as inst
 
 log = logging.getLogger("cloudinitd.local")
@@ -36,6 +36,7 @@ def start_all(lxcpath: Path, names: list[str]) -> list[str]:
         return None
 
     hostlimits.ensure_inotify_instances()
+    hostlimits.ensure_subids("root", image.ID_BASE, image.ID_COUNT)
     with ThreadPoolExecutor(max_workers=min(8, len(names) or 1)) as pool:
         return [r for r in pool.map(start, names) if r]
 
@@ -43,6 +44,10 @@ def start_all(lxcpath: Path, names: list[str]) -> list[str]:
 def start_one(lxcpath: Path, name: str) -> None:
     directory = lxcpath / name
     meta = inst.read_sidecar(directory) or {}
+    # The container's root (a plain uid here) must reach both overlay layers.
+    for layer in (directory / inst.UPPER, Path(meta["lower"]) if meta.get("lower") else None):
+        if layer is not None:
+            hostlimits.allow_traverse(layer.parent, image.ID_BASE)
     try:
         lxc.start(name, lxcpath)
     except ProviderError as exc:

@@ -14,13 +14,18 @@ import json
 import os
 import re
 import secrets
-from pathlib import Path
+import stat
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from cloudinitd.providers import guestfs
+from cloudinitd.providers.local.image import ID_BASE, ID_COUNT
 from cloudinitd.providers.local.lxc import CONSOLE_LOG
 
 SIDECAR = "cloudinitd.json"
 UPPER = "delta0"
+FUSE_NODE = "fuse"  # the container's /dev/fuse (make_fuse_device)
+OVERLAY_WORK = "work"  # where LXC's overlay driver puts the overlay workdir
 
 # size -> (memory bytes, cpu shares / weight). Only 2 cores here: limits are
 # relative shares, memory is a hard cap.
@@ -98,6 +103,17 @@ def lxc_config(
         "lxc.include = /usr/share/lxc/config/common.conf",
         "lxc.arch = linux64",
         f"lxc.uts.name = {uts_name(hostname)}",
+        # Unprivileged: root inside is uid ID_BASE here, with no power over
+        # this machine's files, /proc/sys, kernel log or cgroups. The base
+        # image is owned accordingly (image.shift_ids).
+        f"lxc.idmap = u 0 {ID_BASE} {ID_COUNT}",
+        f"lxc.idmap = g 0 {ID_BASE} {ID_COUNT}",
+        # Read-only /proc/sys and /sys; systemd gets its own cgroup subtree.
+        "lxc.mount.auto =",
+        "lxc.mount.auto = proc:mixed sys:ro cgroup:mixed",
+        # Namespaced capabilities are harmless to this machine; drop the
+        # rest of the ones that reach the kernel itself anyway.
+        "lxc.cap.drop = sys_module sys_rawio sys_time syslog mac_admin mac_override",
         f"lxc.rootfs.path = overlay:{lower}:{directory / UPPER}",
         # No AppArmor on this kernel; where there is, the generated profile
         # blocks the FUSE mounts the sshfs plans need.
@@ -112,49 +128,63 @@ def lxc_config(
         # systemd says on the console why it gave up when a boot fails.
         f"lxc.console.logfile = {directory / CONSOLE_LOG}",
         # FUSE for sshfs: common.conf already allows the device (c 10:229).
-        "lxc.mount.entry = /dev/fuse dev/fuse none bind,create=file,optional 0 0",
+        f"lxc.mount.entry = {directory / FUSE_NODE} dev/fuse none bind,create=file 0 0",
         *limits,
         "",
     ]
     return "\n".join(lines)
 
 
-def _mkdirs_like_lower(upper: Path, lower: Path, rel: Path) -> None:
-    """Create upper/rel's parents with the base image's mode and owner.
+# Files this machine writes into an instance belong to the instance's root.
+GUEST_ROOT = (ID_BASE, ID_BASE)
 
-    An overlay directory shows the upper layer's attributes, so a 0755
-    /root made here would override the base's 0700.
+
+def make_upper(upper: Path) -> None:
+    """The overlay upper layer, owned like the base image's root directory.
+
+    LXC mounts the overlay as the container's root, so the overlay's work
+    directory (beside the upper one) must be that root's too.
     """
-    current = Path()
-    for part in rel.parent.parts:
-        current = current / part
-        target = upper / current
-        if target.exists():
-            continue
-        target.mkdir()
-        try:
-            st = (lower / current).stat()
-        except FileNotFoundError:
-            continue
-        os.chown(target, st.st_uid, st.st_gid)
-        target.chmod(st.st_mode & 0o7777)
+    upper.mkdir(mode=0o755, exist_ok=True)
+    os.chown(upper, *GUEST_ROOT)
+    upper.chmod(0o755)
+    work = upper.parent / OVERLAY_WORK
+    work.mkdir(mode=0o700, exist_ok=True)
+    os.chown(work, *GUEST_ROOT)
+    make_fuse_device(upper.parent)
+
+
+def make_fuse_device(directory: Path) -> Path:
+    """A /dev/fuse node of the container's own, owned by its root.
+
+    The machine's /dev/fuse may be root-only (0600); opening it up to every
+    user would be a machine-wide change, so each container gets a node that
+    only its root can open, bind-mounted as its /dev/fuse.
+    """
+    node = directory / FUSE_NODE
+    if not node.exists():
+        os.mknod(node, 0o600 | stat.S_IFCHR, os.makedev(10, 229))
+    os.chown(node, *GUEST_ROOT)
+    node.chmod(0o600)
+    return node
 
 
 def write_guest_file(upper: Path, lower: Path, rel: str, text: str, mode: int = 0o644) -> None:
-    """Write a file into a stopped instance's disk (its overlay upper layer)."""
-    relp = Path(rel.lstrip("/"))
-    _mkdirs_like_lower(upper, lower, relp)
-    path = upper / relp
-    tmp = path.with_name(path.name + ".cidtmp")
-    tmp.write_text(text)
-    tmp.chmod(mode)
-    tmp.replace(path)
+    """Write a file into a stopped instance's disk (its overlay upper layer).
+
+    Missing parent directories take the base image's mode and owner (an
+    overlay directory shows the upper layer's attributes, so a 0755 /root
+    made here would override the base's 0700). Nothing the guest left in its
+    upper layer (a symlink, a mount point) is followed.
+    """
+    parent = str(PurePosixPath("/", rel).parent)
+    with guestfs.opened_root(upper) as root, guestfs.opened_root(lower) as like:
+        if parent != "/":
+            guestfs.make_dirs(root, parent, like=like, owner=GUEST_ROOT)
+        guestfs.write_file(root, rel, text.encode(), mode, GUEST_ROOT)
 
 
 def write_running_file(pid: int, rel: str, text: str, mode: int = 0o644) -> None:
-    """Write a file inside a running container through its init's root."""
-    path = Path(f"/proc/{pid}/root") / rel.lstrip("/")
-    tmp = path.with_name(path.name + ".cidtmp")
-    tmp.write_text(text)
-    tmp.chmod(mode)
-    tmp.replace(path)
+    """Write a file inside a running container, resolved inside its root, never following links."""
+    with guestfs.opened_root(f"/proc/{pid}/root") as root:
+        guestfs.write_file(root, rel, text.encode(), mode, GUEST_ROOT)

@@ -227,7 +227,7 @@ class LocalProvider(Provider):
             bridge = hostnet.ensure_bridge()
             proxy = hostnet.ensure_apt_proxy(bridge)
             upper = directory / inst.UPPER
-            upper.mkdir(exist_ok=True)
+            inst.make_upper(upper)
             limits = inst.cgroup_limits(request.size)
             config = inst.lxc_config(
                 name,
