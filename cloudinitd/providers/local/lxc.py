@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 from cloudinitd.errors import ProviderError
+from cloudinitd.textsafe import for_terminal
 
 INSTALL_HINT = "apt-get install lxc"
 
@@ -19,7 +20,6 @@ INSTALL_HINT = "apt-get install lxc"
 # init ended) and the guest's console, where systemd says why it gave up.
 LOG = "lxc.log"
 CONSOLE_LOG = "console.log"
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _LXC_PREFIX = re.compile(r"^lxc-\S+ \S+ \d+\.\d+ +")
 
 
@@ -62,11 +62,12 @@ def _tail_lines(path: Path, limit: int = 256 << 10) -> list[str]:
             text = fh.read().decode(errors="replace")
     except OSError:
         return []
-    return [ln.strip() for ln in _ANSI.sub("", text).splitlines() if ln.strip()]
+    # The console is the guest's: nothing in it may reach the terminal as a command.
+    return [ln.strip() for ln in for_terminal(text).splitlines() if ln.strip()]
 
 
 def console_lines(name: str, lxcpath: Path) -> list[str]:
-    """The end of the container's console log, escape sequences removed."""
+    """The end of the container's console log, escape sequences and control characters removed."""
     return _tail_lines(lxcpath / name / CONSOLE_LOG)
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cloudinitd.errors import ProviderError
+from cloudinitd.textsafe import for_terminal
 
 TAP_PREFIX = "cidq"
 QEMU = "qemu-system-x86_64"
@@ -98,7 +99,8 @@ class VmFiles:
             text = self.serial.read_bytes().decode(errors="replace")
         except OSError:
             return "(no serial log)"
-        return "\n".join(text.replace("\r", "").splitlines()[-lines:])
+        # The guest writes the console: strip what a terminal would obey.
+        return "\n".join(for_terminal(text).splitlines()[-lines:])
 
 
 def pid_is_our_qemu(pid: int, vm_dir: Path) -> bool:
