@@ -52,14 +52,16 @@ def start_one(lxcpath: Path, name: str) -> None:
         lxc.start(name, lxcpath)
     except ProviderError as exc:
         # LXC's cgroup driver is cgfsng; its errors name it.
-        if "cgfsng" not in str(exc) or not meta.get("size"):
+        config = directory / "config"
+        text = config.read_text()
+        if "cgfsng" not in str(exc) or "\nlxc.cgroup" not in text:
             raise
         # cgroup limits refused (e.g. a controller not delegated): run
         # without them and say so in describe's extra.
-        config = directory / "config"
-        lines = [ln for ln in config.read_text().splitlines() if not ln.startswith("lxc.cgroup")]
+        lines = [ln for ln in text.splitlines() if not ln.startswith("lxc.cgroup")]
         config.write_text("\n".join(lines) + "\n")
-        meta["limits_note"] = f"size {meta['size']} limits refused by cgroups: {exc}"[:300]
+        what = f"size {meta['size']}" if meta.get("size") else "pids"
+        meta["limits_note"] = f"{what} limits refused by cgroups: {exc}"[:300]
         lxc.start(name, lxcpath)
     meta["started"] = True
     inst.write_sidecar(directory, meta)

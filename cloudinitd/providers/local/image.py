@@ -4,11 +4,11 @@ Layout under the image cache ($CLOUDINITD_IMAGE_CACHE, default
 $CLOUDINITD_HOME/images):
 
     debian-12-rN.tar.gz     the customised debootstrapped rootfs (the cache)
-    debian-12-rN/rootfs/    that tarball unpacked, every owner shifted by
-                            ID_BASE (container root is host uid ID_BASE):
+    debian-12-rN-idB/rootfs/  that tarball unpacked, every owner shifted by
+                            B = ID_BASE (container root is host uid B):
                             the read-only lower layer every instance's
                             overlay rootfs is stacked on
-    debian-12-rN/stamp      written last, so a half-unpacked base is never used
+    debian-12-rN-idB/stamp  written last, so a half-unpacked base is never used
     debian-12.lock          serialises builds between processes
 
 The cache is root's own (0700): a cache that another user owns or can write
@@ -163,22 +163,28 @@ def tarball_path(spec: ImageSpec) -> Path:
     return cache_dir() / f"{_versioned(spec)}.tar.gz"
 
 
+def _unpacked(spec: ImageSpec) -> str:
+    # The id shift is part of the name: an unpacked base of another shift
+    # (or none) may still be the lower layer of running instances.
+    return f"{_versioned(spec)}-id{ID_BASE}"
+
+
 def base_rootfs(spec: ImageSpec) -> Path:
-    return cache_dir() / _versioned(spec) / "rootfs"
+    return cache_dir() / _unpacked(spec) / "rootfs"
 
 
 def _stamp(spec: ImageSpec) -> Path:
-    return cache_dir() / _versioned(spec) / "stamp"
+    return cache_dir() / _unpacked(spec) / "stamp"
 
 
-def check_private(path: Path, owner: int = 0) -> None:
+def check_private(path: Path, owner: int = 0, follow: bool = False) -> None:
     """Refuse a cache entry that someone other than `owner` controls.
 
-    Raises ProviderError when `path` (not followed if a symlink) is not
-    owned by `owner` or is writable by its group or by others.
+    Raises ProviderError when `path` is not owned by `owner` or is writable
+    by its group or by others, or (unless `follow`) is a symlink.
     """
     try:
-        st = path.lstat()
+        st = path.stat() if follow else path.lstat()
     except FileNotFoundError:
         return
     if stat.S_ISLNK(st.st_mode):
@@ -197,7 +203,11 @@ def ensure_cache_dir() -> Path:
     cache = cache_dir()
     if not cache.exists():
         cache.mkdir(parents=True, mode=0o700)
-    check_private(cache)
+    check_private(cache, follow=True)
+    # A cache made before it was private. Group x alone is the ACL mask of
+    # the container root's traverse entry (hostlimits.allow_traverse).
+    if cache.stat().st_mode & 0o067:
+        cache.chmod(0o700)
     return cache
 
 
@@ -207,8 +217,8 @@ def is_ready(spec: ImageSpec) -> bool:
     Raises ProviderError when the cache, the base directory or its rootfs
     are not owned as they must be (see check_private).
     """
-    check_private(cache_dir())
-    base = cache_dir() / _versioned(spec)
+    check_private(cache_dir(), follow=True)
+    base = cache_dir() / _unpacked(spec)
     check_private(base)
     try:
         if _stamp(spec).read_text().strip() != _STAMP:
@@ -365,10 +375,10 @@ def shift_ids(root: Path, base: int = ID_BASE, count: int = ID_COUNT) -> int:
 
 
 def _unpack(spec: ImageSpec, tarball: Path) -> None:
-    base = cache_dir() / _versioned(spec)
+    base = cache_dir() / _unpacked(spec)
     if base.exists():
         shutil.rmtree(base)
-    tmp = cache_dir() / f".unpack-{_versioned(spec)}"
+    tmp = cache_dir() / f".unpack-{_unpacked(spec)}"
     if tmp.exists():
         shutil.rmtree(tmp)
     (tmp / "rootfs").mkdir(parents=True)
@@ -389,6 +399,7 @@ def ensure_image(name: str | None, progress: Callable[[str], None] | None = None
     """
     spec = image_spec(name)
     say = progress or log.info
+    ensure_cache_dir()
     if is_ready(spec):
         return base_rootfs(spec)
     with _build_lock(spec):
@@ -397,6 +408,7 @@ def ensure_image(name: str | None, progress: Callable[[str], None] | None = None
         tarball = tarball_path(spec)
         if not tarball.exists():
             build_tarball(spec, say)
+        check_private(tarball)
         t0 = time.monotonic()
         _unpack(spec, tarball)
         say(f"unpacked base image {spec.name} in {time.monotonic() - t0:.1f} s")

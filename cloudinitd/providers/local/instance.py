@@ -27,6 +27,13 @@ UPPER = "delta0"
 FUSE_NODE = "fuse"  # the container's /dev/fuse (make_fuse_device)
 OVERLAY_WORK = "work"  # where LXC's overlay driver puts the overlay workdir
 
+# Processes (and threads) per instance: a fork bomb in one stops there. A
+# booted Debian container uses ~30; builds with parallel jobs stay far below.
+PIDS_MAX = 4096
+# The console log (written by LXC on this machine) is cut at this size and
+# rotated once (console.log.1), so a guest cannot fill this machine's disk.
+CONSOLE_MAX = "1MB"
+
 # size -> (memory bytes, cpu shares / weight). Only 2 cores here: limits are
 # relative shares, memory is a hard cap.
 SIZES: dict[str, tuple[int, int]] = {
@@ -76,14 +83,16 @@ def uts_name(hostname: str) -> str:
 
 
 def cgroup_limits(size: str | None) -> list[str]:
-    """LXC config lines for a size, for the cgroup layout this machine has."""
+    """LXC config lines for a size (and the pids cap every instance gets), for this machine's cgroups."""
+    v1 = Path("/sys/fs/cgroup/pids").is_dir() or Path("/sys/fs/cgroup/memory").is_dir()
+    lines = [f"lxc.cgroup.pids.max = {PIDS_MAX}" if v1 else f"lxc.cgroup2.pids.max = {PIDS_MAX}"]
     if size is None:
-        return []
+        return lines
     memory, shares = SIZES[size]
-    if Path("/sys/fs/cgroup/memory").is_dir():  # v1 (or hybrid) controllers
-        return [f"lxc.cgroup.memory.limit_in_bytes = {memory}", f"lxc.cgroup.cpu.shares = {shares}"]
+    if v1:  # v1 (or hybrid) controllers
+        return [*lines, f"lxc.cgroup.memory.limit_in_bytes = {memory}", f"lxc.cgroup.cpu.shares = {shares}"]
     weight = max(1, shares * 100 // 1024)
-    return [f"lxc.cgroup2.memory.max = {memory}", f"lxc.cgroup2.cpu.weight = {weight}"]
+    return [*lines, f"lxc.cgroup2.memory.max = {memory}", f"lxc.cgroup2.cpu.weight = {weight}"]
 
 
 def lxc_config(
@@ -127,6 +136,8 @@ def lxc_config(
         f"lxc.net.0.ipv4.gateway = {gateway}",
         # systemd says on the console why it gave up when a boot fails.
         f"lxc.console.logfile = {directory / CONSOLE_LOG}",
+        f"lxc.console.size = {CONSOLE_MAX}",
+        "lxc.console.rotate = 1",
         # FUSE for sshfs: common.conf already allows the device (c 10:229).
         f"lxc.mount.entry = {directory / FUSE_NODE} dev/fuse none bind,create=file 0 0",
         *limits,
