@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cloudinitd.errors import ProviderError
-from cloudinitd.providers.local import hostlimits, image, lxc
+from cloudinitd.providers.local import hostlimits, image, lxc, rootfs
 from cloudinitd.providers.local import instance as inst
 
 log = logging.getLogger("cloudinitd.local")
@@ -44,10 +44,10 @@ def start_all(lxcpath: Path, names: list[str]) -> list[str]:
 def start_one(lxcpath: Path, name: str) -> None:
     directory = lxcpath / name
     meta = inst.read_sidecar(directory) or {}
-    # The container's root (a plain uid here) must reach both overlay layers.
-    for layer in (directory / inst.UPPER, Path(meta["lower"]) if meta.get("lower") else None):
-        if layer is not None:
-            hostlimits.allow_traverse(layer.parent, image.ID_BASE)
+    if meta.get("lower"):
+        rootfs.mount(directory, Path(meta["lower"]))
+    # The container's root (a plain uid here) must reach its rootfs and /dev/fuse.
+    hostlimits.allow_traverse(directory, image.ID_BASE)
     try:
         lxc.start(name, lxcpath)
     except ProviderError as exc:

@@ -129,7 +129,9 @@ def allow_traverse(path: Path, uid: int) -> list[Path]:
         if st.st_mode & 0o001 or st.st_uid == uid:
             continue
         entries = _acl_entries(directory, st.st_mode)
-        if any(tag == _USER and eid == uid and perm & 1 for tag, perm, eid in entries):
+        mask = next((perm for tag, perm, _ in entries if tag == _MASK), 7)
+        # A chmod since (e.g. back to 0700) lowers the mask and with it the entry.
+        if mask & 1 and any(t == _USER and e == uid and p & 1 for t, p, e in entries):
             continue
         entries = [e for e in entries if not (e[0] == _USER and e[2] == uid) and e[0] != _MASK]
         entries.append((_USER, 1, uid))

@@ -204,9 +204,7 @@ def ensure_cache_dir() -> Path:
     if not cache.exists():
         cache.mkdir(parents=True, mode=0o700)
     check_private(cache, follow=True)
-    # A cache made before it was private. Group x alone is the ACL mask of
-    # the container root's traverse entry (hostlimits.allow_traverse).
-    if cache.stat().st_mode & 0o067:
+    if cache.stat().st_mode & 0o077:  # a cache made before it was private
         cache.chmod(0o700)
     return cache
 

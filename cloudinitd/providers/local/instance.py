@@ -1,8 +1,12 @@
 """One local instance on disk: its LXC config, sidecar record and rootfs files.
 
 A container directory `<lxcpath>/<name>/` holds:
-    config             the LXC config (overlay rootfs on the cached base image)
+    config             the LXC config (unprivileged: a user namespace)
+    rootfs/            where the overlay of the cached base image and delta0/ is
+                       mounted while the container runs (rootfs.py)
     delta0/            the overlay upper layer: the instance's own disk
+    work/              the overlay's work directory
+    fuse               the container's own /dev/fuse node
     cloudinitd.json    the sidecar: run, service, index, plan, client token, tags,
                        hostname, address; lets `find_run_instances` work without
                        the run store
@@ -10,6 +14,7 @@ A container directory `<lxcpath>/<name>/` holds:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -19,13 +24,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cloudinitd.providers import guestfs
+from cloudinitd.providers.local import lxc, rootfs
 from cloudinitd.providers.local.image import ID_BASE, ID_COUNT
 from cloudinitd.providers.local.lxc import CONSOLE_LOG
 
 SIDECAR = "cloudinitd.json"
-UPPER = "delta0"
+UPPER = rootfs.UPPER
 FUSE_NODE = "fuse"  # the container's /dev/fuse (make_fuse_device)
-OVERLAY_WORK = "work"  # where LXC's overlay driver puts the overlay workdir
 
 # Processes (and threads) per instance: a fork bomb in one stops there. A
 # booted Debian container uses ~30; builds with parallel jobs stay far below.
@@ -123,7 +128,10 @@ def lxc_config(
         # Namespaced capabilities are harmless to this machine; drop the
         # rest of the ones that reach the kernel itself anyway.
         "lxc.cap.drop = sys_module sys_rawio sys_time syslog mac_admin mac_override",
-        f"lxc.rootfs.path = overlay:{lower}:{directory / UPPER}",
+        # An overlay of the base image and delta0/, mounted by cloudinitd
+        # before each start (rootfs.py says why not by LXC).
+        f"# lower layer: {lower}",
+        f"lxc.rootfs.path = dir:{directory / rootfs.ROOTFS}",
         # No AppArmor on this kernel; where there is, the generated profile
         # blocks the FUSE mounts the sshfs plans need.
         "lxc.apparmor.profile = unconfined",
@@ -151,17 +159,11 @@ GUEST_ROOT = (ID_BASE, ID_BASE)
 
 
 def make_upper(upper: Path) -> None:
-    """The overlay upper layer, owned like the base image's root directory.
-
-    LXC mounts the overlay as the container's root, so the overlay's work
-    directory (beside the upper one) must be that root's too.
-    """
+    """The overlay upper layer, owned like the base image's root directory, and its work dir."""
     upper.mkdir(mode=0o755, exist_ok=True)
     os.chown(upper, *GUEST_ROOT)
     upper.chmod(0o755)
-    work = upper.parent / OVERLAY_WORK
-    work.mkdir(mode=0o700, exist_ok=True)
-    os.chown(work, *GUEST_ROOT)
+    (upper.parent / rootfs.WORK).mkdir(mode=0o700, exist_ok=True)
     make_fuse_device(upper.parent)
 
 
@@ -195,7 +197,21 @@ def write_guest_file(upper: Path, lower: Path, rel: str, text: str, mode: int = 
         guestfs.write_file(root, rel, text.encode(), mode, GUEST_ROOT)
 
 
-def write_running_file(pid: int, rel: str, text: str, mode: int = 0o644) -> None:
-    """Write a file inside a running container, resolved inside its root, never following links."""
-    with guestfs.opened_root(f"/proc/{pid}/root") as root:
-        guestfs.write_file(root, rel, text.encode(), mode, GUEST_ROOT)
+# Runs as the container's root, inside it: `$1` the path, `$2` the octal mode,
+# the content on stdin. A temporary name of mktemp's choosing, then a rename.
+_WRITE_INSIDE = 'set -e; umask 077; t=$(mktemp "$1.XXXXXX"); cat > "$t"; chmod "$2" "$t"; mv -f "$t" "$1"'
+
+
+def write_running_file(name: str, lxcpath: Path, rel: str, text: str, mode: int = 0o644) -> None:
+    """Write a file inside a running container, from inside it (lxc-attach).
+
+    The writer is the container's own root in its own namespaces, so any
+    symlink or mount the guest planted resolves inside the guest and
+    nothing on this machine is reachable. (This machine's root cannot create
+    files in the container's overlay anyway: it is mounted in the
+    container's user namespace, where uid 0 here has no mapping.)
+    """
+    path = str(PurePosixPath("/", rel))
+    proc = lxc.attach(name, lxcpath, ["/bin/sh", "-c", _WRITE_INSIDE, "sh", path, f"{mode:o}"], input=text)
+    if proc.returncode != 0:
+        raise OSError(errno.EIO, f"writing {path} in {name} failed: {proc.stderr.strip()[-300:]}")
