@@ -74,7 +74,7 @@ def console_lines(name: str, lxcpath: Path) -> list[str]:
     return _tail_lines(lxcpath / name / CONSOLE_LOG)
 
 
-def log_tail(name: str, lxcpath: Path, lines: int = 6) -> str:
+def log_tail(name: str, lxcpath: Path, lines: int = 8) -> str:
     """Why a container stopped, in one line: its console's last lines and LXC's verdict."""
     directory = lxcpath / name
     console = console_lines(name, lxcpath)[-lines:]
