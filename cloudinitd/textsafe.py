@@ -38,9 +38,7 @@ def for_terminal(text: str) -> str:
     """
     text = _ESCAPE.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
     return "".join(
-        ch
-        for ch in text
-        if ch in _KEEP or (unicodedata.category(ch) != "Cc" and ch not in _HIDING)
+        ch for ch in text if ch in _KEEP or (unicodedata.category(ch) != "Cc" and ch not in _HIDING)
     )
 
 

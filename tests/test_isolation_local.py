@@ -272,9 +272,13 @@ def test_host_kernel_log_is_not_readable(box):
 def test_pids_are_capped_and_the_cap_cannot_be_raised(box):
     from cloudinitd.providers.local.instance import PIDS_MAX
 
-    shown = _root(box, "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max")
+    shown = _root(
+        box, "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max"
+    )
     assert shown.stdout.strip() == str(PIDS_MAX)
-    raised = _root(box, "echo max > /sys/fs/cgroup/pids/pids.max || echo max > /sys/fs/cgroup/pids.max")
+    raised = _root(
+        box, "echo max > /sys/fs/cgroup/pids/pids.max || echo max > /sys/fs/cgroup/pids.max"
+    )
     assert raised.returncode != 0
 
 
@@ -298,9 +302,7 @@ def test_hosts_refresh_never_follows_the_guests_symlinks(box, tmp_path):
     for victim in victims:
         victim.write_text("host file\n")
         victim.chmod(0o600)
-    planted = _root(
-        box, f"ln -sf {victims[0]} /etc/hosts.cidtmp && ln -sf {victims[1]} /etc/hosts"
-    )
+    planted = _root(box, f"ln -sf {victims[0]} /etc/hosts.cidtmp && ln -sf {victims[1]} /etc/hosts")
     assert planted.returncode == 0, planted.stderr
     with provider._lock():
         refresh_hosts(provider.lxcpath, "isorun")

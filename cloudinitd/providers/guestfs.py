@@ -151,7 +151,9 @@ def write_file(
     rel = _rel(path)
     with _dir(root_fd, rel.parent) as parent:
         tmp = f".{rel.name}.cid{secrets.token_hex(4)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=parent)
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=parent
+        )
         try:
             try:
                 os.fchown(fd, *owner)

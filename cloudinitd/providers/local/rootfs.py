@@ -52,7 +52,9 @@ def mount(directory: Path, lower: Path) -> Path:
         text=True,
     )
     if proc.returncode != 0:
-        raise ProviderError(f"mounting the root filesystem of {directory.name}: {proc.stderr.strip()}")
+        raise ProviderError(
+            f"mounting the root filesystem of {directory.name}: {proc.stderr.strip()}"
+        )
     return target
 
 
