@@ -1,7 +1,8 @@
-"""Machine-wide kernel limits that privileged containers share with the host.
+"""Machine-wide settings and limits that containers share with the host.
 
-Every privileged container runs as the host's root, so all of them draw on
-root's one budget of inotify instances (fs.inotify.max_user_instances,
+Every container's root is the same uid here (image.ID_BASE; the kernel
+also charges a user namespace's counts to its owner, root), so all of them
+draw on one budget of inotify instances (fs.inotify.max_user_instances,
 128 by default). A booting Debian 12 container's systemd takes about 8;
 when none is left, systemd in the container cannot create its manager
 ("Failed to allocate manager object: Too many open files"), exits, and the
@@ -49,7 +50,7 @@ def ensure_inotify_instances(floor: int = INOTIFY_FLOOR) -> None:
         return
     log.info(
         "raised fs.inotify.max_user_instances from %d to %d "
-        "(privileged containers share root's inotify budget)",
+        "(all containers share one inotify budget)",
         current,
         floor,
     )

@@ -1,6 +1,6 @@
 """The `local` provider: LXC system containers that boot systemd like cloud VMs.
 
-Each instance is a privileged LXC container under `$CLOUDINITD_HOME/local/containers`
+Each instance is an unprivileged LXC container (user namespace) under `$CLOUDINITD_HOME/local/containers`
 (cloud option `lxcpath` overrides), with an overlay rootfs on a cached Debian
 base image, a static address leased from `hostnet` on the project's bridge,
 apt through the bridge's apt proxy, /dev/fuse, and a sidecar JSON holding its
