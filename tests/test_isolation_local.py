@@ -396,3 +396,61 @@ def test_qemu_runs_sandboxed_as_an_unprivileged_user(qemu_base_image, tmp_path):
         assert int(status["CapEff"].strip(), 16) == 0
     finally:
         vm.stop(files)
+
+
+# --- what the host grants the containers' root (no container needed) ---------------------
+
+
+def _as_uid(uid: int, fn) -> str:
+    """Run fn() in a child process with uid/gid `uid`; returns 'ok' or the error's name."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(read)
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            fn()
+            result = b"ok"
+        except OSError as exc:
+            result = type(exc).__name__.encode()
+        os.write(write, result)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as fh:
+        out = fh.read().decode()
+    os.waitpid(pid, 0)
+    return out
+
+
+def test_container_root_may_pass_through_private_directories_but_not_list_them(tmp_path):
+    from cloudinitd.providers.local import hostlimits
+
+    private = tmp_path / "home" / "local"
+    target = private / "containers" / "cid-x"
+    target.mkdir(parents=True)
+    for d in (tmp_path, tmp_path / "home", private, private / "containers"):
+        d.chmod(0o700)
+    uid = image.ID_BASE
+    assert _as_uid(uid, lambda: os.stat(target)) == "PermissionError"
+    hostlimits.allow_traverse(target, uid)
+    assert _as_uid(uid, lambda: os.stat(target)) == "ok"
+    assert _as_uid(uid, lambda: os.listdir(private)) == "PermissionError"
+    assert _as_uid(4242, lambda: os.stat(target)) == "PermissionError"  # nobody else
+    private.chmod(0o700)  # a chmod lowers the ACL mask; the next start repairs it
+    assert _as_uid(uid, lambda: os.stat(target)) == "PermissionError"
+    hostlimits.allow_traverse(target, uid)
+    assert _as_uid(uid, lambda: os.stat(target)) == "ok"
+
+
+def test_subordinate_ids_are_added_once(tmp_path, monkeypatch):
+    from cloudinitd.providers.local import hostlimits
+
+    files = (tmp_path / "subuid", tmp_path / "subgid")
+    files[0].write_text("alice:200000:65536")  # no final newline
+    monkeypatch.setattr(hostlimits, "SUBID_FILES", files)
+    hostlimits.ensure_subids("root", 100000, 65536)
+    hostlimits.ensure_subids("root", 100000, 65536)
+    assert files[0].read_text() == "alice:200000:65536\nroot:100000:65536\n"
+    assert files[1].read_text() == "root:100000:65536\n"

@@ -47,7 +47,14 @@ def start_one(lxcpath: Path, name: str) -> None:
     if meta.get("lower"):
         rootfs.mount(directory, Path(meta["lower"]))
     # The container's root (a plain uid here) must reach its rootfs and /dev/fuse.
-    hostlimits.allow_traverse(directory, image.ID_BASE)
+    try:
+        hostlimits.allow_traverse(directory, image.ID_BASE)
+    except OSError as exc:
+        raise ProviderError(
+            f"the root of container {name} (uid {image.ID_BASE} here) cannot reach {directory}, "
+            f"and an ACL letting it through could not be set ({exc}); give uid "
+            f"{image.ID_BASE} search (x) permission on every directory down to it"
+        ) from None
     try:
         lxc.start(name, lxcpath)
     except ProviderError as exc:
