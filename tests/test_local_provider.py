@@ -339,13 +339,12 @@ def test_check_names_the_missing_package(local_provider, monkeypatch, tmp_path):
 # inotify budget used up): say why on the console, then end PID 1, before sshd.
 GIVE_UP_UNIT = """[Unit]
 DefaultDependencies=no
-# After the early units, whose start lines would otherwise follow ours on the console.
-After=sysinit.target
 Before=ssh.service cloudinitd-firstboot.service
 
 [Service]
 Type=oneshot
-ExecStart=/bin/sh -c 'echo "cid-test: init gives up" > /dev/console; systemctl poweroff -ff'
+# Saying it until the end: other units starting meanwhile write to the console too.
+ExecStart=/bin/sh -c 'systemctl poweroff -ff & while :; do echo "cid-test: init gives up" > /dev/console; done'
 
 [Install]
 WantedBy=multi-user.target
