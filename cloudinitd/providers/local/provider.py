@@ -1,6 +1,6 @@
 """The `local` provider: LXC system containers that boot systemd like cloud VMs.
 
-Each instance is a privileged LXC container under `$CLOUDINITD_HOME/local/containers`
+Each instance is an unprivileged LXC container (user namespace) under `$CLOUDINITD_HOME/local/containers`
 (cloud option `lxcpath` overrides), with an overlay rootfs on a cached Debian
 base image, a static address leased from `hostnet` on the project's bridge,
 apt through the bridge's apt proxy, /dev/fuse, and a sidecar JSON holding its
@@ -242,7 +242,7 @@ class LocalProvider(Provider):
             bridge = hostnet.ensure_bridge()
             proxy = hostnet.ensure_apt_proxy(bridge)
             upper = directory / inst.UPPER
-            upper.mkdir(exist_ok=True)
+            inst.make_upper(upper)
             limits = inst.cgroup_limits(request.size)
             config = inst.lxc_config(
                 name,
