@@ -97,10 +97,21 @@ def test_cluster_plan_structure():
 
 
 def test_var_overrides_are_yaml_scalars_and_change_count():
-    plan = load_plan("good/cluster.yml", overrides={"compute_count": "4", "extra": "yes please"})
+    plan = load_plan("good/cluster.yml", overrides={"compute_count": "4", "export_dir": "/x y"})
     assert plan.services["compute"].count == 4
     assert plan.vars["compute_count"] == 4
-    assert plan.vars["extra"] == "yes please"
+    assert plan.vars["export_dir"] == "/x y"
+
+
+def test_var_override_of_an_undeclared_var_is_refused_with_did_you_mean():
+    with pytest.raises(PlanErrors) as info:
+        load_plan("good/cluster.yml", overrides={"compute_cont": "4"})
+    assert [str(e) for e in info.value.errors] == [
+        "good/cluster.yml:2: --var compute_cont: the plan has no var 'compute_cont'"
+        " (did you mean 'compute_count'?)"
+    ]
+    # The vars the engine itself reads (the home share) need no declaration.
+    assert load_plan("good/cluster.yml", overrides={"home_host": "10.0.0.1"}).vars["home_host"]
 
 
 @pytest.mark.parametrize(

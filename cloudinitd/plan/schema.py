@@ -15,6 +15,7 @@ from jsonschema.exceptions import ValidationError
 
 from cloudinitd.errors import PlanError
 from cloudinitd.plan.durations import DURATION_PATTERN
+from cloudinitd.plan.model import MAX_PLAN_NAME
 from cloudinitd.plan.yamlpos import line_of
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -105,7 +106,12 @@ PLAN_SCHEMA: dict[str, Any] = {
     "title": "cloudinitd launch plan",
     "type": "object",
     "properties": {
-        "name": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
+        "name": {
+            "type": "string",
+            "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+            "maxLength": MAX_PLAN_NAME,
+            "x-expect": f"letters, digits, '_', '.', '-' (at most {MAX_PLAN_NAME})",
+        },
         "vars": {
             "type": "object",
             "propertyNames": {"pattern": IDENTIFIER, "x-expect": _IDENT_WORDS},
