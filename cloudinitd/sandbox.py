@@ -29,7 +29,7 @@ from jinja2 import nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-MAX_STEPS = 1_000_000
+MAX_STEPS = 250_000
 MAX_SECONDS = 2.0
 MAX_OUTPUT = 4 * 1024 * 1024  # characters of one value or one rendered template
 MAX_BUILT = 64 * 1024 * 1024  # characters of all values one render builds

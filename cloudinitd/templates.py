@@ -22,7 +22,7 @@ from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, TemplateRuntimeError
-from jinja2.utils import missing
+from jinja2.utils import generate_lorem_ipsum, missing
 from markupsafe import Markup
 
 from cloudinitd.errors import PlanError
@@ -186,6 +186,16 @@ def _shquote(value: Any) -> Markup:
     return Markup(shlex.quote(str(value)))
 
 
+def _clamp(value: Any, low: int, high: int) -> int:
+    return sorted((low, int(value), high))[1]
+
+
+def _lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:  # noqa: A002
+    """Jinja's `lipsum`, with sizes a template cannot blow up (it would run for minutes)."""
+    return generate_lorem_ipsum(n=_clamp(n, 0, 100), html=bool(html), min=_clamp(min, 1, 1000),
+                                max=_clamp(max, 1, 1000))
+
+
 def _make_env(shell: bool) -> BoundedSandbox:
     # Every template renders in the sandbox: a plan cannot run code on this machine.
     env = BoundedSandbox(
@@ -195,6 +205,7 @@ def _make_env(shell: bool) -> BoundedSandbox:
         finalize=_shell_finalize if shell else None,
     )
     env.add_filter("shquote", _shquote)
+    env.globals["lipsum"] = _lipsum
     return env
 
 

@@ -81,7 +81,7 @@ vars: {x: 1}
         "p.yml:3: services: bad name 'bad-name' (use a letter, then letters, digits or '_'; templates use it as a name)",
         "p.yml:5: services.a.image: expected string, got 3",
         "p.yml:6: services.a.count: expected a whole number >= 0 or a template string, got 1.5",
-        "p.yml:7: services.a.after: expected a string or a list of strings, got [1]",
+        "p.yml:7: services.a.after[0]: expected string, got 1",
         "p.yml:8: services.a.spot.fallback: must be one of 'on-demand', 'none', got 'never'",
         "p.yml:9: services.a.env: bad name '2BAD' (use letters, digits and '_', not starting with a digit)",
         "p.yml:10: services.a.exports[1]: expected an attribute name, got 'not-ok'",

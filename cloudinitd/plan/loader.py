@@ -13,18 +13,21 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-from jinja2 import nodes
-
 from cloudinitd.catalog import find_secrets
 from cloudinitd.errors import PlanError, PlanErrors
 from cloudinitd.graph import build_graph
 from cloudinitd.paths import display_path
 from cloudinitd.plan.durations import parse_duration
+from cloudinitd.plan.fields import (
+    empty_sections,
+    parse_override,
+    plain,
+    safe_plan_name,
+    usable_as_name,
+)
 from cloudinitd.plan.limits import DEFAULT_LIMITS, Limits, read_text
 from cloudinitd.plan.model import (
     BUILTIN_ATTRIBUTES,
-    MAX_PLAN_NAME,
     SERVICE_ATTRIBUTES,
     STEPS,
     CloudPlacement,
@@ -39,7 +42,7 @@ from cloudinitd.plan.scripts import resolve_script
 from cloudinitd.plan.yamlpos import PosDict, PosList, line_of, load_yaml
 from cloudinitd.providers import KINDS
 from cloudinitd.sandbox import BudgetExceeded
-from cloudinitd.templates import CONTEXT_NAMES, RAW_ENV, render_vars
+from cloudinitd.templates import render_vars
 
 BUILTIN_CLOUDS = {"local": "local", "qemu": "qemu"}
 # Keys that only mean something for a service that launches instances.
@@ -54,52 +57,6 @@ ENGINE_VARS = frozenset({"home_host", "home_listen", "home_dir", "home_user", "h
 _TEMPLATE_MARKS = ("{{", "{%", "{#")
 # A host: an IPv4/IPv6 address, a DNS name or a service name; no spaces or shell characters.
 _HOST = re.compile(r"^[A-Za-z0-9_.:%\[\]-]{1,253}$")
-
-
-def _plain(value: Any) -> Any:
-    """PosDict / PosList trees back to plain dicts and lists."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def parse_override(text: str) -> Any:
-    """A `--var` value: a YAML scalar (`4` is an int, `true` a bool), else the text itself."""
-    if text == "":
-        return ""
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    return value if isinstance(value, str | int | float | bool) else text
-
-
-def _usable_as_name(name: str) -> bool:
-    """True when a template can write `{{ name.x }}` and mean this service."""
-    if name in CONTEXT_NAMES or name in RAW_ENV.globals or name in {"loop", "caller"}:
-        return False
-    try:
-        tree = RAW_ENV.parse(f"{{{{ {name}.x }}}}")
-    except Exception:
-        return False
-    found = list(tree.find_all(nodes.Name))
-    return len(found) == 1 and found[0].name == name
-
-
-def _empty_sections(data: Any) -> None:
-    """`services: {a: }` or a bare `vars:` mean empty: make them empty mappings."""
-    if not isinstance(data, PosDict):
-        return
-    for key in ("vars", "clouds", "defaults", "services"):
-        if key in data and data[key] is None:
-            data[key] = PosDict(line=data.key_line(key))
-    services = data.get("services")
-    if isinstance(services, PosDict):
-        for name, entry in services.items():
-            if entry is None:
-                services[name] = PosDict(line=services.key_line(name))
 
 
 class _Loader:
@@ -140,7 +97,7 @@ class _Loader:
 
     def variables(self) -> dict[str, Any]:
         declared = self.data.get("vars") or PosDict()
-        out = _plain(declared)
+        out = plain(declared)
         for key, text in self.overrides.items():
             if key not in out and key not in ENGINE_VARS:
                 hint = did_you_mean(key, list(out)) or (
@@ -165,7 +122,7 @@ class _Loader:
                     f"cloud {name!r}: unknown provider {provider!r}{hint}",
                     entry.key_line("provider"),
                 )
-            options = {k: _plain(v) for k, v in entry.items() if k != "provider"}
+            options = {k: plain(v) for k, v in entry.items() if k != "provider"}
             # Refused here, before a run could record the plan's clouds in the store.
             for keys, reason in find_secrets(options):
                 where = line_of(entry, keys, default=entries.key_line(name))
@@ -213,7 +170,7 @@ class _Loader:
         clouds: dict[str, CloudSpec],
         services: PosDict,
     ) -> ServiceSpec:
-        if not _usable_as_name(name):
+        if not usable_as_name(name):
             self.error(f"service name {name!r} is reserved in templates; choose another", line)
         v, where = self.merged(name, entry)
 
@@ -288,10 +245,10 @@ class _Loader:
         spec.timeout = self.duration(name, "timeout", v, at, DEFAULT_TIMEOUT)
         spec.lifetime = self.duration(name, "lifetime", v, at, None)
         if "spot" in v:
-            spec.spot = _plain(v["spot"])
+            spec.spot = plain(v["spot"])
         for key in PROVIDER_OPTIONS:
             if key in v:
-                value = _plain(v[key])
+                value = plain(v[key])
                 spec.options[key] = (
                     [value] if key == "security_groups" and isinstance(value, str) else value
                 )
@@ -448,12 +405,6 @@ class _Loader:
                 )
 
 
-def safe_plan_name(stem: str) -> str:
-    """A file or folder name made fit for run names (`my plan` -> `my-plan`)."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).lstrip("._-")[:MAX_PLAN_NAME]
-    return cleaned or "plan"
-
-
 def load_plan(
     path: str | os.PathLike[str],
     overrides: dict[str, str] | None = None,
@@ -475,7 +426,7 @@ def load_plan(
         data = load_yaml(text, file)
     except PlanError as exc:
         raise PlanErrors([exc]) from None
-    _empty_sections(data)
+    empty_sections(data)
     errors = validate_plan_data(data, file)
     if errors:
         raise PlanErrors(errors)

@@ -204,6 +204,19 @@ def _message(error: ValidationError) -> str:
     return f"{what}: {error.message}"
 
 
+def _deepest(error: ValidationError) -> ValidationError:
+    """For `oneOf` (a string or a list of strings), the failing list item, when there is one.
+
+    `after: [b, 7]` fails as a whole; the useful place is the item `7`, on its own line.
+    """
+    if error.validator not in ("oneOf", "anyOf") or not error.context:
+        return error
+    deepest = max(error.context, key=lambda e: len(e.absolute_path))
+    if len(deepest.absolute_path) > len(error.absolute_path):
+        return deepest
+    return error
+
+
 def validate_plan_data(data: Any, file: str) -> list[PlanError]:
     """Every schema problem of a loaded plan (PosDict tree), sorted by line."""
     if not isinstance(data, dict):
@@ -214,6 +227,7 @@ def validate_plan_data(data: Any, file: str) -> list[PlanError]:
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             found = _unknown_keys(error, data, file)
         else:
+            error = _deepest(error)
             path = list(error.absolute_path)
             if _is_name_error(error):
                 path.append(error.instance)  # point at the badly named key itself

@@ -150,18 +150,18 @@ def _expanded_size(root: yaml.Node, lines: Lines, file: str) -> None:
             total = 1 + sum(size[id(k)] for k in kids)
             if total > MAX_NODES:
                 raise PlanError(
-                    f"too many values once aliases are expanded (more than {MAX_NODES})",
+                    f"bad YAML: too many values once aliases are expanded (more than {MAX_NODES})",
                     file, lines.of(node.start_mark))
             size[key] = total
             continue
         if key in busy:
-            raise PlanError("an alias refers to the value that contains it", file,
+            raise PlanError("bad YAML: an alias refers to the value that contains it", file,
                             lines.of(node.start_mark))
         busy.add(key)
         stack.append((node, True))
         for kid in kids:
             if id(kid) in busy:
-                raise PlanError("an alias refers to the value that contains it", file,
+                raise PlanError("bad YAML: an alias refers to the value that contains it", file,
                                 lines.of(kid.start_mark))
             if id(kid) not in size:
                 stack.append((kid, False))
@@ -186,7 +186,11 @@ class _Builder:
                 out.append(self.build(item))
                 out.item_lines.append(self.lines.of(item.start_mark))
             return out
-        return self.loader.construct_object(node, deep=True)
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except ValueError as exc:  # a scalar Python refuses, e.g. an integer of 5000 digits
+            raise PlanError(f"bad YAML value: {exc}", self.file,
+                            self.lines.of(node.start_mark)) from None
 
     def _mapping(self, node: yaml.MappingNode) -> PosDict:
         written = {id(k) for k, _ in node.value}
@@ -232,9 +236,6 @@ def load_yaml(text: str, file: str) -> Any:
     except yaml.YAMLError as exc:
         message, line = _problem(exc, text, lines)
         raise PlanError(f"bad YAML: {message}", file, line) from None
-    except ValueError as exc:  # a scalar Python refuses, e.g. an integer of 5000 digits
-        mark = loader.peek_event().start_mark if loader.check_event() else None
-        raise PlanError(f"bad YAML value: {exc}", file, lines.of(mark) if mark else None) from None
     finally:
         loader.dispose()
 
