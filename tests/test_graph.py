@@ -240,6 +240,19 @@ services:
     after: [a]
 """)
     assert errors == ["plan.yml:2: dependency cycle: a -> b -> a (each service needs the next)"]
+    # The shortest cycle need not pass through the service written first.
+    errors = load_errors(tmp_path, """\
+services:
+  x:
+    after: [y]
+  y:
+    after: [z]
+  z:
+    after: [w, x]
+  w:
+    after: [z]
+""")
+    assert errors == ["plan.yml:6: dependency cycle: z -> w -> z (each service needs the next)"]
 
 
 def test_block_list_items_are_reported_at_their_own_line(tmp_path):

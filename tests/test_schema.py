@@ -30,15 +30,15 @@ def test_yaml_merge_keys_and_anchors():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("a: b: c\n", "f.yml:1: bad YAML: mapping values are not allowed here"),
+        ("a: b: c\n", "f.yml:1: bad YAML: mapping values are not allowed in this context"),
         ("a: 1\na: 2\n", "f.yml:2: duplicate key 'a' (first at line 1)"),
         (
             "a:\n  - 1\n - 2\n",
-            "f.yml:3: bad YAML: expected <block end>, but found '<block sequence start>' (while parsing a block mapping)",
+            "f.yml:3: bad YAML: did not find expected key (while parsing a block mapping)",
         ),
         (
             "a: [1\n",
-            "f.yml:2: bad YAML: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence)",
+            "f.yml:2: bad YAML: did not find expected ',' or ']' (while parsing a flow sequence)",
         ),
     ],
 )

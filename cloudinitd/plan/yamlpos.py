@@ -87,7 +87,7 @@ class _DeepError(yaml.YAMLError):
         self.mark = mark
 
 
-class _Loader(yaml.SafeLoader):
+class _PyLoader(yaml.SafeLoader):
     """SafeLoader that refuses nesting deeper than MAX_DEPTH before it can exhaust the stack."""
 
     def __init__(self, text: str):
@@ -104,6 +104,11 @@ class _Loader(yaml.SafeLoader):
             self.depth -= 1
 
 
+# libyaml parses several times faster (it bounds its own nesting at 1000 levels; the
+# depth limit here is checked on the composed nodes); the pure-Python loader stands in.
+_Loader: Any = getattr(yaml, "CSafeLoader", None) or _PyLoader
+
+
 def _printable(char: str) -> str:
     return repr(char) if char.isprintable() else f"U+{ord(char):04X}"
 
@@ -113,12 +118,16 @@ def _problem(exc: yaml.YAMLError, text: str, lines: Lines) -> tuple[str, int | N
         return f"nested more than {MAX_DEPTH} levels deep", lines.of(exc.mark)
     if isinstance(exc, yaml.reader.ReaderError):
         at = exc.position
+        if _Loader is not _PyLoader:  # libyaml counts UTF-8 bytes, not characters
+            at = len(text.encode("utf-8")[:at].decode("utf-8", errors="ignore"))
         char = text[at] if 0 <= at < len(text) else ""
         where = f"column {lines.column(at)}"
         return (f"character {_printable(char)} is not allowed in YAML ({where})",
                 lines.line(at))
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
+        if "maximum nesting depth" in str(exc.problem):  # libyaml's own limit (1000)
+            return f"nested more than {MAX_DEPTH} levels deep", lines.of(mark) if mark else None
         text = exc.problem or exc.context or "bad YAML"
         if exc.context and exc.problem:
             text = f"{exc.problem} ({exc.context})"
@@ -127,12 +136,14 @@ def _problem(exc: yaml.YAMLError, text: str, lines: Lines) -> tuple[str, int | N
 
 
 def _expanded_size(root: yaml.Node, lines: Lines, file: str) -> None:
-    """Refuse a document whose aliases would expand past MAX_NODES (or loop back on themselves).
+    """Refuse a document nested too deep, or whose aliases would expand past MAX_NODES
+    (or loop back on themselves), before anything recursive walks it.
 
     A "billion laughs" plan is a few lines of anchors each repeating the one
     before; sizes are counted per node once, so counting costs what the text does.
     """
     size: dict[int, int] = {}
+    height: dict[int, int] = {}
     busy: set[int] = set()
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
@@ -153,6 +164,10 @@ def _expanded_size(root: yaml.Node, lines: Lines, file: str) -> None:
                     f"bad YAML: too many values once aliases are expanded (more than {MAX_NODES})",
                     file, lines.of(node.start_mark))
             size[key] = total
+            height[key] = 1 + max((height[id(k)] for k in kids), default=0)
+            if height[key] > MAX_DEPTH:
+                raise PlanError(f"bad YAML: nested more than {MAX_DEPTH} levels deep", file,
+                                lines.of(node.start_mark))
             continue
         if key in busy:
             raise PlanError("bad YAML: an alias refers to the value that contains it", file,
