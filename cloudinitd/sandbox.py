@@ -23,6 +23,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from jinja2 import nodes
@@ -31,6 +32,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 MAX_STEPS = 250_000
 MAX_SECONDS = 2.0
+SESSION_SECONDS = 8.0  # all renders of one `boot --dry-run` / `validate`
 MAX_OUTPUT = 4 * 1024 * 1024  # characters of one value or one rendered template
 MAX_BUILT = 64 * 1024 * 1024  # characters of all values one render builds
 _CHECK_TIME_EVERY = 1024
@@ -53,9 +55,24 @@ class _Budget(threading.local):
         self.steps = 0
         self.built = 0
         self.deadline = 0.0
+        self.session_deadline: float | None = None
 
 
 _BUDGET = _Budget()
+
+
+@contextmanager
+def render_session(seconds: float) -> Iterator[None]:
+    """All renders of this thread inside the block share one time limit as well.
+
+    Used by commands that render a whole plan at once (`boot --dry-run`), so
+    many templates each just under the per-render limit cannot add up to hours.
+    """
+    _BUDGET.session_deadline = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _BUDGET.session_deadline = None
 
 
 def start_budget() -> None:
@@ -63,6 +80,11 @@ def start_budget() -> None:
     _BUDGET.steps = 0
     _BUDGET.built = 0
     _BUDGET.deadline = time.monotonic() + MAX_SECONDS
+    if _BUDGET.session_deadline is not None:
+        _BUDGET.deadline = min(_BUDGET.deadline, _BUDGET.session_deadline)
+        if time.monotonic() > _BUDGET.deadline:
+            raise BudgetExceeded(f"templates too slow: the plan's renders took more than"
+                                 f" {SESSION_SECONDS:g}s in all")
 
 
 def stop_budget() -> None:
@@ -197,9 +219,8 @@ def _bounded_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
             _precheck_filter(name, args[value_at], args[value_at + 1:], kwargs)
         return built(fn(*args, **kwargs))
 
-    for attr in ("jinja_pass_arg",):
-        if hasattr(fn, attr):
-            setattr(wrapper, attr, getattr(fn, attr))
+    if hasattr(fn, "jinja_pass_arg"):  # pass_context / pass_environment filters
+        wrapper.jinja_pass_arg = fn.jinja_pass_arg  # type: ignore[attr-defined]
     wrapper.__name__ = getattr(fn, "__name__", name)
     return wrapper
 

@@ -266,7 +266,7 @@ def _render(
         return render_bounded(_compile(text, filename, shell), context)
     except PlanError:
         raise
-    except (Exception, RecursionError, MemoryError) as exc:  # a template failure is a plan problem
+    except Exception as exc:  # any failure inside a template (even MemoryError) is a plan problem
         line = _template_line(exc, filename)
         raise PlanError(f"{_reason(exc)}{suffix}", filename, line) from None
 

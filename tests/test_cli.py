@@ -99,6 +99,8 @@ def test_bad_run_names_are_refused_before_anything_is_written(cli: Cli, tmp_path
     assert res.err.count("\n") == 1 and res.err.startswith("cloudinitd: error: bad run name ")
     assert not cli.home.exists()
     assert not (tmp_path / "x").exists() and not (tmp_path.parent / "x").exists()
+    if name not in ("../../x", "-x"):
+        return  # every command, for two names (the generated suite covers the rest in-process)
     # `--` so that a name starting with '-' is the RUN argument, not an option.
     for argv in (["status", "--", name], ["terminate", "--", name], ["clean", "--", name],
                  ["logs", "--", name], ["scale", "--", name, "web", "1"],

@@ -397,3 +397,13 @@ def test_budget_leaves_ordinary_loops_alone(plan):
     text = render(plan, "{% for i in range(5000) %}{{ i }}{% endfor %}\n"
                         "{{ 'ab' * 3 }} {{ 2 ** 10 }} {{ [1, 2]|join('-') }} {{ 'a' ~ 'b' }}\n")
     assert text.endswith("4999\nababab 1024 1-2 ab\n")
+
+
+def test_a_render_session_bounds_all_renders_together(plan):
+    from cloudinitd.sandbox import render_session
+
+    assert render(plan, "ok\n") == "ok\n"
+    with render_session(0.0), pytest.raises(PlanError) as info:
+        render(plan, "ok\n")
+    assert "templates too slow" in str(info.value)
+    assert render(plan, "ok\n") == "ok\n"  # the session ended with its block

@@ -31,14 +31,17 @@ def load(env: Env, plan: str, vars_: tuple[str, ...],
     from cloudinitd.plan.loader import load_plan
 
     overrides = parse_vars(vars_)
+    from cloudinitd.sandbox import SESSION_SECONDS, render_session
+
     limits = Limits.from_env(max_instances)
     try:
         path = find_plan(plan)
     except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte
         raise UsageError(f"no plan {plan[:80]!r}: {getattr(exc, 'strerror', None) or exc}") \
             from None
-    return load_plan(path, overrides=overrides, catalog=load_catalog(env.home),
-                     limits=limits), overrides
+    with render_session(SESSION_SECONDS):  # count / host templates of every service
+        return load_plan(path, overrides=overrides, catalog=load_catalog(env.home),
+                         limits=limits), overrides
 
 
 @click.command()
@@ -139,7 +142,10 @@ def boot(env: Env, plan: str, run_name: str | None, vars_: tuple[str, ...],
 
     loaded, overrides = load(env, plan, vars_, max_instances)
     if dry_run:
-        report = render_dry_run(loaded, run_name or f"{loaded.name}-dry-run")
+        from cloudinitd.sandbox import SESSION_SECONDS, render_session
+
+        with render_session(SESSION_SECONDS):
+            report = render_dry_run(loaded, run_name or f"{loaded.name}-dry-run")
         if as_json:
             output.emit_json(report)
         else:
