@@ -146,3 +146,26 @@ def test_sandbox_escape_in_script_and_env_runs_nothing_in_dry_run(cli: Cli, tmp_
     res = cli("boot", "--dry-run", plan, expect=2)
     assert res.err.startswith(f"cloudinitd: error: {plan}:4: not allowed in a template")
     assert not marker.exists()
+
+
+def test_templated_host_is_rendered_before_ssh(tmp_path, cli: Cli, sshd_hosts):
+    # The address comes from a var (overridden on the command line); SSH must get the
+    # rendered address, not the template text.
+    (host,) = sshd_hosts(1)
+    out = tmp_path / "out"
+    out.mkdir()
+    plan = write_plan(tmp_path / "p", f"""
+        vars: {{addr: 192.0.2.1}}
+        services:
+          one:
+            host: "{{{{ vars.addr }}}}"
+            ssh_port: {host.port}
+            ssh_key: {host.key_path}
+            timeout: 30s
+            boot: b.sh.j2
+    """, {"b.sh.j2": f"echo {{{{ self.address }}}} > {out}/booted\n"})
+    cli("boot", plan, "--name", "tpl-host-1", "--var", f"addr={host.address}", "-q")
+    assert (out / "booted").read_text() == f"{host.address}\n"
+    data = cli("status", "tpl-host-1", "--json").json()
+    assert data["services"]["one"]["instances"][0]["address"] == host.address
+    cli("terminate", "tpl-host-1", "-q")

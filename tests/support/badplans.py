@@ -336,6 +336,9 @@ def hostile_command_lines() -> Iterator[Case]:
             argv = [a.replace("{run}", name) for a in cmd] if "{run}" in " ".join(cmd) \
                 else [*cmd, name]
             yield Case(f"runname-{cmd[0]}-{i}", dict(GOOD), argv, located=None, kind="run name")
+    for i, arg in enumerate(["x" * 300 + ".yml", ("d" * 200 + "/") * 30 + "p.yml", "no/such.yml",
+                             "nosuchplan", "a\nb.yml", "/"]):
+        yield Case(f"plan-arg-{i}", dict(GOOD), ["validate", arg], located=None, kind="plan path")
     plan = _plan("vars: {n: 1, name: x}\nservices:\n  a:\n    count: \"{{ vars.n }}\"\n")
     bad_vars = {
         "unknown": ("nn=1", "plan.yml"), "unknown2": ("nme=x", "plan.yml"),
