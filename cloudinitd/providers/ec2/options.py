@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cloudinitd.errors import PlanError
+from cloudinitd.images.naming import Storage, parse_storage
 from cloudinitd.plan.model import CloudSpec
 
 # `size:` of a plan -> EC2 instance type, unless the cloud maps it itself.
@@ -30,7 +31,7 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 KNOWN = {
     "endpoint", "region", "credentials", "key_name", "security_groups", "subnet",
     "user_data", "address", "instance_types", "images", "spot", "max_attempts",
-    "connect_timeout", "read_timeout", "poll_interval",
+    "connect_timeout", "read_timeout", "poll_interval", "storage",
 }  # fmt: skip
 
 
@@ -69,6 +70,7 @@ class Ec2Options:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     poll_interval: float = 2.0
+    storage: Storage = Storage(endpoint=None)  # where `image stage` uploads (naming.py)
 
     def instance_type(self, size: str | None) -> str:
         size = size or DEFAULT_SIZE
@@ -128,6 +130,7 @@ def parse_options(cloud: CloudSpec) -> Ec2Options:
         connect_timeout=float(o.get("connect_timeout", 10)),
         read_timeout=float(o.get("read_timeout", 60)),
         poll_interval=float(o.get("poll_interval", 2)),
+        storage=parse_storage(o.get("storage"), o.get("endpoint"), fail),
     )
 
 
