@@ -163,7 +163,7 @@ def save(env: Env, run: str, target: str, name: str, stop: bool, timeout: float,
          as_json: bool) -> None:
     """Save a booted instance of RUN as image NAME, bootable as `image: NAME` on its cloud."""
     from cloudinitd.engine.context import open_run_without_plan
-    from cloudinitd.errors import UsageError
+    from cloudinitd.errors import ProviderError, UsageError
     from cloudinitd.images.naming import check_name
     from cloudinitd.providers.ec2.images import TAG_RUN, TAG_SOURCE, Ec2Images
 
@@ -196,10 +196,13 @@ def save(env: Env, run: str, target: str, name: str, stop: bool, timeout: float,
                     f"({image_id}) on {row['cloud']}", service=service, index=row["idx"])
     stopped = False
     if stop:
-        provider.terminate([row["instance_id"]])
-        env.store.update_instance(run, row["cloud"], row["instance_id"], status="terminated")
-        env.store.event(run, "terminate", f"{label} terminated after image save (--stop)",
-                        service=service, index=row["idx"])
+        from cloudinitd.engine.terminate import TerminateResult, destroy_instances
+
+        done = TerminateResult(run)
+        destroy_instances(ctx, [row], done, sweep=False)  # the engine's own bookkeeping
+        if done.errors:
+            raise ProviderError(f"image {name} saved, but {label} was not terminated: "
+                                + "; ".join(done.errors))
         stopped = True
     if as_json:
         output.emit_json({"run": run, "instance": label, "instance_id": row["instance_id"],

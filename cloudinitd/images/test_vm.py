@@ -62,7 +62,7 @@ class ImageTest:
         data = {
             "name": "image-test",
             "defaults": defaults,
-            "services": {SERVICE: {"ready": "check.sh"}},
+            "services": {SERVICE: {"boot": "check.sh"}},  # once: a failure fails the test
         }
         text = (f"# Made by `cloudinitd image test` for {self.file.name} on {self.cloud.name}.\n"
                 + yaml.safe_dump(data, sort_keys=False))
