@@ -8,12 +8,16 @@ other instances here run no scripts and are never contacted.
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.support.cli import write_plan
+from tests.support.cli import BIN, write_plan
 from tests.support.testcloud import TestCloud
 from tests.test_ec2_e2e import AK_ENV, SK_ENV, assert_no_secret, ec2cli  # noqa: F401
 
@@ -222,3 +226,35 @@ def test_image_test_keep_without_flag_no_tty_discards(
                  host.key_path, "--ssh-port", str(host.port), "--json")
     assert res.json()["kept"] is True
     assert [i["Name"] for i in owned(cloud)] == ["k.raw"] and cloud.live_instances() == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("action", ["UploadPart", "RunInstances"])
+def test_image_test_ctrl_c_leaves_nothing(tmp_path, ec2_cloud, ec2cli, action):  # noqa: F811
+    """SIGINT while uploading or while the instance launches: everything taken is undone."""
+    cloud = ec2_cloud("cc")
+    catalog(ec2cli.home, cloud)
+    disk(tmp_path / "c.raw", 2 * PART + 5)
+    cloud.client().describe_regions()  # warm moto so the interrupt lands in the held answer
+    cloud.slow(action, delay=6)
+    proc = subprocess.Popen(
+        [str(BIN / "cloudinitd"), "image", "test", str(tmp_path / "c.raw"), "--cloud", "t",
+         "--discard", "--json"],
+        env=ec2cli.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while cloud.calls(action) < 1:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, f"no {action} call seen"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Unstaging c.raw" in err
+    assert owned(cloud) == [] and objects(cloud) == [] and cloud.live_instances() == []

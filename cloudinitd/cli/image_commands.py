@@ -118,7 +118,8 @@ class _Bar:
         quarter = self.done * 4 // max(self.total, 1)
         if quarter > self.shown:
             self.shown = quarter
-            output.info(f"{self.label}: {_size(self.done)} of {_size(self.total)}")
+            percent = self.done * 100 // max(self.total, 1)
+            output.info(f"{self.label}: {percent}% of {_size(self.total)}")
 
 
 @image.command(name="list")
@@ -300,7 +301,13 @@ def test_image(env: Env, file: Path, cloud_name: str, name: str | None, size: st
             return False
         return click.confirm("Does the image work? Keep it staged", default=False, err=True)
 
-    result = test.run(decide, lambda: _Bar(file.stat().st_size, f"upload {test.name}"))
+    from cloudinitd.engine.converge import Interrupted
+
+    try:
+        result = test.run(decide, lambda: _Bar(file.stat().st_size, f"upload {test.name}"))
+    except Interrupted:  # the engine's Ctrl-C: the steps taken are undone by now
+        output.error("interrupted")
+        raise SystemExit(130) from None
     if as_json:
         output.emit_json(result)
     else:
