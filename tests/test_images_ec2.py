@@ -258,3 +258,21 @@ def test_image_test_ctrl_c_leaves_nothing(tmp_path, ec2_cloud, ec2cli, action): 
     assert proc.returncode == 130, err
     assert "Unstaging c.raw" in err
     assert owned(cloud) == [] and objects(cloud) == [] and cloud.live_instances() == []
+
+
+def test_bad_storage_entry_is_a_clean_usage_error(tmp_path, ec2cli):  # noqa: F811
+    ec2cli.home.mkdir(parents=True)
+    (ec2cli.home / "clouds.yml").write_text(
+        "t:\n"
+        "  provider: ec2\n"
+        "  endpoint: http://127.0.0.1:9\n"
+        "  storage: {bucket: Repo, prefixx: VMS}\n"
+    )
+    disk(tmp_path / "x.raw", 10)
+    res = ec2cli("image", "stage", tmp_path / "x.raw", "--cloud", "t", expect=2)
+    assert "clouds.yml:1:" in res.err and "storage: unknown key(s) prefixx" in res.err
+    assert "Traceback" not in res.err
+    res = ec2cli("image", "stage", tmp_path / "x.raw", "--cloud", "nope", expect=2)
+    assert "no cloud 'nope' in the catalog (known: t)" in res.err
+    res = ec2cli("image", "stage", tmp_path / "missing.raw", "--cloud", "t", expect=2)
+    assert "no such image file" in res.err

@@ -30,10 +30,15 @@ def make_s3_client(opts: Ec2Options) -> Any:
     """A boto3 S3 client for the cloud's store (path-style: Cumulus and moto need it)."""
     import boto3
     from botocore.config import Config
+    from botocore.exceptions import ProfileNotFound
 
     creds, kwargs = opts.credentials, {}
     if creds.profile:
-        session = boto3.session.Session(profile_name=creds.profile)
+        try:
+            session = boto3.session.Session(profile_name=creds.profile)
+        except ProfileNotFound:
+            raise ProviderError(f"cloud {opts.cloud!r}: AWS profile {creds.profile!r} not "
+                                "found (~/.aws/config, ~/.aws/credentials)") from None
     else:
         if creds.access_key_env:
             kwargs["aws_access_key_id"] = _env(opts, creds.access_key_env, "access_key_env")
