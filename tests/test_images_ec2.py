@@ -272,6 +272,10 @@ def test_bad_storage_entry_is_a_clean_usage_error(tmp_path, ec2cli):  # noqa: F8
     res = ec2cli("image", "stage", tmp_path / "x.raw", "--cloud", "t", expect=2)
     assert "clouds.yml:4:" in res.err and "unknown key 'prefixx' in storage" in res.err
     assert "Traceback" not in res.err
+    # The catalog is checked whole when loaded: mend it before the next cases.
+    (ec2cli.home / "clouds.yml").write_text(
+        "t:\n  provider: ec2\n  endpoint: http://127.0.0.1:9\n  storage: {bucket: Repo}\n"
+    )
     res = ec2cli("image", "stage", tmp_path / "x.raw", "--cloud", "nope", expect=2)
     assert "no cloud 'nope' in the catalog (known: t)" in res.err
     res = ec2cli("image", "stage", tmp_path / "missing.raw", "--cloud", "t", expect=2)
