@@ -33,7 +33,8 @@ def refresh_hosts(lxcpath: Path, run: str) -> None:
     written through their init's root (never the mounted overlay's upper
     layer); stopped ones in their upper layer.
     """
-    members = {n: m for n, m in inst.all_sidecars(lxcpath).items() if m.get("run") == run}
+    members = {n: m for n, m in inst.all_sidecars(lxcpath).items()
+               if m.get("run") == run and m.get("address")}  # half-made ones have none yet
     if not members:
         return
     gateway = hostnet.bridge_config().gateway
