@@ -288,7 +288,7 @@ def test_sigkill_ec2_boot(tmp_path, ec2_cloud, ec2cli, action, nth, then):
     cloud = ec2_cloud("k")
     plan = ec2_plan(tmp_path / "p", cloud)
     cloud.client().describe_regions()  # warm moto so the kill lands in the held answer
-    cloud.slow(action, delay=4, count=nth)
+    cloud.slow(action, delay=2, count=nth)
     run = f"k-{action.lower()}-{nth}-{then}"
     boot = Boot(ec2cli, plan, run)
     boot.kill_when(lambda s: cloud.calls(action) >= nth, f"{action} call {nth}")
