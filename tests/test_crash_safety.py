@@ -341,3 +341,36 @@ def test_ctrl_c_waits_for_launches_and_says_both_ways_on(tmp_path, ec2_cloud, ec
     assert {k: len(v) for k, v in _live_by_service(cloud, run).items()} == {"web": 7, "db": 3}
     ec2cli("terminate", run, "--json")
     assert cloud.live_instances(run) == []
+
+
+def test_repair_adopts_a_stray_for_an_empty_slot_and_removes_surplus(tmp_path, ec2_cloud,
+                                                                     ec2cli):
+    """Instances the store never heard of (a cloud without ClientToken support, a lost
+    store row): repair adopts one that fills a wanted, empty slot and removes the rest."""
+    cloud = ec2_cloud("k")
+    plan = ec2_plan(tmp_path / "p", cloud)
+    ec2cli("boot", plan, "--name", "st", "--json")
+    ec2 = cloud.client()
+    web = {r["index"]: r["instance_id"]
+           for r in ec2cli("status", "st", "--json").json()["services"]["web"]["instances"]}
+    ec2.terminate_instances(InstanceIds=[web[3]])  # web-3 died
+
+    def stray(index: int) -> str:
+        tags = [{"Key": "cloudinitd:run", "Value": "st"},
+                {"Key": "cloudinitd:service", "Value": "web"},
+                {"Key": "cloudinitd:index", "Value": str(index)}]
+        made = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1,
+                                 TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])
+        return made["Instances"][0]["InstanceId"]
+
+    fills, extra, clash = stray(3), stray(9), stray(0)
+    launched = cloud.calls("RunInstances")
+    ec2cli("repair", "st", "--json")
+    assert cloud.calls("RunInstances") == launched, "repair launched instead of adopting"
+    live = _live_by_service(cloud, "st")
+    assert {k: len(v) for k, v in live.items()} == {"web": 7, "db": 3}, live
+    assert fills in live["web"] and extra not in live["web"] and clash not in live["web"]
+    rows = ec2cli("status", "st", "--json").json()["services"]["web"]["instances"]
+    assert {r["index"]: r["instance_id"] for r in rows}[3] == fills
+    ec2cli("terminate", "st", "--json")
+    assert cloud.live_instances("st") == []

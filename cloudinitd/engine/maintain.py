@@ -119,6 +119,7 @@ def repair(ctx: RunContext, relaunch: bool = False) -> RunResult:
     for svc in ctx.plan.services.values():
         if svc.launches:
             resume_intents(ctx, svc)
+    refresh(ctx)  # first: a slot whose instance died may be filled by a stray
     adopt_strays(ctx)
     trim_surplus(ctx)
     health = check(ctx)
