@@ -229,6 +229,37 @@ def test_sigkill_local_boot(crash_cli: Cli, crash_plan: Path, name, point, then)
     assert not Path("/sys/class/net", cli.net.bridge).exists(), "the bridge stayed up"
 
 
+@pytest.mark.lxc
+@pytest.mark.slow
+def test_ctrl_c_local_boot_records_every_container(crash_cli: Cli, crash_plan: Path):
+    """Ctrl-C while containers are being made: the launch under way finishes and is
+    recorded; what is said to be live is what exists; repair then completes the run."""
+    cli, run = crash_cli, "ctrl-c-local"
+    boot = Boot(cli, crash_plan, run)
+    boot.kill_when(lambda s: s.events.get("launched", 0) >= 2, "two recorded",
+                   sig=signal.SIGINT)
+    try:
+        code = boot.proc.wait(timeout=120)
+    finally:
+        boot.stop()
+    boot._reader.join(timeout=10)
+    err = "".join(boot.err)
+    try:
+        assert code == 130, err
+        status = cli("status", run, "--json", expect=None).json()
+        recorded = status["services"]["web"]["instances"]
+        dirs, _ = _leftovers(cli)
+        assert len(recorded) == len(dirs) == COUNT, (len(recorded), dirs, err)
+        assert f"{COUNT} instance(s) live (web: {COUNT})" in err, err
+        assert f"cloudinitd repair {run}" in err and f"cloudinitd terminate {run}" in err
+        cli("repair", run)
+        states = _running_containers(cli)
+        assert len(states) == COUNT and set(states.values()) == {"RUNNING"}, states
+    finally:
+        cli("terminate", run, expect=None)
+    assert _leftovers(cli) == ([], {})
+
+
 # -- EC2 test cloud ----------------------------------------------------------------------
 
 AK_ENV, SK_ENV = "CRASH_EC2_ACCESS_KEY", "CRASH_EC2_SECRET_KEY"
