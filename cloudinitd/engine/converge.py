@@ -89,20 +89,26 @@ class Converger:
         self.started: dict[str, float] = {}
         self.pending: dict[Future, tuple[str, str, int | None]] = {}
         self.stop = threading.Event()  # set by Ctrl-C: make no new cloud call
+        # Launches a dead process left unanswered: not ours to wait for after Ctrl-C.
+        self.inherited = {launch["client_token"] for launch in ctx.store.launches(ctx.run)
+                          if launch["status"] == "requested"}
+
+    def _unanswered(self) -> list[dict[str, Any]]:
+        return [launch for launch in self.ctx.store.launches(self.ctx.run)
+                if launch["status"] == "requested"
+                and launch["client_token"] not in self.inherited]
 
     def _settle(self) -> list[dict[str, Any]]:
-        """Wait until every cloud call under way has answered and been recorded."""
+        """Wait until every cloud call this process made has answered and been recorded."""
         deadline = time.monotonic() + SETTLE_TIMEOUT
         while True:
             try:
-                open_ = [launch for launch in self.ctx.store.launches(self.ctx.run)
-                         if launch["status"] == "requested"]
+                open_ = self._unanswered()
                 if not open_ or time.monotonic() > deadline:
                     return open_
                 time.sleep(0.05)
             except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
-                return [launch for launch in self.ctx.store.launches(self.ctx.run)
-                        if launch["status"] == "requested"]
+                return self._unanswered()
 
     # decisions -------------------------------------------------------------
     def _needs_configure(self, name: str, row: dict[str, Any], world: dict,
