@@ -52,3 +52,26 @@ def test_dry_run_schedule_launches_first_then_walks_the_graph():
                          {"step": "launch", "service": "d", "count": 3}]
     d = next(x for x in steps if x["step"] == "configure" and x["service"] == "d")
     assert d["after"] == ["b", "c"] and d["level"] == 2
+
+
+def chain(*names: str) -> nx.DiGraph:
+    g = nx.DiGraph()
+    g.add_edges_from(zip(names, names[1:], strict=False))
+    return g
+
+
+def test_failure_skips_the_whole_chain_below_not_just_children():
+    g = chain("a", "b", "c", "d")
+    g.add_edge("x", "c")  # c also waits on an unrelated, finished service
+    states = {"a": s.FAILED, "b": s.LAUNCHED, "c": s.WAITING, "d": s.LAUNCHED, "x": s.READY}
+    assert s.to_skip(g, "a", states) == ["b", "c", "d"]
+    # Grandchildren name the failed ancestor, not their skipped parent.
+    states.update(b=s.SKIPPED, c=s.SKIPPED)
+    assert s.failed_dependency(g, "d", states) == "a"
+    assert s.failed_dependency(g, "x", states) is None
+
+
+def test_skip_leaves_finished_services_alone():
+    g = chain("a", "b", "c")
+    for done in (s.READY, s.FAILED, s.SKIPPED):
+        assert s.to_skip(g, "a", {"a": s.FAILED, "b": done, "c": s.CONFIGURING}) == ["c"]

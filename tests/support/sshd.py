@@ -231,11 +231,21 @@ def _close_clients() -> None:
         remote.close_all()
 
 
+def _port_free_on(address: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
 def _make_host(
-    base: Path, pub_line: str, key_path: Path, noexec_tmp: bool = False, user: str = "root"
+    base: Path, pub_line: str, key_path: Path, noexec_tmp: bool = False, user: str = "root",
+    port: int | None = None,
 ) -> Host:
     address = _next_address()
-    port = _free_port(address)
+    port = port or _free_port(address)
     d = base / f"sshd-{address}-{port}"
     d.mkdir(parents=True)
     _keygen(d / "ssh_host_ed25519_key", f"test-host-{address}")
@@ -266,18 +276,27 @@ def ssh_client_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]
 def sshd_hosts(
     ssh_client_key: tuple[Path, str], tmp_path: Path
 ) -> Iterator[Callable[[int], list[Host]]]:
-    """Factory: `sshd_hosts(n, noexec_tmp=False, user="root")` starts n listening servers.
+    """Factory: `sshd_hosts(n, noexec_tmp=False, user="root", same_port=False)` starts n servers.
 
     Every server accepts the test key for any user (one AuthorizedKeysFile);
     `user` only sets `Host.user`, creating the sudo test user if needed.
+    `same_port`: all n listen on one port (the instances of one service share
+    the plan's `ssh_port`).
     """
     started: list[Host] = []
     key, pub = ssh_client_key
 
-    def make(n: int = 1, noexec_tmp: bool = False, user: str = "root") -> list[Host]:
+    def make(n: int = 1, noexec_tmp: bool = False, user: str = "root",
+             same_port: bool = False) -> list[Host]:
         if user != "root":
             ensure_sudo_user(user)
-        hosts = [_make_host(tmp_path, pub, key, noexec_tmp, user) for _ in range(n)]
+        hosts: list[Host] = []
+        for _ in range(n):
+            port = hosts[0].port if same_port and hosts else None
+            host = _make_host(tmp_path, pub, key, noexec_tmp, user, port=port)
+            if port is not None and not _port_free_on(host.address, port):
+                raise RuntimeError(f"port {port} is already taken on {host.address}")
+            hosts.append(host)
         started.extend(hosts)
         for h in hosts:
             h.start(wait=False)
