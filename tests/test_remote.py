@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import stat
@@ -203,12 +202,14 @@ def test_ready_that_never_succeeds_times_out_with_tail(host_target, tmp_path):
 
 
 def test_wait_for_ssh_reaches_a_host_that_starts_late(delayed_sshd, tmp_path):
-    host = delayed_sshd(3.0)
+    host = delayed_sshd(3)
     target = target_for(host, tmp_path)
-    # Nothing listens yet: one quick attempt fails.
+    # Nothing answers yet: one quick attempt fails.
     with pytest.raises(RemoteError, match="no SSH on"):
         wait_for_ssh(target, timeout=0.1, service="svc")
-    wait_for_ssh(target, timeout=30, service="svc")
+    assert host.refused == 1
+    wait_for_ssh(target, timeout=30, service="svc")  # turned away twice more, then in
+    assert host.refused == 3
     assert step(target, 'echo up=yes > "$CLOUDINITD_EXPORT"', tmp_path) == {"up": "yes"}
     remove_run_dir(target, RUN)
 
@@ -412,7 +413,7 @@ def test_unsafe_names_are_refused(host_target, tmp_path):
 def test_export_json_written_by_script(host_target, tmp_path):
     _, target = host_target
     script = 'printf \'%s\' \'{"a": {"nested": true}}\' > "$CLOUDINITD_EXPORT"'
-    assert json.dumps(step(target, script, tmp_path)) == '{"a": {"nested": true}}'
+    assert step(target, script, tmp_path) == {"a": {"nested": True}}
 
 
 # --- non-root SSH user: steps run as root through sudo -n ------------------------

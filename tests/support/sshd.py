@@ -10,7 +10,8 @@ Fixtures:
 - `ssh_client_key`  (session) (private key path, public line) allowed on every host
 - `sshd_hosts(n)`   start n servers now, return [Host] (`user=SUDO_USER`: log in as
                     a non-root user with password-less sudo, created if missing)
-- `delayed_sshd(delay)` a Host whose server starts listening only after `delay` s
+- `delayed_sshd(attempts)` a Host that turns away its first `attempts` connections,
+                    then starts its server
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -127,7 +129,9 @@ class Host:
     dir: Path
     noexec_tmp: bool = False  # run sshd in a mount namespace where /tmp is noexec
     proc: subprocess.Popen | None = None
-    _timer: threading.Timer | None = field(default=None, repr=False)
+    refused: int = 0  # connections turned away before sshd started (start_after_refusing)
+    _doorman: socket.socket | None = field(default=None, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
@@ -181,17 +185,47 @@ class Host:
                 time.sleep(0.02)
         raise RuntimeError(f"sshd on {self.address}:{self.port} not listening after {timeout}s")
 
-    def start_after(self, delay: float) -> None:
-        """Start listening only after `delay` seconds (a VM that is still booting)."""
-        self._timer = threading.Timer(delay, self.start, kwargs={"wait": False})
-        self._timer.daemon = True
-        self._timer.start()
+    def start_after_refusing(self, attempts: int) -> None:
+        """Turn away the first `attempts` connections, then start sshd (a VM still booting).
+
+        Until then a stand-in listener resets every connection (as a booting
+        machine's network stack does), so the client has provably been turned
+        away `attempts` times before sshd answers; no timer guesses how long
+        the client takes to get there.
+        """
+        doorman = socket.socket()
+        doorman.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        doorman.bind((self.address, self.port))
+        doorman.listen(16)
+        doorman.settimeout(0.2)
+        self._doorman = doorman
+
+        def serve() -> None:
+            turned_away = 0
+            try:
+                while turned_away < attempts and not self._stopped:
+                    try:
+                        conn, _ = doorman.accept()
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        return  # closed by stop()
+                    # Linger 0: close with a reset, like a port nobody serves yet.
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                    struct.pack("ii", 1, 0))
+                    conn.close()
+                    turned_away += 1
+                    self.refused = turned_away
+            finally:
+                doorman.close()
+            if not self._stopped:
+                self.start(wait=False)
+
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
         with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
             proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
@@ -217,6 +251,10 @@ class Host:
         """Final stop: no later timer or restart can bring it back."""
         with self._lock:
             self._stopped = True
+        if self._doorman is not None:
+            self._doorman.close()
+        if self._thread is not None:
+            self._thread.join(5)
         self.stop()
 
 
@@ -316,14 +354,14 @@ def sshd_hosts(
 def delayed_sshd(
     ssh_client_key: tuple[Path, str], tmp_path: Path
 ) -> Iterator[Callable[[float], Host]]:
-    """Factory: `delayed_sshd(3.0)` returns a Host that starts listening 3 s from now."""
+    """Factory: `delayed_sshd(2)` returns a Host whose sshd starts after 2 refused connections."""
     started: list[Host] = []
     key, pub = ssh_client_key
 
-    def make(delay: float) -> Host:
+    def make(attempts: int = 2) -> Host:
         h = _make_host(tmp_path, pub, key)
         started.append(h)
-        h.start_after(delay)
+        h.start_after_refusing(attempts)
         return h
 
     try:
