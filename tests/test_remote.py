@@ -27,7 +27,7 @@ from cloudinitd.remote import (
 )
 from tests.support.sshd import SUDO_USER, Host, _free_port
 
-RUN = "r1"
+RUN = f"r1-{os.getpid()}"  # the remote dir is shared by every test process on this machine
 HOME = Path(os.path.expanduser("~root"))
 
 
@@ -112,7 +112,7 @@ def test_malformed_export_file_names_the_file(host_target, tmp_path):
     with pytest.raises(RemoteError) as err:
         step(target, 'echo "{not json" > "$CLOUDINITD_EXPORT"', tmp_path)
     assert "malformed export file" in str(err.value)
-    assert ".cloudinitd-remote/r1/svc-0/export" in str(err.value)
+    assert f".cloudinitd-remote/{RUN}/svc-0/export" in str(err.value)
 
 
 def test_parse_export_rejects_lines_without_equals():
