@@ -62,9 +62,11 @@ def test_a_different_key_is_refused_whatever_its_type(tmp_path, keys, shown):
     with pytest.raises(HostKeyChanged) as err:
         TofuPolicy(kh, label="web-1").missing_host_key(None, "10.0.0.1", keys[shown])
     key = keys[shown]
-    assert str(err.value).startswith(
+    assert str(err.value) == (
         f"host key for 10.0.0.1 (web-1) changed: it now shows {key.get_name()} "
-        f"{fingerprint(key)}, but ssh-ed25519 {fingerprint(keys['ed'])} was pinned"
+        f"{fingerprint(key)}, but ssh-ed25519 {fingerprint(keys['ed'])} was pinned on first "
+        "use in this run. Refusing to connect: another machine may be answering at this "
+        "address. If the instance was replaced on purpose, forget its old key first."
     )
     assert kh.read_text() == _line("10.0.0.1", keys["ed"])  # nothing added
 
@@ -80,8 +82,9 @@ def test_pins_in_a_comma_list_and_comments(tmp_path, keys):
     kh = tmp_path / "known_hosts"
     kh.write_text("# 10.0.0.1 ssh-ed25519 " + keys["ecdsa"].get_base64() + "\n"
                   + _line("10.0.0.9,10.0.0.1", keys["ed"]))
-    with pytest.raises(HostKeyChanged):
+    with pytest.raises(HostKeyChanged) as err:
         TofuPolicy(kh).missing_host_key(None, "10.0.0.1", keys["ecdsa"])
+    assert str(err.value).startswith("host key for 10.0.0.1 changed: it now shows ecdsa")
 
 
 def test_forget_host_drops_only_that_address(tmp_path, keys):

@@ -54,7 +54,7 @@ def build_command(
 ) -> str:
     """The shell command line that runs one step (see the module doc for why so)."""
     for key in env:
-        if not _ENV_KEY.match(key):
+        if not _ENV_KEY.fullmatch(key):  # fullmatch: `$` alone lets a trailing newline in
             raise ValueError(f"invalid environment variable name {key!r}")
     assigns = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
     run = " ".join(shlex.quote(a) for a in [*argv, script_path])
@@ -97,7 +97,7 @@ def parse_export(text: str, where: str) -> dict[str, Any]:
 
 
 def check_name(what: str, value: str, service: str, step: str) -> None:
-    if not NAME.match(value):
+    if not NAME.fullmatch(value):
         raise RemoteError(service, step, f"unsafe {what} name for a remote path: {value!r}")
 
 
