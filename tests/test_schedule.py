@@ -104,6 +104,10 @@ def open_file_limit():
 def test_fanout_is_bounded_by_the_open_file_limit(open_file_limit):
     open_file_limit(41)  # (41 - 10) // 3 = 10 connections' worth of descriptors
     assert s.ssh_fanout(500, cores=8) == 10
+    open_file_limit(40)  # (40 - 10) // 3 = 10 as well: 10 of them are kept in reserve
+    assert s.ssh_fanout(500, cores=8) == 10
+    open_file_limit(39)
+    assert s.ssh_fanout(500, cores=8) == 9
     open_file_limit(12)  # (12 - 10) // 3 = 0: still one connection at a time
     assert s.ssh_fanout(500, cores=8) == 1
 
