@@ -80,7 +80,8 @@ def test_a_neighbouring_address_is_another_host(tmp_path, keys):
 
 def test_pins_in_a_comma_list_and_comments(tmp_path, keys):
     kh = tmp_path / "known_hosts"
-    kh.write_text("# 10.0.0.1 ssh-ed25519 " + keys["ecdsa"].get_base64() + "\n"
+    # A commented-out line is no pin, even one that names the host after a comma.
+    kh.write_text("#10.0.0.9,10.0.0.1 " + _line("", keys["ecdsa"]).lstrip()
                   + _line("10.0.0.9,10.0.0.1", keys["ed"]))
     with pytest.raises(HostKeyChanged) as err:
         TofuPolicy(kh).missing_host_key(None, "10.0.0.1", keys["ecdsa"])
