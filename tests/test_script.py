@@ -179,3 +179,18 @@ def test_step_log_keeps_memory_bounded(tmp_path):
     assert log.tail().endswith("last")
     log.close()
     assert os.path.getsize(tmp_path / "deep" / "er" / "x.log") == 40 * 1001 + 5
+
+
+def test_step_log_tail_spans_writes_and_keeps_32k_whole(tmp_path):
+    log = StepLog(tmp_path / "x.log")
+    log.write(b"first\n")
+    log.write(b"second\n")
+    assert log.tail() == "first\nsecond"
+    # Up to 32 KiB of recent output is kept whole: 20 lines of 1638.4 bytes on average.
+    log = StepLog(tmp_path / "y.log")
+    lines = [b"%02d" % i + b"z" * 1635 + b"\n" for i in range(19)]
+    lines.append(b"19" + b"z" * (32768 - 1 - 2 - sum(map(len, lines))) + b"\n")
+    log.write(b"".join(lines))
+    assert len(b"".join(lines)) == 32768
+    assert log.tail() == b"".join(lines).decode().rstrip("\n")
+    log.close()
