@@ -49,7 +49,7 @@ test-fast: venv
 MUTATE ?=
 MUTATE_JOBS ?= 2
 mutate: venv
-	$(VENV)/bin/mutmut run --max-children $(MUTATE_JOBS) $(MUTATE) \
+	set -f; $(VENV)/bin/mutmut run --max-children $(MUTATE_JOBS) $(MUTATE) \
 	  | tr '\r' '\n' | grep -v '^[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏]' | grep -v '^\s*$$' | tail -n 4
 	$(PY) -m tests.support.mutation_report
 	@echo "survivors: $(VENV)/bin/mutmut results; one diff: $(VENV)/bin/mutmut show NAME"
