@@ -12,6 +12,8 @@ import os
 import re
 import stat
 import subprocess
+import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -109,6 +111,8 @@ def test_step_env_sets_the_cloudinitd_names_last():
     ("echo hi\n#!/bin/bash\n", ["sh"]),
     ("", ["sh"]),
     (" #!/bin/bash\n", ["sh"]),
+    ("\r#!/bin/bash\n", ["sh"]),  # the kernel would not take this as a shebang either
+    ("#!/opt/X\n", ["/opt/X"]),
 ])
 def test_interpreter_reads_only_the_first_line(script, argv):
     assert interpreter(script) == argv
@@ -193,4 +197,30 @@ def test_step_log_tail_spans_writes_and_keeps_32k_whole(tmp_path):
     log.write(b"".join(lines))
     assert len(b"".join(lines)) == 32768
     assert log.tail() == b"".join(lines).decode().rstrip("\n")
+    log.close()
+
+
+def test_step_log_reaches_the_file_at_once_and_stamps_utc(tmp_path, monkeypatch):
+    # Read while the step still runs (`cloudinitd logs`), or after the process died.
+    monkeypatch.setenv("TZ", "Asia/Kathmandu")  # +05:45: a local-time stamp would show
+    time.tzset()
+    try:
+        log = StepLog(tmp_path / "x.log")
+        log.header("boot")
+        log.write(b"partial line")
+        text = (tmp_path / "x.log").read_text()
+        log.close()
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    stamp = re.match(r"=== (\S+) boot ===\npartial line$", text).group(1)
+    written = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs((datetime.now(UTC) - written).total_seconds()) < 120
+
+
+def test_step_log_bounds_one_huge_write_and_survives_bad_utf8(tmp_path):
+    log = StepLog(tmp_path / "x.log")
+    log.write(b"a" * 100_000 + b"\n\xff\xfe not utf-8\n")
+    assert len(log.recent) <= 32768
+    assert log.tail().endswith("\ufffd\ufffd not utf-8")
     log.close()
