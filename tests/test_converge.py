@@ -32,12 +32,14 @@ AK, SK = "CONVERGE_EC2_ACCESS_KEY", "CONVERGE_EC2_SECRET_KEY"
 SLOW_WAIT_S = 3  # how long the slow instance gives a wrongly started dependent to show up
 
 
-def _plan(tmp_path: Path, cloud, nodes, app, web, out: Path, slow_exit: int) -> Path:
+def _plan(tmp_path: Path, cloud, nodes, app, web, out: Path, slow_exit: int,
+          fast_exit: int = 0) -> Path:
     text = f"""
         name: multi
         vars:
           out: {out}
           slow_exit: {slow_exit}
+          fast_exit: {fast_exit}
         clouds:
           a:
             provider: ec2
@@ -68,7 +70,8 @@ def _plan(tmp_path: Path, cloud, nodes, app, web, out: Path, slow_exit: int) -> 
         "nodes.sh.j2": """
             if [ {{ self.index }} = 0 ]; then
               touch {{ vars.out }}/fast-done
-              exit 0
+              echo "fast instance ends with {{ vars.fast_exit }}" >&2
+              exit {{ vars.fast_exit }}
             fi
             i=0
             while [ $i -lt $((SLOW_WAIT * 10)) ] && [ ! -e {{ vars.out }}/app-started ]; do
@@ -110,25 +113,29 @@ def _boot(home: Path, plan_path: Path, name: str):
     return ctx, boot(ctx), states
 
 
-@pytest.mark.parametrize("slow_exit", [1, 0], ids=["slow-instance-fails", "slow-instance-ok"])
+@pytest.mark.parametrize(("fast_exit", "slow_exit"), [(0, 1), (0, 0), (2, 0)],
+                         ids=["slow-instance-fails", "both-ok", "fast-instance-fails"])
 def test_a_service_waits_for_every_instance(tmp_path, engine_env, ec2_cloud, sshd_hosts,
-                                            slow_exit):
+                                            fast_exit, slow_exit):
     nodes = sshd_hosts(2, same_port=True)
     app, web = sshd_hosts(2)
     cloud = ec2_cloud("a")
     cloud.set_pool([h.address for h in nodes])
     out = tmp_path / "out"
     out.mkdir()
-    plan = _plan(tmp_path, cloud, nodes, app, web, out, slow_exit)
+    plan = _plan(tmp_path, cloud, nodes, app, web, out, slow_exit, fast_exit)
 
-    ctx, result, states = _boot(engine_env, plan, f"multi-{slow_exit}")
+    ctx, result, states = _boot(engine_env, plan, f"multi-{fast_exit}-{slow_exit}")
     try:
         assert (out / "fast-done").exists() and (out / "slow-done").exists()
         svc = result.services
-        if slow_exit:
-            # One failed instance fails the service, whatever its sibling did ...
+        assert {n: s.name for n, s in svc.items()} == {n: n for n in ("nodes", "app", "web")}
+        if fast_exit or slow_exit:
+            # One failed instance fails the service, whatever its sibling did (the
+            # sibling still finishes, and a late success does not make it ready) ...
             assert svc["nodes"].state == FAILED and svc["nodes"].step == "boot"
-            assert "slow instance ends with 1" in svc["nodes"].log_tail
+            which = "fast" if fast_exit else "slow"
+            assert f"{which} instance ends with {fast_exit or slow_exit}" in svc["nodes"].log_tail
             # ... and nothing below it runs: children and grandchildren are skipped
             # because of it (not left over as "never became configurable").
             assert not (out / "app-started").exists()
@@ -153,3 +160,25 @@ def test_a_service_waits_for_every_instance(tmp_path, engine_env, ec2_cloud, ssh
         done = terminate_run(ctx)
         assert done.ok
         assert cloud.live_instances(ctx.run) == []
+
+
+def test_a_launch_failure_fails_the_service_and_skips_the_rest(tmp_path, engine_env, ec2_cloud,
+                                                               sshd_hosts):
+    nodes = sshd_hosts(2, same_port=True)
+    app, web = sshd_hosts(2)
+    cloud = ec2_cloud("a")
+    cloud.arm("UnauthorizedOperation", count=10, status=403, action="RunInstances")
+    out = tmp_path / "out"
+    out.mkdir()
+    plan = _plan(tmp_path, cloud, nodes, app, web, out, 0)
+    ctx, result, _ = _boot(engine_env, plan, "launch-fails")
+    try:
+        svc = result.services
+        assert (svc["nodes"].name, svc["nodes"].state, svc["nodes"].step) == (
+            "nodes", FAILED, "launch")
+        assert svc["nodes"].error.startswith("nodes: launch failed: ")
+        assert "UnauthorizedOperation" in svc["nodes"].error
+        assert (svc["app"].state, svc["web"].state) == (SKIPPED, SKIPPED)
+        assert list(out.iterdir()) == []
+    finally:
+        terminate_run(ctx)
