@@ -135,6 +135,8 @@ def test_a_service_waits_for_every_instance(tmp_path, engine_env, ec2_cloud, ssh
             # sibling still finishes, and a late success does not make it ready) ...
             assert svc["nodes"].state == FAILED and svc["nodes"].step == "boot"
             which = "fast" if fast_exit else "slow"
+            assert svc["nodes"].error == f"nodes: boot failed: exit status {fast_exit or slow_exit}"
+            assert Path(svc["nodes"].log_path).is_file()
             assert f"{which} instance ends with {fast_exit or slow_exit}" in svc["nodes"].log_tail
             # ... and nothing below it runs: children and grandchildren are skipped
             # because of it (not left over as "never became configurable").
@@ -182,3 +184,4 @@ def test_a_launch_failure_fails_the_service_and_skips_the_rest(tmp_path, engine_
         assert list(out.iterdir()) == []
     finally:
         terminate_run(ctx)
+
