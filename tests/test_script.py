@@ -152,7 +152,8 @@ def test_safe_names(name):
 def test_unsafe_names_are_refused(name):
     with pytest.raises(RemoteError) as err:
         check_name("service", name, "svc", "boot")
-    assert str(err.value).endswith(f"unsafe service name for a remote path: {name!r}")
+    assert str(err.value) == f"svc: boot failed: unsafe service name for a remote path: {name!r}"
+    assert (err.value.service, err.value.step) == ("svc", "boot")
 
 
 def test_step_log_is_private_appends_and_keeps_the_tail(tmp_path):
