@@ -164,12 +164,16 @@ def test_a_service_waits_for_every_instance(tmp_path, engine_env, ec2_cloud, ssh
         assert cloud.live_instances(ctx.run) == []
 
 
+@pytest.mark.parametrize(("code", "status", "message"), [
+    ("UnauthorizedOperation", 403, "nodes: launch failed: "),
+    ("InsufficientInstanceCapacity", 500, "nodes: capacity: no room for 2 more instance(s)"),
+], ids=["refused", "no-capacity"])
 def test_a_launch_failure_fails_the_service_and_skips_the_rest(tmp_path, engine_env, ec2_cloud,
-                                                               sshd_hosts):
+                                                               sshd_hosts, code, status, message):
     nodes = sshd_hosts(2, same_port=True)
     app, web = sshd_hosts(2)
     cloud = ec2_cloud("a")
-    cloud.arm("UnauthorizedOperation", count=10, status=403, action="RunInstances")
+    cloud.arm(code, count=10, status=status, action="RunInstances")
     out = tmp_path / "out"
     out.mkdir()
     plan = _plan(tmp_path, cloud, nodes, app, web, out, 0)
@@ -178,8 +182,7 @@ def test_a_launch_failure_fails_the_service_and_skips_the_rest(tmp_path, engine_
         svc = result.services
         assert (svc["nodes"].name, svc["nodes"].state, svc["nodes"].step) == (
             "nodes", FAILED, "launch")
-        assert svc["nodes"].error.startswith("nodes: launch failed: ")
-        assert "UnauthorizedOperation" in svc["nodes"].error
+        assert svc["nodes"].error.startswith(message)
         assert (svc["app"].state, svc["web"].state) == (SKIPPED, SKIPPED)
         assert list(out.iterdir()) == []
     finally:
