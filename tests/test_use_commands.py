@@ -118,13 +118,25 @@ def test_output_raw_feeds_a_shell_loop(cli: Cli, two_hosts):
     assert "db, web" in cli("output", "duo", "wbe", expect=2).err
 
 
-def test_status_is_in_dependency_order_with_exports_and_addresses(cli: Cli, two_hosts):
-    out = cli("status", "duo").out
-    assert out.index("  db:") < out.index("  web:")
-    assert "token=tok-42" in out
-    assert two_hosts["web"].address in out.splitlines()[-1] or \
-        two_hosts["web"].address in out.split("addresses:")[-1]
-    assert list(cli("status", "duo", "--json").json()["services"]) == ["db", "web"]
+def test_status_is_in_dependency_order_with_exports_and_addresses(tmp_path, cli: Cli,
+                                                                   sshd_hosts):
+    hosts = sshd_hosts(3)
+    # Alphabetical order would be app, mid, zeta; the graph says zeta, mid, app.
+    plan = _plan(tmp_path, hosts, ["app", "mid", "zeta"],
+                 {"zeta": "    boot: zeta.sh.j2\n    exports: [token]\n",
+                  "mid": "    after: [zeta]\n", "app": "    after: [mid]\n"},
+                 {"zeta.sh.j2": """
+                      echo '{"token": "tok-7"}' > "$CLOUDINITD_EXPORT"
+                      """})
+    cli("boot", plan, "--name", "order", "-q")
+    out = cli("status", "order").out
+    assert out.index("  zeta:") < out.index("  mid:") < out.index("  app:")
+    assert "token=tok-7" in out
+    tail = out.split("addresses:\n")[1].splitlines()
+    assert [line.split() for line in tail] == [["zeta/0", hosts[2].address],
+                                               ["mid/0", hosts[1].address],
+                                               ["app/0", hosts[0].address]]
+    assert list(cli("status", "order", "--json").json()["services"]) == ["zeta", "mid", "app"]
 
 
 def test_boot_reports_addresses(tmp_path, cli: Cli, sshd_hosts):
@@ -141,11 +153,16 @@ def test_list_and_history_have_headers_and_events(cli: Cli, two_hosts):
     assert listed[0].split()[:3] == ["RUN", "STATUS", "LIVE"]
     assert listed[1].split()[0] == "duo"
     cli("repair", "duo", "-q")
-    cli("scale", "duo", "web", "1", "-q")
-    history = cli("history", "duo").out
-    assert "SERVICE" in history and "EVENT" in history
+    history = cli("history", "duo").out.splitlines()
+    header = next(line for line in history if line.startswith("TIME"))
+    assert header.split() == ["TIME", "EVENT", "SERVICE", "MESSAGE"]
+    assert any(line.split()[:2] == ["SERVICE", "CLOUD"] for line in history)
+    # Columns line up: every event's kind starts where the EVENT header does.
+    at = header.index("EVENT")
+    rows = history[history.index(header) + 1:]
+    assert rows and all(row[at - 2:at] == "  " and row[at] != " " for row in rows)
     events = [e["kind"] for e in cli("history", "duo", "--json").json()["events"]]
-    assert "repair" in events and "scale" in events
+    assert "repair" in events
     cli("terminate", "duo", "-q")
     events = [e["kind"] for e in cli("history", "duo", "--json").json()["events"]]
     assert "terminate" in events
@@ -159,7 +176,7 @@ def test_logs_of_an_unknown_service_exit_2_with_the_list(cli: Cli, two_hosts):
 def test_completion_offers_run_and_service_names(cli: Cli, two_hosts, monkeypatch):
     import click
 
-    from cloudinitd.cli.common import RUN, complete_service
+    from cloudinitd.cli.common import RUN, complete_instance, complete_service
     from cloudinitd.cli.main import cli as group
 
     monkeypatch.setenv("CLOUDINITD_HOME", str(cli.home))
@@ -167,13 +184,13 @@ def test_completion_offers_run_and_service_names(cli: Cli, two_hosts, monkeypatc
     assert [c.value for c in RUN.shell_complete(ctx, None, "d")] == ["duo"]
     assert RUN.shell_complete(ctx, None, "x") == []
     ctx.params["run"] = "duo"
-    words = [c.value for c in complete_service(ctx, None, "w")]
-    assert words == ["web", "web/0"]
+    assert [c.value for c in complete_service(ctx, None, "w")] == ["web"]
+    assert [c.value for c in complete_instance(ctx, None, "")] == ["db", "db/0", "web", "web/0"]
     # Through click's own completion protocol, as bash calls it.
     env = {**cli.env, "_CLOUDINITD_COMPLETE": "bash_complete", "COMP_WORDS": "cloudinitd ssh d",
            "COMP_CWORD": "2"}
     done = subprocess.run([str(BIN / "cloudinitd")], capture_output=True, text=True, env=env)
-    assert "duo" in done.out if hasattr(done, "out") else "duo" in done.stdout
+    assert "plain,duo" in done.stdout.splitlines()
 
 
 def test_schema_is_the_plans_json_schema(cli: Cli):

@@ -57,7 +57,13 @@ def run_names() -> list[str]:
 
 def complete_service(ctx: click.Context, param: click.Parameter,
                      incomplete: str) -> list[CompletionItem]:
-    """SERVICE words of the RUN already on the command line (also SERVICE/INDEX, .ATTR)."""
+    """SERVICE names of the RUN already on the command line."""
+    return [c for c in complete_instance(ctx, param, incomplete) if "/" not in c.value]
+
+
+def complete_instance(ctx: click.Context, param: click.Parameter,
+                      incomplete: str) -> list[CompletionItem]:
+    """SERVICE and SERVICE/INDEX words of the RUN already on the command line."""
     run = ctx.params.get("run")
     try:
         store = _existing_store() if run else None

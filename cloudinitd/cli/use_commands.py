@@ -15,7 +15,14 @@ from typing import Any
 import click
 
 from cloudinitd.cli import output
-from cloudinitd.cli.common import RUN, Env, complete_service, json_option, pass_env
+from cloudinitd.cli.common import (
+    RUN,
+    Env,
+    complete_instance,
+    complete_service,
+    json_option,
+    pass_env,
+)
 from cloudinitd.textsafe import for_terminal
 
 
@@ -59,7 +66,7 @@ def _pick_interactively(ctx: Any, selector: str | None) -> Any:
 @click.command(cls=_DashDashCommand)
 @click.argument("run", type=RUN)
 @click.argument("instance", metavar="[SERVICE[/INDEX]]", required=False,
-                shell_complete=complete_service)
+                shell_complete=complete_instance)
 @click.option("--print", "print_only", is_flag=True, help="Print the ssh command, run nothing.")
 @pass_env
 @click.pass_context
