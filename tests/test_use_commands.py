@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.support.cli import BIN, Cli, write_plan
 
@@ -197,3 +198,15 @@ def test_schema_is_the_plans_json_schema(cli: Cli):
     doc = json.loads(cli("schema").out)
     assert doc["$schema"].endswith("2020-12/schema")
     assert "services" in doc["properties"] and doc["required"] == ["services"]
+
+
+def test_launch_vm_provider_qemu_boots_the_plan_on_the_qemu_cloud(cli: Cli):
+    report = cli("--provider", "qemu", "--dry-run", "--json", program="launch-vm").json()
+    wrapper = yaml.safe_load(Path(report["plan_path"]).read_text())
+    assert wrapper["defaults"]["cloud"] == "qemu"
+    # The default stays the shipped plan on LXC containers.
+    plain = cli("--dry-run", "--json", program="launch-vm").json()
+    assert yaml.safe_load(Path(plain["plan_path"]).read_text())["defaults"]["cloud"] == "local"
+    both = cli("--provider", "qemu", program="launch-vm", expect=2,
+               env={"CLOUDINITD_IAAS_URL": "http://127.0.0.1:9/"})
+    assert "two clouds" in both.err
