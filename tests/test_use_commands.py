@@ -210,3 +210,27 @@ def test_launch_vm_provider_qemu_boots_the_plan_on_the_qemu_cloud(cli: Cli):
     both = cli("--provider", "qemu", program="launch-vm", expect=2,
                env={"CLOUDINITD_IAAS_URL": "http://127.0.0.1:9/"})
     assert "two clouds" in both.err
+
+
+def test_ssh_asks_which_instance_on_a_terminal(cli: Cli, two_hosts):
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen([str(BIN / "cloudinitd"), "ssh", "duo", "--print"],
+                                stdin=follower, stderr=follower, stdout=subprocess.PIPE,
+                                env=cli.env, text=True)
+        os.close(follower)
+        follower = -1
+        seen = b""
+        while b"instance" not in seen:  # the question, after the numbered choices
+            seen += os.read(leader, 1024)
+        assert b"1) db/0" in seen and b"2) web/0" in seen
+        os.write(leader, b"2\n")
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        os.close(leader)
+        if follower != -1:
+            os.close(follower)
+    assert proc.returncode == 0
+    assert out.split()[-1] == two_hosts["web"].address
