@@ -223,15 +223,21 @@ def repair(env: Env, run: str, relaunch: bool, quiet: bool, as_json: bool) -> No
 @click.argument("run", type=RUN)
 @click.argument("service", shell_complete=complete_service)
 @click.argument("count", type=click.IntRange(min=0))
+@click.option("--max-instances", type=click.IntRange(min=1),
+              help="Raise the per-service and per-run instance limits (README: Limits).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
 @json_option
 @pass_env
-def scale(env: Env, run: str, service: str, count: int, quiet: bool, as_json: bool) -> None:
+def scale(env: Env, run: str, service: str, count: int, max_instances: int | None, quiet: bool,
+          as_json: bool) -> None:
     """Change SERVICE's instance count in RUN (overflow policy applies)."""
     from cloudinitd.engine.maintain import scale as scale_run
+    from cloudinitd.plan.limits import Limits
 
+    limits = Limits.from_env(max_instances)
     ctx, progress = _open(env, run, quiet)
-    removed, result = _converging(ctx, progress, as_json, lambda: scale_run(ctx, service, count))
+    removed, result = _converging(ctx, progress, as_json,
+                                  lambda: scale_run(ctx, service, count, limits))
     for problem in removed.errors:
         output.error(problem)
     _report(env, run, result, as_json, {"service": service, "count": count,
