@@ -464,8 +464,13 @@ class LocalProvider(Provider):
 
 
 def _veth_name(container: str) -> str:
-    # The host side of the container's veth; interface names stop at 15 characters.
-    return ("v" + container)[:15]
+    """The host side of the container's veth, unique per container name.
+
+    Interface names stop at 15 characters and container names share their
+    run's prefix (`cid-RUNHASH-...`), so a cut name would collide: a digest of
+    the whole name is used instead.
+    """
+    return "vcid" + hashlib.sha256(container.encode()).hexdigest()[:11]
 
 
 def cleanup_orphan_leases() -> list[str]:
