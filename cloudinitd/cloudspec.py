@@ -147,6 +147,12 @@ PROVIDER_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 _VALIDATORS = {kind: Draft202012Validator(s) for kind, s in PROVIDER_SCHEMAS.items()}
 
+
+def register_provider_schema(kind: str, properties: dict[str, Any]) -> None:
+    """A provider outside this table (a test double, a plug-in) describes its own keys."""
+    PROVIDER_SCHEMAS[kind] = _entry(kind, properties)
+    _VALIDATORS[kind] = Draft202012Validator(PROVIDER_SCHEMAS[kind])
+
 SECRET_NAME_HINT = (
     "would hold a secret: keep it in an environment variable and name the variable "
     "(credentials: {access_key_env: VAR, secret_key_env: VAR}) or a profile "

@@ -15,6 +15,9 @@ KINDS = {
     "local": "cloudinitd.providers.local:LocalProvider",
     "ec2": "cloudinitd.providers.ec2:Ec2Provider",
     "qemu": "cloudinitd.providers.qemu:QemuProvider",
+    # The in-process test double (cloudinitd/testing/memory.py); its cloud-entry
+    # keys are known once `cloudinitd.testing` is imported.
+    "memory": "cloudinitd.testing.memory:MemoryProvider",
 }
 
 
