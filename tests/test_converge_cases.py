@@ -186,3 +186,20 @@ def test_converge_case(path: Path, tmp_path: Path) -> None:
 
 def test_there_are_enough_cases() -> None:
     assert len(list(CASES.glob("*.yml"))) >= 25
+
+
+def test_memory_cloud_entry_is_checked_by_its_own_schema(tmp_path: Path) -> None:
+    """The double describes its own keys: a typo is a located error with a did-you-mean."""
+    case = {"plan": {"clouds": {"mem": {"provider": "memory", "capcity": 2}},
+                     "services": {"web": {"boot": "boot.sh"}}}}
+    with pytest.raises(CloudinitdError) as err:
+        load_plan(write_plan(case, tmp_path), catalog={})
+    assert "unknown key 'capcity'" in str(err.value)
+    assert "did you mean 'capacity'?" in str(err.value)
+
+
+def test_clean_asks_the_host_local_kinds() -> None:
+    from cloudinitd.providers import KINDS, host_local_kinds
+
+    assert host_local_kinds() == ["local", "qemu"]
+    assert not KINDS["memory"].host_local and not KINDS["ec2"].host_local

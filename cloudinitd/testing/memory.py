@@ -1,6 +1,7 @@
 """`memory`: an in-process cloud for tests, told by data to fail, stall or lose instances.
 
-A plan uses it like any cloud (`clouds: {mem: {provider: memory, capacity: 2}}`).
+Once `cloudinitd.testing` is imported (it registers the kind and its keys),
+a plan uses it like any cloud (`clouds: {mem: {provider: memory, capacity: 2}}`).
 Its instances live in a `MemoryCloud` kept per (CLOUDINITD_HOME, cloud name)
 for the life of the process, so a `boot` and the `repair` after it see the
 same machines. Addresses come from 192.0.2.0/24 (documentation range): they
@@ -28,6 +29,7 @@ from typing import Any, ClassVar
 from cloudinitd.cloudspec import register_provider_schema
 from cloudinitd.errors import CapacityError, ProviderError
 from cloudinitd.plan.model import CloudSpec
+from cloudinitd.providers import Kind, register_kind
 from cloudinitd.providers.base import (
     ERROR,
     LIVE_STATES,
@@ -177,4 +179,7 @@ class MemoryProvider(Provider):
                     if self.state.tags[i.instance_id].get("cloudinitd:run") == run]
 
 
+# A kind and its keys join the registries together, when this module is imported.
+register_kind(MemoryProvider.kind, Kind(f"{__name__}:MemoryProvider",
+                                        doc="in-process test double (cloudinitd.testing)"))
 register_provider_schema(MemoryProvider.kind, OPTIONS_SCHEMA)
