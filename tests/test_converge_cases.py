@@ -169,6 +169,7 @@ class Runner:
             assert len(memory_cloud(self.home, cloud).launches) == n
 
 
+@pytest.mark.timeout(120)  # a walk that never ends (a scheduling bug) fails, not hangs
 @pytest.mark.parametrize("path", sorted(CASES.glob("*.yml")), ids=lambda p: p.stem)
 def test_converge_case(path: Path, tmp_path: Path) -> None:
     case = load_case(path)
