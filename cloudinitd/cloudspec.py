@@ -149,9 +149,12 @@ _VALIDATORS = {kind: Draft202012Validator(s) for kind, s in PROVIDER_SCHEMAS.ite
 
 
 def register_provider_schema(kind: str, properties: dict[str, Any]) -> None:
-    """A provider outside this table (a test double, a plug-in) describes its own keys."""
-    PROVIDER_SCHEMAS[kind] = _entry(kind, properties)
-    _VALIDATORS[kind] = Draft202012Validator(PROVIDER_SCHEMAS[kind])
+    """A provider outside this table (a test double, a plug-in) describes its own keys.
+
+    Its entries are then checked like any other; PROVIDER_SCHEMAS (and the kinds
+    messages list) stay the built-in ones, whatever a process happened to import.
+    """
+    _VALIDATORS[kind] = Draft202012Validator(_entry(kind, properties))
 
 SECRET_NAME_HINT = (
     "would hold a secret: keep it in an environment variable and name the variable "
@@ -272,7 +275,7 @@ def _provider_problem(entry: Any) -> str | None:
     provider = entry.get("provider")
     if provider is None:
         return "`provider:` is missing"
-    if isinstance(provider, str) and provider in PROVIDER_SCHEMAS:
+    if isinstance(provider, str) and provider in _VALIDATORS:
         return None
     kinds = sorted(PROVIDER_SCHEMAS)
     if not isinstance(provider, str) or looks_like_secret(provider) or len(provider) > 40:

@@ -21,6 +21,7 @@ from cloudinitd.cli import (
     plan_commands,
     record_commands,
     run_commands,
+    use_commands,
 )
 from cloudinitd.cli.common import Env
 from cloudinitd.errors import CloudinitdError, PlanErrors, one_line
@@ -84,7 +85,7 @@ def cli(ctx: click.Context) -> None:
     ctx.obj = Env()
 
 
-for module in (plan_commands, run_commands, record_commands, image_commands):
+for module in (plan_commands, run_commands, record_commands, image_commands, use_commands):
     for command in module.COMMANDS:
         cli.add_command(command)
 

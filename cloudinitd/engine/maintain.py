@@ -116,6 +116,7 @@ def repair(ctx: RunContext, relaunch: bool = False) -> RunResult:
                          " say so with `cloudinitd repair --relaunch " + ctx.run + "`")
     if status in TERMINATED_RUN_STATES:
         ctx.store.event(ctx.run, "relaunch", f"repair --relaunch of a {status} run")
+    ctx.store.event(ctx.run, "repair", f"repair of a {status} run")
     for svc in ctx.plan.services.values():
         if svc.launches:
             resume_intents(ctx, svc)

@@ -37,15 +37,20 @@ KINDS: dict[str, Kind] = {
 }
 
 
+# Kinds from outside this package, kept apart so that KINDS (and the kinds error
+# messages list) are the built-in ones whatever a process happened to import.
+PLUGINS: dict[str, Kind] = {}
+
+
 def register_kind(name: str, kind: Kind) -> None:
     """A kind from outside this package (the `memory` test double, a plug-in) joins the
     registry; it registers its cloud-entry keys with `cloudspec.register_provider_schema`."""
-    KINDS[name] = kind
+    PLUGINS[name] = kind
 
 
 def provider_class(kind: str) -> type[Provider]:
     try:
-        module_name, _, attr = KINDS[kind].target.partition(":")
+        module_name, _, attr = {**KINDS, **PLUGINS}[kind].target.partition(":")
     except KeyError:
         raise PlanError(f"unknown provider {kind!r} (known: {', '.join(sorted(KINDS))})") from None
     return getattr(importlib.import_module(module_name), attr)
