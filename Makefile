@@ -36,6 +36,7 @@ demo-down:
 
 test: deps image
 	$(PY) -m ruff check cloudinitd tests bench
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -v --durations=15 tests
 
 # Pure and loopback-SSH tests only: no containers, no VMs.
@@ -56,6 +57,7 @@ mutate: venv
 
 lint: venv
 	$(PY) -m ruff check cloudinitd tests bench
+	$(VENV)/bin/lint-imports --no-cache
 
 bench: deps image
 	$(PY) bench/bench_local.py

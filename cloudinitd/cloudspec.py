@@ -147,6 +147,15 @@ PROVIDER_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 _VALIDATORS = {kind: Draft202012Validator(s) for kind, s in PROVIDER_SCHEMAS.items()}
 
+
+def register_provider_schema(kind: str, properties: dict[str, Any]) -> None:
+    """A provider outside this table (a test double, a plug-in) describes its own keys.
+
+    Its entries are then checked like any other; PROVIDER_SCHEMAS (and the kinds
+    messages list) stay the built-in ones, whatever a process happened to import.
+    """
+    _VALIDATORS[kind] = Draft202012Validator(_entry(kind, properties))
+
 SECRET_NAME_HINT = (
     "would hold a secret: keep it in an environment variable and name the variable "
     "(credentials: {access_key_env: VAR, secret_key_env: VAR}) or a profile "
@@ -266,7 +275,7 @@ def _provider_problem(entry: Any) -> str | None:
     provider = entry.get("provider")
     if provider is None:
         return "`provider:` is missing"
-    if isinstance(provider, str) and provider in PROVIDER_SCHEMAS:
+    if isinstance(provider, str) and provider in _VALIDATORS:
         return None
     kinds = sorted(PROVIDER_SCHEMAS)
     if not isinstance(provider, str) or looks_like_secret(provider) or len(provider) > 40:

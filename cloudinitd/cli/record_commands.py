@@ -170,11 +170,11 @@ def clean_stale(env: Env) -> list[str]:
     """Ask each local provider for instances whose run no longer exists."""
     from cloudinitd.errors import ProviderError
     from cloudinitd.plan.model import CloudSpec
-    from cloudinitd.providers import get_provider
+    from cloudinitd.providers import get_provider, host_local_kinds
 
     known = {r["name"] for r in env.store.runs()}
     removed: list[str] = []
-    for kind in ("local", "qemu"):
+    for kind in host_local_kinds():
         try:
             removed.extend(get_provider(CloudSpec(kind, kind), env.home).cleanup_stale(known))
         except ProviderError as exc:  # e.g. qemu not installed: nothing of it to clean

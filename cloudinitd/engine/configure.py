@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cloudinitd import remote, templates
+from cloudinitd import templates
 from cloudinitd.engine.context import RunContext, content_hash
 from cloudinitd.errors import PlanError, RemoteError
 from cloudinitd.plan.model import BUILTIN_ATTRIBUTES, SERVICE_ATTRIBUTES, ServiceSpec
@@ -58,11 +58,11 @@ def configure_instance(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any],
         return
     target = ctx.target(svc, row)
     ctx.progress(svc.name, index, "ssh", f"waiting for SSH on {row['address']}")
-    remote.wait_for_ssh(target, timeout=svc.timeout, service=svc.name)
+    ctx.remote.wait_for_ssh(target, timeout=svc.timeout, service=svc.name)
     ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], svc.name, configured=0)
     if script is not None:
         ctx.progress(svc.name, index, "boot", "running boot script")
-        exports = remote.run_step(
+        exports = ctx.remote.run_step(
             target, run=ctx.run, service=svc.name, index=index, step="boot", script=script,
             env=env, log_path=ctx.log_path(svc.name, index, "boot"), timeout=svc.timeout)
         exports = declared_exports(ctx, svc, index, exports)
@@ -118,13 +118,13 @@ def run_ready(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any], world: Wor
     target = ctx.target(svc, row)
     log_path = ctx.log_path(svc.name, index, "ready")
     if once:
-        remote.run_step(target, run=ctx.run, service=svc.name, index=index, step="ready",
-                        script=script, env=env, log_path=log_path,
-                        timeout=min(svc.timeout, 120.0))
-        return 1
-    return remote.run_ready(target, run=ctx.run, service=svc.name, index=index, step="ready",
+        ctx.remote.run_step(target, run=ctx.run, service=svc.name, index=index, step="ready",
                             script=script, env=env, log_path=log_path,
-                            timeout=timeout or svc.timeout)
+                            timeout=min(svc.timeout, 120.0))
+        return 1
+    return ctx.remote.run_ready(target, run=ctx.run, service=svc.name, index=index, step="ready",
+                                script=script, env=env, log_path=log_path,
+                                timeout=timeout or svc.timeout)
 
 
 def run_terminate(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any], world: World) -> None:
@@ -133,7 +133,7 @@ def run_terminate(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any], world:
     script = render_script(svc.scripts["terminate"], **_render_args(ctx, svc, index, world))
     env = render_env(ctx, svc, index, world)
     target = ctx.target(svc, row)
-    remote.wait_for_ssh(target, timeout=min(svc.timeout, 60.0), service=svc.name)
-    remote.run_step(target, run=ctx.run, service=svc.name, index=index, step="terminate",
-                    script=script, env=env, log_path=ctx.log_path(svc.name, index, "terminate"),
-                    timeout=svc.timeout)
+    ctx.remote.wait_for_ssh(target, timeout=min(svc.timeout, 60.0), service=svc.name)
+    ctx.remote.run_step(target, run=ctx.run, service=svc.name, index=index, step="terminate",
+                        script=script, env=env, log_path=ctx.log_path(svc.name, index, "terminate"),
+                        timeout=svc.timeout)

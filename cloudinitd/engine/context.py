@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from cloudinitd import remote as remote_module
 from cloudinitd.catalog import load_catalog
 from cloudinitd.errors import PlanError
 from cloudinitd.graph import context_uses
@@ -59,6 +60,8 @@ class RunContext:
     plan: Plan
     run: str
     progress: Progress = quiet
+    # The engine's SSH steps go through here; a test puts cloudinitd.testing.FakeRemote.
+    remote: Any = remote_module
     _providers: dict[str, Provider] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _home: dict[str, Any] | None = None

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from cloudinitd import remote, schedule
+from cloudinitd import schedule
 from cloudinitd.engine.configure import run_terminate
 from cloudinitd.engine.context import RunContext
 from cloudinitd.graph import boot_levels, build_graph
@@ -111,7 +111,7 @@ def forget(ctx: RunContext, row: dict[str, Any]) -> None:
     """A gone instance's address may come back with another machine: unpin its host key."""
     svc = ctx.plan.services.get(row["service"])
     if row.get("address") and row["cloud"] != "static":
-        remote.forget_host(ctx.known_hosts, row["address"], svc.ssh_port if svc else 22)
+        ctx.remote.forget_host(ctx.known_hosts, row["address"], svc.ssh_port if svc else 22)
 
 
 def terminate_run(ctx: RunContext) -> TerminateResult:
@@ -137,7 +137,7 @@ def _remove_remote_dirs(ctx: RunContext, rows: list[dict[str, Any]]) -> None:
         if svc is None or not row["address"]:
             continue
         try:
-            remote.remove_run_dir(ctx.target(svc, row), ctx.run)
+            ctx.remote.remove_run_dir(ctx.target(svc, row), ctx.run)
         except Exception as exc:  # best effort; the host may be gone
             ctx.store.event(ctx.run, "warning", f"could not remove remote folder: {exc}",
                             row["service"], row["idx"])
