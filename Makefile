@@ -46,6 +46,7 @@ lint: venv
 	$(PY) -m ruff check cloudinitd tests bench
 
 bench: deps image
+	$(PY) bench/bench_fanout.py
 	$(PY) bench/bench_local.py
 	$(PY) bench/bench_ec2.py
 	$(PY) bench/bench_nfs.py
