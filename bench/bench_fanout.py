@@ -256,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-dag", action="store_true")
     ap.add_argument("--skip-peers", action="store_true")
     ap.add_argument("--startup-repeat", type=int, default=7)
+    ap.add_argument("--baseline", type=Path, metavar="DIR",
+                    help="also time the cloudinitd package in DIR (e.g. a `git archive` of main),"
+                         " interleaved, labelled `base`")
     args = ap.parse_args(argv)
 
     py = None if args.skip_peers else bench_venv()
@@ -268,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         for h in hosts:
             h.wait_listening(timeout=60)
         env = {**os.environ, "PYTHONPATH": str(REPO), "CLOUDINITD_HOME": str(base / "home")}
+        variants = [("cloudinitd", env)]
+        if args.baseline:
+            variants.append(("base", {**env, "PYTHONPATH": str(args.baseline.resolve())}))
         plan = w2_plan(base / "w2", hosts, key)
         inv, deploy = pyinfra_files(base / "pyinfra", hosts, key)
         fab = fabric_file(base / "fabric", hosts, key)
@@ -279,14 +285,17 @@ def main(argv: list[str] | None = None) -> int:
         load0 = os.getloadavg()
         runs: list[tuple[str, Callable[[int], None]]] = []
 
-        def cid(rep: int) -> None:
-            name = f"w2-{rep}"
-            record("cloudinitd boot", timed([str(CLOUDINITD), "boot", str(plan), "--name", name,
-                                             "-q", "--json"], env))
-            record("cloudinitd terminate", timed([str(CLOUDINITD), "terminate", name, "-q"],
-                                                 env))
+        def cid(label: str, venv: dict[str, str]) -> Callable[[int], None]:
+            def run(rep: int) -> None:
+                name = f"w2-{label}-{rep}"
+                record(f"{label} boot", timed([str(CLOUDINITD), "boot", str(plan), "--name",
+                                               name, "-q", "--json"], venv))
+                record(f"{label} terminate", timed([str(CLOUDINITD), "terminate", name, "-q"],
+                                                   venv))
+            return run
 
-        runs.append(("cloudinitd", cid))
+        for label, venv in variants:
+            runs.append((label, cid(label, venv)))
         if py is not None:
             bin_ = py.parent
             runs.append(("pyinfra", lambda rep: record("pyinfra", timed(
@@ -302,14 +311,17 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_dag:
             dplan, critical, levels = dag_plan(base / "dag", hosts, key)
             for rep in range(args.repeat):
-                record("dag boot", timed([str(CLOUDINITD), "boot", str(dplan), "--name",
-                                          f"dag-{rep}", "-q", "--json"], env))
-                subprocess.run([str(CLOUDINITD), "terminate", f"dag-{rep}", "-q"], env=env,
-                               check=True, capture_output=True)
+                for label, venv in variants:
+                    name = f"dag-{label}-{rep}"
+                    record(f"{label} dag boot", timed([str(CLOUDINITD), "boot", str(dplan),
+                                                       "--name", name, "-q", "--json"], venv))
+                    subprocess.run([str(CLOUDINITD), "terminate", name, "-q"], env=venv,
+                                   check=True, capture_output=True)
             dag = (critical, levels)
         for _ in range(args.startup_repeat):
-            record("cloudinitd --help", timed([str(CLOUDINITD), "--help"], env))
-            record("cloudinitd validate", timed([str(CLOUDINITD), "validate", str(plan)], env))
+            for label, venv in variants:
+                record(f"{label} --help", timed([str(CLOUDINITD), "--help"], venv))
+                record(f"{label} validate", timed([str(CLOUDINITD), "validate", str(plan)], venv))
             if py is not None:
                 record("pyinfra --version", timed([str(py.parent / "pyinfra"), "--version"]))
         load1 = os.getloadavg()
@@ -348,12 +360,20 @@ def report(args: argparse.Namespace, results: dict[str, list[tuple[float, float]
         print(f"terminate / boot: {term / boot:.2f} x")
     if "pyinfra" in pss:
         print(f"peak PSS cloudinitd boot / pyinfra: {pss['cloudinitd boot'] / pss['pyinfra']:.2f} x")
+    if "base boot" in med:
+        for k in ("boot", "terminate", "dag boot", "--help", "validate"):
+            if f"base {k}" in med:
+                print(f"{k}: {med[f'base {k}']:.2f} s before -> {med[f'cloudinitd {k}']:.2f} s"
+                      f" after ({med[f'cloudinitd {k}'] / med[f'base {k}']:.2f} x)")
     if dag:
         critical, levels = dag
-        got = med["dag boot"]
         print(f"DAG (40 services): critical path {critical:.2f} s, level barriers would take"
-              f" {levels:.2f} s; boot {got:.2f} s = {got / critical:.2f} x critical path"
-              f" ({got - critical:+.2f} s)")
+              f" {levels:.2f} s")
+        for label in ("cloudinitd", "base"):
+            if f"{label} dag boot" in med:
+                got = med[f"{label} dag boot"]
+                print(f"  {label} boot {got:.2f} s = {got / critical:.2f} x critical path"
+                      f" ({got - critical:+.2f} s)")
     print(f"load average: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} at start,"
           f" {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} at end")
     print("\nraw: " + json.dumps({k: [round(s, 3) for s, _ in v] for k, v in results.items()}))

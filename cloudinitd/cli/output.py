@@ -10,16 +10,14 @@ import json
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
-
-from cloudinitd.engine.converge import RunResult
 from cloudinitd.textsafe import for_terminal
 
-err_console = Console(stderr=True, highlight=False)
+if TYPE_CHECKING:  # the engine, rich: imported when used, so `--help` starts fast
+    from rich.table import Table
+
+    from cloudinitd.engine.converge import RunResult
 
 
 def emit_json(data: Any) -> None:
@@ -78,10 +76,15 @@ class LiveProgress:
         self.t0 = time.monotonic()
         self.rows: dict[str, list[Any]] = {}
         self._lock = threading.Lock()
-        self._live = Live(self._table(), console=err_console, refresh_per_second=4,
-                          transient=False)
+        from rich.console import Console
+        from rich.live import Live
+
+        self._live = Live(self._table(), console=Console(stderr=True, highlight=False),
+                          refresh_per_second=4, transient=False)
 
     def _table(self) -> Table:
+        from rich.table import Table
+
         table = Table(box=None, pad_edge=False)
         for col in ("service", "state", "detail", "elapsed"):
             table.add_column(col)
