@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cloudinitd import schedule
-from cloudinitd.engine.configure import configure_instance, rendered_inputs
+from cloudinitd.engine.configure import configure_instance, has_scripts, rendered_inputs
 from cloudinitd.engine.context import RunContext, free_indexes
 from cloudinitd.engine.launcher import Stopped, launch_service, launch_static
 from cloudinitd.errors import CapacityError, PlanError, RemoteError
 from cloudinitd.graph import build_graph
+from cloudinitd.remote.session import SshTarget, prewarm
 from cloudinitd.schedule import CONFIGURING, FAILED, LAUNCHED, READY, SKIPPED, WAITING
 
 CLOUD_POOL = 8  # concurrent cloud API calls (launch + wait) across services
@@ -148,7 +149,11 @@ class Converger:
         hosts = sum(max(1, ctx.desired_count(s)) for s in ctx.plan.services.values())
         cloud_pool = ThreadPoolExecutor(CLOUD_POOL, thread_name_prefix="cloud")
         ssh_pool = ThreadPoolExecutor(ssh_pool_size(hosts), thread_name_prefix="ssh")
+        warm = self._prewarm_targets()
+        warm_pool = ThreadPoolExecutor(max(1, min(len(warm), 32)), thread_name_prefix="warm")
         try:
+            for target, name in warm:
+                warm_pool.submit(prewarm, target, name)
             for name, svc in ctx.plan.services.items():
                 self.started[name] = time.monotonic()
                 if not svc.launches:
@@ -183,9 +188,33 @@ class Converger:
         finally:
             cloud_pool.shutdown(wait=False, cancel_futures=True)
             ssh_pool.shutdown(wait=False, cancel_futures=True)
+            warm_pool.shutdown(wait=False, cancel_futures=True)
         result = RunResult(ctx.run, self.results, time.monotonic() - t0)
         ctx.store.update_run(ctx.run, status="ready" if result.ok else "failed")
         return result
+
+    def _prewarm_targets(self) -> list[tuple[SshTarget, str]]:
+        """Existing hosts of services that must wait for dependencies: connect to them now.
+
+        Their addresses are known before anything runs, so the key exchange
+        happens while the dependencies work, not on the critical path.
+        """
+        ctx, out, seen = self.ctx, [], set()
+        recorded = ctx.store.services(ctx.run)
+        for name, svc in ctx.plan.services.items():
+            if (svc.launches or not svc.host or svc.host in ctx.plan.services
+                    or not has_scripts(svc)
+                    or not any(True for _ in self.graph.predecessors(name))
+                    or (recorded.get(name, {}).get("status") == READY and name not in self.force)):
+                continue
+            try:
+                target = ctx.target(svc, {"address": svc.host, "idx": 0})
+            except Exception:  # noqa: BLE001 (the service's own step reports it)
+                continue
+            if target.key not in seen:
+                seen.add(target.key)
+                out.append((target, name))
+        return out
 
     def _start_ready_services(self, ssh_pool: ThreadPoolExecutor) -> None:
         ctx = self.ctx

@@ -151,6 +151,9 @@ class Session:
 _local = threading.local()
 _all_lock = threading.Lock()
 _all: list[Session] = []
+# Connections opened ahead of need (`prewarm`), owned by no thread until one
+# adopts it in `session_for`: a session is only ever used by one thread.
+_warm: dict[tuple, list[Session]] = {}
 
 
 def _cache() -> dict[tuple, Session]:
@@ -167,10 +170,44 @@ def session_for(target: SshTarget, service: str, connect_timeout: float = 10.0) 
         return sess
     if sess is not None:
         drop(sess)
+    sess = _adopt(target)
+    if sess is not None:
+        cache[target.key] = sess
+        return sess
     sess = Session(target)
     sess.open(service, connect_timeout)
     _remember(sess)
     return sess
+
+
+def _adopt(target: SshTarget) -> Session | None:
+    """Take a connection `prewarm` opened to `target`, if one is still alive."""
+    with _all_lock:
+        idle = _warm.get(target.key, [])
+        while idle:
+            sess = idle.pop()
+            if sess.alive:
+                return sess
+    return None
+
+
+def prewarm(target: SshTarget, service: str, connect_timeout: float = 10.0) -> bool:
+    """Open a connection to `target` now, for whichever thread needs it first.
+
+    A service waiting on its dependencies then finds its host already
+    connected (key exchange and authentication done, host key pinned as a
+    first connection would). Best effort: any failure is left to the real
+    step, which connects, retries and reports as usual.
+    """
+    sess = Session(target)
+    try:
+        sess.open(service, connect_timeout)
+    except Exception:  # noqa: BLE001 (the step itself will meet and report it)
+        return False
+    with _all_lock:
+        _all.append(sess)
+        _warm.setdefault(target.key, []).append(sess)
+    return True
 
 
 def _remember(sess: Session) -> None:
@@ -217,6 +254,8 @@ def close_sessions(address: str | None = None, port: int | None = None) -> None:
         ]
         for s in chosen:
             _all.remove(s)
+        for idle in _warm.values():
+            idle[:] = [s for s in idle if s not in chosen]
     for s in chosen:
         s.close()
     # Other threads' caches still hold the closed objects; `alive` is False
