@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -121,9 +122,20 @@ def _pss_kb(pids: list[int]) -> int:
     return total
 
 
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def timed(argv: list[str], env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> tuple[float, float, str]:
-    """Run argv; return (seconds, peak PSS of its process tree in MB, output)."""
+          cwd: Path | None = None) -> tuple[float, float, float, str]:
+    """Run argv; return (seconds, peak PSS of its process tree in MB, CPU seconds, output).
+
+    CPU is what the finished child used (user + system), from RUSAGE_CHILDREN:
+    only one measured child runs at a time, and the sshd listeners are reaped
+    only at the end.
+    """
+    cpu0 = _children_cpu()
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, env=env, cwd=cwd)
@@ -136,10 +148,11 @@ def timed(argv: list[str], env: dict[str, str] | None = None,
         time.sleep(0.05)
     reader.join()
     seconds = time.monotonic() - t0
+    cpu = _children_cpu() - cpu0
     text = b"".join(out).decode(errors="replace")
     if proc.returncode != 0:
         raise RuntimeError(f"{argv[:3]} exited {proc.returncode}:\n{text[-3000:]}")
-    return seconds, peak / 1024, text
+    return seconds, peak / 1024, cpu, text
 
 
 # --- the workloads ------------------------------------------------------------------
@@ -277,10 +290,10 @@ def main(argv: list[str] | None = None) -> int:
         plan = w2_plan(base / "w2", hosts, key)
         inv, deploy = pyinfra_files(base / "pyinfra", hosts, key)
         fab = fabric_file(base / "fabric", hosts, key)
-        results: dict[str, list[tuple[float, float]]] = {}
+        results: dict[str, list[tuple[float, float, float]]] = {}
 
-        def record(label: str, sample: tuple[float, float, str]) -> None:
-            results.setdefault(label, []).append(sample[:2])
+        def record(label: str, sample: tuple[float, float, float, str]) -> None:
+            results.setdefault(label, []).append(sample[:3])
 
         load0 = os.getloadavg()
         runs: list[tuple[str, Callable[[int], None]]] = []
@@ -336,19 +349,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def report(args: argparse.Namespace, results: dict[str, list[tuple[float, float]]],
+def report(args: argparse.Namespace, results: dict[str, list[tuple[float, float, float]]],
            dag: tuple[float, float] | None, load0: tuple[float, ...],
            load1: tuple[float, ...], peer_versions: str) -> None:
-    med = {k: median([s for s, _ in v]) for k, v in results.items()}
-    pss = {k: max(m for _, m in v) for k, v in results.items()}
+    med = {k: median([s for s, _, _ in v]) for k, v in results.items()}
+    pss = {k: max(m for _, m, _ in v) for k, v in results.items()}
+    cpu = {k: median([c for _, _, c in v]) for k, v in results.items()}
     print(f"\n## bench_fanout: {args.hosts} loopback sshd hosts, medians of {args.repeat}"
           f" ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores,"
           f" {os.uname().sysname} {os.uname().release})")
     if peer_versions:
         print(f"peers: {peer_versions}")
-    print("\n| what | seconds (median) | peak PSS MB |\n|---|---|---|")
+    print("\n| what | seconds (median) | CPU s (median) | CPU ms per host | peak PSS MB |"
+          "\n|---|---|---|---|---|")
     for k in results:
-        print(f"| {k} | {med[k]:.2f} | {pss[k]:.0f} |")
+        print(f"| {k} | {med[k]:.2f} | {cpu[k]:.2f} | {1000 * cpu[k] / args.hosts:.0f} |"
+              f" {pss[k]:.0f} |")
     print()
     boot = med.get("cloudinitd boot")
     term = med.get("cloudinitd terminate")
@@ -376,7 +392,7 @@ def report(args: argparse.Namespace, results: dict[str, list[tuple[float, float]
                       f" ({got - critical:+.2f} s)")
     print(f"load average: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} at start,"
           f" {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} at end")
-    print("\nraw: " + json.dumps({k: [round(s, 3) for s, _ in v] for k, v in results.items()}))
+    print("\nraw: " + json.dumps({k: [round(s, 3) for s, _, _ in v] for k, v in results.items()}))
 
 
 if __name__ == "__main__":
