@@ -79,7 +79,7 @@ def bench_venv() -> Path:
     py = BENCH_VENV / "bin" / "python"
     if not (BENCH_VENV / "bin" / "pyinfra").exists() or not (BENCH_VENV / "bin" / "fab").exists():
         print(f"installing pyinfra and fabric into {BENCH_VENV} ...", file=sys.stderr)
-        subprocess.run(["python3", "-m", "venv", str(BENCH_VENV)], check=True)
+        subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
         subprocess.run([str(py), "-m", "pip", "install", "-q", "pyinfra", "fabric"], check=True)
     return py
 
