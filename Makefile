@@ -60,6 +60,7 @@ lint: venv
 	$(VENV)/bin/lint-imports --no-cache
 
 bench: deps image
+	$(PY) bench/bench_fanout.py
 	$(PY) bench/bench_local.py
 	$(PY) bench/bench_ec2.py
 	$(PY) bench/bench_nfs.py

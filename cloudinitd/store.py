@@ -8,16 +8,16 @@ cloud entries hold references (profile names, env var names), never keys.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from cloudinitd.cloudspec import recordable
 from cloudinitd.errors import RunNotFound, UsageError
 from cloudinitd.providers.base import LIVE_STATES, InstanceInfo
 
@@ -130,6 +130,10 @@ class Store:
                                    timeout=30)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode NORMAL syncs at checkpoints, not at every commit: a crash of
+        # this process loses nothing; a power cut may lose the last commits but never
+        # corrupts the file. A per-commit fdatasync cost ~2 ms x 10 per host.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(SCHEMA)
         self._upgrade_instance_key()
@@ -168,6 +172,25 @@ class Store:
         with self._lock:
             self._db.close()
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group the writes of one state change into one commit (all or nothing).
+
+        Re-entrant: inside another transaction it joins it. Other threads'
+        statements wait for the lock meanwhile, so keep the block to store calls.
+        """
+        with self._lock:
+            if self._db.in_transaction:
+                yield
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     def _exec(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
         with self._lock:
             return self._db.execute(sql, tuple(args))
@@ -186,6 +209,8 @@ class Store:
         use (provider + options, which hold references only), so that `terminate` works
         even when the plan file is gone. The entries are re-checked against the cloud
         schema first: nothing unvalidated (no secret) is recorded."""
+        from cloudinitd.cloudspec import recordable  # the cloud schema: only when writing
+
         now = time.time()
         try:
             self._exec(
@@ -227,6 +252,8 @@ class Store:
         if "vars" in fields:
             fields["vars_json"] = json.dumps(fields.pop("vars"), default=str)
         if "clouds" in fields:
+            from cloudinitd.cloudspec import recordable
+
             fields["clouds_json"] = json.dumps(recordable(fields.pop("clouds")))
         if "counts" in fields:
             fields["counts_json"] = json.dumps(fields.pop("counts"), default=str)
@@ -356,7 +383,7 @@ class Store:
 
     # attributes ----------------------------------------------------------
     def set_attributes(self, run: str, service: str, index: int, attrs: dict[str, Any]) -> None:
-        with self._lock:
+        with self.transaction():
             for key, value in attrs.items():
                 self._db.execute(
                     "INSERT INTO attributes (run, service, idx, key, value_json) VALUES"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from click.shell_completion import CompletionItem
@@ -10,7 +11,9 @@ from click.shell_completion import CompletionItem
 from cloudinitd.errors import UsageError
 from cloudinitd.names import check_run_name
 from cloudinitd.paths import cloudinitd_home
-from cloudinitd.store import Store
+
+if TYPE_CHECKING:  # the store pulls the cloud schema: imported on first use
+    from cloudinitd.store import Store
 
 json_option = click.option("--json", "as_json", is_flag=True,
                            help="Machine-readable output on stdout.")
@@ -101,6 +104,8 @@ class Env:
     @property
     def store(self) -> Store:
         if self._store is None:
+            from cloudinitd.store import Store
+
             self._store = Store(self.home)
         return self._store
 

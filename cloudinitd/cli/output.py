@@ -10,16 +10,14 @@ import json
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
-
-from cloudinitd.engine.converge import RunResult
 from cloudinitd.textsafe import for_terminal
 
-err_console = Console(stderr=True, highlight=False)
+if TYPE_CHECKING:  # the engine, rich: imported when used, so `--help` starts fast
+    from rich.table import Table
+
+    from cloudinitd.engine.converge import RunResult
 
 
 def emit_json(data: Any) -> None:
@@ -72,32 +70,52 @@ class PlainProgress:
 
 
 class LiveProgress:
-    """A table of services with their state, last detail and elapsed time."""
+    """A table of services with their state, last detail and elapsed time.
 
-    def __init__(self) -> None:
-        self.t0 = time.monotonic()
+    The table is built when rich draws it (twice a second, from its own
+    thread), not when a service reports: so a service whose script runs for
+    minutes shows its elapsed time ticking, and a report costs no rendering.
+    Finished services keep the elapsed time they finished with.
+    """
+
+    DONE = ("ready", "failed", "skipped")
+
+    def __init__(self, console: Any = None, clock: Any = time.monotonic) -> None:
+        self.clock = clock
+        self.t0 = clock()
+        # service -> [state label, detail, started, finished or None]
         self.rows: dict[str, list[Any]] = {}
         self._lock = threading.Lock()
-        self._live = Live(self._table(), console=err_console, refresh_per_second=4,
-                          transient=False)
+        from rich.console import Console
+        from rich.live import Live
+
+        self._live = Live(self, console=console or Console(stderr=True, highlight=False),
+                          refresh_per_second=2, transient=False)
+
+    def __rich__(self) -> Table:
+        with self._lock:
+            return self._table()
 
     def _table(self) -> Table:
+        from rich.table import Table
+
         table = Table(box=None, pad_edge=False)
         for col in ("service", "state", "detail", "elapsed"):
             table.add_column(col)
-        now = time.monotonic()
-        for name, (state, detail, since) in self.rows.items():
+        now = self.clock()
+        for name, (state, detail, since, until) in self.rows.items():
             style = {"ready": "green", "failed": "red", "skipped": "yellow"}.get(state, "")
             table.add_row(name, f"[{style}]{state}[/]" if style else state, detail[:70],
-                          f"{now - since:5.1f}s")
+                          f"{(until or now) - since:5.1f}s")
         return table
 
     def __call__(self, service: str, index: int | None, state: str, detail: str) -> None:
         with self._lock:
-            since = self.rows.get(service, [None, None, time.monotonic()])[2]
+            now = self.clock()
+            since = self.rows.get(service, [None, None, now, None])[2]
             label = state if index is None else f"{state} [{index}]"
-            self.rows[service] = [label, detail, since]
-            self._live.update(self._table())
+            until = now if index is None and state in self.DONE else None
+            self.rows[service] = [label, detail, since, until]
 
     def __enter__(self) -> LiveProgress:
         self._live.__enter__()

@@ -7,7 +7,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -21,13 +21,17 @@ from cloudinitd.cli.common import (
     pass_env,
     var_option,
 )
-from cloudinitd.engine.context import RunContext, open_run, open_run_without_plan
 from cloudinitd.textsafe import for_terminal
+
+if TYPE_CHECKING:  # the engine (paramiko, jinja2, ...) is imported when a command runs
+    from cloudinitd.engine.context import RunContext
 
 
 def _open(env: Env, run: str, quiet: bool = True, plan: Path | None = None,
           overrides: dict[str, str] | None = None) -> tuple[RunContext, output.Progress]:
     progress = output.progress_for_terminal(quiet)
+    from cloudinitd.engine.context import open_run
+
     ctx = open_run(env.home, env.store, run, plan_path=plan, overrides=overrides,
                    progress=progress)
     return ctx, progress
@@ -259,6 +263,8 @@ def terminate(env: Env, run: str, quiet: bool, as_json: bool) -> None:
     except PlanError as exc:
         output.error(f"{exc}; terminating instances without running terminate scripts")
         progress = output.progress_for_terminal(quiet)
+        from cloudinitd.engine.context import open_run_without_plan
+
         ctx = open_run_without_plan(env.home, env.store, run, progress=progress)
     with progress:
         result = terminate_run(ctx)

@@ -8,6 +8,7 @@ dependencies are ready. A failure stops only what depends on it.
 
 from __future__ import annotations
 
+import resource
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -15,17 +16,35 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cloudinitd import schedule
-from cloudinitd.engine.configure import configure_instance, rendered_inputs
+from cloudinitd.engine.configure import configure_instance, has_scripts, rendered_inputs
 from cloudinitd.engine.context import RunContext, free_indexes
 from cloudinitd.engine.launcher import Stopped, launch_service, launch_static
 from cloudinitd.errors import CapacityError, PlanError, RemoteError
 from cloudinitd.graph import build_graph
+from cloudinitd.remote.session import SshTarget, prewarm
 from cloudinitd.schedule import CONFIGURING, FAILED, LAUNCHED, READY, SKIPPED, WAITING
 
 CLOUD_POOL = 8  # concurrent cloud API calls (launch + wait) across services
 # After Ctrl-C: how long to wait for cloud calls already under way to answer
 # (so every instance they made is recorded). A second Ctrl-C stops waiting.
 SETTLE_TIMEOUT = 120.0
+
+
+def ssh_pool_size(hosts: int) -> int:
+    """One SSH worker per host, as far as open files allow (~3 fds per connection).
+
+    Not capped by cores: workers mostly wait on the network and on scripts, and
+    a cap below the host count makes the hosts above it wait for a second wave.
+    The soft open-files limit is raised to the hard one first (no privilege needed).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return max(1, min(max(hosts, 1), (soft - 50) // 3))
 
 
 class Interrupted(Exception):
@@ -129,8 +148,12 @@ class Converger:
         ctx, t0 = self.ctx, time.monotonic()
         hosts = sum(max(1, ctx.desired_count(s)) for s in ctx.plan.services.values())
         cloud_pool = ThreadPoolExecutor(CLOUD_POOL, thread_name_prefix="cloud")
-        ssh_pool = ThreadPoolExecutor(schedule.ssh_fanout(hosts), thread_name_prefix="ssh")
+        ssh_pool = ThreadPoolExecutor(ssh_pool_size(hosts), thread_name_prefix="ssh")
+        warm = self._prewarm_targets()
+        warm_pool = ThreadPoolExecutor(max(1, min(len(warm), 32)), thread_name_prefix="warm")
         try:
+            for target, name in warm:
+                warm_pool.submit(prewarm, target, name)
             for name, svc in ctx.plan.services.items():
                 self.started[name] = time.monotonic()
                 if not svc.launches:
@@ -165,9 +188,33 @@ class Converger:
         finally:
             cloud_pool.shutdown(wait=False, cancel_futures=True)
             ssh_pool.shutdown(wait=False, cancel_futures=True)
+            warm_pool.shutdown(wait=False, cancel_futures=True)
         result = RunResult(ctx.run, self.results, time.monotonic() - t0)
         ctx.store.update_run(ctx.run, status="ready" if result.ok else "failed")
         return result
+
+    def _prewarm_targets(self) -> list[tuple[SshTarget, str]]:
+        """Existing hosts of services that must wait for dependencies: connect to them now.
+
+        Their addresses are known before anything runs, so the key exchange
+        happens while the dependencies work, not on the critical path.
+        """
+        ctx, out, seen = self.ctx, [], set()
+        recorded = ctx.store.services(ctx.run)
+        for name, svc in ctx.plan.services.items():
+            if (svc.launches or not svc.host or svc.host in ctx.plan.services
+                    or not has_scripts(svc)
+                    or not any(True for _ in self.graph.predecessors(name))
+                    or (recorded.get(name, {}).get("status") == READY and name not in self.force)):
+                continue
+            try:
+                target = ctx.target(svc, {"address": svc.host, "idx": 0})
+            except Exception:  # noqa: BLE001 (the service's own step reports it)
+                continue
+            if target.key not in seen:
+                seen.add(target.key)
+                out.append((target, name))
+        return out
 
     def _start_ready_services(self, ssh_pool: ThreadPoolExecutor) -> None:
         ctx = self.ctx
@@ -175,13 +222,31 @@ class Converger:
             ready = schedule.configurable(self.graph, self.states)
             if not ready:
                 return
+            # One read of the run's world and service rows for all services ready now
+            # (not one per service: that made the main thread's reads grow as n^2).
+            failed_static: set[str] = set()
             for name in ready:
                 svc = ctx.plan.services[name]
-                try:
-                    if not svc.launches:
+                if not svc.launches:
+                    try:
                         launch_static(ctx, svc)
-                    world = ctx.world()
-                    recorded = ctx.store.services(ctx.run).get(name, {})
+                    except Exception as exc:  # a vanished host service
+                        self._finish(name, _failure(name, exc, "render"))
+                        failed_static.add(name)
+            try:
+                world = ctx.world()
+                recorded_all = ctx.store.services(ctx.run)
+            except Exception as exc:  # a render error in what the world holds
+                for name in ready:
+                    if name not in failed_static:
+                        self._finish(name, _failure(name, exc, "render"))
+                continue
+            for name in ready:
+                if name in failed_static:
+                    continue
+                svc = ctx.plan.services[name]
+                try:
+                    recorded = recorded_all.get(name, {})
                     was_ready = recorded.get("status") == READY
                     rows = [r for r in ctx.store.instances(ctx.run, name)
                             if self._needs_configure(name, r, world, was_ready)]
@@ -218,13 +283,17 @@ class Converger:
         result.seconds = round(time.monotonic() - self.started.get(name, time.monotonic()), 2)
         self.results[name] = result
         self._set(name, result.state, result.error or f"{result.seconds:.1f}s")
-        ctx.store.set_service(ctx.run, name, result.state, step=result.step, error=result.error,
-                              log_path=result.log_path)
-        ctx.store.event(ctx.run, result.state, result.error or "ok", name)
-        if result.state == FAILED:
-            for dep in schedule.to_skip(self.graph, name, self.states):
-                self.results[dep] = ServiceResult(dep, SKIPPED, None,
-                                                  f"{dep}: not run: {name} failed")
-                self.states[dep] = SKIPPED
-                ctx.store.set_service(ctx.run, dep, SKIPPED, error=f"{name} failed")
-                ctx.progress(dep, None, SKIPPED, f"{name} failed")
+        skipped: list[str] = []
+        with ctx.store.transaction():  # one commit per state change of a service
+            ctx.store.set_service(ctx.run, name, result.state, step=result.step,
+                                  error=result.error, log_path=result.log_path)
+            ctx.store.event(ctx.run, result.state, result.error or "ok", name)
+            if result.state == FAILED:
+                for dep in schedule.to_skip(self.graph, name, self.states):
+                    self.results[dep] = ServiceResult(dep, SKIPPED, None,
+                                                      f"{dep}: not run: {name} failed")
+                    self.states[dep] = SKIPPED
+                    ctx.store.set_service(ctx.run, dep, SKIPPED, error=f"{name} failed")
+                    skipped.append(dep)
+        for dep in skipped:
+            ctx.progress(dep, None, SKIPPED, f"{name} failed")

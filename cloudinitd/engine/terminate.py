@@ -13,9 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from cloudinitd import schedule
 from cloudinitd.engine.configure import run_terminate
 from cloudinitd.engine.context import RunContext
+from cloudinitd.engine.converge import ssh_pool_size
 from cloudinitd.graph import boot_levels, build_graph
 from cloudinitd.homeshare import stop_home_share
 from cloudinitd.providers.base import TERMINATED
@@ -46,7 +46,7 @@ def run_terminate_scripts(ctx: RunContext, rows: list[dict[str, Any]],
     for row in rows:
         by_service.setdefault(row["service"], []).append(row)
     levels = _script_order(ctx)
-    with ThreadPoolExecutor(schedule.ssh_fanout(len(rows))) as pool:
+    with ThreadPoolExecutor(ssh_pool_size(len(rows))) as pool:
         for level in levels:
             jobs = []
             for name in level:
@@ -101,8 +101,12 @@ def destroy_instances(ctx: RunContext, rows: Iterable[dict[str, Any]], result: T
             continue
         for row in known:
             forget(ctx, row)
-            ctx.store.update_instance(ctx.run, cloud, row["instance_id"], state=TERMINATED)
-            ctx.store.event(ctx.run, "terminated", row["instance_id"], row["service"], row["idx"])
+        with ctx.store.transaction():  # one commit for the cloud's whole answer
+            for row in known:
+                ctx.store.update_instance(ctx.run, cloud, row["instance_id"], state=TERMINATED)
+                ctx.store.event(ctx.run, "terminated", row["instance_id"], row["service"],
+                                row["idx"])
+        for row in known:
             result.terminated.append({"service": row["service"], "index": row["idx"],
                                       "cloud": cloud, "instance_id": row["instance_id"]})
 
@@ -132,12 +136,17 @@ def terminate_run(ctx: RunContext) -> TerminateResult:
 
 def _remove_remote_dirs(ctx: RunContext, rows: list[dict[str, Any]]) -> None:
     """Existing hosts outlive the run: take our private script folders off them."""
-    for row in rows:
-        svc = ctx.plan.services.get(row["service"])
-        if svc is None or not row["address"]:
-            continue
-        try:
-            ctx.remote.remove_run_dir(ctx.target(svc, row), ctx.run)
-        except Exception as exc:  # best effort; the host may be gone
-            ctx.store.event(ctx.run, "warning", f"could not remove remote folder: {exc}",
-                            row["service"], row["idx"])
+    jobs = []
+    # In the SSH pool, not one host after another (each may need a fresh connection).
+    with ThreadPoolExecutor(ssh_pool_size(len(rows))) as pool:
+        for row in rows:
+            svc = ctx.plan.services.get(row["service"])
+            if svc is None or not row["address"]:
+                continue
+            jobs.append((row, pool.submit(ctx.remote.remove_run_dir, ctx.target(svc, row),
+                                          ctx.run)))
+        for row, fut in jobs:
+            exc = fut.exception()
+            if exc is not None:  # best effort; the host may be gone
+                ctx.store.event(ctx.run, "warning", f"could not remove remote folder: {exc}",
+                                row["service"], row["idx"])
