@@ -45,6 +45,8 @@ class RunNameType(click.ParamType):
 
 def _existing_store() -> Store | None:
     """The store, if there is one: completing a word must never create a home folder."""
+    from cloudinitd.store import Store
+
     home = cloudinitd_home()
     return Store(home) if (home / "state.db").exists() else None
 
