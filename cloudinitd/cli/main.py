@@ -17,6 +17,7 @@ import click
 
 from cloudinitd.cli import (
     image_commands,
+    import_commands,
     output,
     plan_commands,
     record_commands,
@@ -68,7 +69,7 @@ def cli(ctx: click.Context) -> None:
     ctx.obj = Env()
 
 
-for module in (plan_commands, run_commands, record_commands, image_commands):
+for module in (plan_commands, run_commands, record_commands, image_commands, import_commands):
     for command in module.COMMANDS:
         cli.add_command(command)
 

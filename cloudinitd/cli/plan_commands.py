@@ -17,11 +17,12 @@ from cloudinitd.plan.model import Plan
 
 def load(env: Env, plan: str, vars_: tuple[str, ...]) -> tuple[Plan, dict[str, str]]:
     from cloudinitd.catalog import load_catalog
+    from cloudinitd.cli.import_commands import plan_path
     from cloudinitd.paths import find_plan
     from cloudinitd.plan.loader import load_plan
 
     overrides = parse_vars(vars_)
-    return load_plan(find_plan(plan), overrides=overrides, catalog=load_catalog(env.home)), \
+    return load_plan(find_plan(plan_path(env, plan)), overrides=overrides, catalog=load_catalog(env.home)), \
         overrides
 
 
