@@ -104,7 +104,7 @@ BAD = {
     "missing program": ("[svc-a]\nhostname: 127.0.0.1\n\nbootpgm: gone.sh\n", 4,
                         "does not exist"),
     "no image or host": ("[svc-a]\nbootpgm: p.sh\n", 1, "neither image nor hostname"),
-    "bad bootconf key": ("[svc-a]\nhostname: 127.0.0.1\nbootpgm: p.sh\nbootconf: c.json\n", 3,
+    "bad bootconf key": ("[svc-a]\nhostname: 127.0.0.1\nbootpgm: p.sh\nbootconf: c.json\n", 4,
                          "$nokey is not one of this service's deps values"),
     "unset global": ("[svc-a]\nhostname: 127.0.0.1\nbootpgm: p.sh\n"
                      "bootpgm_args: ${global.nope}\n", 4, "no [globals] value 'nope'"),
