@@ -170,3 +170,16 @@ def test_cloud_entries_hold_credential_references_never_values(tmp_path, cli: Cl
                   "key_name": "mykey", "security_groups": ["default", "web"], "count": 3,
                   "timeout": 1200}
     assert any("literal credential is not copied" in n["message"] for n in out["notes"])
+
+
+def test_globals_file_ranks_above_the_top_file(tmp_path, cli: Cli):
+    (tmp_path / "top.conf").write_text("[globals]\na: top\nb: top\n[runlevels]\nlevel1: l.conf\n")
+    (tmp_path / "l.conf").write_text("[svc-s]\nhostname: 127.0.0.1\nbootpgm: p.sh\n"
+                                     "bootpgm_args: ${global.a} ${global.c}\n")
+    (tmp_path / "p.sh").write_text("true\n")
+    (tmp_path / "g.ini").write_text("[globals]\na: file\nc: only-here\n")
+    failed = cli("import", tmp_path / "top.conf", "-o", tmp_path / "o1", expect=2)
+    assert f"{tmp_path / 'l.conf'}:4: cannot convert: ${{global.c}}" in failed.err
+    cli("import", tmp_path / "top.conf", "-o", tmp_path / "o2", "-G", tmp_path / "g.ini")
+    doc = yaml.safe_load((tmp_path / "o2" / "plan.yml").read_text())
+    assert doc["vars"] == {"a": "file", "b": "top", "c": "only-here"}

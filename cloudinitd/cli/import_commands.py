@@ -26,9 +26,13 @@ def plan_path(env: Env, arg: str) -> str:
 @click.argument("top", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", "out", type=click.Path(file_okay=False),
               help="Directory for the converted plan (default: TOP's name beside it).")
+@click.option("-G", "--globals", "globals_files", multiple=True, metavar="FILE",
+              type=click.Path(exists=True, dir_okay=False),
+              help="A file with a [globals] section, as the original's -G (repeatable).")
 @json_option
 @pass_env
-def import_(env: Env, top: str, out: str | None, as_json: bool) -> None:
+def import_(env: Env, top: str, out: str | None, globals_files: tuple[str, ...],
+            as_json: bool) -> None:
     """Convert an original cloudinit.d launch plan (TOP.conf) into a plan directory."""
     from cloudinitd.catalog import load_catalog
     from cloudinitd.importer import import_plan
@@ -36,7 +40,7 @@ def import_(env: Env, top: str, out: str | None, as_json: bool) -> None:
 
     top_path = Path(top)
     target = Path(out) if out else top_path.parent / f"{top_path.stem}-cloudinitd"
-    path, notes = import_plan(top_path, target)
+    path, notes = import_plan(top_path, target, globals_files=[Path(g) for g in globals_files])
     loaded = load_plan(path, catalog=load_catalog(env.home))  # the result must load, too
     if as_json:
         output.emit_json({"plan": str(path), "services": sorted(loaded.services),

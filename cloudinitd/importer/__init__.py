@@ -31,10 +31,15 @@ def _split(where: str) -> tuple[str, int | None]:
     return where, None
 
 
-def import_plan(top: Path, out: Path,
-                environ: Mapping[str, str] | None = None) -> tuple[Path, list[Note]]:
-    """Convert; returns (plan.yml path, notes). Raises PlanErrors if something essential fails."""
-    plan = read_original(Path(top), environ)
+def import_plan(top: Path, out: Path, environ: Mapping[str, str] | None = None,
+                globals_files: list[Path] | None = None) -> tuple[Path, list[Note]]:
+    """Convert; returns (plan.yml path, notes). Raises PlanErrors if something essential fails.
+
+    `globals_files` are the original's `-G FILE`s (a `[globals]` section each)."""
+    plan = read_original(Path(top), environ, globals_files)
+    if not plan.services:
+        raise PlanError("no [svc-*] section in any level file: nothing to convert",
+                        str(plan.top), 1)
     path = convert_plan(plan, Path(out), environ)
     essential = [n for n in plan.notes if n.essential]
     if essential:

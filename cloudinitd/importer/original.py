@@ -87,8 +87,9 @@ class OrigPlan:
 
 
 class _Reader:
-    def __init__(self, top: Path, environ: Mapping[str, str]):
+    def __init__(self, top: Path, environ: Mapping[str, str], globals_files: list[Path]):
         self.environ = environ
+        self.globals_files = globals_files
         self.plan = OrigPlan(top)
         self.top = read_ini(top, "top-level plan file")
 
@@ -118,6 +119,12 @@ class _Reader:
         if top.has("globals"):
             for key, text in top.items("globals"):
                 plan.globals[key] = Value(text, top.where("globals", key))
+        for path in self.globals_files:  # the original's -G FILE: ranks above the top file
+            extra = read_ini(Path(path), "globals file")
+            if not extra.has("globals"):
+                raise PlanError("a globals file needs a [globals] section", str(path), 1)
+            for key, text in extra.items("globals"):
+                plan.globals[key] = Value(text, extra.where("globals", key))
         clouds = {s: s for s in top.sections() if s.startswith("cloud-")}
         ordered: list[tuple[int, str, Path]] = []
         for key, text in top.items("runlevels"):
@@ -205,6 +212,8 @@ class _Reader:
         return path
 
 
-def read_original(top: Path, environ: Mapping[str, str] | None = None) -> OrigPlan:
+def read_original(top: Path, environ: Mapping[str, str] | None = None,
+                  globals_files: list[Path] | None = None) -> OrigPlan:
     """Read TOP.conf and everything it names; PlanError (FILE:LINE) on what the original refused."""
-    return _Reader(Path(top).resolve(), os.environ if environ is None else environ).read()
+    return _Reader(Path(top).resolve(), os.environ if environ is None else environ,
+                   list(globals_files or [])).read()
