@@ -76,7 +76,7 @@ CREATE TABLE IF NOT EXISTS instances (
     configured INTEGER NOT NULL DEFAULT 0,
     launched REAL NOT NULL,
     terminated REAL,
-    UNIQUE (run, cloud, instance_id)
+    UNIQUE (run, service, cloud, instance_id)
 );
 CREATE TABLE IF NOT EXISTS attributes (
     run TEXT NOT NULL,
@@ -99,8 +99,17 @@ CREATE INDEX IF NOT EXISTS instances_run ON instances (run, service, state);
 CREATE INDEX IF NOT EXISTS events_run ON events (run, id);
 """
 
-INSTANCE_FIELDS = ("state", "address", "private_address", "hostname", "extra_json",
-                   "boot_hash", "configured", "terminated")
+# An instance record is one service's use of one machine: several services may
+# share a machine (two services on one static address, `host: OTHER`), so the
+# record's identity is (run, service, cloud, instance_id). Facts about the
+# machine (its state, addresses) hold for every record of it; what a service
+# did on it (configured, the inputs it booted with) is that service's own.
+MACHINE_FIELDS = ("state", "address", "private_address", "hostname", "extra_json",
+                  "terminated")
+SERVICE_FIELDS = ("boot_hash", "configured")
+INSTANCE_FIELDS = MACHINE_FIELDS + SERVICE_FIELDS
+# Stores made before services could share a machine keyed records without the service.
+_OLD_INSTANCE_KEY = "UNIQUE (run, cloud, instance_id)"
 
 
 def _create_private(path: Path) -> None:
@@ -126,6 +135,37 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(SCHEMA)
+        self._upgrade_instance_key()
+
+    def _upgrade_instance_key(self) -> None:
+        """Rebuild an older `instances` table keyed without the service (same columns)."""
+        def table_sql() -> str:
+            return self._db.execute("SELECT sql FROM sqlite_master WHERE type = 'table'"
+                                    " AND name = 'instances'").fetchone()[0]
+
+        with self._lock:
+            if _OLD_INSTANCE_KEY not in table_sql():
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                old_sql = table_sql()  # another process may have upgraded it meanwhile
+                if _OLD_INSTANCE_KEY not in old_sql:
+                    self._db.execute("COMMIT")
+                    return
+                new_sql = old_sql.replace(_OLD_INSTANCE_KEY,
+                                          "UNIQUE (run, service, cloud, instance_id)")
+                new_sql = new_sql.replace("CREATE TABLE instances", "CREATE TABLE instances_new",
+                                          1)
+                self._db.execute(new_sql)
+                self._db.execute("INSERT INTO instances_new SELECT * FROM instances")
+                self._db.execute("DROP TABLE instances")
+                self._db.execute("ALTER TABLE instances_new RENAME TO instances")
+                self._db.execute("CREATE INDEX IF NOT EXISTS instances_run"
+                                 " ON instances (run, service, state)")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         with self._lock:
@@ -261,23 +301,37 @@ class Store:
             "INSERT INTO instances (run, service, idx, cloud, provider, instance_id,"
             " client_token, state, address, private_address, hostname, extra_json, launched)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (run, cloud, instance_id) DO UPDATE SET state = excluded.state",
+            " ON CONFLICT (run, service, cloud, instance_id) DO UPDATE SET"
+            " state = excluded.state",
             (run, service, index, cloud, provider, info.instance_id, client_token, info.state,
              info.address, info.private_address, info.hostname,
              json.dumps(info.extra, default=str), time.time()),
         )
 
-    def update_instance(self, run: str, cloud: str, instance_id: str, **fields: Any) -> None:
+    def update_instance(self, run: str, cloud: str, instance_id: str,
+                        service: str | None = None, **fields: Any) -> None:
+        """Update the records of one machine: every service's on it, or only `service`'s.
+
+        What a service did there (`configured`, `boot_hash`) needs `service`:
+        on a shared machine it must not mark its neighbours done.
+        """
         if "extra" in fields:
             fields["extra_json"] = json.dumps(fields.pop("extra"), default=str)
         unknown = set(fields) - set(INSTANCE_FIELDS)
         if unknown:
             raise ValueError(f"unknown instance fields {unknown}")
+        if service is None and set(fields) & set(SERVICE_FIELDS):
+            raise ValueError(f"{sorted(set(fields) & set(SERVICE_FIELDS))} belong to one"
+                             " service's record: pass service=")
         if fields.get("state") == "terminated" and "terminated" not in fields:
             fields["terminated"] = time.time()
         cols = ", ".join(f"{k} = ?" for k in fields)
-        self._exec(f"UPDATE instances SET {cols} WHERE run = ? AND cloud = ? AND instance_id = ?",
-                   (*fields.values(), run, cloud, instance_id))
+        where = "run = ? AND cloud = ? AND instance_id = ?"
+        args: list[Any] = [*fields.values(), run, cloud, instance_id]
+        if service is not None:
+            where += " AND service = ?"
+            args.append(service)
+        self._exec(f"UPDATE instances SET {cols} WHERE {where}", args)
 
     def update_from_info(self, run: str, cloud: str, info: InstanceInfo) -> None:
         fields: dict[str, Any] = {"state": info.state}

@@ -18,6 +18,9 @@ graphviz
 iproute2
 rsync
 ca-certificates
+sudo
+python3
+python3-venv
 "
 
 if [ "$(id -u)" -ne 0 ]; then

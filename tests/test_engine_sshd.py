@@ -217,3 +217,52 @@ def test_store_is_private_and_holds_no_run_key(tmp_path, cli: Cli, sshd_hosts):
 def test_unknown_run_is_a_usage_error(cli: Cli, args):
     res = cli(*args, expect=2)
     assert "no run named 'nope'" in res.err and "Traceback" not in res.err
+
+
+def test_exports_are_data_never_identity(tmp_path, cli: Cli, sshd_hosts):
+    """A boot script cannot pose as another machine: built-in names are refused, undeclared
+    keys are dropped, and what dependents see of a machine is what cloudinitd knows of it."""
+    from cloudinitd.engine.context import open_run
+    from cloudinitd.store import Store
+
+    out = tmp_path / "out"
+    out.mkdir()
+    db, web = sshd_hosts(2)
+    text = (
+        f"name: ident\nvars:\n  out: {out}\nservices:\n"
+        + _host_block("db", db, "    boot: db.sh.j2\n    exports: [token]\n")
+        + _host_block("web", web, "    boot: web.sh.j2\n")
+    )
+    plan = write_plan(tmp_path / "ident", text, {
+        "db.sh.j2": """
+            if [ -e {{ vars.out }}/honest ]; then
+              printf 'token=t1\\nundeclared=u1\\n' > "$CLOUDINITD_EXPORT"
+            else
+              printf 'token=t1\\naddress=6.6.6.6\\n' > "$CLOUDINITD_EXPORT"
+            fi
+            """,
+        "web.sh.j2": "echo {{ db.address }} {{ db.token }} > {{ vars.out }}/web-sees\n",
+    })
+
+    failed = cli("boot", plan, "--name", "ident-1", expect=1)
+    assert "db failed at step boot" in failed.err
+    assert "address" in failed.err and "built-in" in failed.err
+    assert not (out / "web-sees").exists()  # the dependent never saw the forged address
+    store = Store(cli.home)
+    assert store.attributes("ident-1") == {}
+
+    (out / "honest").touch()
+    cli("repair", "ident-1")
+    assert (out / "web-sees").read_text() == f"{db.address} t1\n"
+    # Only declared exports are stored; the undeclared one is named in a warning.
+    assert store.attributes("ident-1") == {("db", 0): {"token": "t1"}}
+    warnings = [e["message"] for e in store.events("ident-1") if e["kind"] == "warning"]
+    assert any("undeclared" in m for m in warnings), warnings
+
+    # Even a record that holds a built-in name (an older store) cannot override it.
+    store.set_attributes("ident-1", "db", 0, {"address": "6.6.6.6", "cloud": "evil"})
+    world = open_run(cli.home, store, "ident-1").world()
+    assert world["db"][0]["address"] == db.address
+    assert world["db"][0]["cloud"] == "static"
+    assert world["db"][0]["token"] == "t1"
+    cli("terminate", "ident-1")

@@ -28,7 +28,9 @@ from cloudinitd.remote import (
 )
 from tests.support.sshd import SUDO_USER, Host, _free_port
 
-RUN = "r1"
+# Unique per test process: every sshd host here shares root's home, and so do
+# concurrent test runs on this machine (their remove_run_dir would delete ours).
+RUN = f"r1-{os.getpid()}"
 HOME = Path(os.path.expanduser("~root"))
 
 
@@ -113,7 +115,7 @@ def test_malformed_export_file_names_the_file(host_target, tmp_path):
     with pytest.raises(RemoteError) as err:
         step(target, 'echo "{not json" > "$CLOUDINITD_EXPORT"', tmp_path)
     assert "malformed export file" in str(err.value)
-    assert ".cloudinitd-remote/r1/svc-0/export" in str(err.value)
+    assert f".cloudinitd-remote/{RUN}/svc-0/export" in str(err.value)
 
 
 def test_parse_export_rejects_lines_without_equals():

@@ -148,3 +148,26 @@ def test_unvalidated_cloud_entries_are_never_recorded(store, tmp_path, options):
     for path in store.path.parent.iterdir():
         if path.is_file():
             assert b"st0re-Secret" not in path.read_bytes(), path
+
+
+def test_a_store_keyed_without_the_service_is_upgraded_in_place(tmp_path):
+    """state.db files from before shared machines keep their rows and gain the new key."""
+    import cloudinitd.store as store_module
+
+    home = tmp_path / "home"
+    old_schema = store_module.SCHEMA.replace("UNIQUE (run, service, cloud, instance_id)",
+                                             "UNIQUE (run, cloud, instance_id)")
+    assert old_schema != store_module.SCHEMA
+    home.mkdir()
+    db = sqlite3.connect(home / "state.db")
+    db.executescript(old_schema)
+    db.execute("INSERT INTO instances (run, service, idx, cloud, provider, instance_id, state,"
+               " launched) VALUES ('r', 'a', 0, 'static', 'static', 'static:h#0', 'running', 1)")
+    db.commit()
+    db.close()
+
+    s = Store(home)
+    s.record_instance("r", "b", 0, "static", "static", InstanceInfo("static:h#0", "running"))
+    assert [r["service"] for r in s.instances("r")] == ["a", "b"]
+    s.close()
+    Store(home).close()  # opening again is a no-op

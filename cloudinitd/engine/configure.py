@@ -6,8 +6,8 @@ from typing import Any
 
 from cloudinitd import remote, templates
 from cloudinitd.engine.context import RunContext, content_hash
-from cloudinitd.errors import RemoteError
-from cloudinitd.plan.model import ServiceSpec
+from cloudinitd.errors import PlanError, RemoteError
+from cloudinitd.plan.model import BUILTIN_ATTRIBUTES, SERVICE_ATTRIBUTES, ServiceSpec
 from cloudinitd.templates import render_script
 
 World = dict[str, list[dict[str, Any]]]
@@ -23,7 +23,15 @@ def _render_args(ctx: RunContext, svc: ServiceSpec, index: int, world: World) ->
 
 
 def render_env(ctx: RunContext, svc: ServiceSpec, index: int, world: World) -> dict[str, str]:
-    return templates.render_env(**_render_args(ctx, svc, index, world))
+    """The service's `env`, rendered; a value no environment can hold is refused at its line."""
+    env = templates.render_env(**_render_args(ctx, svc, index, world))
+    for key, value in env.items():
+        if "\0" in value:
+            pos = svc.pos_of(f"env.{key}")
+            raise PlanError(f"service {svc.name!r}: env value {key} holds a NUL byte (at"
+                            f" character {value.index(chr(0))}), which no environment or shell"
+                            " can hold", pos.file if pos else None, pos.line if pos else None)
+    return env
 
 
 def rendered_inputs(ctx: RunContext, svc: ServiceSpec, index: int,
@@ -45,32 +53,58 @@ def configure_instance(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any],
     index = row["idx"]
     script, env, digest = rendered_inputs(ctx, svc, index, world)
     if not has_scripts(svc):
-        ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], configured=1,
-                                  boot_hash=digest)
+        ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], svc.name,
+                                  configured=1, boot_hash=digest)
         return
     target = ctx.target(svc, row)
     ctx.progress(svc.name, index, "ssh", f"waiting for SSH on {row['address']}")
     remote.wait_for_ssh(target, timeout=svc.timeout, service=svc.name)
-    ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], configured=0)
+    ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], svc.name, configured=0)
     if script is not None:
         ctx.progress(svc.name, index, "boot", "running boot script")
         exports = remote.run_step(
             target, run=ctx.run, service=svc.name, index=index, step="boot", script=script,
             env=env, log_path=ctx.log_path(svc.name, index, "boot"), timeout=svc.timeout)
-        missing = [key for key in svc.exports if key not in exports]
-        if missing:
-            raise RemoteError(svc.name, "boot",
-                              f"boot script did not export {', '.join(missing)} (listed in"
-                              " `exports`; write them to $CLOUDINITD_EXPORT)",
-                              log_path=str(ctx.log_path(svc.name, index, "boot")))
+        exports = declared_exports(ctx, svc, index, exports)
         ctx.store.clear_attributes(ctx.run, svc.name, index)
         ctx.store.set_attributes(ctx.run, svc.name, index, exports)
     if "ready" in svc.scripts:
         ctx.progress(svc.name, index, "ready", "running ready script")
         run_ready(ctx, svc, row, world, env, timeout=svc.timeout)
-    ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], configured=1,
-                              boot_hash=digest)
+    ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], svc.name,
+                              configured=1, boot_hash=digest)
     ctx.store.event(ctx.run, "configured", "boot and ready done", svc.name, index)
+
+
+def declared_exports(ctx: RunContext, svc: ServiceSpec, index: int,
+                     exports: dict[str, Any]) -> dict[str, Any]:
+    """What a boot script exported, kept as data: the declared keys only.
+
+    A built-in name (`address`, `instance_id`, ...) describes the machine and
+    comes from its cloud: a script writing one fails its service, since
+    dependents trust those names (a compromised node could otherwise point
+    them at another machine). Undeclared keys are dropped with a warning
+    event: no template can read them (the loader checks references against
+    `exports`), so storing them would only keep data nobody asked for.
+    """
+    log_path = str(ctx.log_path(svc.name, index, "boot"))
+    forged = sorted(set(exports) & (BUILTIN_ATTRIBUTES | SERVICE_ATTRIBUTES))
+    if forged:
+        raise RemoteError(svc.name, "boot",
+                          f"boot script exported {', '.join(forged)}, built-in attribute(s)"
+                          " that cloudinitd sets from the cloud; a script may not override"
+                          " them (export them under another name)", log_path=log_path)
+    missing = [key for key in svc.exports if key not in exports]
+    if missing:
+        raise RemoteError(svc.name, "boot",
+                          f"boot script did not export {', '.join(missing)} (listed in"
+                          " `exports`; write them to $CLOUDINITD_EXPORT)", log_path=log_path)
+    undeclared = sorted(set(exports) - set(svc.exports))
+    if undeclared:
+        ctx.store.event(ctx.run, "warning",
+                        f"ignored undeclared export(s) {', '.join(undeclared)} (not listed in"
+                        " the service's `exports`)", svc.name, index)
+    return {key: exports[key] for key in svc.exports}
 
 
 def run_ready(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any], world: World,

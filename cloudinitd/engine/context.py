@@ -160,7 +160,10 @@ class RunContext:
         for row in self.store.instances(self.run):
             if row["service"] not in world:
                 continue
-            item = {
+            # Exports first, built-ins over them: what dependents see of a machine
+            # (where to connect, what it is) comes from its cloud, never from a script.
+            item = dict(attrs.get((row["service"], row["idx"]), {}))
+            item |= {
                 "address": row["address"],
                 "private_address": row["private_address"] or row["address"],
                 "hostname": row["hostname"],
@@ -169,7 +172,6 @@ class RunContext:
                 "index": row["idx"],
                 "name": row["service"],
             }
-            item.update(attrs.get((row["service"], row["idx"]), {}))
             world[row["service"]].append(item)
         for items in world.values():
             items.sort(key=lambda item: item["index"])

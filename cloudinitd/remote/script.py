@@ -49,25 +49,91 @@ def step_env(
     return out
 
 
-def build_command(
-    workdir: str, script_path: str, argv: list[str], env: dict[str, str], timeout: float, sudo: bool
-) -> str:
-    """The shell command line that runs one step (see the module doc for why so)."""
-    for key in env:
+# Linux refuses (E2BIG, "Argument list too long") any single environment string
+# of MAX_ARG_STRLEN (32 pages) or more, whatever the total: such a value can
+# reach a script only as a variable of the shell that reads the env file.
+ENV_STRING_MAX = 32 * 4096
+SHELLS = frozenset({"sh", "bash", "dash", "ash", "ksh", "mksh", "zsh", "busybox"})
+
+
+def is_shell(argv: list[str]) -> bool:
+    """Whether the interpreter is a Bourne-style shell (`#!/bin/sh`, `#!/usr/bin/env bash`)."""
+    prog = os.path.basename(argv[0])
+    if prog == "env":
+        rest = [a for a in argv[1:] if not a.startswith("-") and "=" not in a]
+        prog = os.path.basename(rest[0]) if rest else ""
+    return prog in SHELLS
+
+
+def check_env(env: dict[str, str]) -> None:
+    """Names a shell can set and values a process can hold; ValueError says which is not."""
+    for key, value in env.items():
         if not _ENV_KEY.match(key):
             raise ValueError(f"invalid environment variable name {key!r}")
-    assigns = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
+        if "\0" in value:
+            raise ValueError(f"env value {key} contains a NUL byte (at character"
+                             f" {value.index(chr(0))}), which no environment or shell can hold")
+
+
+def env_file(env: dict[str, str], shell: bool) -> str:
+    """The step's environment as a file the shell sources (`. FILE`).
+
+    Values travel in this file, never on the command line, so their size is
+    not bound by the remote command line. Each is exported to the programs the
+    script starts when the kernel allows it; a larger one (shell scripts only)
+    stays a variable of the script's shell.
+    """
+    check_env(env)
+    lines = []
+    for key, value in env.items():
+        fits = len(key.encode()) + 1 + len(value.encode()) < ENV_STRING_MAX
+        if not fits and not shell:
+            raise ValueError(
+                f"env value {key} is {len(value.encode())} bytes: a program's environment holds"
+                f" at most {ENV_STRING_MAX // 1024} KiB per variable; a shell script (#!/bin/sh)"
+                " receives it as a shell variable")
+        lines.append(f"{'export ' if fits else ''}{key}={shlex.quote(value)}\n")
+    return "".join(lines)
+
+
+def with_env_source(script: str, env_path: str) -> str:
+    """A shell script that first sources its env file, on its own first line.
+
+    Line 1 is the shebang (a comment to the shell) or ordinary code that may
+    follow a `;`; either way every later line keeps its number in errors.
+    """
+    first, nl, rest = script.partition("\n")
+    return f". {shlex.quote(env_path)}; {first}{nl}{rest}"
+
+
+def build_command(
+    workdir: str, script_path: str, argv: list[str], env_path: str, timeout: float, sudo: bool
+) -> str:
+    """The shell command line that runs one step (see the module doc of `steps` for why so).
+
+    It carries paths only: a shell script sources `env_path` itself (see
+    `with_env_source`); any other interpreter is started by `sh`, which sources
+    it and execs the interpreter. Under `sudo`, whose environment is reset,
+    the file is read after the switch.
+    """
     run = " ".join(shlex.quote(a) for a in [*argv, script_path])
+    if not is_shell(argv):
+        loader = shlex.quote('. "$1" && shift && exec "$@"')
+        run = f"sh -c {loader} sh {shlex.quote(env_path)} {run}"
     limit = max(1, math.ceil(timeout))
     return (
         f"cd {shlex.quote(workdir)} && rm -f export && echo $$ > pid && "
         f"if command -v timeout >/dev/null 2>&1; then T='timeout -k {KILL_AFTER} {limit}'; "
-        f"else T=; fi && exec {'sudo -n ' if sudo else ''}env {assigns} $T {run} </dev/null 2>&1"
+        f"else T=; fi && exec {'sudo -n ' if sudo else ''}$T {run} </dev/null 2>&1"
     )
 
 
 def parse_export(text: str, where: str) -> dict[str, Any]:
     """An export file: a JSON object (values kept as JSON gives them) or `key=value` lines."""
+    if "\0" in text:
+        line = text.count("\n", 0, text.index("\0")) + 1
+        raise ValueError(f"export file {where}: line {line} has a NUL byte; exported values"
+                         " are text that scripts and environments can hold")
     stripped = text.strip()
     if not stripped:
         return {}
@@ -80,6 +146,10 @@ def parse_export(text: str, where: str) -> dict[str, Any]:
             ) from None
         if not isinstance(data, dict):
             raise ValueError(f"malformed export file {where}: JSON must be an object")
+        bad = _nul_path(data)
+        if bad is not None:
+            raise ValueError(f"export file {where}: {bad} holds a NUL (\\u0000); exported"
+                             " values are text that scripts and environments can hold")
         return data
     out: dict[str, Any] = {}
     for n, line in enumerate(text.splitlines(), 1):
@@ -94,6 +164,38 @@ def parse_export(text: str, where: str) -> dict[str, Any]:
             )
         out[key] = value.strip()
     return out
+
+
+def _nul_path(value: Any, path: str = "") -> str | None:
+    """Where in a JSON value a string (key or value) holds a NUL, e.g. `key "a" [2]`."""
+    if isinstance(value, str):
+        return (path or "a value") if "\0" in value else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            here = f"{path}[{k!r}]" if path else f"key {k!r}"
+            if "\0" in k:
+                return here
+            found = _nul_path(v, here)
+            if found:
+                return found
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _nul_path(v, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def check_inputs(script: str, env: dict[str, str], service: str, step: str) -> None:
+    """Refuse before connecting what no host can run as given (see the module doc)."""
+    if "\0" in script:
+        line = script.count("\n", 0, script.index("\0")) + 1
+        raise RemoteError(service, step, f"the rendered {step} script has a NUL byte on line"
+                          f" {line}; a shell would silently drop it")
+    try:
+        check_env(env)
+    except ValueError as e:
+        raise RemoteError(service, step, str(e)) from None
 
 
 def check_name(what: str, value: str, service: str, step: str) -> None:

@@ -7,11 +7,17 @@ often noexec, and may be wiped by a reboot between boot and repair. Scripts
 are started through an interpreter (their shebang's, else `sh`), so noexec
 mounts and lost exec bits do not matter.
 
-The step's environment travels inside the command line (`env K=V ...`)
-because sshd drops variables the client sends unless AcceptEnv lists them.
-`env` execs the interpreter, so the values do not linger in the process
-list, except under `sudo`, whose process keeps its arguments while the step
-runs.
+The step's environment travels in a file beside the script,
+`<step>.env` (0600), never on the command line: sshd drops variables the
+client sends unless AcceptEnv lists them, a command line is bounded in size
+(a 200 KB value failed with "Argument list too long"), and the process list
+shows arguments to every user. A shell script sources the file on its own
+first line (line numbers stay as written); any other interpreter is started
+by `sh`, which sources the file and execs it. A value too large for the
+kernel to pass in an environment (128 KiB) reaches a shell script as a shell
+variable and is refused for other interpreters. A NUL byte, which neither
+an environment nor a shell can hold, is refused in values, scripts and
+export files alike, with the service and step named.
 
 Output goes to the step's log as it arrives. A remote `timeout` kills the
 step's whole process group on the host; a local deadline a little later
@@ -35,10 +41,14 @@ from cloudinitd.remote.script import (
     KILL_AFTER,
     StepLog,
     build_command,
+    check_inputs,
     check_name,
+    env_file,
     interpreter,
+    is_shell,
     parse_export,
     step_env,
+    with_env_source,
 )
 from cloudinitd.remote.session import (
     TRANSIENT,
@@ -149,13 +159,21 @@ def _attempt(
     timeout: float,
     header: str,
 ) -> tuple[_Outcome, Session, str]:
+    argv = interpreter(script)
+    shell = is_shell(argv)
     sess = session_for(target, service)
     workdir = _private_dir(sess, run, service, index)
     script_path = f"{workdir}/{step}.script"
-    _upload(sess, script_path, script)
-    full_env = step_env(run, service, index, step, f"{workdir}/export", env)
+    env_path = f"{workdir}/{step}.env"
+    try:
+        env_text = env_file(step_env(run, service, index, step, f"{workdir}/export", env), shell)
+    except ValueError as e:
+        raise RemoteError(service, step, str(e)) from None
+    # The env file first: a shell script sources it on its first line.
+    _upload(sess, env_path, env_text)
+    _upload(sess, script_path, with_env_source(script, env_path) if shell else script)
     command = build_command(
-        workdir, script_path, interpreter(script), full_env, timeout, sudo=target.user != "root"
+        workdir, script_path, argv, env_path, timeout, sudo=target.user != "root"
     )
     log.header(header)
     start = time.monotonic()
@@ -246,6 +264,7 @@ def run_step(
     check_name("run", run, service, step)
     check_name("service", service, service, step)
     check_name("step", step, service, step)
+    check_inputs(script, env, service, step)
     log = StepLog(log_path)
     try:
         outcome, sess, workdir = _attempt(
@@ -314,6 +333,7 @@ def run_ready(
     check_name("run", run, service, step)
     check_name("service", service, service, step)
     check_name("step", step, service, step)
+    check_inputs(script, env, service, step)
     deadline = time.monotonic() + timeout
     delay = interval
     attempts = 0
