@@ -45,12 +45,15 @@ def test_import_maps_levels_deps_globals_and_hosts(tmp_path):
     path, notes = import_plan(top, tmp_path / "out", environ=env)
     doc = yaml.safe_load(path.read_text())
     services = doc["services"]
-    assert list(services) == ["db", "cache_1", "web", "last"]  # level order, names made valid
+    assert list(services) == ["db", "cache_1", "here", "web", "last"]  # level order, valid names
+    assert services["here"] == {"local": True, "timeout": 120, "boot": "scripts/here.boot.sh.j2",
+                                "terminate": "scripts/here.terminate.sh.j2",
+                                "exports": ["made"]}
     assert services["db"]["host"] == "127.0.0.9" and services["db"]["ssh_port"] == 2222
     assert services["cache_1"]["host"] == "db"  # ${db.hostname}: several services, one host
     assert services["web"]["host"] == "127.0.0.10" and "image" not in services["web"]
     # web reads db (a data edge), so only cache needs an explicit level edge.
-    assert services["web"]["after"] == ["cache_1"]
+    assert services["web"]["after"] == ["cache_1", "here"]
     assert "after" not in services["last"]  # reads web; the missing level3 is empty
     assert services["db"]["exports"] == ["token"]  # read by web, found in no deps file
     assert services["db"]["timeout"] == 120 and services["db"]["ssh_user"] == "deploy"
@@ -71,11 +74,11 @@ def test_boot_original_plan_on_sshd_hosts(tmp_path, cli: Cli, sshd_hosts):
 
     assert "valid" in cli("validate", top).out
     levels = cli("graph", top, "--json").json()["levels"]
-    assert levels[0] == ["db"] and levels[-1] == ["last"]
+    assert levels[0] == ["db", "here"] and levels[-1] == ["last"]
 
     booted = cli("boot", top, "--name", "orig-1", "--json").json()
     assert booted["ok"] is True, booted
-    assert sorted(booted["services"]) == ["cache_1", "db", "last", "web"], booted
+    assert sorted(booted["services"]) == ["cache_1", "db", "here", "last", "web"], booted
     # Arguments: templated, one word each, the hostile one intact and not run.
     assert (out / "db-args").read_text().splitlines() == ["6543", "message quote", "hello world"]
     web_args = (out / "web-args").read_text().splitlines()
@@ -90,12 +93,15 @@ def test_boot_original_plan_on_sshd_hosts(tmp_path, cli: Cli, sshd_hosts):
     assert (out / "db-pwd").read_text().strip().endswith("/stage")  # run from its stage
     assert (out / "cache-payload").read_text() == "payload from the bundle\n"
     assert (out / "ready").read_text() == "ready\n"
-    assert (out / "last").read_text().strip() == web.address
+    assert (out / "last").read_text() == f"{web.address}\nmade here\n"
+    # local_exe: run here, from the stage folder in the run's private local folder.
+    here = cli.home / "runs" / "orig-1" / "local" / "here-0" / "stage"
+    assert Path((out / "here-pwd").read_text().strip()) == here
 
     done = cli("terminate", "orig-1", "--json").json()
     assert done["ok"] is True
     order = (out / "terminated").read_text().split()
-    assert order[0] == "web" and sorted(order[1:]) == ["cache", "db"]  # levels reversed
+    assert order[0] == "web" and sorted(order[1:]) == ["cache", "db", "here"]  # reversed
 
 
 BAD = {

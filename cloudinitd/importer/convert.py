@@ -104,10 +104,14 @@ class _Converter:
     def service(self, svc: OrigService) -> dict[str, Any]:
         out: dict[str, Any] = {}
         name = self.names[svc.name]
-        if svc.get("local_exe") and (svc.get("local_exe") or "").strip().lower() == "true":
-            self.note(svc.where_of("local_exe"), "local_exe: steps run on this machine are not"
-                      " converted yet", essential=True)
-        if _launches(svc):
+        local = (svc.get("local_exe") or "").strip().lower() == "true"
+        if local:
+            # The original ran every step here, from a stage folder: `local: true`.
+            out["local"] = True
+            for key in ("image", "hostname"):
+                if svc.get(key) and key in svc.settings:
+                    self.note(svc.where_of(key), f"{key}: unused, local_exe runs on this machine")
+        elif _launches(svc):
             if not svc.get("image"):
                 self.note(svc.where, f"[svc-{svc.name}]: neither image nor hostname is set"
                           " (the original refused this too)", essential=True)
@@ -135,19 +139,21 @@ class _Converter:
                 out["host"], out["ssh_port"] = hostpart, int(port)
             else:
                 out["host"] = host
-        if svc.count > 1:
+        if svc.count > 1 and not local:
             out["count"] = svc.count
         user = svc.get("ssh_username")
-        if user:
+        if local:
+            pass  # no login: the steps run here as this user
+        elif user:
             out["ssh_user"] = user
         elif not _launches(svc) and self.environ.get("USER"):
             # The original's ssh ran without -u: this machine's user name.
             out["ssh_user"] = self.environ["USER"]
         scp = svc.get("scp_username")
-        if scp and scp != user:
+        if scp and scp != user and not local:
             self.note(svc.where_of("scp_username"), "scp_username: files go with the step over"
                       f" one login, as {user or 'the ssh user'}")
-        if "localsshkeypath" in svc.paths:
+        if "localsshkeypath" in svc.paths and not local:
             out["ssh_key"] = str(svc.paths["localsshkeypath"])
         timeout = svc.get("pgm_timeout") or "1200"
         try:

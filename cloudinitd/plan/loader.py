@@ -22,6 +22,7 @@ from cloudinitd.paths import display_path, shipped_dir
 from cloudinitd.plan.durations import parse_duration
 from cloudinitd.plan.model import (
     BUILTIN_ATTRIBUTES,
+    LOCAL_ADDRESS,
     SERVICE_ATTRIBUTES,
     STEPS,
     CloudPlacement,
@@ -186,7 +187,12 @@ class _Loader:
         def at(key: str) -> int:
             return where[key].line if key in where else line
 
+        if v.get("local") is True:
+            self.local_service(name, entry, v, at)
         host = v.get("host")
+        if host in services and isinstance(services[host], dict) and services[host].get("local"):
+            self.error(f"service {name!r}: host {host!r} is a local service (this machine);"
+                       " give this service `local: true` instead", at("host"))
         if host is not None:
             for key in sorted(LAUNCH_ONLY & set(entry)):
                 self.error(
@@ -207,6 +213,7 @@ class _Loader:
 
         spec = ServiceSpec(name=name, pos=self.pos(line), clouds=[], field_pos=where)
         spec.host = host
+        spec.local = v.get("local") is True
         if host is None:
             spec.clouds = self.placements(name, v, where, clouds, line)
             spec.count = self.count(name, v.get("count", 1), at("count"), plan_vars)
@@ -252,6 +259,17 @@ class _Loader:
                     [value] if key == "security_groups" and isinstance(value, str) else value
                 )
         return spec
+
+    def local_service(self, name: str, entry: PosDict, v: dict[str, Any], at: Any) -> None:
+        """`local: true`: this machine, declared by the service itself (never by defaults)."""
+        if "local" not in entry:
+            self.error(f"service {name!r}: `local: true` runs steps on this machine; write it"
+                       " in the service itself, not in defaults", at("local"))
+        for key in sorted(set(entry) & (LAUNCH_ONLY | {"host", "ssh_user", "ssh_key",
+                                                        "ssh_port"})):
+            self.error(f"service {name!r}: {key!r} does not apply to a local service",
+                       entry.key_line(key))
+        v["host"] = LOCAL_ADDRESS
 
     def placements(
         self,

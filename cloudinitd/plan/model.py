@@ -63,6 +63,10 @@ class ScriptSpec:
     pos: Pos | None = None
 
 
+# The address recorded for a `local: true` service (this machine).
+LOCAL_ADDRESS = "127.0.0.1"
+
+
 @dataclass
 class ServiceSpec:
     name: str
@@ -83,6 +87,7 @@ class ServiceSpec:
     lifetime: float | None = None  # seconds
     spot: dict[str, Any] | None = None
     options: dict[str, Any] = field(default_factory=dict)  # provider extras (user_data, ...)
+    local: bool = False  # `local: true`: its steps run on this machine (remote/local.py)
     field_pos: dict[str, Pos] = field(default_factory=dict)  # key -> where it was written
 
     @property

@@ -59,6 +59,7 @@ SERVICE_PROPERTIES: dict[str, Any] = {
     },
     "after": _STRINGS,
     "host": {"type": "string", "minLength": 1},
+    "local": {"type": "boolean", "x-expect": "true or false"},
     "ssh_user": {"type": "string", "minLength": 1},
     "ssh_key": {"type": "string", "minLength": 1},
     "ssh_port": {"type": "integer", "minimum": 1, "maximum": 65535, "x-expect": "a port number"},

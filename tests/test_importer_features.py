@@ -1,0 +1,101 @@
+"""Plan features original cloudinit.d plans need, in the YAML language: `local: true` steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.support.cli import Cli, write_plan
+
+
+def _local_plan(tmp_path: Path, host, out: Path, local_boot: str) -> Path:
+    return write_plan(tmp_path / "loc", f"""
+        name: loc
+        vars:
+          out: {out}
+        services:
+          prep:
+            local: true
+            boot: prep.sh.j2
+            terminate: term.sh.j2
+            exports: [token]
+          remote:
+            host: {host.address}
+            ssh_port: {host.port}
+            ssh_key: {host.key_path}
+            boot: remote.sh.j2
+        """, {
+        "prep.sh.j2": local_boot,
+        "term.sh.j2": "echo prep >> {{ vars.out }}/terminated\n",
+        "remote.sh.j2": "printf '%s\\n' {{ prep.token }} > {{ vars.out }}/remote-token\n",
+    })
+
+
+def test_local_step_runs_here_with_templates_and_exports(tmp_path, cli: Cli, sshd_hosts):
+    host, = sshd_hosts(1)
+    out = tmp_path / "out"
+    out.mkdir()
+    plan = _local_plan(tmp_path, host, out, """
+        set -e
+        pwd > {{ vars.out }}/prep-pwd
+        echo {{ self.address }} {{ run }} > {{ vars.out }}/prep-self
+        printf '%s' "$CLOUDINITD_STEP" > {{ vars.out }}/prep-step
+        echo "token=tok; \\$(id)" > "$CLOUDINITD_EXPORT"
+        """)
+    assert cli("boot", plan, "--name", "loc-1", "--json").json()["ok"] is True
+    workdir = cli.home / "runs" / "loc-1" / "local" / "prep-0"
+    assert Path((out / "prep-pwd").read_text().strip()) == workdir
+    assert (workdir.stat().st_mode & 0o777) == 0o700
+    assert (out / "prep-self").read_text() == "127.0.0.1 loc-1\n"
+    assert (out / "prep-step").read_text() == "boot"
+    assert (out / "remote-token").read_text() == "tok; $(id)\n"  # exported, read as text
+    assert cli("terminate", "loc-1", "--json").json()["ok"] is True
+    assert (out / "terminated").read_text() == "prep\n"
+    assert not workdir.exists()
+
+
+def test_local_step_failure_is_reported_with_its_log(tmp_path, cli: Cli, sshd_hosts):
+    host, = sshd_hosts(1)
+    out = tmp_path / "out"
+    out.mkdir()
+    plan = _local_plan(tmp_path, host, out, "echo 'local trouble' >&2\nexit 4\n")
+    failed = cli("boot", plan, "--name", "loc-2", expect=1)
+    assert "prep failed at step boot" in failed.err and "local trouble" in failed.err
+    assert not (out / "remote-token").exists()
+
+
+def test_local_must_be_declared_by_the_service_and_excludes_hosts(tmp_path, cli: Cli):
+    plan = write_plan(tmp_path / "d", """
+        name: d
+        defaults:
+          local: true
+        services:
+          a:
+            boot: a.sh.j2
+        """, {"a.sh.j2": "true\n"})
+    failed = cli("validate", plan, expect=2)
+    assert f"{plan}:3: service 'a': `local: true` runs steps on this machine; write it in" \
+        " the service itself" in failed.err
+    plan = write_plan(tmp_path / "e", """
+        name: e
+        services:
+          a:
+            local: true
+            image: debian-12
+            host: 192.0.2.1
+            boot: a.sh.j2
+          b:
+            host: a
+            boot: a.sh.j2
+        """, {"a.sh.j2": "true\n"})
+    failed = cli("validate", plan, expect=2)
+    assert f"{plan}:5: service 'a': 'image' does not apply to a local service" in failed.err
+    assert f"{plan}:6: service 'a': 'host' does not apply to a local service" in failed.err
+    assert f"{plan}:9: service 'b': host 'a' is a local service" in failed.err
+    plan = write_plan(tmp_path / "f", """
+        name: f
+        services:
+          a:
+            local: "yes"
+            boot: a.sh.j2
+        """, {"a.sh.j2": "true\n"})
+    assert f"{plan}:4: " in cli("validate", plan, expect=2).err
