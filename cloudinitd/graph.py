@@ -280,6 +280,8 @@ def _scans(plan: Plan) -> Iterator[_Scan]:
         for script in spec.scripts.values():
             if is_template(script.path):
                 yield _scan_text(plan, spec, script.source, display_path(script.path), 0, True)
+            for arg, pos in zip(script.args, script.args_pos, strict=False):
+                yield _scan_text(plan, spec, arg, pos.file, pos.line, False)
         for key, value in spec.env.items():
             at = spec.pos_of(f"env.{key}")
             yield _scan_text(plan, spec, value, at.file, at.line, False)

@@ -333,6 +333,24 @@ def render_env(
     }
 
 
+def render_args(
+    script: ScriptSpec,
+    *,
+    plan: Plan,
+    run: str,
+    service: str | ServiceSpec,
+    index: int,
+    world: Mapping[str, list[Mapping[str, Any]]],
+    extra: Extra = None,
+) -> list[str]:
+    """A step's `args:`, rendered raw: each is one argument (quoted on the command line)."""
+    return [
+        render_value(arg, plan=plan, run=run, service=service, index=index, world=world,
+                     where=str(pos), extra=extra)
+        for arg, pos in zip(script.args, script.args_pos, strict=False)
+    ]
+
+
 def render_script(
     script: ScriptSpec,
     *,

@@ -99,3 +99,94 @@ def test_local_must_be_declared_by_the_service_and_excludes_hosts(tmp_path, cli:
             boot: a.sh.j2
         """, {"a.sh.j2": "true\n"})
     assert f"{plan}:4: " in cli("validate", plan, expect=2).err
+
+
+def _bundle(root: Path) -> None:
+    (root / "bundle" / "sub").mkdir(parents=True)
+    (root / "bundle" / "run.sh").write_text("#!/bin/sh\necho ran-from-bundle\n")
+    (root / "bundle" / "run.sh").chmod(0o755)
+    (root / "bundle" / "sub" / "data").write_text("bundle data\n")
+    (root / "bundle" / "inside-link").symlink_to("sub/data")  # inside the bundle: fine
+    (root / "conf.json").write_text('{"k": 1}\n')
+
+
+def test_step_args_are_templated_quoted_words_and_files_ship_beside(tmp_path, cli: Cli,
+                                                                     sshd_hosts):
+    src, dst = sshd_hosts(2)
+    out = tmp_path / "out"
+    out.mkdir()
+    plan_dir = tmp_path / "args"
+    plan_dir.mkdir()
+    _bundle(plan_dir)
+    steps = """
+            boot:
+              script: use.sh.j2
+              args: ["{{ src.evil }}", "two  words", "{{ vars.out }}", 5, "", "$(id)"]
+              files: [bundle, conf.json]
+    """
+    plan = write_plan(plan_dir, f"""
+        name: args
+        vars:
+          out: {out}
+        services:
+          src:
+            host: {src.address}
+            ssh_port: {src.port}
+            ssh_key: {src.key_path}
+            boot: src.sh.j2
+            exports: [evil]
+          use:
+            host: {dst.address}
+            ssh_port: {dst.port}
+            ssh_key: {dst.key_path}
+{steps}
+          here:
+            local: true
+{steps}
+        """, {
+        "src.sh.j2": """echo '{"evil": "a'"'"'; touch /tmp/cid-args-pwned; echo \\\\"$(id)"}' """
+                     """> "$CLOUDINITD_EXPORT"\n""",
+        "use.sh.j2": """
+            set -e
+            out="$3"
+            for a in "$@"; do printf '[%s]\\n' "$a"; done > "$out/{{ self.name }}-args"
+            cd bundle
+            ./run.sh > "$out/{{ self.name }}-ran"
+            cat sub/data inside-link ../conf.json > "$out/{{ self.name }}-files"
+            """,
+    })
+    assert cli("graph", plan, "--json").json()["edges"] == [["src", "here"], ["src", "use"]]
+    assert cli("boot", plan, "--name", "args-1", "--json").json()["ok"] is True
+    for who in ("use", "here"):
+        lines = (out / f"{who}-args").read_text().splitlines()
+        assert lines[1:] == ["[two  words]", f"[{out}]", "[5]", "[]", "[$(id)]"], who
+        assert lines[0].startswith("[a'; touch /tmp/cid-args-pwned"), lines[0]
+        assert (out / f"{who}-ran").read_text() == "ran-from-bundle\n"
+        assert (out / f"{who}-files").read_text() == 'bundle data\nbundle data\n{"k": 1}\n'
+    assert not Path("/tmp/cid-args-pwned").exists()
+
+
+def test_bundle_symlinks_pointing_outside_are_refused_at_load(tmp_path, cli: Cli):
+    plan_dir = tmp_path / "sym"
+    plan_dir.mkdir()
+    _bundle(plan_dir)
+    (plan_dir / "bundle" / "sub" / "key").symlink_to("/etc/shadow")
+    (plan_dir / "elsewhere").symlink_to(tmp_path)
+    plan = write_plan(plan_dir, """
+        name: sym
+        services:
+          a:
+            local: true
+            boot:
+              script: a.sh.j2
+              files:
+                - bundle
+                - elsewhere
+                - missing.txt
+        """, {"a.sh.j2": "true\n"})
+    failed = cli("validate", plan, expect=2)
+    assert f"{plan}:8: service 'a': boot files: symlink bundle/sub/key points outside the" \
+        " bundle" in failed.err
+    assert f"{plan}:9: service 'a': boot files: elsewhere is a symlink pointing outside the" \
+        " plan folder" in failed.err
+    assert f"{plan}:10: service 'a': boot file 'missing.txt' not found" in failed.err

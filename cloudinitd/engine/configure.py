@@ -44,7 +44,20 @@ def rendered_inputs(ctx: RunContext, svc: ServiceSpec, index: int,
     args = _render_args(ctx, svc, index, world)
     script = render_script(svc.scripts["boot"], **args) if "boot" in svc.scripts else None
     env = render_env(ctx, svc, index, world)
-    return script, env, content_hash(script, env)
+    argv = step_args(ctx, svc, "boot", index, world)
+    # Arguments are inputs too (a changed address given as an argument re-runs boot).
+    hashed = script if not argv or script is None else script + "\0" + "\0".join(argv)
+    return script, env, content_hash(hashed, env)
+
+
+def step_args(ctx: RunContext, svc: ServiceSpec, step: str, index: int,
+              world: World) -> dict[str, Any]:
+    """The step's rendered `args:` and its `files:`, as run_step takes them."""
+    spec = svc.scripts.get(step)
+    if spec is None or not (spec.args or spec.files):
+        return {}
+    return {"args": templates.render_args(spec, **_render_args(ctx, svc, index, world)),
+            "files": list(spec.files)}
 
 
 def configure_instance(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any],
@@ -64,7 +77,8 @@ def configure_instance(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any],
         ctx.progress(svc.name, index, "boot", "running boot script")
         exports = remote.run_step(
             target, run=ctx.run, service=svc.name, index=index, step="boot", script=script,
-            env=env, log_path=ctx.log_path(svc.name, index, "boot"), timeout=svc.timeout)
+            env=env, log_path=ctx.log_path(svc.name, index, "boot"), timeout=svc.timeout,
+            **step_args(ctx, svc, "boot", index, world))
         exports = declared_exports(ctx, svc, index, exports)
         ctx.store.clear_attributes(ctx.run, svc.name, index)
         ctx.store.set_attributes(ctx.run, svc.name, index, exports)
@@ -117,14 +131,15 @@ def run_ready(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any], world: Wor
         env = render_env(ctx, svc, index, world)
     target = ctx.target(svc, row)
     log_path = ctx.log_path(svc.name, index, "ready")
+    extra = step_args(ctx, svc, "ready", index, world)
     if once:
         remote.run_step(target, run=ctx.run, service=svc.name, index=index, step="ready",
                         script=script, env=env, log_path=log_path,
-                        timeout=min(svc.timeout, 120.0))
+                        timeout=min(svc.timeout, 120.0), **extra)
         return 1
     return remote.run_ready(target, run=ctx.run, service=svc.name, index=index, step="ready",
                             script=script, env=env, log_path=log_path,
-                            timeout=timeout or svc.timeout)
+                            timeout=timeout or svc.timeout, **extra)
 
 
 def run_terminate(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any], world: World) -> None:
@@ -136,4 +151,4 @@ def run_terminate(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any], world:
     remote.wait_for_ssh(target, timeout=min(svc.timeout, 60.0), service=svc.name)
     remote.run_step(target, run=ctx.run, service=svc.name, index=index, step="terminate",
                     script=script, env=env, log_path=ctx.log_path(svc.name, index, "terminate"),
-                    timeout=svc.timeout)
+                    timeout=svc.timeout, **step_args(ctx, svc, "terminate", index, world))

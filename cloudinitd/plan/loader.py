@@ -19,6 +19,7 @@ from cloudinitd.cloudspec import validate_cloud
 from cloudinitd.errors import PlanError, PlanErrors
 from cloudinitd.graph import build_graph
 from cloudinitd.paths import display_path, shipped_dir
+from cloudinitd.plan.bundles import BundleError, check_bundle
 from cloudinitd.plan.durations import parse_duration
 from cloudinitd.plan.model import (
     BUILTIN_ATTRIBUTES,
@@ -235,8 +236,13 @@ class _Loader:
             spec.ssh_key = key if key.is_absolute() else self.path.parent.resolve() / key
         for step in STEPS:
             if step in v:
-                script = self.script(name, step, v[step], at(step))
+                given = v[step]
+                ref = given["script"] if isinstance(given, dict) else given
+                line = given.key_line("script") if isinstance(given, PosDict) else at(step)
+                script = self.script(name, step, ref, line)
                 if script is not None:
+                    if isinstance(given, PosDict):
+                        self.step_extras(name, step, script, given)
                     spec.scripts[step] = script
         spec.exports = list(dict.fromkeys(v.get("exports", [])))
         for attr in spec.exports:
@@ -259,6 +265,32 @@ class _Loader:
                     [value] if key == "security_groups" and isinstance(value, str) else value
                 )
         return spec
+
+    def step_extras(self, name: str, step: str, script: ScriptSpec, given: PosDict) -> None:
+        """`args:` (templates, one argument each) and `files:` (checked bundles)."""
+        args = given.get("args") or []
+        for i, arg in enumerate(args):
+            script.args.append(str(arg).lower() if isinstance(arg, bool) else str(arg))
+            script.args_pos.append(self.pos(args.item_line(i) if isinstance(args, PosList)
+                                            else given.key_line("args")))
+        files = given.get("files") or []
+        for i, ref in enumerate(files):
+            line = files.item_line(i) if isinstance(files, PosList) else given.key_line("files")
+            path = Path(os.path.expanduser(ref))
+            path = path if path.is_absolute() else self.path.parent / path
+            if not path.exists() and not path.is_symlink():
+                self.error(f"service {name!r}: {step} file {ref!r} not found", line)
+                continue
+            try:
+                check_bundle(path, self.path.parent)
+            except (BundleError, OSError) as exc:
+                self.error(f"service {name!r}: {step} files: {exc}", line)
+                continue
+            script.files.append(path.absolute())
+        names = [p.name for p in script.files]
+        for dup in sorted({n for n in names if names.count(n) > 1}):
+            self.error(f"service {name!r}: {step} files: two entries named {dup!r}",
+                       given.key_line("files"))
 
     def local_service(self, name: str, entry: PosDict, v: dict[str, Any], at: Any) -> None:
         """`local: true`: this machine, declared by the service itself (never by defaults)."""

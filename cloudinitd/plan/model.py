@@ -61,6 +61,9 @@ class ScriptSpec:
     path: Path
     source: str
     pos: Pos | None = None
+    args: list[str] = field(default_factory=list)  # templates, one argument each
+    args_pos: list[Pos] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)  # uploaded beside the script
 
 
 # The address recorded for a `local: true` service (this machine).

@@ -34,7 +34,30 @@ _STRINGS = {
     "x-expect": "a string or a list of strings",
     "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
 }
-_SCRIPT = {"type": "string", "minLength": 1, "x-expect": "a script path (e.g. role/boot.sh.j2)"}
+_SCRIPT_PATH = {"type": "string", "minLength": 1,
+                "x-expect": "a script path (e.g. role/boot.sh.j2)"}
+# A step: a script path, or {script, args, files} (arguments are templates,
+# files are uploaded beside the script).
+_SCRIPT = {
+    "x-expect": "a script path, or {script: PATH, args: [...], files: [...]}",
+    "oneOf": [
+        _SCRIPT_PATH,
+        {
+            "type": "object",
+            "properties": {
+                "script": _SCRIPT_PATH,
+                "args": {"type": "array", "maxItems": 256,
+                         "items": {"type": ["string", "number", "boolean"],
+                                   "x-expect": "a string, number or boolean"}},
+                "files": {"type": "array", "maxItems": 256,
+                          "items": {"type": "string", "minLength": 1,
+                                    "x-expect": "a file or folder path"}},
+            },
+            "required": ["script"],
+            "additionalProperties": False,
+        },
+    ],
+}
 
 SERVICE_PROPERTIES: dict[str, Any] = {
     "cloud": {"type": "string", "minLength": 1},

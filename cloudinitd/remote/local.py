@@ -15,11 +15,13 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cloudinitd.errors import RemoteError
+from cloudinitd.plan.bundles import BundleError, walk_bundle
 from cloudinitd.plan.model import LOCAL_ADDRESS
 from cloudinitd.remote.script import StepLog, check_name, interpreter, parse_export, step_env
 
@@ -42,8 +44,25 @@ def _workdir(target: LocalTarget, service: str, index: int) -> Path:
     return path
 
 
+def _copy_files(workdir: Path, files: Sequence[Path], service: str, step: str) -> None:
+    """A step's `files:` beside its script (walked again: no symlink out of a bundle)."""
+    try:
+        for entry in files:
+            for path, rel, is_dir in walk_bundle(Path(entry)):
+                dest = workdir / rel
+                if is_dir:
+                    dest.mkdir(mode=0o700, exist_ok=True)
+                else:
+                    dest.unlink(missing_ok=True)
+                    shutil.copyfile(path, dest)
+                    dest.chmod((path.stat().st_mode & 0o700) | 0o600)
+    except (BundleError, OSError) as e:
+        raise RemoteError(service, step, f"copying files: {e}") from None
+
+
 def _attempt(target: LocalTarget, *, run: str, service: str, index: int, step: str,
-             script: str, env: dict[str, str], log: StepLog, timeout: float) -> tuple[int, bool]:
+             script: str, env: dict[str, str], log: StepLog, timeout: float,
+             args: Sequence[str] = (), files: Sequence[Path] = ()) -> tuple[int, bool]:
     for what, value in (("run", run), ("service", service), ("step", step)):
         check_name(what, value, service, step)
     if "\0" in script or any("\0" in f"{k}{v}" for k, v in env.items()):
@@ -53,11 +72,12 @@ def _attempt(target: LocalTarget, *, run: str, service: str, index: int, step: s
     path.write_text(script)
     path.chmod(0o700)
     (workdir / "export").unlink(missing_ok=True)
+    _copy_files(workdir, files, service, step)
     full_env = {**os.environ, **step_env(run, service, index, step, str(workdir / "export"),
                                          env)}
     log.header(f"{step} {service}-{index} on this machine ({target.label})")
     # Its own session: a timeout kills the script and everything it started.
-    proc = subprocess.Popen([*interpreter(script), str(path)], cwd=workdir, env=full_env,
+    proc = subprocess.Popen([*interpreter(script), str(path), *args], cwd=workdir, env=full_env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -82,12 +102,14 @@ def _exports(target: LocalTarget, service: str, index: int, step: str) -> dict[s
 
 
 def run_step(target: LocalTarget, *, run: str, service: str, index: int, step: str,
-             script: str, env: dict[str, str], log_path: Path, timeout: float) -> dict[str, Any]:
+             script: str, env: dict[str, str], log_path: Path, timeout: float,
+             args: Sequence[str] = (), files: Sequence[Path] = ()) -> dict[str, Any]:
     """Run one rendered script here; return what it exported. RemoteError on failure."""
     log = StepLog(log_path)
     try:
         status, timed_out = _attempt(target, run=run, service=service, index=index, step=step,
-                                     script=script, env=env, log=log, timeout=timeout)
+                                     script=script, env=env, log=log, timeout=timeout,
+                                     args=args, files=files)
     finally:
         log.close()
     if timed_out or status != 0:
@@ -98,7 +120,7 @@ def run_step(target: LocalTarget, *, run: str, service: str, index: int, step: s
 
 def run_ready(target: LocalTarget, *, run: str, service: str, index: int, script: str,
               env: dict[str, str], log_path: Path, timeout: float, interval: float = 1.0,
-              step: str = "ready") -> int:
+              step: str = "ready", args: Sequence[str] = (), files: Sequence[Path] = ()) -> int:
     """The ready script until it exits 0 (as the remote one); returns the attempts."""
     deadline = time.monotonic() + timeout
     attempts, delay = 0, interval
@@ -108,7 +130,8 @@ def run_ready(target: LocalTarget, *, run: str, service: str, index: int, script
             attempts += 1
             status, timed_out = _attempt(
                 target, run=run, service=service, index=index, step=step, script=script,
-                env=env, log=log, timeout=max(deadline - time.monotonic(), 1.0))
+                env=env, log=log, timeout=max(deadline - time.monotonic(), 1.0), args=args,
+                files=files)
             if status == 0 and not timed_out:
                 return attempts
             if time.monotonic() + delay >= deadline:
