@@ -333,6 +333,24 @@ def render_env(
     }
 
 
+def render_values(
+    *,
+    plan: Plan,
+    run: str,
+    service: str | ServiceSpec,
+    index: int,
+    world: Mapping[str, list[Mapping[str, Any]]],
+    extra: Extra = None,
+) -> dict[str, str]:
+    """A service's `values:` for one instance (raw text, like env values)."""
+    spec = plan.services[_service_name(service)]
+    return {
+        key: render_value(value, plan=plan, run=run, service=spec, index=index, world=world,
+                          where=str(spec.pos_of(f"values.{key}")), extra=extra)
+        for key, value in spec.values.items()
+    }
+
+
 def render_args(
     script: ScriptSpec,
     *,
@@ -419,7 +437,7 @@ def placeholder_world(plan: Plan) -> dict[str, list[dict[str, Any]]]:
                 "index": i,
                 "name": name,
             }
-            attrs.update({attr: f"<{name}.{attr}>" for attr in spec.exports})
+            attrs.update({attr: f"<{name}.{attr}>" for attr in [*spec.exports, *spec.values]})
             instances.append(attrs)
         world[name] = instances
     # A service on an existing host, or on another service's machine, has that address.

@@ -190,3 +190,64 @@ def test_bundle_symlinks_pointing_outside_are_refused_at_load(tmp_path, cli: Cli
     assert f"{plan}:9: service 'a': boot files: elsewhere is a symlink pointing outside the" \
         " plan folder" in failed.err
     assert f"{plan}:10: service 'a': boot file 'missing.txt' not found" in failed.err
+
+
+def test_values_are_read_by_others_like_exports(tmp_path, cli: Cli, sshd_hosts):
+    db, web = sshd_hosts(2)
+    out = tmp_path / "out"
+    out.mkdir()
+    plan = write_plan(tmp_path / "vals", f"""
+        name: vals
+        vars:
+          out: {out}
+        services:
+          conf:
+            local: true
+            values:
+              evil: "'; touch /tmp/cid-values-pwned; '"
+          db:
+            host: {db.address}
+            ssh_port: {db.port}
+            ssh_key: {db.key_path}
+            values:
+              port: 5432
+              url: "pg://{{{{ self.address }}}}:5432/{{{{ conf.evil | length }}}}"
+            boot: db.sh.j2
+            exports: [token]
+          web:
+            host: {web.address}
+            ssh_port: {web.port}
+            ssh_key: {web.key_path}
+            boot: web.sh.j2
+        """, {
+        "db.sh.j2": "echo {{ self.port }} > {{ vars.out }}/db-port\n"
+                    "echo token=t1 > \"$CLOUDINITD_EXPORT\"\n",
+        "web.sh.j2": "printf '%s\\n' {{ db.url }} {{ db.port }} {{ db.token }} {{ conf.evil }}"
+                     " > {{ vars.out }}/web\n",
+    })
+    graph = cli("graph", plan, "--json").json()
+    assert graph["edges"] == [["conf", "db"], ["conf", "web"], ["db", "web"]]
+    assert cli("boot", plan, "--name", "vals-1", "--json").json()["ok"] is True
+    assert (out / "db-port").read_text() == "5432\n"  # its own scripts read them too
+    assert (out / "web").read_text().splitlines() == [
+        f"pg://{db.address}:5432/33", "5432", "t1", "'; touch /tmp/cid-values-pwned; '"]
+    assert not Path("/tmp/cid-values-pwned").exists()
+
+
+def test_values_errors_are_located(tmp_path, cli: Cli):
+    plan = write_plan(tmp_path / "bad", """
+        name: bad
+        services:
+          a:
+            local: true
+            exports: [port]
+            values:
+              port: 1
+              address: x
+          b:
+            local: true
+            boot: b.sh.j2
+        """, {"b.sh.j2": "echo {{ a.prot }}\n"})
+    failed = cli("validate", plan, expect=2)
+    assert f"{plan}:7: service 'a': 'port' is both a value and an export" in failed.err
+    assert f"{plan}:8: service 'a': value 'address' is built in" in failed.err

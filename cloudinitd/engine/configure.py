@@ -41,6 +41,7 @@ def rendered_inputs(ctx: RunContext, svc: ServiceSpec, index: int,
     The hash is what `repair` compares with the recorded one to know that a
     dependency changed an input (an address, an exported value).
     """
+    world = with_values(ctx, svc, index, world)
     args = _render_args(ctx, svc, index, world)
     script = render_script(svc.scripts["boot"], **args) if "boot" in svc.scripts else None
     env = render_env(ctx, svc, index, world)
@@ -48,6 +49,23 @@ def rendered_inputs(ctx: RunContext, svc: ServiceSpec, index: int,
     # Arguments are inputs too (a changed address given as an argument re-runs boot).
     hashed = script if not argv or script is None else script + "\0" + "\0".join(argv)
     return script, env, content_hash(hashed, env)
+
+
+def own_values(ctx: RunContext, svc: ServiceSpec, index: int, world: World) -> dict[str, str]:
+    """The service's `values:` for this instance (rendered before its own steps)."""
+    if not svc.values:
+        return {}
+    return templates.render_values(**_render_args(ctx, svc, index, world))
+
+
+def with_values(ctx: RunContext, svc: ServiceSpec, index: int, world: World) -> World:
+    """`world` where this instance already carries its values (its scripts may read them)."""
+    values = own_values(ctx, svc, index, world)
+    if not values:
+        return world
+    items = [dict(item, **values) if item.get("index") == index else item
+             for item in world.get(svc.name, [])]
+    return {**world, svc.name: items}
 
 
 def step_args(ctx: RunContext, svc: ServiceSpec, step: str, index: int,
@@ -65,6 +83,11 @@ def configure_instance(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any],
     """Boot then ready on one instance; raises RemoteError naming the step."""
     index = row["idx"]
     script, env, digest = rendered_inputs(ctx, svc, index, world)
+    values = own_values(ctx, svc, index, world)
+    world = with_values(ctx, svc, index, world)
+    if values:  # what others read of this service, whatever its scripts do
+        ctx.store.clear_attributes(ctx.run, svc.name, index)
+        ctx.store.set_attributes(ctx.run, svc.name, index, values)
     if not has_scripts(svc):
         ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], svc.name,
                                   configured=1, boot_hash=digest)
@@ -81,7 +104,7 @@ def configure_instance(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any],
             **step_args(ctx, svc, "boot", index, world))
         exports = declared_exports(ctx, svc, index, exports)
         ctx.store.clear_attributes(ctx.run, svc.name, index)
-        ctx.store.set_attributes(ctx.run, svc.name, index, exports)
+        ctx.store.set_attributes(ctx.run, svc.name, index, {**values, **exports})
     if "ready" in svc.scripts:
         ctx.progress(svc.name, index, "ready", "running ready script")
         run_ready(ctx, svc, row, world, env, timeout=svc.timeout)

@@ -250,6 +250,17 @@ class _Loader:
                 self.error(
                     f"service {name!r}: {attr!r} is built in; it cannot be exported", at("exports")
                 )
+        given = entry.get("values") or (self.data.get("defaults") or {}).get("values") or {}
+        for key, value in (v.get("values") or {}).items():
+            spec.values[key] = str(value).lower() if isinstance(value, bool) else str(value)
+            line_at = given.key_line(key) if isinstance(given, PosDict) else at("values")
+            where[f"values.{key}"] = self.pos(line_at)
+            if key in BUILTIN_ATTRIBUTES or key in SERVICE_ATTRIBUTES:
+                self.error(f"service {name!r}: value {key!r} is built in; choose another name",
+                           line_at)
+            elif key in spec.exports:
+                self.error(f"service {name!r}: {key!r} is both a value and an export",
+                           line_at)
         spec.env = {
             k: (str(x).lower() if isinstance(x, bool) else str(x))
             for k, x in (v.get("env") or {}).items()

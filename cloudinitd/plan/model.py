@@ -90,6 +90,7 @@ class ServiceSpec:
     lifetime: float | None = None  # seconds
     spot: dict[str, Any] | None = None
     options: dict[str, Any] = field(default_factory=dict)  # provider extras (user_data, ...)
+    values: dict[str, str] = field(default_factory=dict)  # name -> template, read as attributes
     local: bool = False  # `local: true`: its steps run on this machine (remote/local.py)
     field_pos: dict[str, Pos] = field(default_factory=dict)  # key -> where it was written
 

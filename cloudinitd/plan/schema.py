@@ -93,6 +93,15 @@ SERVICE_PROPERTIES: dict[str, Any] = {
         "type": "array",
         "items": {"type": "string", "pattern": IDENTIFIER, "x-expect": "an attribute name"},
     },
+    "values": {
+        "type": "object",
+        "x-expect": "a mapping of names to values (templates) others read like exports",
+        "propertyNames": {"pattern": IDENTIFIER, "x-expect": _IDENT_WORDS},
+        "additionalProperties": {
+            "type": ["string", "number", "boolean"],
+            "x-expect": "a string, number or boolean",
+        },
+    },
     "env": {
         "type": "object",
         "propertyNames": {"pattern": IDENTIFIER, "x-expect": _IDENT_WORDS},
