@@ -14,6 +14,7 @@ scripts are sent verbatim (a plain shell script may well contain `{#`).
 from __future__ import annotations
 
 import ipaddress
+import os
 import shlex
 from collections.abc import Mapping
 from functools import lru_cache
@@ -28,11 +29,13 @@ from markupsafe import Markup
 from cloudinitd.errors import PlanError
 from cloudinitd.paths import display_path
 from cloudinitd.plan.model import BUILTIN_ATTRIBUTES, Plan, ScriptSpec, ServiceSpec
+from cloudinitd.secretcheck import secret_key_name
 
 # Names every template may use besides the services. `home` is the run's
 # home share (host, port, user, dir, key, known_host: see homeshare.py),
 # given by the engine through `extra` to the runs that use it.
-CONTEXT_NAMES = frozenset({"vars", "run", "self", "env", "home"})
+# `environ` is this machine's environment (`env` was taken: the service's env values).
+CONTEXT_NAMES = frozenset({"vars", "run", "self", "env", "home", "environ"})
 Extra = Mapping[str, Any] | None
 TEMPLATE_SUFFIX = ".j2"
 _SHELL_SUFFIXES = frozenset({"", ".sh", ".bash"})
@@ -265,6 +268,18 @@ def _instance(instances: list[Mapping[str, Any]], index: int) -> Mapping[str, An
     return None
 
 
+def _environ() -> _Labelled:
+    """`{{ environ.NAME }}`: this machine's environment, read when a template renders.
+
+    A missing name is an undefined-variable error at the template line unless
+    the template gives a default (`environ.NAME | default("x")`). Variables
+    named like secrets (`*_SECRET*`, `*PASSWORD*`, `*TOKEN*`, ...) are left out:
+    credentials stay references in cloud entries, never text in a script.
+    """
+    return _Labelled("environ", {k: v for k, v in os.environ.items()
+                                 if not secret_key_name(k)})
+
+
 def _context(
     plan: Plan,
     run: str,
@@ -279,7 +294,7 @@ def _context(
     if mine is None:
         raise PlanError(f"service '{name}' has no instance {index} to render for")
     ctx: dict[str, Any] = dict(views)
-    ctx.update(vars=_Labelled("vars", plan.vars), run=run)
+    ctx.update(vars=_Labelled("vars", plan.vars), run=run, environ=_environ())
     for key, value in (extra or {}).items():
         ctx[key] = _Labelled(key, value) if isinstance(value, Mapping) else value
     ctx[_SELF] = SelfView(views[name] if name in views else ServiceView(name, own), mine)

@@ -251,3 +251,20 @@ def test_values_errors_are_located(tmp_path, cli: Cli):
     failed = cli("validate", plan, expect=2)
     assert f"{plan}:7: service 'a': 'port' is both a value and an export" in failed.err
     assert f"{plan}:8: service 'a': value 'address' is built in" in failed.err
+
+
+def test_environ_reads_this_machines_environment_with_defaults(tmp_path, cli: Cli):
+    plan = write_plan(tmp_path / "envp", """
+        name: envp
+        services:
+          a:
+            local: true
+            boot: a.sh.j2
+        """, {"a.sh.j2": "echo {{ environ.CID_TEST_IMAGE }} {{ environ.CID_UNSET_X | default('dflt') }}"
+                         " {{ environ.CID_TEST_PASSWORD | default('hidden') }}\n"})
+    env = {"CID_TEST_IMAGE": "img; $(id)", "CID_TEST_PASSWORD": "hunter2"}
+    report = cli("boot", plan, "--dry-run", "--json", env=env).json()
+    # Shell-quoted like every value; secret-named variables are not readable.
+    assert report["instances"][0]["scripts"]["boot"] == "echo 'img; $(id)' dflt hidden\n"
+    failed = cli("boot", plan, "--dry-run", expect=2)
+    assert "a.sh.j2:1: " in failed.err and "environ.CID_TEST_IMAGE" in failed.err
