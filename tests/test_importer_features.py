@@ -268,3 +268,69 @@ def test_environ_reads_this_machines_environment_with_defaults(tmp_path, cli: Cl
     assert report["instances"][0]["scripts"]["boot"] == "echo 'img; $(id)' dflt hidden\n"
     failed = cli("boot", plan, "--dry-run", expect=2)
     assert "a.sh.j2:1: " in failed.err and "environ.CID_TEST_IMAGE" in failed.err
+
+
+def test_instance_id_adopts_and_terminate_leaves_it_unless_told(tmp_path, ec2_cloud):
+    from tests.support.testcloud import ACCESS_KEY, SECRET_KEY
+
+    cloud = ec2_cloud("adopt")
+    client = cloud.client()
+    ids = [i["InstanceId"] for i in client.run_instances(
+        ImageId="ami-12345678", MinCount=2, MaxCount=2)["Instances"]]
+    cli = Cli(tmp_path / "home", env={"AD_AK": ACCESS_KEY, "AD_SK": SECRET_KEY})
+
+    def state(instance_id: str) -> str:
+        found = client.describe_instances(InstanceIds=[instance_id])
+        return found["Reservations"][0]["Instances"][0]["State"]["Name"]
+
+    def plan(name: str, extra: str, adopt: str) -> Path:
+        return write_plan(tmp_path / name, f"""
+            name: {name}
+            clouds:
+              c: {{provider: ec2, endpoint: "{cloud.endpoint}", region: us-east-1,
+                   credentials: {{access_key_env: AD_AK, secret_key_env: AD_SK}}}}
+            services:
+              kept:
+                cloud: c
+                instance_id: {adopt}
+                {extra}
+            """)
+
+    booted = cli("boot", plan("keep", "", ids[0]), "--name", "keep-1", "--json").json()
+    assert booted["ok"] is True
+    status = cli("status", "keep-1", "--json").json()
+    assert [i["instance_id"] for i in status["services"]["kept"]["instances"]] == [ids[0]]
+    assert cloud.calls("RunInstances") == 1  # ours above; the run launched nothing
+    done = cli("terminate", "keep-1", "--json").json()
+    assert done["ok"] is True and done["terminated"] == []
+    assert state(ids[0]) == "running"  # adopted, so left running
+
+    cli("boot", plan("end", "terminate_adopted: true", f"[{ids[1]}]"), "--name", "end-1")
+    cli("terminate", "end-1")
+    assert state(ids[1]) in ("shutting-down", "terminated")
+
+    failed = cli("boot", plan("gone", "", "i-00000000deadbeef0"), "--name", "gone-1", expect=1)
+    assert "i-00000000deadbeef0" in failed.err
+
+
+def test_instance_id_errors_are_located(tmp_path, cli: Cli):
+    plan = write_plan(tmp_path / "bad", """
+        name: bad
+        clouds:
+          c: {provider: ec2, region: us-east-1}
+        services:
+          a:
+            host: 192.0.2.1
+            instance_id: i-1
+          b:
+            cloud: c
+            count: 3
+            instance_id: [i-1, i-2]
+          d:
+            cloud: c
+            terminate_adopted: true
+        """)
+    failed = cli("validate", plan, expect=2)
+    assert f"{plan}:7: service 'a': instance_id adopts a cloud instance" in failed.err
+    assert f"{plan}:10: service 'b': count 3 but 2 instance id(s)" in failed.err
+    assert f"{plan}:14: service 'd': terminate_adopted needs instance_id" in failed.err

@@ -225,6 +225,8 @@ class _Loader:
                     f"allow in total ({sum(limits)})",
                     at("count"),
                 )
+        if "instance_id" in v or "terminate_adopted" in v:
+            self.adoption(name, spec, v, at)
         spec.image = v.get("image")
         spec.size = v.get("size")
         after = v.get("after", [])
@@ -302,6 +304,29 @@ class _Loader:
         for dup in sorted({n for n in names if names.count(n) > 1}):
             self.error(f"service {name!r}: {step} files: two entries named {dup!r}",
                        given.key_line("files"))
+
+    def adoption(self, name: str, spec: ServiceSpec, v: dict[str, Any], at: Any) -> None:
+        """`instance_id:`: take existing instances into the run instead of launching."""
+        if "instance_id" not in v:
+            self.error(f"service {name!r}: terminate_adopted needs instance_id",
+                       at("terminate_adopted"))
+            return
+        ids = v["instance_id"]
+        spec.adopt = [ids] if isinstance(ids, str) else [str(i) for i in ids]
+        spec.terminate_adopted = v.get("terminate_adopted") is True
+        if spec.host is not None:
+            self.error(f"service {name!r}: instance_id adopts a cloud instance; it does not"
+                       " go with host or local", at("instance_id"))
+            return
+        if len(spec.clouds) != 1:
+            self.error(f"service {name!r}: instance_id needs exactly one cloud (cloud: NAME)",
+                       at("instance_id"))
+        if "count" in v and spec.count != len(spec.adopt):
+            self.error(f"service {name!r}: count {spec.count} but {len(spec.adopt)}"
+                       " instance id(s)", at("count"))
+        if len(set(spec.adopt)) != len(spec.adopt):
+            self.error(f"service {name!r}: an instance id is listed twice", at("instance_id"))
+        spec.count = len(spec.adopt)
 
     def local_service(self, name: str, entry: PosDict, v: dict[str, Any], at: Any) -> None:
         """`local: true`: this machine, declared by the service itself (never by defaults)."""

@@ -91,6 +91,8 @@ class ServiceSpec:
     spot: dict[str, Any] | None = None
     options: dict[str, Any] = field(default_factory=dict)  # provider extras (user_data, ...)
     values: dict[str, str] = field(default_factory=dict)  # name -> template, read as attributes
+    adopt: list[str] = field(default_factory=list)  # `instance_id:`: existing instances
+    terminate_adopted: bool = False  # terminate also ends adopted instances
     local: bool = False  # `local: true`: its steps run on this machine (remote/local.py)
     field_pos: dict[str, Pos] = field(default_factory=dict)  # key -> where it was written
 

@@ -83,6 +83,15 @@ SERVICE_PROPERTIES: dict[str, Any] = {
     "after": _STRINGS,
     "host": {"type": "string", "minLength": 1},
     "local": {"type": "boolean", "x-expect": "true or false"},
+    "instance_id": {
+        "x-expect": "an instance id or a list of them (one per instance)",
+        "oneOf": [
+            {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"},
+            {"type": "array", "minItems": 1, "maxItems": 1000, "items": {
+                "type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"}},
+        ],
+    },
+    "terminate_adopted": {"type": "boolean", "x-expect": "true or false"},
     "ssh_user": {"type": "string", "minLength": 1},
     "ssh_key": {"type": "string", "minLength": 1},
     "ssh_port": {"type": "integer", "minimum": 1, "maximum": 65535, "x-expect": "a port number"},
