@@ -46,9 +46,8 @@ def test_import_maps_levels_deps_globals_and_hosts(tmp_path):
     doc = yaml.safe_load(path.read_text())
     services = doc["services"]
     assert list(services) == ["db", "cache_1", "here", "web", "last"]  # level order, valid names
-    assert services["here"] == {"local": True, "timeout": 120, "boot": "scripts/here.boot.sh.j2",
-                                "terminate": "scripts/here.terminate.sh.j2",
-                                "exports": ["made"]}
+    assert services["here"]["local"] is True and services["here"]["exports"] == ["made"]
+    assert "host" not in services["here"] and "ssh_user" not in services["here"]
     assert services["db"]["host"] == "127.0.0.9" and services["db"]["ssh_port"] == 2222
     assert services["cache_1"]["host"] == "db"  # ${db.hostname}: several services, one host
     assert services["web"]["host"] == "127.0.0.10" and "image" not in services["web"]
@@ -58,8 +57,19 @@ def test_import_maps_levels_deps_globals_and_hosts(tmp_path):
     assert services["db"]["exports"] == ["token"]  # read by web, found in no deps file
     assert services["db"]["timeout"] == 120 and services["db"]["ssh_user"] == "deploy"
     assert doc["vars"] == {"who": "world", "greeting": "hello world"}  # %(who)s
-    boot = (path.parent / services["web"]["boot"]).read_text()
-    assert '{{ ("pg://" ~ db.address ~ ":" ~ "6543" ~ "/app") }}' in boot  # later deps win
+    # deps values become `values:` (a later deps file wins); readers name them.
+    assert services["db"]["values"] == {
+        "port": "6543", "url": "pg://{{ self.address }}:6543/app", "out": "/srv/out",
+        "evil": "'; touch /tmp/cloudinitd-importer-pwned; echo $(id) `id`"}
+    web_boot = services["web"]["boot"]
+    assert web_boot["args"] == ["/srv/out", "{{ db.url }}", "{{ db.token }}",
+                                "{{ db.address }}", "{{ vars.greeting }}", "{{ db.evil }}",
+                                "{{ run }}"]
+    assert web_boot["files"] == ["programs/web-boot.sh"]
+    assert (path.parent / "programs" / "web-boot.sh").read_bytes() == \
+        (top.parent / "web-boot.sh").read_bytes()
+    assert services["cache_1"]["boot"]["files"] == ["programs/bundle.tar.gz"]
+    assert services["db"]["terminate"]["files"] == ["programs/term.sh"]  # one copy, shared
     where = {n.message.split(":")[0]: n.where for n in notes}
     level2 = top.parent / "level2.conf"
     assert any(n.where == f"{level2}:13" and "instanceid" in n.message for n in notes), where
@@ -90,12 +100,13 @@ def test_boot_original_plan_on_sshd_hosts(tmp_path, cli: Cli, sshd_hosts):
     assert conf == {"url": f"pg://{db.address}:6543/app", "port": "6543", "price": "$5",
                     "literal": "{{ not.jinja }}", "out": str(out)}
     assert 'export port="6543"' in (out / "db-bootenv.sh").read_text()
-    assert (out / "db-pwd").read_text().strip().endswith("/stage")  # run from its stage
+    # Run from the step's private folder (the original's stage), bootconf beside it.
+    assert (out / "db-pwd").read_text().strip().endswith("/.cloudinitd-remote/orig-1/db-0")
     assert (out / "cache-payload").read_text() == "payload from the bundle\n"
     assert (out / "ready").read_text() == "ready\n"
     assert (out / "last").read_text() == f"{web.address}\nmade here\n"
     # local_exe: run here, from the stage folder in the run's private local folder.
-    here = cli.home / "runs" / "orig-1" / "local" / "here-0" / "stage"
+    here = cli.home / "runs" / "orig-1" / "local" / "here-0"
     assert Path((out / "here-pwd").read_text().strip()) == here
 
     done = cli("terminate", "orig-1", "--json").json()

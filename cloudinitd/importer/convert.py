@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,8 @@ from typing import Any
 import yaml
 
 from cloudinitd.importer.original import Note, OrigPlan, OrigService
-from cloudinitd.importer.refs import RefError, Refs
-from cloudinitd.importer.wrapper import step_script
+from cloudinitd.importer.refs import RefError, Refs, is_value_name
+from cloudinitd.importer.wrapper import program_name, step_script
 
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_]")
 _STEPS = (("boot", "bootpgm"), ("ready", "readypgm"), ("terminate", "terminatepgm"))
@@ -59,6 +60,7 @@ class _Converter:
         self.clouds: dict[str, dict[str, Any]] = {}
         self.cloud_keys: dict[tuple, str] = {}
         self.scripts: dict[str, str] = {}
+        self.programs: dict[Path, str] = {}  # source -> plan-relative copy
 
     def note(self, where: str, message: str, essential: bool = False) -> None:
         self.plan.notes.append(Note(where, message, essential))
@@ -161,21 +163,46 @@ class _Converter:
         except ValueError:
             self.note(svc.where_of("pgm_timeout"), f"pgm_timeout {timeout!r} is not a number",
                       essential=True)
+        values = {k: v for k, v in svc.deps.items() if is_value_name(k)}
+        if values:
+            try:
+                out["values"] = {k: self.refs.template(v.text, svc) for k, v in values.items()}
+            except RefError as e:
+                where = next((v.where for k, v in values.items() if k in str(e)),
+                             svc.where)
+                self.note(where, str(e), essential=True)
         for step, key in _STEPS:
             if key not in svc.paths:
                 if svc.get(f"{key}_args"):
                     self.note(svc.where_of(f"{key}_args"), f"{key}_args without {key}: unused")
                 continue
             path = f"scripts/{name}.{step}.sh.j2"
+            program = self.program(svc.paths[key])
             try:
-                self.scripts[path] = step_script(svc, step, self.refs)
+                text, args = step_script(svc, step, self.refs, Path(program).name)
             except RefError as e:
                 self.note(svc.where_of(e.key or f"{key}_args"), str(e), essential=True)
                 continue
-            out[step] = path
+            self.scripts[path] = text
+            entry: dict[str, Any] = {"script": path}
+            if args:
+                entry["args"] = args
+            entry["files"] = [program]
+            out[step] = entry
         if "bootconf" in svc.paths and "bootpgm" not in svc.paths:
             self.note(svc.where_of("bootconf"), "bootconf without bootpgm: unused")
         return out
+
+    def program(self, source: Path) -> str:
+        """The plan-relative path the program is copied to (one copy per source file)."""
+        if source in self.programs:
+            return self.programs[source]
+        name = program_name(source)
+        rel, n = f"programs/{name}", 2
+        while rel in self.programs.values():
+            rel, n = f"programs/{n}/{name}", n + 1
+        self.programs[source] = rel
+        return rel
 
     def host(self, svc: OrigService) -> str:
         """hostname: an address, `${global.x}`, or `${other.hostname}` (that service's host)."""
@@ -246,6 +273,11 @@ def convert_plan(plan: OrigPlan, out: Path, environ: Mapping[str, str] | None = 
             old.unlink()
     for rel, text in conv.scripts.items():
         (out / rel).write_text(text)
+    if (out / "programs").exists():
+        shutil.rmtree(out / "programs")  # a fresh copy each import
+    for source, rel in conv.programs.items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, out / rel)
     header = (f"# Converted by `cloudinitd import` from {plan.top}.\n"
               "# Edit this plan, or re-run the import after changing the original.\n")
     plan_path = out / "plan.yml"

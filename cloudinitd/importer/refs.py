@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 from cloudinitd.importer.original import OrigPlan, OrigService
+from cloudinitd.plan.model import BUILTIN_ATTRIBUTES, SERVICE_ATTRIBUTES
 
 PLACEHOLDER = re.compile(r"\$\{(.*?)\.(.*?)\}")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -43,6 +44,46 @@ def literal(text: str) -> str:
     return json.dumps(text)
 
 
+def is_value_name(key: str) -> bool:
+    """A deps key that can be a `values:` name (others are inlined where read)."""
+    return bool(IDENTIFIER.match(key)) and key not in BUILTIN_ATTRIBUTES \
+        and key not in SERVICE_ATTRIBUTES
+
+
+_JINJA = re.compile(r"\{[{%#]|[}%#]\}")
+
+
+def _as_part(expr: str) -> tuple[bool, str]:
+    """An inlined value that is plain text stays text (`6543`, not `{{ "6543" }}`)."""
+    if expr.startswith('"') and expr.endswith('"'):
+        try:
+            value = json.loads(expr)
+        except ValueError:
+            return True, expr
+        if isinstance(value, str):
+            return False, value
+    return True, expr
+
+
+def _join_expr(parts: list[tuple[bool, str]]) -> str:
+    items = [p if is_expr else literal(p) for is_expr, p in parts]
+    return items[0] if len(items) == 1 else "(" + " ~ ".join(items) + ")"
+
+
+def _join_template(parts: list[tuple[bool, str]]) -> str:
+    """Template text; literal text that Jinja would read as syntax goes in as a string."""
+    out = []
+    for is_expr, p in parts:
+        if is_expr:
+            out.append(f"{{{{ {p} }}}}")
+        elif _JINJA.search(p) or p.endswith(("{", "}", "%", "#")) or p.startswith(("}", "%",
+                                                                                    "#")):
+            out.append(f"{{{{ {literal(p)} }}}}")
+        else:
+            out.append(p)
+    return "".join(out)
+
+
 @dataclass
 class Refs:
     plan: OrigPlan
@@ -53,20 +94,30 @@ class Refs:
 
     def expr(self, text: str, owner: OrigService) -> str:
         """A Jinja expression for `text` read by `owner` (a boot/ready/terminate step)."""
-        return self._expr(text, owner, "self", owner.name, ())
+        return _join_expr(self._parts(text, owner, "self", owner.name, ()))
+
+    def template(self, text: str, owner: OrigService) -> str:
+        """`text` as a template (literal text, `{{ expr }}` for each placeholder)."""
+        return _join_template(self._parts(text, owner, "self", owner.name, ()))
 
     def _expr(self, text: str, ctx: OrigService, base: str, reader: str,
               seen: tuple[tuple[str, str], ...]) -> str:
-        parts: list[str] = []
+        return _join_expr(self._parts(text, ctx, base, reader, seen))
+
+    def _parts(self, text: str, ctx: OrigService, base: str, reader: str,
+               seen: tuple[tuple[str, str], ...]) -> list[tuple[bool, str]]:
+        """(is_expression, text) pieces of `text` in order."""
+        parts: list[tuple[bool, str]] = []
         pos = 0
         for m in PLACEHOLDER.finditer(text):
             if m.start() > pos:
-                parts.append(literal(text[pos:m.start()]))
-            parts.append(self._one(m.group(1), m.group(2), ctx, base, reader, seen))
+                parts.append((False, text[pos:m.start()]))
+            expr = self._one(m.group(1), m.group(2), ctx, base, reader, seen)
+            parts.append(_as_part(expr))
             pos = m.end()
         if pos < len(text) or not parts:
-            parts.append(literal(text[pos:]))
-        return parts[0] if len(parts) == 1 else "(" + " ~ ".join(parts) + ")"
+            parts.append((False, text[pos:]))
+        return parts
 
     def _target(self, svc: str, ctx: OrigService, base: str) -> tuple[OrigService, str]:
         if svc == "":
@@ -101,6 +152,9 @@ class Refs:
             return f"{tbase}.instance_id"
         if attr == "run_name":
             return "run"
+        if attr in target.deps and is_value_name(attr) and target.name != ctx.name:
+            # Another service's deps value: its `values:` entry, read like an export.
+            return f"{tbase}.{attr}"
         if attr in target.deps:
             key = (target.name, attr)
             if key in seen:

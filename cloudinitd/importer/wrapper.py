@@ -1,17 +1,16 @@
-"""The step scripts a converted plan runs: the original program, shipped inside.
+"""The step scripts a converted plan runs around the original programs.
 
-Each script unpacks the service's program (a file, or a `.tar.gz` holding
-`NAME/run.sh`) into `stage/` of the run's private directory on the host,
-writes `bootconf.json` (and `bootenv.sh`) there, and runs the program with
-its arguments from `stage/`, as the original did from its stage directory.
-After the boot program, a `bootout.json` it left becomes the service's
-exports. Every argument and substituted value is a Jinja expression, which
-the renderer shell-quotes: nothing from a value is run.
+The program (a file, or a `.tar.gz` holding `NAME/run.sh`) ships as the
+step's `files:`, so it lands beside the script in the step's private folder
+(the original's stage directory), where the script writes `bootconf.json`
+(and `bootenv.sh`) and runs it with the step's `args:`. After the boot
+program, a `bootout.json` it left becomes the service's exports. Values in
+the script are Jinja expressions, which the renderer shell-quotes; arguments
+are passed one word each: nothing from a value is run.
 """
 
 from __future__ import annotations
 
-import base64
 import re
 import shlex
 import string
@@ -61,22 +60,24 @@ def bootconf_parts(text: str, svc: OrigService, refs: Refs) -> list[str]:
     return [p for p in parts if p != '""']
 
 
-def step_script(svc: OrigService, step: str, refs: Refs) -> str:
-    """The `.sh.j2` text of one step (step: boot, ready or terminate)."""
+def step_script(svc: OrigService, step: str, refs: Refs, program_name: str
+                ) -> tuple[str, list[str]]:
+    """The `.sh.j2` text of one step and its `args:` (templates, one argument each).
+
+    The program travels as the step's `files:` entry `program_name`, beside the
+    script in the step's private folder, where the script runs it."""
     key = {"boot": "bootpgm", "ready": "readypgm", "terminate": "terminatepgm"}[step]
-    program = svc.paths[key]
-    name = program.name if _SAFE_NAME.match(program.name) else "program"
+    name = program_name
     lines = ["#!/bin/sh",
-             f"# Made by `cloudinitd import` from {svc.where_of(key)}: the {key} of"
-             f" [svc-{svc.name}].",
-             "set -e", "mkdir -p stage", "cd stage"]
-    lines += _unpack(program, name)
+             f"# Made by `cloudinitd import`: the {key} of [svc-{svc.name}], run from this"
+             " step's folder (the original's stage directory).",
+             "set -e"]
     if name.endswith(".tar.gz"):
         lines.append(f"tar -xzf {shlex.quote(name)}")
         run = f"./{name[: -len('.tar.gz')]}/run.sh"
-        lines.append(f"chmod +x {shlex.quote(run)}")
     else:
         run = f"./{name}"
+    lines.append(f"chmod +x {shlex.quote(run)}")
     if step == "boot" and "bootconf" in svc.paths:
         text = svc.paths["bootconf"].read_text(encoding="utf-8", errors="replace")
         try:
@@ -90,17 +91,15 @@ def step_script(svc: OrigService, step: str, refs: Refs) -> str:
     try:
         tokens = shlex.split(args)
     except ValueError as e:
-        raise RefError(f"{key}_args: cannot split into words: {e}") from None
-    argv = " ".join(f"{{{{ {refs.expr(t, svc)} }}}}" for t in tokens)
-    lines += ["set +e", f"{shlex.quote(run)} {argv}".rstrip(), "rc=$?"]
+        raise RefError(f"{key}_args: cannot split into words: {e}", f"{key}_args") from None
+    argv = [refs.template(t, svc) for t in tokens]
+    lines += ["set +e", f'{shlex.quote(run)} "$@"', "rc=$?"]
     if step == "boot":
         lines.append('if [ "$rc" -eq 0 ] && [ -f bootout.json ]; then'
                      ' cp bootout.json "$CLOUDINITD_EXPORT"; fi')
     lines.append('exit "$rc"')
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n", argv
 
 
-def _unpack(program: Path, name: str) -> list[str]:
-    data = base64.encodebytes(program.read_bytes()).decode().rstrip("\n")
-    return [f"base64 -d > {shlex.quote(name)} <<'CLOUDINITD_PROGRAM'", data,
-            "CLOUDINITD_PROGRAM", f"chmod 0755 {shlex.quote(name)}"]
+def program_name(program: Path) -> str:
+    return program.name if _SAFE_NAME.match(program.name) else "program"
