@@ -165,12 +165,12 @@ class _Converter:
                       essential=True)
         values = {k: v for k, v in svc.deps.items() if is_value_name(k)}
         if values:
-            try:
-                out["values"] = {k: self.refs.template(v.text, svc) for k, v in values.items()}
-            except RefError as e:
-                where = next((v.where for k, v in values.items() if k in str(e)),
-                             svc.where)
-                self.note(where, str(e), essential=True)
+            out["values"] = {}
+            for k, v in values.items():
+                try:
+                    out["values"][k] = self.refs.template(v.text, svc)
+                except RefError as e:
+                    self.note(v.where, str(e), essential=True)
         for step, key in _STEPS:
             if key not in svc.paths:
                 if svc.get(f"{key}_args"):
