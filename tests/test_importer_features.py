@@ -334,3 +334,33 @@ def test_instance_id_errors_are_located(tmp_path, cli: Cli):
     assert f"{plan}:7: service 'a': instance_id adopts a cloud instance" in failed.err
     assert f"{plan}:10: service 'b': count 3 but 2 instance id(s)" in failed.err
     assert f"{plan}:14: service 'd': terminate_adopted needs instance_id" in failed.err
+
+
+def test_static_hostname_is_what_the_host_reports_else_its_address(tmp_path, cli: Cli,
+                                                                   sshd_hosts):
+    import socket
+
+    a, b = sshd_hosts(2)
+    out = tmp_path / "out"
+    out.mkdir()
+    plan = write_plan(tmp_path / "hn", f"""
+        name: hn
+        vars:
+          out: {out}
+        services:
+          a:
+            host: {a.address}
+            ssh_port: {a.port}
+            ssh_key: {a.key_path}
+            boot: a.sh.j2
+          quiet:
+            host: {b.address}
+          reader:
+            local: true
+            boot: r.sh.j2
+        """, {"a.sh.j2": "echo {{ self.hostname }} > {{ vars.out }}/a-self\n",
+              "r.sh.j2": "echo {{ a.hostname }} {{ quiet.hostname }} > {{ vars.out }}/r\n"})
+    assert cli("boot", plan, "--name", "hn-1", "--json").json()["ok"] is True
+    me = socket.gethostname()  # every test sshd runs on this machine
+    assert (out / "a-self").read_text() == f"{me}\n"
+    assert (out / "r").read_text() == f"{me} {b.address}\n"  # no scripts: no connection

@@ -78,10 +78,32 @@ def step_args(ctx: RunContext, svc: ServiceSpec, step: str, index: int,
             "files": list(spec.files)}
 
 
+def learn_hostname(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any],
+                   world: World) -> World:
+    """An existing host's `hostname` is what it reports at first connect (kept in the store)."""
+    target = ctx.target(svc, row)
+    ctx.progress(svc.name, row["idx"], "ssh", f"waiting for SSH on {row['address']}")
+    remote.wait_for_ssh(target, timeout=svc.timeout, service=svc.name)
+    try:
+        name = remote.reported_hostname(target, svc.name)
+    except Exception as exc:  # a name is nice to have; the address stays
+        ctx.store.event(ctx.run, "warning", f"hostname: {exc}", svc.name, row["idx"])
+        return world
+    if not name:
+        return world
+    ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], svc.name,
+                              hostname=name)
+    items = [dict(item, hostname=name) if item.get("index") == row["idx"] else item
+             for item in world.get(svc.name, [])]
+    return {**world, svc.name: items}
+
+
 def configure_instance(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any],
                        world: World) -> None:
     """Boot then ready on one instance; raises RemoteError naming the step."""
     index = row["idx"]
+    if has_scripts(svc) and not svc.launches and row["hostname"] in (None, row["address"]):
+        world = learn_hostname(ctx, svc, row, world)
     script, env, digest = rendered_inputs(ctx, svc, index, world)
     values = own_values(ctx, svc, index, world)
     world = with_values(ctx, svc, index, world)

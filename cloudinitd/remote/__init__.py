@@ -5,6 +5,8 @@ Public surface used by the engine; see the submodules for the why:
 `steps` (run_step, run_ready, remove_run_dir).
 """
 
+import re
+import socket
 from typing import Any
 
 from cloudinitd.remote import local as _local
@@ -40,6 +42,19 @@ def remove_run_dir(target: Any, run: str, service: str = "-") -> None:
     mod.remove_run_dir(target, run, service)
 
 
+_HOSTNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$")
+
+
+def reported_hostname(target: Any, service: str) -> str | None:
+    """The host's own name (`hostname` there; this machine's for a local target)."""
+    if isinstance(target, LocalTarget):
+        name = socket.gethostname()
+    else:
+        status, out = session_for(target, service).run("hostname", timeout=30)
+        name = out.strip().splitlines()[0].strip() if status == 0 and out.strip() else ""
+    return name if _HOSTNAME.match(name) else None
+
+
 def wait_for_ssh(target: Any, timeout: float, service: str) -> None:
     if not isinstance(target, LocalTarget):
         _wait_for_ssh(target, timeout=timeout, service=service)
@@ -57,6 +72,7 @@ __all__ = [
     "interpreter",
     "known_hosts_name",
     "parse_export",
+    "reported_hostname",
     "remove_run_dir",
     "run_ready",
     "run_step",
