@@ -343,6 +343,7 @@ def ensure_home_share(
             _write_private(
                 d / "share.json", json.dumps({**wanted, "port": share_port, "pid": new_pid}) + "\n"
             )
+        _gateway_ports(run_dir, listen_address, [share_port])
         host_field = listen_address if share_port == 22 else f"[{listen_address}]:{share_port}"
         key_type, key_b64 = host_public.split()[:2]
         return HomeShare(
@@ -362,6 +363,14 @@ def share_info(run_dir: Path) -> dict:
     state = _read_state(Path(run_dir) / SUBDIR)
     state.pop("pid", None)
     return state
+
+
+def _gateway_ports(run_dir: Path, address: str, ports: list[int]) -> None:
+    """On our bridge's gateway the firewall admits only ports granted to the run: this one."""
+    from cloudinitd.providers import hostnet
+
+    if address == hostnet.bridge_config().gateway:
+        hostnet.set_gateway_ports(hostnet.run_key(run_dir), ports)
 
 
 def share_pid(run_dir: Path) -> int | None:
@@ -389,6 +398,7 @@ def stop_home_share(run_dir: Path) -> bool:
         _kill(pid)
         jail.release(run_dir)
         state = _read_state(d)
+        _gateway_ports(run_dir, state.get("host", ""), [])
         state.pop("pid", None)
         _write_private(d / "share.json", json.dumps(state) + "\n")
         return True

@@ -16,6 +16,7 @@ qemu-utils
 cloud-image-utils
 graphviz
 iproute2
+nftables
 rsync
 ca-certificates
 sudo

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import multiprocessing
+import pwd
 import subprocess
 import urllib.error
 import urllib.request
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from cloudinitd.errors import ProviderError
-from cloudinitd.providers import hostnet
+from cloudinitd.providers import aptproxy, firewall, hostnet
 from tests.support.lxc import isolated_net, require_lxc
 
 pytestmark = pytest.mark.lxc
@@ -134,7 +135,7 @@ def test_apt_proxy_on_gateway_only_and_stopped_at_teardown(net):
     assert "0.0.0.0:3142" not in _listeners(3142)
     assert hostnet.ensure_apt_proxy(bridge) == url
     assert hostnet.apt_proxy_pid() == pid, "a second call must reuse the running proxy"
-    backends = (net.net_dir / "apt-cacher-ng" / "backends_debian").read_text().strip()
+    backends = (aptproxy.conf_dir() / "backends_debian").read_text().strip()
     assert backends == hostnet.host_debian_mirror()
 
     # Fetch a real index through the proxy, as an instance's apt would.
@@ -148,6 +149,12 @@ def test_apt_proxy_on_gateway_only_and_stopped_at_teardown(net):
         opener.open("http://example.com/pool/main/x.deb", timeout=60)
     assert denied.value.code == 403
 
+    # Its maintenance page is off: it could start expiry/deletion jobs for anyone.
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(f"{url}/acng-report.html?doCount=1", timeout=30)
+    with pytest.raises(urllib.error.HTTPError):
+        opener.open("http://deb.debian.org/acng-report.html", timeout=30)
+
     lease = hostnet.lease_address("keep")
     assert hostnet.teardown_if_unused() is False, "a lease is held: nothing may go"
     assert Path(f"/proc/{pid}").exists()
@@ -160,6 +167,57 @@ def test_apt_proxy_on_gateway_only_and_stopped_at_teardown(net):
     assert not Path("/sys/class/net", net.bridge).exists()
 
 
+def _uids(pid: int) -> list[int]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    line = next(ln for ln in status.splitlines() if ln.startswith("Uid:"))
+    return [int(u) for u in line.split()[1:]]
+
+
+def test_apt_proxy_runs_as_its_own_user(net):
+    bridge = hostnet.ensure_bridge()
+    hostnet.ensure_apt_proxy(bridge)
+    pid = hostnet.apt_proxy_pid()
+    user = pwd.getpwnam("apt-cacher-ng")
+    assert set(_uids(pid)) == {user.pw_uid}, "real, effective, saved and fs uid all dropped"
+    assert Path(aptproxy.apt_cache_dir()).stat().st_uid == user.pw_uid
+    assert (aptproxy.conf_dir() / "acng.conf").stat().st_uid == 0, "its config stays root's"
+    assert hostnet.teardown_if_unused() is True
+
+
+def test_firewall_tables_follow_ports_and_go_at_teardown(net):
+    bridge = hostnet.ensure_bridge()
+    owner = "test:fw"
+    address = hostnet.lease_address(owner)
+    run = hostnet.run_key(net.net_dir / "run-a")
+    hostnet.attach_port("vcid-fwtest", run=run, address=address, mac="00:16:3e:aa:bb:cc",
+                        owner=owner)
+    rules = firewall.ruleset(bridge.name)
+    assert '"vcid-fwtest"' in rules and "00:16:3e:aa:bb:cc" in rules and address in rules
+    hostnet.allow_gateway_port(run, 2299)
+    assert f"{address} . 2299" in firewall.ruleset(bridge.name)
+    hostnet.revoke_gateway_port(run, 2299)
+    assert "2299" not in firewall.ruleset(bridge.name)
+    # A lease gone without a detach (a crash): the next sweep drops its rules.
+    hostnet.release_address(address)
+    keep = hostnet.lease_address("keep")
+    assert hostnet.teardown_if_unused() is False
+    assert "vcid-fwtest" not in firewall.ruleset(bridge.name)
+    hostnet.release_address(keep)
+    assert hostnet.teardown_if_unused() is True
+    assert firewall.ruleset(bridge.name) == ""
+
+
 def test_host_mirror_is_a_debian_archive():
     mirror = hostnet.host_debian_mirror()
     assert mirror.startswith("http://") and mirror.endswith("/debian/")
+
+
+def test_apt_cache_the_proxy_user_cannot_reach_is_a_clear_error(net, tmp_path, monkeypatch):
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    monkeypatch.setenv("CLOUDINITD_APT_CACHE", str(private / "cache"))
+    bridge = hostnet.ensure_bridge()
+    with pytest.raises(ProviderError, match="cannot enter"):
+        hostnet.ensure_apt_proxy(bridge)
+    assert hostnet.apt_proxy_pid() is None
+    assert hostnet.teardown_if_unused() is True

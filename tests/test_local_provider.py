@@ -343,7 +343,8 @@ Before=ssh.service cloudinitd-firstboot.service
 
 [Service]
 Type=oneshot
-ExecStart=/bin/sh -c 'echo "cid-test: init gives up" > /dev/console; systemctl poweroff -ff'
+# Saying it until the end: other units starting meanwhile write to the console too.
+ExecStart=/bin/sh -c 'systemctl poweroff -ff & while :; do echo "cid-test: init gives up" > /dev/console; done'
 
 [Install]
 WantedBy=multi-user.target
@@ -390,14 +391,11 @@ def test_container_that_keeps_stopping_fails_with_its_console(local_net, tmp_pat
         infos = provider.launch(make_request("doomed", "d", 1, local_keypair), lambda i, x: None)
         name = infos[0].instance_id
         provider.wait_running([name], timeout=120)
-        pid = lxc_cmd.init_pid(name, provider.lxcpath)
-        assert pid, "no init pid for a running container"
         unit = "/etc/systemd/system/cid-test-give-up.service"
-        write_running_file(pid, unit, GIVE_UP_UNIT)
-        link = (
-            f"/proc/{pid}/root/etc/systemd/system/multi-user.target.wants/cid-test-give-up.service"
-        )
-        Path(link).symlink_to(unit)
+        write_running_file(name, provider.lxcpath, unit, GIVE_UP_UNIT)
+        wants = "/etc/systemd/system/multi-user.target.wants/cid-test-give-up.service"
+        linked = lxc_cmd.attach(name, provider.lxcpath, ["ln", "-s", unit, wants])
+        assert linked.returncode == 0, linked.stderr
         _lxc_stop_kill(provider, name)
 
         with pytest.raises(ProviderError) as err:

@@ -17,6 +17,7 @@ from rich.live import Live
 from rich.table import Table
 
 from cloudinitd.engine.converge import RunResult
+from cloudinitd.textsafe import for_terminal
 
 err_console = Console(stderr=True, highlight=False)
 
@@ -27,12 +28,13 @@ def emit_json(data: Any) -> None:
 
 
 def error(message: str) -> None:
-    for line in str(message).splitlines() or [""]:
+    # Messages carry console and step-log tails written inside instances.
+    for line in for_terminal(str(message)).splitlines() or [""]:
         sys.stderr.write(f"cloudinitd: error: {line}\n")
 
 
 def info(message: str) -> None:
-    sys.stderr.write(message + "\n")
+    sys.stderr.write(for_terminal(message) + "\n")
     sys.stderr.flush()
 
 

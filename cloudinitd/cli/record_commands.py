@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from typing import Any
 
@@ -10,6 +11,7 @@ import click
 
 from cloudinitd.cli import output
 from cloudinitd.cli.common import Env, json_option, pass_env
+from cloudinitd.textsafe import for_terminal
 
 
 def _when(ts: float | None) -> str:
@@ -75,9 +77,11 @@ def logs(env: Env, run: str, service: str | None, as_json: bool) -> None:
         return
     if not files:
         click.echo(f"no logs for {run}{' ' + service if service else ''}")
+    # A terminal would obey escape sequences the instance wrote; a pipe gets the log as is.
+    shown = for_terminal if sys.stdout.isatty() else str
     for f in files:
         click.echo(f"==> {f} <==")
-        click.echo(f.read_text(errors="replace"), nl=False)
+        click.echo(shown(f.read_text(errors="replace")), nl=False)
 
 
 @click.command()

@@ -16,6 +16,7 @@ from cloudinitd.engine.context import RunContext, hostname_for
 from cloudinitd.errors import CapacityError, ProviderError
 from cloudinitd.plan.model import CloudPlacement, ServiceSpec
 from cloudinitd.providers.base import LIVE_STATES, RUNNING, InstanceInfo, LaunchRequest
+from cloudinitd.remote.hostkeys import pin_host
 
 
 def run_tags(ctx: RunContext, service: str) -> dict[str, str]:
@@ -42,6 +43,7 @@ def _launch_on(ctx: RunContext, svc: ServiceSpec, cloud: str, request: LaunchReq
     started: set[int] = set()
 
     def on_launched(index: int, info: InstanceInfo) -> None:
+        _pin(ctx, svc, info)
         ctx.store.record_instance(ctx.run, svc.name, index, cloud, provider.kind, info,
                                   request.client_token)
         ctx.store.event(ctx.run, "launched", f"{info.instance_id} on {cloud}", svc.name, index)
@@ -140,10 +142,17 @@ def wait_running(ctx: RunContext, svc: ServiceSpec) -> None:
     for cloud, ids in by_cloud.items():
         ctx.progress(svc.name, None, "waiting", f"{len(ids)} instance(s) on {cloud}")
         for info in ctx.provider(cloud).wait_running(ids, svc.timeout):
+            _pin(ctx, svc, info)
             ctx.store.update_from_info(ctx.run, cloud, info)
             if info.state != RUNNING or not info.address:
                 raise ProviderError(f"{svc.name}: instance {info.instance_id} on {cloud} is"
                                     f" {info.state} without an address")
+
+
+def _pin(ctx: RunContext, svc: ServiceSpec, info: InstanceInfo) -> None:
+    """A host key the provider made is pinned before anything connects (no TOFU)."""
+    if info.host_key and info.address:
+        pin_host(ctx.known_hosts, info.address, svc.ssh_port, info.host_key)
 
 
 def _describe(placements: list[CloudPlacement], current: Counter, full: set[str]) -> str:

@@ -43,6 +43,9 @@ class InstanceInfo:
     index: int | None = None  # replica index, when the provider knows it (from tags)
     service: str | None = None  # from tags, for find_run_instances
     extra: dict[str, Any] = field(default_factory=dict)  # provider facts worth showing
+    # `ssh-ed25519 AAAA...` when the provider made the instance's host key
+    # itself: the engine pins it before the first connection (no TOFU).
+    host_key: str | None = None
 
 
 @dataclass

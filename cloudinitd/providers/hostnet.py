@@ -1,4 +1,4 @@
-"""The project's own bridge, machine-wide address leases and the apt proxy.
+"""The project's own bridge, machine-wide address leases and the bridge firewall.
 
 Shared by the `local` (LXC) and `qemu` providers. Everything here is
 machine-wide state guarded by one fcntl lock in `$CLOUDINITD_NET_DIR`
@@ -7,7 +7,10 @@ providers) can lease addresses on the same bridge safely.
 
 Network rules (see docs): a plain Linux bridge with the gateway address on
 it, no NAT, IP forwarding never touched. Instances therefore reach only the
-bridge: apt inside them goes through an apt-cacher-ng bound to the gateway.
+bridge: apt inside them goes through an apt-cacher-ng bound to the gateway
+(`aptproxy`). Every instance port is registered here (`attach_port`) before
+the instance starts, which binds its MAC and leased address to the port and
+keeps runs apart (`firewall`).
 
 Order callers should follow, so a concurrent `teardown_if_unused` never
 removes the bridge under them: lease first, then `ensure_bridge`.
@@ -20,22 +23,16 @@ import fcntl
 import ipaddress
 import json
 import os
-import re
-import shutil
-import signal
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from cloudinitd.errors import ProviderError
+from cloudinitd.providers import firewall
 
 DEFAULT_BRIDGE = "cidbr0"
 DEFAULT_SUBNET = "10.177.0.0/24"
-APT_PROXY_PORT = 3142
-DEFAULT_MIRROR = "http://deb.debian.org/debian/"
 
 
 @dataclass(frozen=True)
@@ -62,7 +59,7 @@ def net_dir() -> Path:
 
 
 @contextlib.contextmanager
-def _locked() -> Iterator[Path]:
+def locked() -> Iterator[Path]:
     """Hold the machine-wide lock; yields the state directory."""
     d = net_dir()
     d.mkdir(parents=True, exist_ok=True, mode=0o755)
@@ -119,7 +116,7 @@ def ensure_bridge() -> Bridge:
     bridge = bridge_config()
     if os.geteuid() != 0:
         raise ProviderError("creating the bridge needs root (run cloudinitd as root)")
-    with _locked() as d:
+    with locked() as d:
         clashes = _collisions(bridge)
         if clashes:
             raise ProviderError(
@@ -168,7 +165,7 @@ def lease_address(owner: str) -> str:
     """
     bridge = bridge_config()
     hosts = [str(h) for h in bridge.network.hosts() if str(h) != bridge.gateway]
-    with _locked() as d:
+    with locked() as d:
         table = _read_table(d)
         taken = table["leases"]
         start = table["next"] % len(hosts)
@@ -183,7 +180,7 @@ def lease_address(owner: str) -> str:
 
 
 def release_address(address: str) -> None:
-    with _locked() as d:
+    with locked() as d:
         table = _read_table(d)
         if table["leases"].pop(address, None) is not None:
             _write_table(d, table)
@@ -191,153 +188,24 @@ def release_address(address: str) -> None:
 
 def leases() -> dict[str, str]:
     """address -> owner, for every current lease."""
-    with _locked() as d:
+    with locked() as d:
         return dict(_read_table(d)["leases"])
 
 
-# --- apt proxy --------------------------------------------------------------
-
-
-def host_debian_mirror() -> str:
-    """The Debian mirror the machine's own apt uses (sources.list / deb822), with a trailing /."""
-    override = os.environ.get("CLOUDINITD_DEBIAN_MIRROR")
-    if override:
-        return override.rstrip("/") + "/"
-    files = [Path("/etc/apt/sources.list")]
-    files += sorted(Path("/etc/apt/sources.list.d").glob("*.list"))
-    files += sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))
-    for f in files:
-        try:
-            text = f.read_text()
-        except OSError:
-            continue
-        uris = re.findall(r"^\s*URIs:\s*(\S+)", text, re.M)
-        uris += re.findall(r"^\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+\S+", text, re.M)
-        for uri in uris:
-            # the main archive, not security / third-party repositories
-            if uri.startswith("http://") and re.search(r"/debian/?$", uri):
-                return uri.rstrip("/") + "/"
-    return DEFAULT_MIRROR
-
-
-def _acng_dir(d: Path) -> Path:
-    return d / "apt-cacher-ng"
-
-
-def apt_cache_dir() -> Path:
-    return Path(os.environ.get("CLOUDINITD_APT_CACHE", "/var/cache/cloudinitd/apt-cacher-ng"))
-
-
-def _pid_alive(pid: int, needle: str) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return needle.encode() in cmdline
-
-
-def _proxy_pid(d: Path) -> int | None:
-    try:
-        pid = int((_acng_dir(d) / "apt-cacher-ng.pid").read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if _pid_alive(pid, "apt-cacher-ng") else None
-
-
-def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _acng_config(bridge: Bridge, conf: Path) -> str:
-    return "\n".join(
-        [
-            "# written by cloudinitd: apt proxy for instances on our bridge only",
-            f"CacheDir: {apt_cache_dir()}",
-            f"LogDir: {conf / 'log'}",
-            "SupportDir: /usr/lib/apt-cacher-ng",
-            f"Port: {APT_PROXY_PORT}",
-            f"BindAddress: {bridge.gateway}",
-            f"PidFile: {conf / 'apt-cacher-ng.pid'}",
-            f"SocketPath: {conf / 'socket'}",
-            "ForeGround: 0",
-            # backends_debian (next to this file) names the machine's own mirror:
-            # the package default remapping answers "503 Host not found" here.
-            "Remap-debrep: file:deb_mirror*.gz /debian ; file:backends_debian",
-            # Only the Debian archive above: instances must not use the proxy
-            # to reach any other host.
-            "ForceManaged: 1",
-            "ReportPage: acng-report.html",
-            "ExThreshold: 4",
-            "",
-        ]
-    )
-
-
-def ensure_apt_proxy(bridge: Bridge) -> str:
-    """Start (once) apt-cacher-ng on the gateway address; return its URL."""
-    url = f"http://{bridge.gateway}:{APT_PROXY_PORT}"
-    binary = shutil.which("apt-cacher-ng") or "/usr/sbin/apt-cacher-ng"
-    if not Path(binary).exists():
-        raise ProviderError("apt-cacher-ng not found: apt-get install apt-cacher-ng")
-    with _locked() as d:
-        if _proxy_pid(d) and _port_open(bridge.gateway, APT_PROXY_PORT):
-            return url
-        conf = _acng_dir(d)
-        (conf / "log").mkdir(parents=True, exist_ok=True)
-        apt_cache_dir().mkdir(parents=True, exist_ok=True)
-        (conf / "acng.conf").write_text(_acng_config(bridge, conf))
-        (conf / "backends_debian").write_text(host_debian_mirror() + "\n")
-        old = _proxy_pid(d)
-        if old:  # alive but not answering on our address: restart it
-            _stop_pid(old)
-        proc = subprocess.run([binary, "-c", str(conf)], capture_output=True, text=True, timeout=30)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if _proxy_pid(d) and _port_open(bridge.gateway, APT_PROXY_PORT):
-                return url
-            time.sleep(0.1)
-        log_tail = ""
-        with contextlib.suppress(OSError):
-            log_tail = (conf / "log" / "apt-cacher.err").read_text()[-500:]
-        raise ProviderError(
-            f"apt-cacher-ng did not start on {bridge.gateway}:{APT_PROXY_PORT} "
-            f"(exit {proc.returncode}): {(proc.stderr or log_tail).strip()[-500:]}"
-        )
-
-
-def _stop_pid(pid: int, timeout: float = 10.0) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _pid_alive(pid, "apt-cacher-ng"):
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.05)
-    if _pid_alive(pid, "apt-cacher-ng"):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def apt_proxy_pid() -> int | None:
-    """Pid of the apt-cacher-ng we started, if it is running."""
-    return _proxy_pid(net_dir())
-
-
 def teardown_if_unused() -> bool:
-    """With no lease left: stop our apt proxy (by its pid) and delete our bridge."""
+    """With no lease left: stop our apt proxy (by its pid), drop the rules, delete our bridge."""
+    from cloudinitd.providers import aptproxy
+
     bridge = bridge_config()
-    with _locked() as d:
+    with locked() as d:
         if _read_table(d)["leases"]:
+            _sweep_ports(d, bridge)
             return False
-        pid = _proxy_pid(d)
-        if pid:
-            _stop_pid(pid)
+        aptproxy.stop_apt_proxy()
+        if (d / firewall.STATE).exists() or _link_exists(bridge.name):
+            firewall.nft(firewall.remove_text(bridge.name))
         with contextlib.suppress(FileNotFoundError):
-            (_acng_dir(d) / "apt-cacher-ng.pid").unlink()
+            (d / firewall.STATE).unlink()
         marker = d / "bridge-created"
         created = marker.exists() and marker.read_text().strip() == bridge.name
         if created and _link_exists(bridge.name):
@@ -345,3 +213,113 @@ def teardown_if_unused() -> bool:
         with contextlib.suppress(FileNotFoundError):
             marker.unlink()
         return True
+
+
+# --- firewall ---------------------------------------------------------------
+
+
+def run_key(run_dir: Path) -> str:
+    """Names a run machine-wide: run names are only unique within one $CLOUDINITD_HOME."""
+    return str(Path(run_dir).resolve())
+
+
+def _sync(d: Path, bridge: Bridge, state: dict) -> None:
+    from cloudinitd.providers.aptproxy import APT_PROXY_PORT
+
+    firewall.write_state(d, state)
+    firewall.nft(firewall.render(bridge.name, bridge.gateway, APT_PROXY_PORT, state))
+
+
+def _sweep_ports(d: Path, bridge: Bridge) -> None:
+    """Drop rules of ports whose lease is gone (a crash between destroy and detach)."""
+    state = firewall.read_state(d)
+    taken = _read_table(d)["leases"]
+    stale = [n for n, p in state["ports"].items() if taken.get(p["address"]) != p["owner"]]
+    if stale:
+        for name in stale:
+            del state["ports"][name]
+        _sync(d, bridge, state)
+
+
+def attach_port(port: str, *, run: str, address: str, mac: str, owner: str) -> None:
+    """Bind `port` (a veth or tap name of ours) to its MAC, its leased address and its run.
+
+    Call before the instance starts: until then a port of ours has no rules
+    and drops everything it sends. `run` is `run_key(run_dir)`; `owner` the
+    lease owner, so `clean` can drop rules whose lease is gone.
+    """
+    bridge = bridge_config()
+    with locked() as d:
+        state = firewall.read_state(d)
+        state["ports"][port] = {"run": run, "address": address, "mac": mac, "owner": owner}
+        _sync(d, bridge, state)
+
+
+def detach_ports(ports: list[str]) -> None:
+    bridge = bridge_config()
+    with locked() as d:
+        state = firewall.read_state(d)
+        gone = [p for p in ports if state["ports"].pop(p, None) is not None]
+        if gone:
+            _sync(d, bridge, state)
+
+
+def set_gateway_ports(run: str, ports: list[int]) -> None:
+    """Exactly these TCP ports on the gateway are open to the instances of `run` (a `run_key`)."""
+    bridge = bridge_config()
+    with locked() as d:
+        state = firewall.read_state(d)
+        wanted = sorted({int(p) for p in ports})
+        if state["gateway_ports"].get(run, []) == wanted:
+            return
+        if wanted:
+            state["gateway_ports"][run] = wanted
+        else:
+            state["gateway_ports"].pop(run, None)
+        _sync(d, bridge, state)
+
+
+def allow_gateway_port(run: str, port: int) -> None:
+    """Let the instances of `run` (a `run_key`) open TCP `port` on the gateway address."""
+    with locked() as d:
+        have = firewall.read_state(d)["gateway_ports"].get(run, [])
+    set_gateway_ports(run, [*have, port])
+
+
+def revoke_gateway_port(run: str, port: int | None = None) -> None:
+    """Undo `allow_gateway_port` (every port of the run when `port` is None)."""
+    with locked() as d:
+        have = firewall.read_state(d)["gateway_ports"].get(run, [])
+    set_gateway_ports(run, [p for p in have if port is not None and p != port])
+
+
+# The apt proxy moved to its own module; these names stay importable from here.
+from cloudinitd.providers.aptproxy import (  # noqa: E402
+    APT_PROXY_PORT,
+    apt_cache_dir,
+    apt_proxy_pid,
+    ensure_apt_proxy,
+    host_debian_mirror,
+)
+
+__all__ = [
+    "APT_PROXY_PORT",
+    "Bridge",
+    "allow_gateway_port",
+    "apt_cache_dir",
+    "apt_proxy_pid",
+    "attach_port",
+    "bridge_config",
+    "bridge_exists",
+    "detach_ports",
+    "ensure_apt_proxy",
+    "ensure_bridge",
+    "host_debian_mirror",
+    "lease_address",
+    "leases",
+    "release_address",
+    "revoke_gateway_port",
+    "run_key",
+    "set_gateway_ports",
+    "teardown_if_unused",
+]

@@ -1,10 +1,14 @@
-"""Host keys: trust on first use within a run, pinned afterwards.
+"""Host keys: made here and pinned before boot where we can, else trust on first use.
 
-Every run has its own known_hosts file. The first key a host shows is
-written there; any later connection must show that same key. Instances of
-a run are fresh machines, so there is nothing to check the very first key
-against; what pinning buys is that a machine swapped in under the same
-address later in the run (or a man in the middle) is refused, not trusted.
+Every run has its own known_hosts file. For instances a provider creates on
+this machine (`local`, `qemu`) the provider makes the host key here
+(`generate_host_key`), puts it into the instance before it boots, and the
+engine pins the public half (`pin_host`) before the first connection: a
+neighbour that takes over the address first shows another key and is
+refused. Where the key cannot be chosen (`ec2`, `static`) the first key a
+host shows is written there; any later connection must show that same key.
+What pinning buys then is that a machine swapped in under the same address
+later in the run (or a man in the middle) is refused, not trusted.
 When the engine itself replaces an instance it calls `forget_host` first.
 
 The file is shared by the threads and processes working on one run, so it
@@ -23,6 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import paramiko
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 _thread_lock = threading.Lock()
 
@@ -112,8 +118,8 @@ def changed_message(
     """The one wording of a changed host key; shown/pinned are (key type, base64 blob)."""
     return (
         f"host key for {_who(hostname, label)} changed: it now shows {shown[0]} "
-        f"{fingerprint_b64(shown[1])}, but {pinned[0]} {fingerprint_b64(pinned[1])} was pinned "
-        "on first use in this run. Refusing to connect: another machine may be answering at "
+        f"{fingerprint_b64(shown[1])}, but {pinned[0]} {fingerprint_b64(pinned[1])} is pinned "
+        "for it in this run. Refusing to connect: another machine may be answering at "
         "this address. If the instance was replaced on purpose, forget its old key first."
     )
 
@@ -149,3 +155,43 @@ def forget_host(known_hosts: Path, address: str, port: int = 22) -> int:
                 f.writelines(kept)
             os.replace(tmp, known_hosts)
     return removed
+
+
+def generate_host_key() -> tuple[str, str]:
+    """A fresh ed25519 host key: (private key in OpenSSH PEM, public `ssh-ed25519 AAAA...`)."""
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    ).decode()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    ).decode()
+    return private, public
+
+
+def pin_host(known_hosts: Path, address: str, port: int, public_key: str) -> None:
+    """Pin `public_key` (`TYPE BASE64 [comment]`) for `address:port`, replacing any older pin.
+
+    Called before the first connection to an instance whose key we made: the
+    address may have belonged to an earlier instance of the run, whose pin
+    must not outlive it.
+    """
+    known_hosts = Path(known_hosts)
+    name = known_hosts_name(address, port)
+    key_type, blob = public_key.split()[:2]
+    with _locked(known_hosts):
+        try:
+            lines = known_hosts.read_text().splitlines(keepends=True)
+        except FileNotFoundError:
+            lines = []
+        kept = [ln for ln in lines if not (ln.split() and name in ln.split()[0].split(","))]
+        kept.append(f"{name} {key_type} {blob}\n")
+        if kept == lines:
+            return
+        tmp = known_hosts.with_name(known_hosts.name + f".{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.writelines(kept)
+        os.replace(tmp, known_hosts)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from cloudinitd.plan.model import CloudSpec
-from cloudinitd.providers import hostnet
+from cloudinitd.providers import aptproxy, firewall
 from cloudinitd.providers.base import LaunchRequest
 from cloudinitd.providers.local import LocalProvider
 from cloudinitd.providers.local import lxc as lxc_cmd
@@ -30,6 +30,7 @@ from cloudinitd.providers.local import lxc as lxc_cmd
 REPO = Path(__file__).resolve().parents[2]
 # Cached base image shared by all test sessions (built once, ~3 min).
 DEFAULT_IMAGE_CACHE = REPO / ".cache" / "images"
+TEST_APT_CACHES = Path("/var/cache/cloudinitd/test-apt")
 
 SSH_OPTS = [
     "-o",
@@ -54,6 +55,7 @@ def require_lxc() -> None:
         ("debootstrap", "debootstrap"),
         ("ip", "iproute2"),
         ("ssh", "openssh-client"),
+        ("nft", "nftables"),
     ):
         if not shutil.which(tool):
             pytest.fail(
@@ -104,24 +106,30 @@ class IsolatedNet:
 
 
 def force_teardown(net: IsolatedNet) -> None:
-    """Remove the test bridge and its apt proxy whatever the lease table says."""
-    pid_file = net.net_dir / "apt-cacher-ng" / "apt-cacher-ng.pid"
-    with contextlib.suppress(OSError, ValueError):
-        pid = int(pid_file.read_text().strip())
-        if b"apt-cacher-ng" in Path(f"/proc/{pid}/cmdline").read_bytes():
-            hostnet._stop_pid(pid)
+    """Remove the test bridge, its firewall tables and apt proxy whatever the lease table says.
+
+    Runs with the test's environment still set (the proxy's folder is named
+    after the bridge).
+    """
+    with contextlib.suppress(Exception):
+        aptproxy.stop_apt_proxy()
+    with contextlib.suppress(Exception):
+        firewall.nft(firewall.remove_text(net.bridge))
     if Path("/sys/class/net", net.bridge).exists():
         subprocess.run(["ip", "link", "del", net.bridge], capture_output=True)
+    shutil.rmtree(net.apt_cache, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def isolated_net(tmp: Path) -> Iterator[IsolatedNet]:
     """Point hostnet at a private bridge/subnet/lease dir for the duration."""
+    bridge = f"cidt{secrets.token_hex(3)}"
     net = IsolatedNet(
-        bridge=f"cidt{secrets.token_hex(3)}",
+        bridge=bridge,
         subnet=free_test_subnet(),
         net_dir=tmp / "net",
-        apt_cache=tmp / "apt-cache",
+        # The proxy runs as user apt-cacher-ng, who cannot enter pytest's 0700 tmp.
+        apt_cache=TEST_APT_CACHES / bridge,
     )
     with pytest.MonkeyPatch.context() as mp:
         for key, value in net.env().items():

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cloudinitd.errors import ProviderError
-from cloudinitd.providers.local import hostlimits, lxc
+from cloudinitd.providers.local import hostlimits, image, lxc, rootfs
 from cloudinitd.providers.local import instance as inst
 
 log = logging.getLogger("cloudinitd.local")
@@ -36,6 +36,7 @@ def start_all(lxcpath: Path, names: list[str]) -> list[str]:
         return None
 
     hostlimits.ensure_inotify_instances()
+    hostlimits.ensure_subids("root", image.ID_BASE, image.ID_COUNT)
     with ThreadPoolExecutor(max_workers=min(8, len(names) or 1)) as pool:
         return [r for r in pool.map(start, names) if r]
 
@@ -43,18 +44,31 @@ def start_all(lxcpath: Path, names: list[str]) -> list[str]:
 def start_one(lxcpath: Path, name: str) -> None:
     directory = lxcpath / name
     meta = inst.read_sidecar(directory) or {}
+    if meta.get("lower"):
+        rootfs.mount(directory, Path(meta["lower"]))
+    # The container's root (a plain uid here) must reach its rootfs and /dev/fuse.
+    try:
+        hostlimits.allow_traverse(directory, image.ID_BASE)
+    except OSError as exc:
+        raise ProviderError(
+            f"the root of container {name} (uid {image.ID_BASE} here) cannot reach {directory}, "
+            f"and an ACL letting it through could not be set ({exc}); give uid "
+            f"{image.ID_BASE} search (x) permission on every directory down to it"
+        ) from None
     try:
         lxc.start(name, lxcpath)
     except ProviderError as exc:
         # LXC's cgroup driver is cgfsng; its errors name it.
-        if "cgfsng" not in str(exc) or not meta.get("size"):
+        config = directory / "config"
+        text = config.read_text()
+        if "cgfsng" not in str(exc) or "\nlxc.cgroup" not in text:
             raise
         # cgroup limits refused (e.g. a controller not delegated): run
         # without them and say so in describe's extra.
-        config = directory / "config"
-        lines = [ln for ln in config.read_text().splitlines() if not ln.startswith("lxc.cgroup")]
+        lines = [ln for ln in text.splitlines() if not ln.startswith("lxc.cgroup")]
         config.write_text("\n".join(lines) + "\n")
-        meta["limits_note"] = f"size {meta['size']} limits refused by cgroups: {exc}"[:300]
+        what = f"size {meta['size']}" if meta.get("size") else "pids"
+        meta["limits_note"] = f"{what} limits refused by cgroups: {exc}"[:300]
         lxc.start(name, lxcpath)
     meta["started"] = True
     inst.write_sidecar(directory, meta)

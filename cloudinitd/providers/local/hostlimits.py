@@ -1,7 +1,8 @@
-"""Machine-wide kernel limits that privileged containers share with the host.
+"""Machine-wide settings and limits that containers share with the host.
 
-Every privileged container runs as the host's root, so all of them draw on
-root's one budget of inotify instances (fs.inotify.max_user_instances,
+Every container's root is the same uid here (image.ID_BASE; the kernel
+also charges a user namespace's counts to its owner, root), so all of them
+draw on one budget of inotify instances (fs.inotify.max_user_instances,
 128 by default). A booting Debian 12 container's systemd takes about 8;
 when none is left, systemd in the container cannot create its manager
 ("Failed to allocate manager object: Too many open files"), exits, and the
@@ -13,6 +14,8 @@ starting any. Raising only: a limit someone set higher is left alone.
 from __future__ import annotations
 
 import logging
+import os
+import struct
 from pathlib import Path
 
 log = logging.getLogger("cloudinitd.local")
@@ -47,7 +50,7 @@ def ensure_inotify_instances(floor: int = INOTIFY_FLOOR) -> None:
         return
     log.info(
         "raised fs.inotify.max_user_instances from %d to %d "
-        "(privileged containers share root's inotify budget)",
+        "(all containers share one inotify budget)",
         current,
         floor,
     )
@@ -62,3 +65,84 @@ def exhaustion_hint(console: list[str]) -> str:
         f"{inotify_limit()}; raise it, e.g. sysctl -w fs.inotify.max_user_instances="
         f"{INOTIFY_FLOOR})"
     )
+
+
+SUBID_FILES = (Path("/etc/subuid"), Path("/etc/subgid"))
+
+
+def ensure_subids(user: str, base: int, count: int) -> None:
+    """Delegate ids base..base+count-1 to `user` in /etc/subuid and /etc/subgid.
+
+    LXC maps a container's ids with newuidmap/newgidmap when they are
+    installed, and those allow only ranges listed there, also for root.
+    Adds the line once; ranges already listed are left alone.
+    """
+    line = f"{user}:{base}:{count}"
+    for path in SUBID_FILES:
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            text = ""
+        if line in text.splitlines():
+            continue
+        tmp = path.with_name(path.name + ".cloudinitd-tmp")
+        tmp.write_text(text + ("" if not text or text.endswith("\n") else "\n") + line + "\n")
+        tmp.chmod(0o644)
+        tmp.replace(path)
+        log.info("added %s to %s (ids for unprivileged containers)", line, path)
+
+
+# POSIX ACL xattr layout (linux/posix_acl_xattr.h): a version, then
+# (tag, perm, id) entries sorted by tag and id.
+_ACL_XATTR = "system.posix_acl_access"
+_ACL_VERSION = 2
+_USER_OBJ, _USER, _GROUP_OBJ, _GROUP, _MASK, _OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+_NO_ID = 0xFFFFFFFF
+
+
+def _acl_entries(path: Path, mode: int) -> list[tuple[int, int, int]]:
+    try:
+        raw = os.getxattr(path, _ACL_XATTR)
+    except OSError:
+        raw = b""
+    if len(raw) >= 4 and struct.unpack_from("<I", raw)[0] == _ACL_VERSION:
+        return [struct.unpack_from("<HHI", raw, off) for off in range(4, len(raw), 8)]
+    return [
+        (_USER_OBJ, (mode >> 6) & 7, _NO_ID),
+        (_GROUP_OBJ, (mode >> 3) & 7, _NO_ID),
+        (_OTHER, mode & 7, _NO_ID),
+    ]
+
+
+def allow_traverse(path: Path, uid: int) -> list[Path]:
+    """Let `uid` pass through (x, never read or write) every directory down to `path`.
+
+    An unprivileged container's root (a plain uid here) must reach its
+    rootfs layers; directories such as a 0700 home or image cache would
+    stop it. Instead of opening them to everyone, each one it cannot
+    traverse gets an ACL entry for that one uid. Returns the directories
+    changed.
+    """
+    changed = []
+    path = path.resolve()
+    for directory in [*reversed(path.parents), path]:
+        st = directory.stat()
+        if st.st_mode & 0o001 or st.st_uid == uid:
+            continue
+        entries = _acl_entries(directory, st.st_mode)
+        mask = next((perm for tag, perm, _ in entries if tag == _MASK), 7)
+        # A chmod since (e.g. back to 0700) lowers the mask and with it the entry.
+        if mask & 1 and any(t == _USER and e == uid and p & 1 for t, p, e in entries):
+            continue
+        entries = [e for e in entries if not (e[0] == _USER and e[2] == uid) and e[0] != _MASK]
+        entries.append((_USER, 1, uid))
+        group_class = 0
+        for tag, perm, _ in entries:
+            if tag in (_USER, _GROUP_OBJ, _GROUP):
+                group_class |= perm
+        entries.append((_MASK, group_class, _NO_ID))
+        entries.sort(key=lambda e: (e[0], e[2]))
+        raw = struct.pack("<I", _ACL_VERSION) + b"".join(struct.pack("<HHI", *e) for e in entries)
+        os.setxattr(directory, _ACL_XATTR, raw)
+        changed.append(directory)
+    return changed

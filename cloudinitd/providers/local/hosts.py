@@ -29,9 +29,9 @@ def hosts_file(entries: list[tuple[str, str]], gateway: str) -> str:
 def refresh_hosts(lxcpath: Path, run: str) -> None:
     """Rewrite /etc/hosts in every container of `run` under lxcpath.
 
-    Call with the provider's lxcpath lock held. Running containers are
-    written through their init's root (never the mounted overlay's upper
-    layer); stopped ones in their upper layer.
+    Call with the provider's lxcpath lock held. Running containers write it
+    themselves (lxc-attach); stopped ones get it in their upper layer,
+    without following anything the guest left there.
     """
     members = {n: m for n, m in inst.all_sidecars(lxcpath).items() if m.get("run") == run}
     if not members:
@@ -45,7 +45,7 @@ def refresh_hosts(lxcpath: Path, run: str) -> None:
         state, pid = states.get(name, (None, None))
         try:
             if state in ("RUNNING", "STARTING") and pid:
-                inst.write_running_file(pid, "/etc/hosts", text)
+                inst.write_running_file(name, lxcpath, "/etc/hosts", text)
             else:
                 upper = lxcpath / name / inst.UPPER
                 inst.write_guest_file(upper, Path(meta["lower"]), "/etc/hosts", text)

@@ -4,10 +4,15 @@ Layout under the image cache ($CLOUDINITD_IMAGE_CACHE, default
 $CLOUDINITD_HOME/images):
 
     debian-12-rN.tar.gz     the customised debootstrapped rootfs (the cache)
-    debian-12-rN/rootfs/    that tarball unpacked: the read-only lower layer
-                            every instance's overlay rootfs is stacked on
-    debian-12-rN/stamp      written last, so a half-unpacked base is never used
+    debian-12-rN-idB/rootfs/  that tarball unpacked, every owner shifted by
+                            B = ID_BASE (container root is host uid B):
+                            the read-only lower layer every instance's
+                            overlay rootfs is stacked on
+    debian-12-rN-idB/stamp  written last, so a half-unpacked base is never used
     debian-12.lock          serialises builds between processes
+
+The cache is root's own (0700): a cache that another user owns or can write
+to is refused before use, since its files become every instance's disk.
 
 N is IMAGE_REVISION: a new revision builds beside the old one, so running
 instances keep their lower layer.
@@ -22,6 +27,7 @@ import fcntl
 import logging
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -36,6 +42,14 @@ log = logging.getLogger("cloudinitd.local")
 
 # Bump when the customisation below changes, so cached images are rebuilt.
 IMAGE_REVISION = "4"
+
+# Containers run in a user namespace: uid/gid 0..ID_COUNT-1 inside are
+# ID_BASE.. on this machine (the usual LXC range). The unpacked base image is
+# owned accordingly, so the overlay shows the right owners inside.
+ID_BASE = 100000
+ID_COUNT = 65536
+# What the stamp of an unpacked base says: revision and id shift.
+_STAMP = f"{IMAGE_REVISION} idmap={ID_BASE}:{ID_COUNT}"
 
 
 @dataclass(frozen=True)
@@ -149,24 +163,74 @@ def tarball_path(spec: ImageSpec) -> Path:
     return cache_dir() / f"{_versioned(spec)}.tar.gz"
 
 
+def _unpacked(spec: ImageSpec) -> str:
+    # The id shift is part of the name: an unpacked base of another shift
+    # (or none) may still be the lower layer of running instances.
+    return f"{_versioned(spec)}-id{ID_BASE}"
+
+
 def base_rootfs(spec: ImageSpec) -> Path:
-    return cache_dir() / _versioned(spec) / "rootfs"
+    return cache_dir() / _unpacked(spec) / "rootfs"
 
 
 def _stamp(spec: ImageSpec) -> Path:
-    return cache_dir() / _versioned(spec) / "stamp"
+    return cache_dir() / _unpacked(spec) / "stamp"
+
+
+def check_private(path: Path, owner: int = 0, follow: bool = False) -> None:
+    """Refuse a cache entry that someone other than `owner` controls.
+
+    Raises ProviderError when `path` is not owned by `owner` or is writable
+    by its group or by others, or (unless `follow`) is a symlink.
+    """
+    try:
+        st = path.stat() if follow else path.lstat()
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise ProviderError(f"image cache {path} is a symlink; refusing to use it")
+    if st.st_uid != owner or st.st_mode & 0o022:
+        raise ProviderError(
+            f"image cache {path} is owned by uid {st.st_uid} with mode "
+            f"{st.st_mode & 0o7777:04o}; refusing to use it (it must be owned by uid "
+            f"{owner} and not group- or world-writable: remove it, or fix it with "
+            f"chown {owner}:{owner} and chmod go-w)"
+        )
+
+
+def ensure_cache_dir() -> Path:
+    """The image cache, created 0700 and verified to be root's alone."""
+    cache = cache_dir()
+    if not cache.exists():
+        cache.mkdir(parents=True, mode=0o700)
+    check_private(cache, follow=True)
+    if cache.stat().st_mode & 0o077:  # a cache made before it was private
+        cache.chmod(0o700)
+    return cache
 
 
 def is_ready(spec: ImageSpec) -> bool:
+    """The unpacked base is complete and in the current format.
+
+    Raises ProviderError when the cache, the base directory or its rootfs
+    are not owned as they must be (see check_private).
+    """
+    check_private(cache_dir(), follow=True)
+    base = cache_dir() / _unpacked(spec)
+    check_private(base)
     try:
-        return _stamp(spec).read_text().strip() == IMAGE_REVISION
+        if _stamp(spec).read_text().strip() != _STAMP:
+            return False
     except OSError:
         return False
+    check_private(_stamp(spec))
+    check_private(base_rootfs(spec), ID_BASE)
+    return True
 
 
 @contextlib.contextmanager
 def _build_lock(spec: ImageSpec) -> Iterator[None]:
-    cache_dir().mkdir(parents=True, exist_ok=True)
+    ensure_cache_dir()
     with open(cache_dir() / f"{spec.name}.lock", "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
@@ -273,11 +337,46 @@ def build_tarball(spec: ImageSpec, progress: Callable[[str], None]) -> Path:
     return target
 
 
+def shift_ids(root: Path, base: int = ID_BASE, count: int = ID_COUNT) -> int:
+    """Add `base` to the owner and group of every file under root; returns the count.
+
+    chown clears setuid/setgid bits and file capabilities, so the mode and
+    the extended attributes are put back after it. Ids beyond `count` are
+    mapped to nobody inside, so they are refused. Hard links are shifted once.
+    """
+    seen: set[int] = set()
+
+    def shift(path: str) -> None:
+        st = os.lstat(path)
+        if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+            if st.st_ino in seen:
+                return
+            seen.add(st.st_ino)
+        if st.st_uid >= count or st.st_gid >= count:
+            raise ProviderError(f"{path}: owner {st.st_uid}:{st.st_gid} outside the id map")
+        if stat.S_ISLNK(st.st_mode):
+            os.lchown(path, st.st_uid + base, st.st_gid + base)
+            return
+        xattrs = {k: os.getxattr(path, k) for k in os.listxattr(path)}
+        os.lchown(path, st.st_uid + base, st.st_gid + base)
+        os.chmod(path, stat.S_IMODE(st.st_mode))
+        for key, value in xattrs.items():
+            os.setxattr(path, key, value)
+
+    shift(str(root))
+    done = 1
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (*dirnames, *filenames):
+            shift(os.path.join(dirpath, name))
+            done += 1
+    return done
+
+
 def _unpack(spec: ImageSpec, tarball: Path) -> None:
-    base = cache_dir() / _versioned(spec)
+    base = cache_dir() / _unpacked(spec)
     if base.exists():
         shutil.rmtree(base)
-    tmp = cache_dir() / f".unpack-{_versioned(spec)}"
+    tmp = cache_dir() / f".unpack-{_unpacked(spec)}"
     if tmp.exists():
         shutil.rmtree(tmp)
     (tmp / "rootfs").mkdir(parents=True)
@@ -285,7 +384,9 @@ def _unpack(spec: ImageSpec, tarball: Path) -> None:
         ["tar", "--numeric-owner", "--xattrs", "-C", str(tmp / "rootfs"), "-xzf", str(tarball)],
         f"unpacking {tarball}",
     )
-    (tmp / "stamp").write_text(IMAGE_REVISION + "\n")
+    tmp.chmod(0o700)
+    shift_ids(tmp / "rootfs")
+    (tmp / "stamp").write_text(_STAMP + "\n")
     tmp.replace(base)
 
 
@@ -296,6 +397,7 @@ def ensure_image(name: str | None, progress: Callable[[str], None] | None = None
     """
     spec = image_spec(name)
     say = progress or log.info
+    ensure_cache_dir()
     if is_ready(spec):
         return base_rootfs(spec)
     with _build_lock(spec):
@@ -304,6 +406,7 @@ def ensure_image(name: str | None, progress: Callable[[str], None] | None = None
         tarball = tarball_path(spec)
         if not tarball.exists():
             build_tarball(spec, say)
+        check_private(tarball)
         t0 = time.monotonic()
         _unpack(spec, tarball)
         say(f"unpacked base image {spec.name} in {time.monotonic() - t0:.1f} s")

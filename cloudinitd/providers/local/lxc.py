@@ -12,6 +12,8 @@ import subprocess
 from pathlib import Path
 
 from cloudinitd.errors import ProviderError
+from cloudinitd.providers.local import rootfs
+from cloudinitd.textsafe import for_terminal
 
 INSTALL_HINT = "apt-get install lxc"
 
@@ -19,7 +21,8 @@ INSTALL_HINT = "apt-get install lxc"
 # init ended) and the guest's console, where systemd says why it gave up.
 LOG = "lxc.log"
 CONSOLE_LOG = "console.log"
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_START_MARK = "lxc_init:"  # "Container ... is initialized": one per start attempt
+_GENERIC = ("lxc_start.c:main", "wait_on_daemonized_start", "__lxc_start", "sync_wait")
 _LXC_PREFIX = re.compile(r"^lxc-\S+ \S+ \d+\.\d+ +")
 
 
@@ -62,22 +65,27 @@ def _tail_lines(path: Path, limit: int = 256 << 10) -> list[str]:
             text = fh.read().decode(errors="replace")
     except OSError:
         return []
-    return [ln.strip() for ln in _ANSI.sub("", text).splitlines() if ln.strip()]
+    # The console is the guest's: nothing in it may reach the terminal as a command.
+    return [ln.strip() for ln in for_terminal(text).splitlines() if ln.strip()]
 
 
 def console_lines(name: str, lxcpath: Path) -> list[str]:
-    """The end of the container's console log, escape sequences removed."""
+    """The end of the container's console log, escape sequences and control characters removed."""
     return _tail_lines(lxcpath / name / CONSOLE_LOG)
 
 
-def log_tail(name: str, lxcpath: Path, lines: int = 6) -> str:
+def log_tail(name: str, lxcpath: Path, lines: int = 8) -> str:
     """Why a container stopped, in one line: its console's last lines and LXC's verdict."""
     directory = lxcpath / name
     console = console_lines(name, lxcpath)[-lines:]
     lxc_lines = _tail_lines(directory / LOG)
-    verdict = [
-        ln for ln in lxc_lines if " ERROR " in ln or "ended on " in ln or "exited with status" in ln
-    ][-3:] or lxc_lines[-2:]
+    # The first errors of the last start say why; the later ones only repeat
+    # that the start failed.
+    starts = [i for i, ln in enumerate(lxc_lines) if _START_MARK in ln]
+    last = lxc_lines[starts[-1] :] if starts else lxc_lines
+    errors = [ln for ln in last if " ERROR " in ln and not any(g in ln for g in _GENERIC)]
+    ended = [ln for ln in last if "ended on " in ln or "exited with status" in ln]
+    verdict = (errors[:3] + ended[-1:]) or lxc_lines[-2:]
     parts = []
     if console:
         parts.append("console: " + " | ".join(console))
@@ -118,6 +126,9 @@ def destroy(name: str, lxcpath: Path) -> None:
     if not directory.exists():
         return
     stop(name, lxcpath)
+    # Before lxc-destroy, which would empty a still-mounted rootfs (harmless
+    # to the base image, but slow) and before rmtree, which would descend into it.
+    rootfs.unmount(directory)
     if (directory / "config").exists():
         proc = _lxc("lxc-destroy", name, lxcpath)
         if proc.returncode != 0 and state(name, lxcpath) == "RUNNING":

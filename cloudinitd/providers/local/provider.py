@@ -1,6 +1,6 @@
 """The `local` provider: LXC system containers that boot systemd like cloud VMs.
 
-Each instance is a privileged LXC container under `$CLOUDINITD_HOME/local/containers`
+Each instance is an unprivileged LXC container (user namespace) under `$CLOUDINITD_HOME/local/containers`
 (cloud option `lxcpath` overrides), with an overlay rootfs on a cached Debian
 base image, a static address leased from `hostnet` on the project's bridge,
 apt through the bridge's apt proxy, /dev/fuse, and a sidecar JSON holding its
@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import secrets
 import shutil
 import socket
 import sys
@@ -39,6 +40,7 @@ from cloudinitd.providers.base import (
 from cloudinitd.providers.local import boot, hostlimits, image, lxc
 from cloudinitd.providers.local import instance as inst
 from cloudinitd.providers.local.hosts import refresh_hosts
+from cloudinitd.remote.hostkeys import generate_host_key
 
 log = logging.getLogger("cloudinitd.local")
 
@@ -111,6 +113,7 @@ class LocalProvider(Provider):
             index=meta.get("index"),
             service=meta.get("service"),
             extra=extra,
+            host_key=meta.get("host_key"),
         )
 
     def _infos(self, names: Sequence[str]) -> list[InstanceInfo]:
@@ -133,7 +136,11 @@ class LocalProvider(Provider):
         if os.geteuid() != 0:
             raise ProviderError("the local provider needs root (LXC system containers, a bridge)")
         version = lxc.available()
-        for tool, package in (("debootstrap", "debootstrap"), ("apt-cacher-ng", "apt-cacher-ng")):
+        for tool, package in (
+            ("debootstrap", "debootstrap"),
+            ("apt-cacher-ng", "apt-cacher-ng"),
+            ("nft", "nftables"),  # the bridge firewall (providers/firewall.py)
+        ):
             if not shutil.which(tool) and not Path("/usr/sbin", tool).exists():
                 raise ProviderError(f"{tool} not found: apt-get install {package}")
         if not Path("/dev/fuse").exists():
@@ -204,6 +211,11 @@ class LocalProvider(Provider):
         # then ensure_bridge: a lease keeps a concurrent teardown_if_unused away.
         directory.mkdir(parents=True)
         address = hostnet.lease_address(self._owner(name))
+        # Identity made here: the firewall binds port, MAC and address; the
+        # engine pins the host key before it first connects.
+        veth = _veth_name(name)
+        mac = "00:16:3e:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
+        host_private, host_public = generate_host_key()
         meta = {
             "run": request.run,
             "plan": request.plan,
@@ -218,6 +230,9 @@ class LocalProvider(Provider):
             "size": request.size,
             "lower": str(lower),
             "ssh_user": request.ssh_user,
+            "veth": veth,
+            "mac": mac,
+            "host_key": host_public,
             "started": False,
             "created": time.time(),
         }
@@ -227,7 +242,7 @@ class LocalProvider(Provider):
             bridge = hostnet.ensure_bridge()
             proxy = hostnet.ensure_apt_proxy(bridge)
             upper = directory / inst.UPPER
-            upper.mkdir(exist_ok=True)
+            inst.make_upper(upper)
             limits = inst.cgroup_limits(request.size)
             config = inst.lxc_config(
                 name,
@@ -240,7 +255,14 @@ class LocalProvider(Provider):
                 bridge.gateway,
                 limits,
             )
+            # Later keys win in an LXC config: our MAC (the firewall's) and port name.
+            config += f"lxc.net.0.hwaddr = {mac}\nlxc.net.0.veth.pair = {veth}\n"
             (directory / "config").write_text(config)
+            run_dir = Path(self.home) / "runs" / request.run
+            hostnet.attach_port(
+                veth, run=hostnet.run_key(run_dir), address=address, mac=mac,
+                owner=self._owner(name),
+            )
             key = request.ssh_public_key.strip() + "\n"
             files = {
                 "/etc/hostname": (inst.uts_name(hostname) + "\n", 0o644),
@@ -251,12 +273,17 @@ class LocalProvider(Provider):
                 "/root/.ssh/authorized_keys": (key, 0o600),
                 "/etc/cloudinitd/ssh_user": (request.ssh_user + "\n", 0o644),
                 "/etc/cloudinitd/authorized_keys": (key, 0o644),
+                # The image's sshd uses only this key (sshd_config.d/cloudinitd.conf)
+                # and its first-boot unit makes one only when this file is missing.
+                "/etc/ssh/ssh_host_ed25519_key": (host_private, 0o600),
+                "/etc/ssh/ssh_host_ed25519_key.pub": (host_public + "\n", 0o644),
             }
             for rel, (text, mode) in files.items():
                 inst.write_guest_file(upper, lower, rel, text, mode)
         except BaseException:
             # Keep the sidecar-less leftovers out: give back what we took.
             shutil.rmtree(directory, ignore_errors=True)
+            hostnet.detach_ports([veth])
             hostnet.release_address(address)
             raise
         return name
@@ -333,7 +360,9 @@ class LocalProvider(Provider):
 
         with ThreadPoolExecutor(max_workers=min(8, len(instance_ids) or 1)) as pool:
             errors = [e for e in pool.map(destroy, list(instance_ids)) if e]
-        owners = {self._owner(n) for n in instance_ids if not (self.lxcpath / n).exists()}
+        gone = [n for n in instance_ids if not (self.lxcpath / n).exists()]
+        hostnet.detach_ports([(metas[n] or {}).get("veth") or _veth_name(n) for n in gone])
+        owners = {self._owner(n) for n in gone}
         for address, owner in hostnet.leases().items():
             if owner in owners:
                 hostnet.release_address(address)
@@ -374,6 +403,11 @@ class LocalProvider(Provider):
         cleanup_orphan_leases()
         hostnet.teardown_if_unused()
         return removed
+
+
+def _veth_name(container: str) -> str:
+    # The host side of the container's veth; interface names stop at 15 characters.
+    return ("v" + container)[:15]
 
 
 def cleanup_orphan_leases() -> list[str]:

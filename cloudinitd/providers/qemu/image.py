@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cloudinitd.errors import ProviderError
+from cloudinitd.providers.local.image import check_private
 
 MIRROR = "http://deb.debian.org/debian"
 SUITE = "bookworm"
@@ -189,6 +190,14 @@ def _run(cmd: list[str], log: Path, **kw) -> None:
         )
 
 
+def _check_private(cache: Path, target: BaseImage) -> None:
+    """Refuse a cache whose files someone other than root could have changed."""
+    check_private(cache, follow=True)
+    check_private(target.disk.parent)
+    for path in (target.disk, target.kernel, target.initrd):
+        check_private(path)
+
+
 def ensure_image(
     cache: Path, image: str = "debian-12", progress: Callable[[str], None] | None = None
 ) -> BaseImage:
@@ -202,9 +211,10 @@ def ensure_image(
             f"qemu provider: unknown image {image!r} (known: {', '.join(sorted(IMAGE_NAMES))})"
         )
     target = base_image(cache, image)
+    _check_private(cache, target)
     if target.exists():
         return target
-    cache.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True, mode=0o700)
     with (cache / f".qemu-{image}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if target.exists():

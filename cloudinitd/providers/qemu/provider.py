@@ -32,6 +32,7 @@ from cloudinitd.providers.qemu import accel as accel_mod
 from cloudinitd.providers.qemu import image as image_mod
 from cloudinitd.providers.qemu import vm
 from cloudinitd.providers.qemu.seed import SeedSpec, write_seed
+from cloudinitd.remote.hostkeys import generate_host_key
 
 # size -> (memory MiB, vCPUs). The machine has 2 cores: more vCPUs than that
 # only adds contention under TCG.
@@ -87,6 +88,7 @@ class QemuProvider(Provider):
             hostname=data.get("hostname"),
             index=data.get("index"),
             service=data.get("service"),
+            host_key=data.get("host_key"),
             extra={
                 k: data[k] for k in ("accel", "memory_mb", "cpus", "tap", "pid", "run") if k in data
             }
@@ -158,7 +160,9 @@ class QemuProvider(Provider):
         )
         address = hostnet.lease_address(f"qemu:{instance_id}")
         tap = vm.tap_name(instance_id)
-        files.update(address=address, tap=tap)
+        # Made here and handed over in the seed: the engine pins it before it connects.
+        host_private, host_public = generate_host_key()
+        files.update(address=address, tap=tap, host_key=host_public)
         try:
             bridge = hostnet.ensure_bridge()
             proxy = hostnet.ensure_apt_proxy(bridge)
@@ -174,10 +178,15 @@ class QemuProvider(Provider):
                     gateway=bridge.gateway,
                     mac=mac,
                     apt_proxy=proxy,
+                    host_key=(host_private, host_public),
                 ),
                 files.dir,
             )
             vm.create_overlay(base.disk, files.overlay)
+            hostnet.attach_port(
+                tap, run=hostnet.run_key(self.home / "runs" / request.run), address=address,
+                mac=mac, owner=f"qemu:{instance_id}",
+            )
             vm.create_tap(tap, bridge.name)
             cmd = vm.qemu_command(
                 files,
@@ -247,6 +256,7 @@ class QemuProvider(Provider):
         vm.stop(files, min(timeout, 30.0))
         if data.get("tap"):
             vm.delete_tap(data["tap"])
+            hostnet.detach_ports([data["tap"]])
         if files.serial.exists():
             logs = self.state_dir / "logs"
             logs.mkdir(parents=True, exist_ok=True)

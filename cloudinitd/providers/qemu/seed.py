@@ -28,6 +28,9 @@ class SeedSpec:
     gateway: str
     mac: str
     apt_proxy: str | None = None
+    # (private OpenSSH PEM, public line) of the VM's ed25519 host key, made on
+    # this machine so the engine can pin it before the first connection.
+    host_key: tuple[str, str] | None = None
 
 
 def user_data(spec: SeedSpec) -> str:
@@ -53,6 +56,14 @@ def user_data(spec: SeedSpec) -> str:
                 "ssh_authorized_keys": keys,
             }
         ]
+    if spec.host_key:
+        # cc_ssh writes these instead of generating keys (and deletes the image's).
+        cfg["ssh_deletekeys"] = True
+        cfg["ssh_genkeytypes"] = []
+        cfg["ssh_keys"] = {
+            "ed25519_private": spec.host_key[0],
+            "ed25519_public": spec.host_key[1].strip(),
+        }
     if spec.apt_proxy:
         # write_files runs in the init stage, before SSH opens (the apt module
         # belongs to the config stage, which the image skips).
