@@ -72,7 +72,8 @@ def test_import_maps_levels_deps_globals_and_hosts(tmp_path):
     assert services["db"]["terminate"]["files"] == ["programs/term.sh"]  # one copy, shared
     where = {n.message.split(":")[0]: n.where for n in notes}
     level2 = top.parent / "level2.conf"
-    assert any(n.where == f"{level2}:13" and "instanceid" in n.message for n in notes), where
+    assert any(n.where == f"{level2}:13" and "instanceid: unused on an existing host"
+               in n.message for n in notes), where
 
 
 def test_boot_original_plan_on_sshd_hosts(tmp_path, cli: Cli, sshd_hosts):
@@ -170,7 +171,7 @@ def test_cloud_entries_hold_credential_references_never_values(tmp_path, cli: Cl
     (tmp_path / "l.conf").write_text(
         "[svc-vm]\nallocation: m1.small\nsshkeyname: mykey\nreplica_count: 3\n"
         "securitygroups: default, web\n"
-        "[svc-other]\ncloud: cloud-other\n")
+        "[svc-other]\ncloud: cloud-other\n[svc-adopted]\ninstanceid: i-0abc\n")
     env = {"MY_KEY": "AKIAIOSFODNN7EXAMPLE", "MY_SECRET": "not-to-be-copied-secret-value",
            "MY_IMAGE": "ami-12345678"}
     out = cli("import", tmp_path / "top.conf", "-o", tmp_path / "out", "--json", env=env).json()
@@ -187,6 +188,7 @@ def test_cloud_entries_hold_credential_references_never_values(tmp_path, cli: Cl
                   "key_name": "mykey", "security_groups": ["default", "web"], "count": 3,
                   "timeout": 1200}
     assert any("literal credential is not copied" in n["message"] for n in out["notes"])
+    assert doc["services"]["adopted"]["instance_id"] == "i-0abc"
 
 
 def test_globals_file_ranks_above_the_top_file(tmp_path, cli: Cli):

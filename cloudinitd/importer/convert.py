@@ -107,6 +107,8 @@ class _Converter:
         out: dict[str, Any] = {}
         name = self.names[svc.name]
         local = (svc.get("local_exe") or "").strip().lower() == "true"
+        if svc.get("instanceid") and (local or not _launches(svc)):
+            self.note(svc.where_of("instanceid"), "instanceid: unused on an existing host")
         if local:
             # The original ran every step here, from a stage folder: `local: true`.
             out["local"] = True
@@ -131,6 +133,10 @@ class _Converter:
                 out["security_groups"] = [g for g in groups if g]
             if svc.get("hostname"):
                 self.note(svc.where_of("hostname"), "hostname: ignored, iaas_launch is true")
+            if svc.get("instanceid"):
+                # The original ignored it; here it adopts that instance (kept at terminate).
+                ids = (svc.get("instanceid") or "").split()
+                out["instance_id"] = ids[0] if len(ids) == 1 else ids
         else:
             host = self.host(svc)
             if not host:

@@ -25,12 +25,12 @@ CLOUD_KEYS = ("iaas", "iaas_url", "iaas_key", "iaas_secret", "sshkeyname", "loca
 DEFAULT_KEYS = CLOUD_KEYS + (
     "image", "allocation", "bootconf", "bootpgm", "bootpgm_args", "readypgm", "readypgm_args",
     "terminatepgm", "terminatepgm_args", "pgm_timeout", "local_exe")
-SERVICE_KEYS = DEFAULT_KEYS + ("hostname", "iaas_launch", "replica_count", "cloud")
+SERVICE_KEYS = DEFAULT_KEYS + ("hostname", "iaas_launch", "replica_count", "cloud",
+                               "instanceid")
 PATH_KEYS = ("bootconf", "bootpgm", "readypgm", "terminatepgm", "localsshkeypath")
 CREDENTIAL_KEYS = ("iaas_key", "iaas_secret")
 # Keys the original read nowhere (it ignored them silently); we say so.
-KNOWN_IGNORED = {"instanceid": "adopting an instance by id is not converted yet",
-                 "instanceip": "the original ignored it; use hostname:",
+KNOWN_IGNORED = {"instanceip": "the original ignored it; use hostname:",
                  "test": "the original ignored it", "tests": "the original ignored it",
                  "sublevel": "the original ignored it", "keepalive": "the original ignored it"}
 _ENV_VALUE = re.compile(r"^env\.([A-Za-z_][A-Za-z0-9_]*)$")
