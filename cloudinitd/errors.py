@@ -2,6 +2,26 @@
 
 from __future__ import annotations
 
+MAX_MESSAGE = 1000  # characters; a huge value echoed into a message is cut in the middle
+
+
+def one_line(text: str) -> str:
+    """`text` safe to print as one line: line breaks and control characters escaped.
+
+    Messages echo values from plans and command lines; a newline (or U+2028,
+    NUL, ESC) in such a value must not start a second `error:` line or drive
+    the terminal.
+    """
+    if len(text) > MAX_MESSAGE:
+        half = MAX_MESSAGE // 2
+        text = f"{text[:half]}...{text[-half:]}"
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+
+
 
 class CloudinitdError(Exception):
     """Base class. `exit_code` is what the CLI exits with (see DESIGN.md)."""
@@ -26,10 +46,10 @@ class PlanError(UsageError):
 
     def __str__(self) -> str:
         if self.file and self.line:
-            return f"{self.file}:{self.line}: {self.message}"
+            return one_line(f"{self.file}:{self.line}: {self.message}")
         if self.file:
-            return f"{self.file}: {self.message}"
-        return self.message
+            return one_line(f"{self.file}: {self.message}")
+        return one_line(self.message)
 
 
 class PlanErrors(UsageError):

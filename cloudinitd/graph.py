@@ -341,6 +341,23 @@ def _after_errors(plan: Plan) -> Iterator[PlanError]:
                 )
 
 
+def _shortest_cycle(sub: nx.DiGraph, order: dict[str, int]) -> list[str]:
+    """A shortest cycle of a strongly connected graph, as [a, b, ..., a].
+
+    One breadth-first search per service; ties go to the service written first.
+    """
+    best: list[str] | None = None
+    for start in sorted(sub, key=order.__getitem__):
+        paths = nx.single_source_shortest_path(sub, start)
+        for back in sorted(sub.predecessors(start), key=order.__getitem__):
+            if back in paths:
+                cycle = [*paths[back], start]
+                if best is None or len(cycle) < len(best):
+                    best = cycle
+    assert best is not None  # a strongly connected component of 2+ nodes, or a self-loop
+    return best
+
+
 def _cycle_errors(plan: Plan, graph: nx.DiGraph) -> list[PlanError]:
     order = {name: i for i, name in enumerate(plan.services)}
     needs = graph.reverse(copy=False)  # edge a -> b: a needs b
@@ -350,11 +367,8 @@ def _cycle_errors(plan: Plan, graph: nx.DiGraph) -> list[PlanError]:
     ):
         if len(scc) == 1 and not needs.has_edge(next(iter(scc)), next(iter(scc))):
             continue
-        first = min(scc, key=order.__getitem__)
-        sub = needs.subgraph(scc)
-        paths = [nx.shortest_path(sub, nxt, first) for nxt in sub.successors(first)]
-        cycle = [first, *min(paths, key=lambda p: (len(p), order[p[0]]))]
-        spec = plan.services[first]
+        cycle = _shortest_cycle(needs.subgraph(scc), order)
+        spec = plan.services[cycle[0]]
         errors.append(
             PlanError(
                 f"dependency cycle: {' -> '.join(cycle)} (each service needs the next)",

@@ -21,14 +21,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, StrictUndefined, Template, TemplateError, TemplateSyntaxError, nodes
-from jinja2.exceptions import TemplateRuntimeError
-from jinja2.utils import missing
+from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, nodes
+from jinja2.exceptions import SecurityError, TemplateRuntimeError
+from jinja2.utils import generate_lorem_ipsum, missing
 from markupsafe import Markup
 
 from cloudinitd.errors import PlanError
 from cloudinitd.paths import display_path
 from cloudinitd.plan.model import BUILTIN_ATTRIBUTES, Plan, ScriptSpec, ServiceSpec
+from cloudinitd.sandbox import BoundedSandbox, bound_tree, render_bounded
 from cloudinitd.secretcheck import secret_key_name
 
 # Names every template may use besides the services. `home` is the run's
@@ -70,7 +71,7 @@ class _Undefined(StrictUndefined):
         name, obj = self._undefined_name, self._undefined_obj
         label = getattr(obj, "_cid_label", None)
         if obj is missing:
-            what = str(name)
+            what = "self" if name == _SELF else str(name)
         elif label is None:
             what = f"{name!r} of a {type(obj).__name__} value"
             return f"undefined {what}"
@@ -188,14 +189,26 @@ def _shquote(value: Any) -> Markup:
     return Markup(shlex.quote(str(value)))
 
 
-def _make_env(shell: bool) -> Environment:
-    env = Environment(
+def _clamp(value: Any, low: int, high: int) -> int:
+    return sorted((low, int(value), high))[1]
+
+
+def _lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:  # noqa: A002
+    """Jinja's `lipsum`, with sizes a template cannot blow up (it would run for minutes)."""
+    return generate_lorem_ipsum(n=_clamp(n, 0, 100), html=bool(html), min=_clamp(min, 1, 1000),
+                                max=_clamp(max, 1, 1000))
+
+
+def _make_env(shell: bool) -> BoundedSandbox:
+    # Every template renders in the sandbox: a plan cannot run code on this machine.
+    env = BoundedSandbox(
         undefined=_Undefined,
         keep_trailing_newline=True,
         autoescape=False,
         finalize=_shell_finalize if shell else None,
     )
-    env.filters["shquote"] = _shquote
+    env.add_filter("shquote", _shquote)
+    env.globals["lipsum"] = _lipsum
     return env
 
 
@@ -215,6 +228,7 @@ def _compile(source: str, filename: str, shell: bool) -> Template:
     for node in tree.find_all(nodes.Name):
         if node.name == "self":
             node.name = _SELF
+    bound_tree(tree)
     code = env.compile(tree, filename=filename)
     return env.template_class.from_code(env, code, env.make_globals(None), None)
 
@@ -232,9 +246,15 @@ def _template_line(exc: BaseException, filename: str) -> int | None:
     return line
 
 
-def _reason(exc: Exception) -> str:
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, SecurityError):
+        return f"not allowed in a template: {(exc.message or type(exc).__name__).rstrip('.')}"
     if isinstance(exc, TemplateError):
         return exc.message or type(exc).__name__
+    if isinstance(exc, RecursionError):
+        return "template recursion too deep"
+    if isinstance(exc, MemoryError):
+        return "template needs too much memory"
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -246,10 +266,10 @@ def _render(
     suffix: str,
 ) -> str:
     try:
-        return _compile(text, filename, shell).render(context)
+        return render_bounded(_compile(text, filename, shell), context)
     except PlanError:
         raise
-    except Exception as exc:  # any failure inside a template is a plan problem
+    except Exception as exc:  # any failure inside a template (even MemoryError) is a plan problem
         line = _template_line(exc, filename)
         raise PlanError(f"{_reason(exc)}{suffix}", filename, line) from None
 

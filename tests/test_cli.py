@@ -89,3 +89,83 @@ def test_lifetime_expires_and_clean_terminates(tmp_path, cli: Cli, sshd_hosts):
     assert (out / "terminated").exists()
     assert cli("status", "short-1", "--json", expect=1).json()["status"] == "terminated"
     json.dumps(cleaned)
+
+
+@pytest.mark.parametrize("name", ["../../x", "bad name/x", "-x", "a" * 64, "a\nb"])
+def test_bad_run_names_are_refused_before_anything_is_written(cli: Cli, tmp_path, name):
+    # Five local containers would be launched if the name were not checked first.
+    plan = write_plan(tmp_path / "p", "services:\n  web:\n    count: 5\n")
+    res = cli("boot", plan, "--name", name, expect=2)
+    assert res.err.count("\n") == 1 and res.err.startswith("cloudinitd: error: bad run name ")
+    assert not cli.home.exists()
+    assert not (tmp_path / "x").exists() and not (tmp_path.parent / "x").exists()
+    if name not in ("../../x", "-x"):
+        return  # every command, for two names (the generated suite covers the rest in-process)
+    # `--` so that a name starting with '-' is the RUN argument, not an option.
+    for argv in (["status", "--", name], ["terminate", "--", name], ["clean", "--", name],
+                 ["logs", "--", name], ["scale", "--", name, "web", "1"],
+                 ["reload", plan, "--name", name]):
+        res = cli(*argv, expect=2)
+        assert res.err.startswith("cloudinitd: error: bad run name "), argv
+        assert res.err.count("\n") == 1
+    assert not cli.home.exists()
+
+
+def test_unknown_var_and_max_instances_flag(cli: Cli, tmp_path):
+    plan = write_plan(tmp_path / "p", """
+        vars: {nodes: 2}
+        services:
+          web:
+            count: "{{ vars.nodes }}"
+    """)
+    res = cli("validate", plan, "--var", "node=3", expect=2)
+    assert res.err == (f"cloudinitd: error: {plan}:1: --var node: the plan has no var 'node'"
+                       " (did you mean 'nodes'?)\n")
+    res = cli("validate", plan, "--var", "nodes=1500", expect=2)
+    assert "count 1500 is above the limit of 1000 instances per service" in res.err
+    cli("validate", plan, "--var", "nodes=1500", "--max-instances", "1500")
+    cli("validate", plan, "--var", "nodes=1500", env={"CLOUDINITD_MAX_INSTANCES": "1500"})
+
+
+def test_sandbox_escape_in_script_and_env_runs_nothing_in_dry_run(cli: Cli, tmp_path):
+    marker = tmp_path / "X"
+    payload = f"{{{{ cycler.__init__.__globals__.os.system('touch {marker}') }}}}"
+    plan = write_plan(tmp_path / "p", """
+        services:
+          a:
+            boot: s.sh.j2
+    """, {"s.sh.j2": f"echo hi\n{payload}\n"})
+    res = cli("boot", "--dry-run", plan, expect=2)
+    assert res.err.count("\n") == 1 and ":2: not allowed in a template" in res.err
+    plan = write_plan(tmp_path / "q", f"""
+        services:
+          a:
+            env:
+              E: "{payload}"
+    """)
+    res = cli("boot", "--dry-run", plan, expect=2)
+    assert res.err.startswith(f"cloudinitd: error: {plan}:4: not allowed in a template")
+    assert not marker.exists()
+
+
+def test_templated_host_is_rendered_before_ssh(tmp_path, cli: Cli, sshd_hosts):
+    # The address comes from a var (overridden on the command line); SSH must get the
+    # rendered address, not the template text.
+    (host,) = sshd_hosts(1)
+    out = tmp_path / "out"
+    out.mkdir()
+    plan = write_plan(tmp_path / "p", f"""
+        vars: {{addr: 192.0.2.1}}
+        services:
+          one:
+            host: "{{{{ vars.addr }}}}"
+            ssh_port: {host.port}
+            ssh_key: {host.key_path}
+            timeout: 30s
+            boot: b.sh.j2
+    """, {"b.sh.j2": f"echo {{{{ self.address }}}} > {out}/booted\n"})
+    cli("boot", plan, "--name", "tpl-host-1", "--var", f"addr={host.address}", "-q")
+    assert (out / "booted").read_text() == f"{host.address}\n"
+    data = cli("status", "tpl-host-1", "--json").json()
+    assert data["services"]["one"]["instances"][0]["address"] == host.address
+    cli("terminate", "tpl-host-1", "-q")

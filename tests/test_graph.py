@@ -215,3 +215,70 @@ services:
         },
     )
     assert context_uses(plan) == {"vm": {"home", "self", "run"}, "other": {"vars"}}
+
+
+@pytest.mark.parametrize("guard", ["d", "default", "d('x')", "default('x', true)"])
+def test_each_default_filter_spelling_guards_on_its_own(tmp_path, guard):
+    plan = plan_in(tmp_path, "services:\n  a: {boot: a.sh.j2}\n",
+                   {"a.sh.j2": "{{ vars.nope | " + guard + " }} {{ nobody.x | " + guard + " }}\n"})
+    assert service_references(plan)["a"] == set()
+
+
+def test_cycle_message_names_a_shortest_cycle(tmp_path):
+    # a sits on a 2-cycle (a, b) and on a 4-cycle (a, c, d, e): the message shows the short one.
+    errors = load_errors(tmp_path, """\
+services:
+  a:
+    after: [c, b]
+  b:
+    after: [a]
+  c:
+    after: [d]
+  d:
+    after: [e]
+  e:
+    after: [a]
+""")
+    assert errors == ["plan.yml:2: dependency cycle: a -> b -> a (each service needs the next)"]
+    # The shortest cycle need not pass through the service written first.
+    errors = load_errors(tmp_path, """\
+services:
+  x:
+    after: [y]
+  y:
+    after: [z]
+  z:
+    after: [w, x]
+  w:
+    after: [z]
+""")
+    assert errors == ["plan.yml:6: dependency cycle: z -> w -> z (each service needs the next)"]
+
+
+def test_block_list_items_are_reported_at_their_own_line(tmp_path):
+    # Each error names the line of the list item, not the line of the list's key.
+    after = load_errors(tmp_path, """\
+services:
+  a: {}
+  b:
+    after:
+      - a
+      - nosuch
+""")
+    assert after == ["plan.yml:6: service 'b': unknown service 'nosuch' in after"]
+    clouds = load_errors(tmp_path, """\
+services:
+  b:
+    clouds:
+      - cloud: local
+      - cloud: nocloud
+""")
+    assert clouds == ["plan.yml:5: service 'b': unknown cloud 'nocloud' (known: local, qemu)"]
+    shape = load_errors(tmp_path, """\
+services:
+  b:
+    exports:
+      - ok
+      - 1bad
+""")
+    assert shape == ["plan.yml:5: services.b.exports[1]: expected an attribute name, got '1bad'"]

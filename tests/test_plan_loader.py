@@ -97,10 +97,21 @@ def test_cluster_plan_structure():
 
 
 def test_var_overrides_are_yaml_scalars_and_change_count():
-    plan = load_plan("good/cluster.yml", overrides={"compute_count": "4", "extra": "yes please"})
+    plan = load_plan("good/cluster.yml", overrides={"compute_count": "4", "export_dir": "/x y"})
     assert plan.services["compute"].count == 4
     assert plan.vars["compute_count"] == 4
-    assert plan.vars["extra"] == "yes please"
+    assert plan.vars["export_dir"] == "/x y"
+
+
+def test_var_override_of_an_undeclared_var_is_refused_with_did_you_mean():
+    with pytest.raises(PlanErrors) as info:
+        load_plan("good/cluster.yml", overrides={"compute_cont": "4"})
+    assert [str(e) for e in info.value.errors] == [
+        "good/cluster.yml:2: --var compute_cont: the plan has no var 'compute_cont'"
+        " (did you mean 'compute_count'?)"
+    ]
+    # The vars the engine itself reads (the home share) need no declaration.
+    assert load_plan("good/cluster.yml", overrides={"home_host": "10.0.0.1"}).vars["home_host"]
 
 
 @pytest.mark.parametrize(
@@ -261,3 +272,113 @@ def test_empty_sections_and_services_mean_defaults(tmp_path):
     assert plan.vars == {}
     assert plan.services["a"].clouds == [CloudPlacement("local", -1)]
     assert plan.services["b"].after == ["a"]
+
+
+def _load_errors(tmp_path: Path, data: bytes, scripts: dict[str, bytes] | None = None,
+                 **kwargs) -> list[str]:
+    for name, body in (scripts or {}).items():
+        (tmp_path / name).write_bytes(body)
+    (tmp_path / "plan.yml").write_bytes(data)
+    with pytest.raises(PlanErrors) as info:
+        load_plan(tmp_path / "plan.yml", **kwargs)
+    return [str(e).replace(f"{tmp_path}/", "") for e in info.value.errors]
+
+
+@pytest.mark.parametrize("data, expected", [
+    (b"services:\n  a: {}\n  b: \x00\n",
+     "plan.yml:3: bad YAML: character U+0000 is not allowed in YAML (column 6)"),
+    (b"services:\n  a: {}\n  b: '\x1b[31m'\n",
+     "plan.yml:3: bad YAML: character U+001B is not allowed in YAML (column 7)"),
+    (b"services:\n  a:\n    image: d\xc3\xa9b \xff\n",
+     "plan.yml:3: not UTF-8: byte 0xff at line 3, column 16"),
+    # U+2028 is a line break to PyYAML but not to editors: line numbers must not shift.
+    ("x: '\u2028\u2028'\nservices:\n  a:\n    nope: 1\n".encode(),
+     "plan.yml:1: unknown key 'x' (known: clouds, defaults, lifetime, name, services, vars)"),
+    (b"services:\n  a:\n    host: \"a\\nb\"\n",
+     "plan.yml:3: service 'a': host 'a\\nb' is not an address or a service name"),
+    (b"services: " + b"[" * 10_000, "plan.yml:1: bad YAML: nested more than 100 levels deep"),
+    (b"vars:\n  a: &a [1, *a]\nservices: {a: {}}\n",
+     "plan.yml:2: bad YAML: an alias refers to the value that contains it"),
+])
+def test_bad_bytes_and_shapes_give_one_located_line(tmp_path, data, expected):
+    errors = _load_errors(tmp_path, data)
+    assert errors[0] == expected
+    assert all("\n" not in e and "\u2028" not in e for e in errors)
+
+
+def test_u2028_does_not_shift_later_lines(tmp_path):
+    errors = _load_errors(tmp_path, "vars:\n  a: '\u2028\u2028\u2028'\nservices:\n  a:\n"
+                                    "    nope: 1\n".encode())
+    assert errors[0].startswith("plan.yml:5: unknown key 'nope'")
+
+
+def test_billion_laughs_is_refused_quickly_at_its_line(tmp_path):
+    rows = ["  l0: &l0 [" + ", ".join(["lol"] * 9) + "]"]
+    rows += [f"  l{d}: &l{d} [" + ", ".join([f"*l{d - 1}"] * 9) + "]" for d in range(1, 9)]
+    data = ("vars:\n" + "\n".join(rows) + "\nservices: {a: {}}\n").encode()
+    errors = _load_errors(tmp_path, data)
+    # l5 is the first list whose expansion passes 200000 values (9**6 > 200000 > 9**5).
+    assert errors == ["plan.yml:7: bad YAML: too many values once aliases are expanded"
+                      " (more than 200000)"]
+
+
+def test_plan_and_script_size_limits(tmp_path):
+    big = b"services: {a: {}}\n" + b"#" * (300 * 1024) + b"\n"
+    assert _load_errors(tmp_path, big) == ["plan.yml:1: file is larger than the limit of 256 KiB"]
+    errors = _load_errors(tmp_path, b"services:\n  a: {boot: s.sh}\n",
+                          {"s.sh": b"echo x\n" * 100_000})
+    assert errors == ["s.sh:1: file is larger than the limit of 512 KiB"]
+
+
+def test_script_problems_are_located(tmp_path):
+    long = "x" * 300
+    assert _load_errors(tmp_path, f"services:\n  a:\n    boot: {long}.sh\n".encode()) == [
+        "plan.yml:3: service 'a': bad boot script path: File name too long"]
+    errors = _load_errors(tmp_path, b"services:\n  a:\n    boot: s.sh\n",
+                          {"s.sh": b"#!/bin/sh\necho \xc3\n"})
+    assert errors == ["s.sh:2: not UTF-8: byte 0xc3 at line 2, column 6"]
+
+
+def test_count_limits_per_service_and_per_run_and_override(tmp_path):
+    from cloudinitd.plan.limits import Limits
+
+    assert _load_errors(tmp_path, b"services:\n  a:\n    count: 1000000000\n") == [
+        "plan.yml:3: service 'a': count 1000000000 is above the limit of 1000 instances per"
+        " service (see --max-instances)"]
+    three = b"services:\n" + b"".join(b"  s%d: {count: 900}\n" % i for i in range(3))
+    assert _load_errors(tmp_path, three) == [
+        "plan.yml:1: the plan launches 2700 instances, above the limit of 2000 per run"
+        " (see --max-instances)"]
+    plan = load_plan(tmp_path / "plan.yml", limits=Limits.from_env(3000))
+    assert sum(s.count for s in plan.services.values()) == 2700
+    assert _load_errors(tmp_path, b"services:\n  a: {count: \"{{ 10 ** 12 }}\"}\n") == [
+        "plan.yml:2: service 'a': count 1000000000000 is above the limit of 1000 instances per"
+        " service (see --max-instances)"]
+
+
+def test_templated_host_is_rendered_from_vars_at_load_time(tmp_path):
+    (tmp_path / "plan.yml").write_text(
+        "vars: {addr: 127.0.0.9}\nservices:\n  a:\n    host: \"{{ vars.addr }}\"\n")
+    assert load_plan(tmp_path / "plan.yml").services["a"].host == "127.0.0.9"
+    plan = load_plan(tmp_path / "plan.yml", overrides={"addr": "127.0.0.7"})
+    assert plan.services["a"].host == "127.0.0.7"
+    assert _load_errors(tmp_path, b"services:\n  a:\n    host: \"{{ self.address }}\"\n") == [
+        "plan.yml:3: service 'a': host: undefined 'self'"]
+    assert _load_errors(tmp_path, b"vars: {h: 'a b'}\nservices:\n  a:\n"
+                                  b"    host: \"{{ vars.h }}\"\n") == [
+        "plan.yml:4: service 'a': host renders to 'a b', not an address or a service name"]
+
+
+def test_sandbox_escape_in_count_runs_nothing(tmp_path):
+    marker = tmp_path / "X"
+    payload = f"{{{{ cycler.__init__.__globals__.os.system('touch {marker}') }}}}"
+    errors = _load_errors(tmp_path, f"services:\n  a:\n    count: \"{payload}\"\n".encode())
+    assert errors == ["plan.yml:3: service 'a': count: not allowed in a template: access to"
+                      " attribute '__init__' of 'type' object is unsafe"]
+    assert not marker.exists()
+
+
+def test_derived_plan_names_fit_run_names(tmp_path):
+    path = tmp_path / "my plan;x.yml"
+    path.write_text("services: {a: {}}\n")
+    assert load_plan(path).name == "my-plan-x"

@@ -30,15 +30,15 @@ def test_yaml_merge_keys_and_anchors():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("a: b: c\n", "f.yml:1: bad YAML: mapping values are not allowed here"),
+        ("a: b: c\n", "f.yml:1: bad YAML: mapping values are not allowed in this context"),
         ("a: 1\na: 2\n", "f.yml:2: duplicate key 'a' (first at line 1)"),
         (
             "a:\n  - 1\n - 2\n",
-            "f.yml:3: bad YAML: expected <block end>, but found '<block sequence start>' (while parsing a block mapping)",
+            "f.yml:3: bad YAML: did not find expected key (while parsing a block mapping)",
         ),
         (
             "a: [1\n",
-            "f.yml:2: bad YAML: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence)",
+            "f.yml:2: bad YAML: did not find expected ',' or ']' (while parsing a flow sequence)",
         ),
     ],
 )
@@ -81,7 +81,7 @@ vars: {x: 1}
         "p.yml:3: services: bad name 'bad-name' (use a letter, then letters, digits or '_'; templates use it as a name)",
         "p.yml:5: services.a.image: expected string, got 3",
         "p.yml:6: services.a.count: expected a whole number >= 0 or a template string, got 1.5",
-        "p.yml:7: services.a.after: expected a string or a list of strings, got [1]",
+        "p.yml:7: services.a.after[0]: expected string, got 1",
         "p.yml:8: services.a.spot.fallback: must be one of 'on-demand', 'none', got 'never'",
         "p.yml:9: services.a.env: bad name '2BAD' (use letters, digits and '_', not starting with a digit)",
         "p.yml:10: services.a.exports[1]: expected an attribute name, got 'not-ok'",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -325,3 +326,84 @@ def test_extra_context_home_is_rendered_and_quoted(plan):
     with pytest.raises(PlanError, match=r"undefined 'home'"):
         render(plan, "{{ home.dir }}")  # a run that did not set up the home share
     assert render(plan, "{{ home.host }}", extra=placeholder_extra()) == "192.0.2.254"
+
+
+# Payloads with no space or quote in them: quoting must not depend on whitespace.
+NO_SPACE = ["$(id)", "`id`", "a;b", "a|b", ">f", "*", "f?", "[f]*", "a&&b", "a&b", "$HOME",
+            "~", "{f1,f2}", "a#b", "!x", "(x)", "a\\b", "$((1+1))", "${IFS}"]
+
+
+@pytest.mark.parametrize("value", NO_SPACE, ids=range(len(NO_SPACE)))
+def test_values_without_spaces_reach_sh_as_one_literal_word(plan, value, tmp_path):
+    # A non-empty folder: an unquoted glob would expand to these names.
+    for name in ("f1", "f2", "f"):
+        (tmp_path / name).write_text("x")
+    before = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    text = render_script(
+        inline(plan, "printf '[%s]\\n' {{ vars.x }}\n"), plan=replace(plan, vars={"x": value}),
+        run="r1", service="compute", index=0, world=placeholder_world(plan))
+    out = subprocess.run(["/bin/sh", "-c", text], capture_output=True, text=True, cwd=tmp_path,
+                         env={"PATH": "/nonexistent", "HOME": "/home-dir"}, check=True)
+    assert out.stdout == f"[{value}]\n"  # one word, exactly the value
+    # `>f` neither created nor truncated a file.
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == before
+
+
+ESCAPE_PAYLOADS = [
+    "cycler.__init__.__globals__.os.system('touch {x}')",
+    "joiner.__init__.__globals__.os.system('touch {x}')",
+    "lipsum.__globals__['os'].system('touch {x}')",
+    "self.__class__.__init__.__globals__",
+    "''.__class__.__mro__[1].__subclasses__()",
+    "'{{0.__class__}}'.format(vars)",
+    "vars.update({{'x': 1}})",
+]
+
+
+@pytest.mark.parametrize("payload", ESCAPE_PAYLOADS, ids=range(len(ESCAPE_PAYLOADS)))
+def test_templates_cannot_run_code_here(plan, payload, tmp_path):
+    marker = tmp_path / "X"
+    text = "{{ " + payload.format(x=marker) + " }}"
+    with pytest.raises(PlanError) as info:
+        render(plan, f"echo start\n{text}\n")
+    assert str(info.value).startswith("scripts/t.sh.j2:2: ")
+    assert "not allowed in a template" in str(info.value) or "unsafe" in str(info.value)
+    with pytest.raises(PlanError):
+        render_value(text, plan=plan, run="r", service="compute", index=0,
+                     world=placeholder_world(plan), where="plan.yml:9")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{{ range(10**8)|list }}", "Range too big"),
+    ("{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}",
+     "too expensive|too slow"),
+    ("{{ 'a' * 10**9 }}", "too large"),
+    ("{{ 'x'|center(10**9) }}", "too large"),
+    ("{{ '%999999999d' % 1 }}", "too large"),
+    ("{{ 2 ** (10 ** 9) }}", "number too large"),
+    ("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", "recursion"),
+    ("{% set ns = namespace(a='x') %}{% for i in range(60) %}{% set ns.a = ns.a ~ ns.a %}"
+     "{% endfor %}", "too large"),
+])
+def test_render_budget_stops_runaway_templates(plan, text, message):
+    with pytest.raises(PlanError) as info:
+        render(plan, text)
+    assert re.search(message, str(info.value))
+    assert str(info.value).startswith("scripts/t.sh.j2:1: ")
+
+
+def test_budget_leaves_ordinary_loops_alone(plan):
+    text = render(plan, "{% for i in range(5000) %}{{ i }}{% endfor %}\n"
+                        "{{ 'ab' * 3 }} {{ 2 ** 10 }} {{ [1, 2]|join('-') }} {{ 'a' ~ 'b' }}\n")
+    assert text.endswith("4999\nababab 1024 1-2 ab\n")
+
+
+def test_a_render_session_bounds_all_renders_together(plan):
+    from cloudinitd.sandbox import render_session
+
+    assert render(plan, "ok\n") == "ok\n"
+    with render_session(0.0), pytest.raises(PlanError) as info:
+        render(plan, "ok\n")
+    assert "templates too slow" in str(info.value)
+    assert render(plan, "ok\n") == "ok\n"  # the session ended with its block

@@ -1,4 +1,4 @@
-"""Pieces every command shares: the --json flag, --var parsing, the lazily opened store."""
+"""Pieces every command shares: the --json flag, --var parsing, run names, the store."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from cloudinitd.errors import UsageError
+from cloudinitd.names import check_run_name
 from cloudinitd.paths import cloudinitd_home
 from cloudinitd.store import Store
 
@@ -68,6 +69,28 @@ def read_var_file(path: str) -> dict[str, str]:
     return out
 
 
+max_instances_option = click.option(
+    "--max-instances", type=click.IntRange(min=1), default=None, metavar="N",
+    help="Allow up to N instances per service and per run (default 1000 / 2000;"
+         " also $CLOUDINITD_MAX_INSTANCES).")
+
+
+class RunNameType(click.ParamType):
+    """A RUN argument or --name: checked by the one run-name rule while parsing.
+
+    The error is raised as our UsageError (not click's), so it prints as one
+    `cloudinitd: error:` line with exit 2, before the command does anything.
+    """
+
+    name = "RUN"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 (click's signature)
+        return check_run_name(value)
+
+
+RUN = RunNameType()
+
+
 def parse_vars(items: tuple[str, ...]) -> dict[str, str]:
     out: dict[str, str] = {}
     ctx = click.get_current_context(silent=True)
@@ -76,7 +99,7 @@ def parse_vars(items: tuple[str, ...]) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"--var takes KEY=VALUE, got {item!r}")
+            raise UsageError(f"--var takes KEY=VALUE, got {item[:80]!r}")
         out[key.strip()] = value
     return out
 

@@ -22,7 +22,7 @@ import click
 import yaml
 
 from cloudinitd.cli import output
-from cloudinitd.cli.common import Env, parse_vars
+from cloudinitd.cli.common import RUN, Env, parse_vars
 from cloudinitd.errors import UsageError
 
 PLAN = "sshfs-vm"
@@ -258,7 +258,7 @@ def _clean_up(ctx, as_json: bool) -> bool:
 
 
 @click.command(help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--name", "run_name", help="Run name (default: sshfs-vm-N).")
+@click.option("--name", "run_name", type=RUN, help="Run name (default: sshfs-vm-N).")
 @click.option(
     "--var",
     "vars_",

@@ -25,7 +25,7 @@ from cloudinitd.cli import (
     run_commands,
 )
 from cloudinitd.cli.common import Env
-from cloudinitd.errors import CloudinitdError
+from cloudinitd.errors import CloudinitdError, PlanErrors, one_line
 
 
 def handle_errors(fn):
@@ -37,16 +37,32 @@ def handle_errors(fn):
             return fn(*args, **kwargs)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise  # click's own flow: --help, usage errors (exit 2), explicit exits
+        except PlanErrors as exc:
+            for problem in exc.errors:  # one line each (PlanError escapes its own text)
+                output.error(str(problem))
+            sys.exit(exc.exit_code)
         except CloudinitdError as exc:
-            output.error(str(exc))
+            output.error(one_line(str(exc)))
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             output.error("interrupted")
             sys.exit(130)
+        except RecursionError:
+            # Input is bounded before it is parsed; reaching here is a bug, reported in one line.
+            output.error("input nested too deeply (RecursionError)")
+            sys.exit(2)
+        except MemoryError:
+            output.error("out of memory (MemoryError); the input or run is too large")
+            sys.exit(2)
+        except OSError as exc:
+            where = f" {exc.filename}" if exc.filename else ""
+            output.error(one_line(f"{exc.strerror or exc}{where}"))
+            sys.exit(1)
         except Exception as exc:  # a bug or an unexpected environment problem
             if os.environ.get("CLOUDINITD_DEBUG"):
                 traceback.print_exc()
-            output.error(f"{type(exc).__name__}: {exc} (set CLOUDINITD_DEBUG=1 for a traceback)")
+            output.error(one_line(f"{type(exc).__name__}: {exc}") +
+                         " (set CLOUDINITD_DEBUG=1 for a traceback)")
             sys.exit(1)
 
     return wrapper

@@ -10,32 +10,53 @@ from pathlib import Path
 import click
 
 from cloudinitd.cli import output
-from cloudinitd.cli.common import Env, json_option, parse_vars, pass_env, var_option
+from cloudinitd.cli.common import (
+    RUN,
+    Env,
+    json_option,
+    max_instances_option,
+    parse_vars,
+    pass_env,
+    var_option,
+)
 from cloudinitd.errors import UsageError
 from cloudinitd.plan.model import Plan
 
 
-def load(env: Env, plan: str, vars_: tuple[str, ...]) -> tuple[Plan, dict[str, str]]:
+def load(env: Env, plan: str, vars_: tuple[str, ...],
+         max_instances: int | None = None) -> tuple[Plan, dict[str, str]]:
     from cloudinitd.catalog import load_catalog
     from cloudinitd.cli.import_commands import plan_path
     from cloudinitd.paths import find_plan
+    from cloudinitd.plan.limits import Limits
     from cloudinitd.plan.loader import load_plan
 
     overrides = parse_vars(vars_)
-    return load_plan(find_plan(plan_path(env, plan)), overrides=overrides, catalog=load_catalog(env.home)), \
-        overrides
+    from cloudinitd.sandbox import SESSION_SECONDS, render_session
+
+    limits = Limits.from_env(max_instances)
+    try:
+        path = find_plan(plan_path(env, plan))
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte
+        raise UsageError(f"no plan {plan[:80]!r}: {getattr(exc, 'strerror', None) or exc}") \
+            from None
+    with render_session(SESSION_SECONDS):  # count / host templates of every service
+        return load_plan(path, overrides=overrides, catalog=load_catalog(env.home),
+                         limits=limits), overrides
 
 
 @click.command()
 @click.argument("plan")
 @var_option
+@max_instances_option
 @json_option
 @pass_env
-def validate(env: Env, plan: str, vars_: tuple[str, ...], as_json: bool) -> None:
+def validate(env: Env, plan: str, vars_: tuple[str, ...], max_instances: int | None,
+             as_json: bool) -> None:
     """Load and check PLAN; nothing is launched."""
     from cloudinitd.graph import boot_levels, build_graph
 
-    loaded, _ = load(env, plan, vars_)
+    loaded, _ = load(env, plan, vars_, max_instances)
     levels = boot_levels(build_graph(loaded))
     if as_json:
         output.emit_json({"plan": loaded.name, "path": str(loaded.path), "valid": True,
@@ -62,14 +83,15 @@ def graph_dot(graph, levels: list[list[str]], name: str) -> str:
               default="text", show_default=True)
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="Write to FILE.")
 @var_option
+@max_instances_option
 @json_option
 @pass_env
 def graph(env: Env, plan: str, fmt: str, out: str | None, vars_: tuple[str, ...],
-          as_json: bool) -> None:
+          max_instances: int | None, as_json: bool) -> None:
     """The dependency graph of PLAN and its boot levels."""
     from cloudinitd.graph import boot_levels, build_graph
 
-    loaded, _ = load(env, plan, vars_)
+    loaded, _ = load(env, plan, vars_, max_instances)
     g = build_graph(loaded)
     levels = boot_levels(g)
     fmt = "json" if as_json else fmt
@@ -103,24 +125,28 @@ def graph(env: Env, plan: str, fmt: str, out: str | None, vars_: tuple[str, ...]
 
 @click.command()
 @click.argument("plan")
-@click.option("--name", "run_name", help="Run name (default: PLAN-N).")
+@click.option("--name", "run_name", type=RUN, help="Run name (default: PLAN-N).")
 @var_option
+@max_instances_option
 @click.option("--dry-run", is_flag=True, help="Render every script and print the schedule;"
               " launch nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
 @json_option
 @pass_env
-def boot(env: Env, plan: str, run_name: str | None, vars_: tuple[str, ...], dry_run: bool,
-         quiet: bool, as_json: bool) -> None:
+def boot(env: Env, plan: str, run_name: str | None, vars_: tuple[str, ...],
+         max_instances: int | None, dry_run: bool, quiet: bool, as_json: bool) -> None:
     """Launch and configure PLAN; prints the run name."""
     from cloudinitd.engine.boot import boot as boot_run
     from cloudinitd.engine.boot import dry_run as render_dry_run
     from cloudinitd.engine.boot import start_run
     from cloudinitd.engine.converge import Interrupted
 
-    loaded, overrides = load(env, plan, vars_)
+    loaded, overrides = load(env, plan, vars_, max_instances)
     if dry_run:
-        report = render_dry_run(loaded, run_name or f"{loaded.name}-dry-run")
+        from cloudinitd.sandbox import SESSION_SECONDS, render_session
+
+        with render_session(SESSION_SECONDS):
+            report = render_dry_run(loaded, run_name or f"{loaded.name}-dry-run")
         if as_json:
             output.emit_json(report)
         else:

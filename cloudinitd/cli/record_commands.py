@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from cloudinitd.cli import output
-from cloudinitd.cli.common import Env, json_option, pass_env
+from cloudinitd.cli.common import RUN, Env, json_option, pass_env
 from cloudinitd.textsafe import for_terminal
 
 
@@ -38,7 +38,7 @@ def list_runs(env: Env, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("run")
+@click.argument("run", type=RUN)
 @json_option
 @pass_env
 def history(env: Env, run: str, as_json: bool) -> None:
@@ -61,7 +61,7 @@ def history(env: Env, run: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("run")
+@click.argument("run", type=RUN)
 @click.argument("service", required=False)
 @json_option
 @pass_env
@@ -85,7 +85,7 @@ def logs(env: Env, run: str, service: str | None, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("run", required=False)
+@click.argument("run", type=RUN, required=False)
 @json_option
 @pass_env
 def clean(env: Env, run: str | None, as_json: bool) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from cloudinitd.cli import output
-from cloudinitd.cli.common import Env, json_option, parse_vars, pass_env, var_option
+from cloudinitd.cli.common import RUN, Env, json_option, parse_vars, pass_env, var_option
 from cloudinitd.engine.context import RunContext, open_run, open_run_without_plan
 
 
@@ -63,7 +63,7 @@ def print_status(data: dict[str, Any]) -> None:
 
 
 @click.command()
-@click.argument("run")
+@click.argument("run", type=RUN)
 @click.option("--check", is_flag=True, help="Also describe instances and run ready scripts.")
 @json_option
 @pass_env
@@ -110,7 +110,7 @@ def _report(env: Env, run: str, result, as_json: bool, extra: dict | None = None
 
 
 @click.command()
-@click.argument("run")
+@click.argument("run", type=RUN)
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
 @json_option
 @pass_env
@@ -125,7 +125,7 @@ def repair(env: Env, run: str, quiet: bool, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("run")
+@click.argument("run", type=RUN)
 @click.argument("service")
 @click.argument("count", type=click.IntRange(min=0))
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
@@ -145,7 +145,7 @@ def scale(env: Env, run: str, service: str, count: int, quiet: bool, as_json: bo
 
 
 @click.command()
-@click.argument("runs", nargs=-1, required=True, metavar="RUN...")
+@click.argument("runs", nargs=-1, required=True, metavar="RUN...", type=RUN)
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
 @json_option
 @pass_env
@@ -193,7 +193,8 @@ def _terminate_one(env: Env, run: str, quiet: bool, as_json: bool, several: bool
 
 @click.command()
 @click.argument("plan")
-@click.option("--name", "run", required=True, help="The run to load the plan into.")
+@click.option("--name", "run", type=RUN, required=True,
+              help="The run to load the plan into.")
 @var_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
 @json_option

@@ -9,18 +9,24 @@ read `FILE:LINE: message`.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
-
-import yaml
-from jinja2 import nodes
 
 from cloudinitd.cloudspec import validate_cloud
 from cloudinitd.errors import PlanError, PlanErrors
 from cloudinitd.graph import build_graph
-from cloudinitd.paths import display_path, shipped_dir
+from cloudinitd.paths import display_path
 from cloudinitd.plan.bundles import BundleError, check_bundle
 from cloudinitd.plan.durations import parse_duration
+from cloudinitd.plan.fields import (
+    empty_sections,
+    parse_override,
+    plain,
+    safe_plan_name,
+    usable_as_name,
+)
+from cloudinitd.plan.limits import DEFAULT_LIMITS, Limits, read_text
 from cloudinitd.plan.model import (
     BUILTIN_ATTRIBUTES,
     LOCAL_ADDRESS,
@@ -34,8 +40,9 @@ from cloudinitd.plan.model import (
     ServiceSpec,
 )
 from cloudinitd.plan.schema import PROVIDER_OPTIONS, did_you_mean, validate_plan_data
+from cloudinitd.plan.scripts import resolve_script
 from cloudinitd.plan.yamlpos import PosDict, PosList, load_yaml
-from cloudinitd.templates import CONTEXT_NAMES, RAW_ENV, render_vars
+from cloudinitd.templates import render_vars
 
 BUILTIN_CLOUDS = {"local": "local", "qemu": "qemu"}
 # Keys that only mean something for a service that launches instances.
@@ -45,52 +52,11 @@ LAUNCH_ONLY = frozenset(
 # Settings a service on another service's host takes from that service unless it sets them.
 SSH_KEYS = ("ssh_user", "ssh_key", "ssh_port")
 DEFAULT_TIMEOUT = 1200.0
-
-
-def _plain(value: Any) -> Any:
-    """PosDict / PosList trees back to plain dicts and lists."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def parse_override(text: str) -> Any:
-    """A `--var` value: a YAML scalar (`4` is an int, `true` a bool), else the text itself."""
-    if text == "":
-        return ""
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    return value if isinstance(value, str | int | float | bool) else text
-
-
-def _usable_as_name(name: str) -> bool:
-    """True when a template can write `{{ name.x }}` and mean this service."""
-    if name in CONTEXT_NAMES or name in RAW_ENV.globals or name in {"loop", "caller"}:
-        return False
-    try:
-        tree = RAW_ENV.parse(f"{{{{ {name}.x }}}}")
-    except Exception:
-        return False
-    found = list(tree.find_all(nodes.Name))
-    return len(found) == 1 and found[0].name == name
-
-
-def _empty_sections(data: Any) -> None:
-    """`services: {a: }` or a bare `vars:` mean empty: make them empty mappings."""
-    if not isinstance(data, PosDict):
-        return
-    for key in ("vars", "clouds", "defaults", "services"):
-        if key in data and data[key] is None:
-            data[key] = PosDict(line=data.key_line(key))
-    services = data.get("services")
-    if isinstance(services, PosDict):
-        for name, entry in services.items():
-            if entry is None:
-                services[name] = PosDict(line=services.key_line(name))
+# Vars the engine reads without a plan declaring them (the home share, engine/context.py).
+ENGINE_VARS = frozenset({"home_host", "home_listen", "home_dir", "home_user", "home_port"})
+_TEMPLATE_MARKS = ("{{", "{%", "{#")
+# A host: an IPv4/IPv6 address, a DNS name or a service name; no spaces or shell characters.
+_HOST = re.compile(r"^[A-Za-z0-9_.:%\[\]-]{1,253}$")
 
 
 class _Loader:
@@ -100,7 +66,10 @@ class _Loader:
         data: PosDict,
         overrides: dict[str, str] | None,
         catalog: dict[str, CloudSpec] | None,
+        limits: Limits = DEFAULT_LIMITS,
     ):
+        self.limits = limits
+        self.rendering_stopped = False  # after one template ran out of budget
         self.path = path
         self.file = display_path(path)
         self.data = data
@@ -120,12 +89,22 @@ class _Loader:
         if "name" in self.data:
             return str(self.data["name"])
         if self.path.name in ("plan.yml", "plan.yaml"):
-            return self.path.resolve().parent.name
-        return self.path.stem
+            stem = self.path.resolve().parent.name
+        else:
+            stem = self.path.stem
+        # Run names derive from the plan name: keep it in the run-name charset.
+        return safe_plan_name(stem)
 
     def variables(self) -> dict[str, Any]:
-        out = _plain(self.data.get("vars") or {})
+        declared = self.data.get("vars") or PosDict()
+        out = plain(declared)
         for key, text in self.overrides.items():
+            if key not in out and key not in ENGINE_VARS:
+                hint = did_you_mean(key, list(out)) or (
+                    f" (its vars: {', '.join(sorted(out))})" if out else " (it has no vars)")
+                line = self.data.key_line("vars") if "vars" in self.data else 1
+                self.error(f"--var {key}: the plan has no var {key!r}{hint}", line)
+                continue
             out[key] = parse_override(text)
         return out
 
@@ -181,7 +160,7 @@ class _Loader:
         clouds: dict[str, CloudSpec],
         services: PosDict,
     ) -> ServiceSpec:
-        if not _usable_as_name(name):
+        if not usable_as_name(name):
             self.error(f"service name {name!r} is reserved in templates; choose another", line)
         v, where = self.merged(name, entry)
 
@@ -194,6 +173,16 @@ class _Loader:
         if host in services and isinstance(services[host], dict) and services[host].get("local"):
             self.error(f"service {name!r}: host {host!r} is a local service (this machine);"
                        " give this service `local: true` instead", at("host"))
+        if isinstance(host, str) and any(m in host for m in _TEMPLATE_MARKS):
+            # Rendered now (vars only), so SSH never sees the template text.
+            rendered = self.render_field(name, "host", host, at("host"), plan_vars)
+            if rendered is not None and not _HOST.match(rendered):
+                self.error(f"service {name!r}: host renders to {rendered!r}, not an address "
+                           "or a service name", at("host"))
+            host = rendered if rendered and _HOST.match(rendered) else host
+        elif isinstance(host, str) and not _HOST.match(host):
+            self.error(f"service {name!r}: host {host!r} is not an address or a service name",
+                       at("host"))
         if host is not None:
             for key in sorted(LAUNCH_ONLY & set(entry)):
                 self.error(
@@ -270,10 +259,10 @@ class _Loader:
         spec.timeout = self.duration(name, "timeout", v, at, DEFAULT_TIMEOUT)
         spec.lifetime = self.duration(name, "lifetime", v, at, None)
         if "spot" in v:
-            spec.spot = _plain(v["spot"])
+            spec.spot = plain(v["spot"])
         for key in PROVIDER_OPTIONS:
             if key in v:
-                value = _plain(v[key])
+                value = plain(v[key])
                 spec.options[key] = (
                     [value] if key == "security_groups" and isinstance(value, str) else value
                 )
@@ -371,20 +360,43 @@ class _Loader:
                 out.append(CloudPlacement(cloud, limit))
         return out
 
+    def render_field(
+        self, name: str, key: str, text: str, line: int, plan_vars: dict[str, Any]
+    ) -> str | None:
+        """A field that may use `vars` (count, host), rendered at load time in the sandbox."""
+        if self.rendering_stopped:
+            return None
+        try:
+            return render_vars(text, plan_vars, str(self.pos(line))).strip()
+        except PlanError as exc:
+            if "not allowed in a template" in exc.message:
+                # One runaway template is reported; the others are not run too.
+                self.rendering_stopped = True
+            self.error(f"service {name!r}: {key}: {exc.message}", line)
+            return None
+
     def count(self, name: str, value: Any, line: int, plan_vars: dict[str, Any]) -> int:
         if isinstance(value, int):
-            return value
-        try:
-            text = render_vars(value, plan_vars, str(self.pos(line))).strip()
-        except PlanError as exc:
-            self.error(f"service {name!r}: count: {exc.message}", line)
-            return 0
-        try:
-            number = int(text)
-        except ValueError:
-            number = -1
+            number = value
+            text = str(value)
+        else:
+            rendered = self.render_field(name, "count", value, line, plan_vars)
+            if rendered is None:
+                return 0
+            text = rendered
+            try:
+                number = int(text) if len(text) <= 20 else -1
+            except ValueError:
+                number = -1
         if number < 0:
             self.error(f"service {name!r}: count must be a whole number >= 0, got {text!r}", line)
+            return 0
+        if number > self.limits.per_service:
+            self.error(
+                f"service {name!r}: count {number} is above the limit of "
+                f"{self.limits.per_service} instances per service (see --max-instances)",
+                line,
+            )
             return 0
         return number
 
@@ -400,22 +412,12 @@ class _Loader:
             return default
 
     def script(self, name: str, step: str, ref: str, line: int) -> ScriptSpec | None:
-        given = Path(os.path.expanduser(ref))
-        if given.is_absolute():
-            candidates = [given]
-        else:
-            candidates = [self.path.parent / given, shipped_dir("bootlevels") / given]
-        for path in candidates:
-            if path.is_file():
-                try:
-                    source = path.read_text(encoding="utf-8")
-                except (OSError, UnicodeDecodeError) as exc:
-                    self.error(f"service {name!r}: cannot read {step} script {ref!r}: {exc}", line)
-                    return None
-                return ScriptSpec(ref=ref, path=path.resolve(), source=source, pos=self.pos(line))
-        looked = " and ".join(f"{display_path(p.parent)}/" for p in candidates)
-        self.error(f"service {name!r}: {step} script {ref!r} not found (looked in {looked})", line)
-        return None
+        try:
+            return resolve_script(self.path, name, step, ref, self.pos(line),
+                                  self.limits.script_bytes)
+        except PlanError as exc:
+            self.errors.append(exc)
+            return None
 
     # -- the whole plan --------------------------------------------------
 
@@ -438,6 +440,13 @@ class _Loader:
         for spec in specs.values():
             if spec.lifetime is None and spec.launches:
                 spec.lifetime = lifetime
+        total = sum(spec.count for spec in specs.values() if spec.launches)
+        if total > self.limits.per_run:
+            self.error(
+                f"the plan launches {total} instances, above the limit of "
+                f"{self.limits.per_run} per run (see --max-instances)",
+                self.data.key_line("services"),
+            )
         self.inherit_host_ssh(specs, services)
         return Plan(
             name=self.plan_name(),
@@ -474,24 +483,28 @@ def load_plan(
     path: str | os.PathLike[str],
     overrides: dict[str, str] | None = None,
     catalog: dict[str, CloudSpec] | None = None,
+    limits: Limits | None = None,
 ) -> Plan:
     """Parse, validate and resolve a plan; raise PlanErrors listing every problem."""
+    limits = limits or Limits.from_env()
     path = Path(path)
     file = display_path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        text = read_text(path, limits.plan_bytes, file)
+    except PlanError as exc:
+        raise PlanErrors([exc]) from None
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
         raise PlanErrors([PlanError(f"cannot read plan: {reason}", file)]) from None
     try:
         data = load_yaml(text, file)
     except PlanError as exc:
         raise PlanErrors([exc]) from None
-    _empty_sections(data)
+    empty_sections(data)
     errors = validate_plan_data(data, file)
     if errors:
         raise PlanErrors(errors)
-    loader = _Loader(path, data, overrides, catalog)
+    loader = _Loader(path, data, overrides, catalog, limits)
     plan = loader.build()
     if loader.errors:
         raise PlanErrors(sorted(loader.errors, key=lambda e: e.line or 0))

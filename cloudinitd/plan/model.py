@@ -18,6 +18,8 @@ BUILTIN_ATTRIBUTES = frozenset(
 SERVICE_ATTRIBUTES = frozenset({"instances", "count"})
 
 STEPS = ("boot", "ready", "terminate")
+# Run names are `<plan name>-<n>` unless given: the plan name leaves room for the suffix.
+MAX_PLAN_NAME = 50
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from jsonschema.exceptions import ValidationError
 
 from cloudinitd.errors import PlanError
 from cloudinitd.plan.durations import DURATION_PATTERN
+from cloudinitd.plan.model import MAX_PLAN_NAME
 from cloudinitd.plan.yamlpos import line_of
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -147,7 +148,12 @@ PLAN_SCHEMA: dict[str, Any] = {
     "title": "cloudinitd launch plan",
     "type": "object",
     "properties": {
-        "name": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
+        "name": {
+            "type": "string",
+            "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+            "maxLength": MAX_PLAN_NAME,
+            "x-expect": f"letters, digits, '_', '.', '-' (at most {MAX_PLAN_NAME})",
+        },
         "vars": {
             "type": "object",
             "propertyNames": {"pattern": IDENTIFIER, "x-expect": _IDENT_WORDS},
@@ -246,6 +252,19 @@ def _message(error: ValidationError) -> str:
     return f"{what}: {error.message}"
 
 
+def _deepest(error: ValidationError) -> ValidationError:
+    """For `oneOf` (a string or a list of strings), the failing list item, when there is one.
+
+    `after: [b, 7]` fails as a whole; the useful place is the item `7`, on its own line.
+    """
+    if error.validator not in ("oneOf", "anyOf") or not error.context:
+        return error
+    deepest = max(error.context, key=lambda e: len(e.absolute_path))
+    if len(deepest.absolute_path) > len(error.absolute_path):
+        return deepest
+    return error
+
+
 def validate_plan_data(data: Any, file: str) -> list[PlanError]:
     """Every schema problem of a loaded plan (PosDict tree), sorted by line."""
     if not isinstance(data, dict):
@@ -256,6 +275,7 @@ def validate_plan_data(data: Any, file: str) -> list[PlanError]:
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             found = _unknown_keys(error, data, file)
         else:
+            error = _deepest(error)
             path = list(error.absolute_path)
             if _is_name_error(error):
                 path.append(error.instance)  # point at the badly named key itself

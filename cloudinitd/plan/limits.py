@@ -1,0 +1,68 @@
+"""How much one plan may ask of this machine (README "Limits").
+
+A plan may come from someone else (a shared folder, the network service), so
+the loader refuses input that would exhaust memory or time before it is
+parsed or expanded: file sizes here, nesting and alias expansion in
+`yamlpos`, template work in `cloudinitd.sandbox`, instance counts in the loader.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cloudinitd.errors import PlanError, UsageError
+
+MAX_PLAN_BYTES = 256 * 1024
+MAX_SCRIPT_BYTES = 512 * 1024
+MAX_INSTANCES_PER_SERVICE = 1000
+MAX_INSTANCES_PER_RUN = 2000
+# Raises both instance limits for every command (`--max-instances` does it for one).
+LIMIT_ENV = "CLOUDINITD_MAX_INSTANCES"
+
+
+@dataclass(frozen=True)
+class Limits:
+    per_service: int = MAX_INSTANCES_PER_SERVICE
+    per_run: int = MAX_INSTANCES_PER_RUN
+    plan_bytes: int = MAX_PLAN_BYTES
+    script_bytes: int = MAX_SCRIPT_BYTES
+
+    @classmethod
+    def from_env(cls, max_instances: int | None = None) -> Limits:
+        """Defaults, raised by `--max-instances N` or $CLOUDINITD_MAX_INSTANCES (both limits)."""
+        if max_instances is None:
+            text = os.environ.get(LIMIT_ENV, "").strip()
+            if text:
+                if not text.isdigit() or len(text) > 9:
+                    raise UsageError(f"${LIMIT_ENV} must be a whole number, got {text[:40]!r}")
+                max_instances = int(text)
+        if max_instances is None:
+            return cls()
+        return cls(per_service=max_instances, per_run=max_instances)
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def _decode_error(data: bytes, exc: UnicodeDecodeError, file: str) -> PlanError:
+    start = exc.start
+    line = data.count(b"\n", 0, start) + 1
+    line_start = data.rfind(b"\n", 0, start) + 1
+    column = len(data[line_start:start].decode("utf-8", errors="replace")) + 1
+    return PlanError(
+        f"not UTF-8: byte 0x{data[start]:02x} at line {line}, column {column}", file, line
+    )
+
+
+def read_text(path: Path, limit: int, file: str) -> str:
+    """A plan or script file as text: refused (PlanError) when too large or not UTF-8."""
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise PlanError(f"file is larger than the limit of {limit // 1024} KiB", file, 1)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _decode_error(data, exc, file) from None
