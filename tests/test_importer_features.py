@@ -364,3 +364,27 @@ def test_static_hostname_is_what_the_host_reports_else_its_address(tmp_path, cli
     me = socket.gethostname()  # every test sshd runs on this machine
     assert (out / "a-self").read_text() == f"{me}\n"
     assert (out / "r").read_text() == f"{me} {b.address}\n"  # no scripts: no connection
+
+
+def test_local_steps_cannot_escape_their_template_context(tmp_path, cli: Cli):
+    marker = tmp_path / "escaped"
+    attempts = [
+        f"{{{{ cycler.__init__.__globals__.os.system('touch {marker}') }}}}",
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        f"{{{{ self.__class__.__init__.__globals__['os'].system('touch {marker}') }}}}",
+        "{{ environ.__class__.__bases__ }}",
+    ]
+    for n, text in enumerate(attempts):
+        plan = write_plan(tmp_path / f"esc{n}", f"""
+            name: esc{n}
+            services:
+              here:
+                local: true
+                boot: b.sh.j2
+            """, {"b.sh.j2": text + "\n"})
+        failed = cli("boot", plan, "--dry-run", expect=2)
+        assert "b.sh.j2:1: " in failed.err and "Traceback" not in failed.err, failed.err
+        # Refused at load (exit 2) or when the step renders (the service fails, exit 1).
+        booted = cli("boot", plan, "--name", f"esc-{n}", expect=None)
+        assert booted.code in (1, 2) and "b.sh.j2:1: " in booted.err, booted.err
+    assert not marker.exists()
