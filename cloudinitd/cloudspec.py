@@ -20,6 +20,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from cloudinitd.errors import PlanError, UsageError
+from cloudinitd.images.naming import STORAGE_SCHEMA
 from cloudinitd.plan.model import CloudSpec, Pos
 from cloudinitd.plan.yamlpos import line_of
 from cloudinitd.secretcheck import looks_like_secret, secret_key_name, url_problem
@@ -118,6 +119,7 @@ PROVIDER_SCHEMAS: dict[str, dict[str, Any]] = {
             "connect_timeout": _SECONDS,
             "read_timeout": _SECONDS,
             "poll_interval": _SECONDS,
+            "storage": STORAGE_SCHEMA,
         },
     ),
     "local": _entry("local", {"lxcpath": _text("an absolute directory path", r"^/[^\x00]*$")}),

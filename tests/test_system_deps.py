@@ -92,6 +92,9 @@ def called_programs() -> dict[str, str]:
 
     for path, tree in trees:
         rel = path.relative_to(ROOT)
+        # A local variable named like a runner (`run = Session(home)`) runs no program.
+        rebound = {t.id for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                   for t in n.targets if isinstance(t, ast.Name)}
         for node in ast.walk(tree):
             where = f"{rel}:{getattr(node, 'lineno', 0)}"
             if isinstance(node, ast.Call) and node.args:
@@ -101,7 +104,7 @@ def called_programs() -> dict[str, str]:
                     module = f.value.id if isinstance(f.value, ast.Name) else None
                     if f.attr in RUNNERS and module in ("subprocess", "shutil"):
                         note(_first(node.args[0]), where)
-                elif isinstance(f, ast.Name) and f.id in RUNNERS:
+                elif isinstance(f, ast.Name) and f.id in RUNNERS and f.id not in rebound:
                     note(_first(node.args[0]), where)
             elif (isinstance(node, ast.Assign) and isinstance(node.value, ast.List | ast.Tuple)
                   and any(isinstance(t, ast.Name) and t.id in ARGV_NAMES for t in node.targets)):

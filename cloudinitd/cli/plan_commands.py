@@ -158,10 +158,10 @@ def boot(env: Env, plan: str, run_name: str | None, vars_: tuple[str, ...],
     try:
         with progress:
             result = boot_run(ctx)
-    except Interrupted:
-        output.error(f"interrupted: launching stopped; every instance launched so far is"
-                     f" recorded. Remove them with: cloudinitd terminate {ctx.run}")
-        raise SystemExit(130) from None
+    except Interrupted as exc:
+        from cloudinitd.cli.run_commands import exit_interrupted
+
+        exit_interrupted(ctx, exc, as_json)
     if as_json:
         output.emit_json({"run": ctx.run, "ok": result.ok, "seconds": round(result.seconds, 2),
                           "services": {n: s.as_dict() for n, s in result.services.items()}})

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,36 @@ def _open(env: Env, run: str, quiet: bool = True, plan: Path | None = None,
     return ctx, progress
 
 
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, as shells report a Ctrl-C
+
+
+def exit_interrupted(ctx: RunContext, exc: Any, as_json: bool = False) -> None:
+    """After Ctrl-C: say what is live (from the store, once launches under way were
+    recorded) and both ways on, then exit 130 at once (SSH steps still running are
+    dropped; `repair` re-runs them)."""
+    live = ctx.store.instances(ctx.run)
+    per_service = Counter(row["service"] for row in live)
+    unsettled = getattr(exc, "unsettled", [])
+    if as_json:
+        output.emit_json({"run": ctx.run, "ok": False, "interrupted": True,
+                          "live": [{"service": r["service"], "index": r["idx"],
+                                    "cloud": r["cloud"], "instance_id": r["instance_id"],
+                                    "state": r["state"]} for r in live],
+                          "unanswered_launches": len(unsettled)})
+    shown = ", ".join(f"{name}: {n}" for name, n in sorted(per_service.items())) or "none"
+    output.error(f"interrupted: run {ctx.run} stopped launching; {len(live)} instance(s)"
+                 f" live ({shown})")
+    if unsettled:
+        output.info(f"  {len(unsettled)} launch(es) got no answer yet; repair and terminate"
+                    " find their instances by token and tag")
+    output.info(f"  resume:  cloudinitd repair {ctx.run}")
+    output.info(f"  remove:  cloudinitd terminate {ctx.run}")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    ctx.store.close()
+    os._exit(INTERRUPTED_EXIT)
+
+
 def status_data(env: Env, run: str) -> dict[str, Any]:
     row = env.store.run(run)
     services = env.store.services(run)
@@ -34,6 +67,13 @@ def status_data(env: Env, run: str) -> dict[str, Any]:
     for name, svc in sorted(services.items()):
         out["services"][name] = {"status": svc["status"], "step": svc["step"],
                                  "error": svc["error"], "log": svc["log_path"], "instances": []}
+    # Where a service's instance count comes from: the plan, or a `scale` of this
+    # run (dropped again by `reload`).
+    for name, entry in out["services"].items():
+        if name in row["counts"]:
+            entry.update(count=int(row["counts"][name]), count_source="scale")
+        else:
+            entry["count_source"] = "plan"
     for inst in instances:
         entry = out["services"].setdefault(inst["service"], {"status": "unknown",
                                                              "instances": []})
@@ -51,8 +91,10 @@ def print_status(data: dict[str, Any]) -> None:
         left = data["expires"] - time.time()
         click.echo(f"  lifetime: {'expired' if left <= 0 else f'{left / 3600:.1f}h left'}")
     for name, svc in data["services"].items():
-        click.echo(f"  {name}: {svc['status']}" + (f" ({svc['error']})" if svc.get("error")
-                                                   else ""))
+        count = (f" [count {svc['count']} set by scale]"
+                 if svc.get("count_source") == "scale" else "")
+        click.echo(f"  {name}: {svc['status']}{count}" + (f" ({svc['error']})"
+                                                          if svc.get("error") else ""))
         for inst in svc["instances"]:
             extra = f" accel={inst['accel']}" if inst.get("accel") else ""
             health = ""
@@ -86,6 +128,12 @@ def status(env: Env, run: str, check: bool, as_json: bool) -> None:
                     {"index": item["index"], "state": "missing", "address": None,
                      "cloud": "-", "instance_id": "-", "healthy": False,
                      "detail": item["detail"]})
+        # One unhealthy or missing instance makes its service and the run unhealthy.
+        for name in {service for service, _ in health.unhealthy}:
+            entry = data["services"].setdefault(name, {"instances": []})
+            entry["status"] = "unhealthy"
+        if not health.ok:
+            data["status"] = "unhealthy"
         data["healthy"] = health.ok
         ok = ok and health.ok
     else:
@@ -109,18 +157,30 @@ def _report(env: Env, run: str, result, as_json: bool, extra: dict | None = None
         click.echo(f"run {run}: ready")
 
 
+def _converging(ctx: RunContext, progress: output.Progress, as_json: bool, work: Any) -> Any:
+    """Run `work()` under the progress display; Ctrl-C reports what is live, exit 130."""
+    from cloudinitd.engine.converge import Interrupted
+
+    try:
+        with progress:
+            return work()
+    except Interrupted as exc:
+        exit_interrupted(ctx, exc, as_json)
+
+
 @click.command()
 @click.argument("run", type=RUN)
+@click.option("--relaunch", is_flag=True,
+              help="Also repair a terminated run: launch and configure all of it again.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
 @json_option
 @pass_env
-def repair(env: Env, run: str, quiet: bool, as_json: bool) -> None:
+def repair(env: Env, run: str, relaunch: bool, quiet: bool, as_json: bool) -> None:
     """Re-launch / re-boot what is unhealthy, then re-configure dependents whose inputs changed."""
     from cloudinitd.engine.maintain import repair as repair_run
 
     ctx, progress = _open(env, run, quiet)
-    with progress:
-        result = repair_run(ctx)
+    result = _converging(ctx, progress, as_json, lambda: repair_run(ctx, relaunch=relaunch))
     _report(env, run, result, as_json)
 
 
@@ -136,8 +196,7 @@ def scale(env: Env, run: str, service: str, count: int, quiet: bool, as_json: bo
     from cloudinitd.engine.maintain import scale as scale_run
 
     ctx, progress = _open(env, run, quiet)
-    with progress:
-        removed, result = scale_run(ctx, service, count)
+    removed, result = _converging(ctx, progress, as_json, lambda: scale_run(ctx, service, count))
     for problem in removed.errors:
         output.error(problem)
     _report(env, run, result, as_json, {"service": service, "count": count,
@@ -206,13 +265,21 @@ def reload(env: Env, plan: str, run: str, vars_: tuple[str, ...], quiet: bool,
     from cloudinitd.paths import find_plan
 
     path = find_plan(plan).resolve()
-    overrides = {**env.store.run(run)["vars"], **parse_vars(vars_)}
+    recorded = env.store.run(run)
+    overrides = {**recorded["vars"], **parse_vars(vars_)}
     ctx, progress = _open(env, run, quiet, plan=path, overrides=overrides)
-    env.store.update_run(run, plan_path=str(path), vars=overrides)
-    env.store.event(run, "reload", f"plan {path}")
-    with progress:
-        result = repair_run(ctx)
-    _report(env, run, result, as_json)
+    # The plan is the source of truth after a reload: `scale` overrides are dropped
+    # (and said so); scale again after the reload to keep another count.
+    dropped = recorded["counts"]
+    for service, count in sorted(dropped.items()):
+        svc = ctx.plan.services.get(service)
+        now = f"the plan's count {svc.count} applies" if svc else "service no longer in the plan"
+        output.info(f"reload: dropped the scale override {service}={count} ({now})")
+    env.store.update_run(run, plan_path=str(path), vars=overrides, counts={})
+    env.store.event(run, "reload", f"plan {path}"
+                    + (f"; scale overrides dropped: {dropped}" if dropped else ""))
+    result = _converging(ctx, progress, as_json, lambda: repair_run(ctx))
+    _report(env, run, result, as_json, {"dropped_scale_overrides": dropped})
 
 
 COMMANDS = [status, repair, scale, terminate, reload]

@@ -8,6 +8,7 @@ dependencies are ready. A failure stops only what depends on it.
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -16,16 +17,26 @@ from typing import Any
 from cloudinitd import schedule
 from cloudinitd.engine.configure import configure_instance, rendered_inputs
 from cloudinitd.engine.context import RunContext, free_indexes
-from cloudinitd.engine.launcher import launch_missing, launch_static
+from cloudinitd.engine.launcher import Stopped, launch_service, launch_static
 from cloudinitd.errors import CapacityError, PlanError, RemoteError
 from cloudinitd.graph import build_graph
 from cloudinitd.schedule import CONFIGURING, FAILED, LAUNCHED, READY, SKIPPED, WAITING
 
 CLOUD_POOL = 8  # concurrent cloud API calls (launch + wait) across services
+# After Ctrl-C: how long to wait for cloud calls already under way to answer
+# (so every instance they made is recorded). A second Ctrl-C stops waiting.
+SETTLE_TIMEOUT = 120.0
 
 
 class Interrupted(Exception):
-    """Ctrl-C during a converge: launching stopped, state recorded."""
+    """Ctrl-C during a converge: no new launch started; every launch under way recorded.
+
+    `unsettled` lists launch intents still unanswered when waiting stopped
+    (their instances are found again by `repair` and `terminate`)."""
+
+    def __init__(self, unsettled: list[dict[str, Any]] | None = None):
+        super().__init__("interrupted")
+        self.unsettled = unsettled or []
 
 
 @dataclass
@@ -77,6 +88,27 @@ class Converger:
         self.results: dict[str, ServiceResult] = {}
         self.started: dict[str, float] = {}
         self.pending: dict[Future, tuple[str, str, int | None]] = {}
+        self.stop = threading.Event()  # set by Ctrl-C: make no new cloud call
+        # Launches a dead process left unanswered: not ours to wait for after Ctrl-C.
+        self.inherited = {launch["client_token"] for launch in ctx.store.launches(ctx.run)
+                          if launch["status"] == "requested"}
+
+    def _unanswered(self) -> list[dict[str, Any]]:
+        return [launch for launch in self.ctx.store.launches(self.ctx.run)
+                if launch["status"] == "requested"
+                and launch["client_token"] not in self.inherited]
+
+    def _settle(self) -> list[dict[str, Any]]:
+        """Wait until every cloud call this process made has answered and been recorded."""
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while True:
+            try:
+                open_ = self._unanswered()
+                if not open_ or time.monotonic() > deadline:
+                    return open_
+                time.sleep(0.05)
+            except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
+                return self._unanswered()
 
     # decisions -------------------------------------------------------------
     def _needs_configure(self, name: str, row: dict[str, Any], world: dict,
@@ -106,7 +138,7 @@ class Converger:
                     continue
                 live = {r["idx"] for r in ctx.store.instances(ctx.run, name)}
                 missing = free_indexes(live, ctx.desired_count(svc))
-                fut = cloud_pool.submit(launch_missing, ctx, svc, missing)
+                fut = cloud_pool.submit(launch_service, ctx, svc, self.stop)
                 self.pending[fut] = (name, "launch", None)
                 self._set(name, WAITING, f"launching {len(missing)}" if missing else "")
             # Run until nothing is in flight: siblings of a failed instance finish
@@ -123,11 +155,13 @@ class Converger:
                     self._finish(name, ServiceResult(name, FAILED, "schedule",
                                                      f"{name}: never became configurable"))
         except KeyboardInterrupt:
+            self.stop.set()
             for fut in self.pending:
                 fut.cancel()
+            unsettled = self._settle()
             ctx.store.update_run(ctx.run, status="interrupted")
             ctx.store.event(ctx.run, "interrupted", "Ctrl-C: launching stopped")
-            raise Interrupted() from None
+            raise Interrupted(unsettled) from None
         finally:
             cloud_pool.shutdown(wait=False, cancel_futures=True)
             ssh_pool.shutdown(wait=False, cancel_futures=True)
@@ -167,6 +201,8 @@ class Converger:
         name, kind, _index = self.pending.pop(fut)
         exc = fut.exception()
         if self.states.get(name) in schedule.DONE_STATES:
+            return
+        if isinstance(exc, Stopped):
             return
         if exc is not None:
             # Siblings of a failed instance still finish; the service is failed once.

@@ -7,12 +7,14 @@ answers a capacity error counts as full and the rest spills to the next.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import uuid
 from collections import Counter
 from typing import Any
 
 from cloudinitd import overflow
-from cloudinitd.engine.context import RunContext, hostname_for
+from cloudinitd.engine.context import RunContext, free_indexes, hostname_for
 from cloudinitd.errors import CapacityError, ProviderError
 from cloudinitd.plan.model import CloudPlacement, ServiceSpec
 from cloudinitd.providers.base import LIVE_STATES, RUNNING, InstanceInfo, LaunchRequest
@@ -63,8 +65,52 @@ def _launch_on(ctx: RunContext, svc: ServiceSpec, cloud: str, request: LaunchReq
     return started
 
 
-def launch_missing(ctx: RunContext, svc: ServiceSpec, indexes: list[int]) -> None:
-    """Create instances for `indexes`, spilling across clouds, then wait until all run."""
+class Stopped(Exception):
+    """Ctrl-C: no new cloud call was made; what was launched is recorded."""
+
+
+def resume_intents(ctx: RunContext, svc: ServiceSpec) -> int:
+    """Re-issue launches a dead process left unfinished, with their own client tokens.
+
+    A launch intent still `requested` means the process died inside the cloud
+    call: the cloud may have made some or all of its instances without the store
+    hearing of them. The same token again makes nothing new (EC2's ClientToken,
+    the local provider's sidecars): it reports what exists, and creates or
+    starts the rest, so `repair` never launches duplicates. Returns how many
+    intents were resumed.
+    """
+    resumed = 0
+    for launch in ctx.store.launches(ctx.run):
+        if (launch["service"] != svc.name or launch["status"] != "requested"
+                or launch["cloud"] == "static"):
+            continue
+        request = _request(ctx, svc, launch["cloud"], launch["indexes"])
+        request.client_token, request.tags = launch["client_token"], launch["tags"]
+        ctx.store.event(ctx.run, "resume", f"launch {launch['client_token']} on"
+                        f" {launch['cloud']} (indexes {launch['indexes']})", svc.name)
+        ctx.progress(svc.name, None, "resuming", f"unfinished launch on {launch['cloud']}")
+        resumed += 1
+        # A full cloud is recorded as "capacity"; launch_missing places the rest elsewhere.
+        with contextlib.suppress(CapacityError):
+            _launch_on(ctx, svc, launch["cloud"], request)
+    return resumed
+
+
+def launch_service(ctx: RunContext, svc: ServiceSpec,
+                   stop: threading.Event | None = None) -> None:
+    """Bring `svc` to its desired count of running instances: resume, launch, wait."""
+    resume_intents(ctx, svc)
+    live = {r["idx"] for r in ctx.store.instances(ctx.run, svc.name)}
+    launch_missing(ctx, svc, free_indexes(live, ctx.desired_count(svc)), stop)
+    if stop is not None and stop.is_set():
+        raise Stopped()
+    # Always: instances recorded earlier may never have been started or reached running.
+    wait_running(ctx, svc)
+
+
+def launch_missing(ctx: RunContext, svc: ServiceSpec, indexes: list[int],
+                   stop: threading.Event | None = None) -> None:
+    """Create instances for `indexes`, spilling across clouds (not waiting for them)."""
     if not indexes:
         return
     if svc.adopt:
@@ -85,6 +131,8 @@ def launch_missing(ctx: RunContext, svc: ServiceSpec, indexes: list[int]) -> Non
         for cloud, n in adds.items():
             if not n:
                 continue
+            if stop is not None and stop.is_set():
+                raise Stopped()
             chunk, remaining = remaining[:n], remaining[n:]
             ctx.progress(svc.name, None, "launching", f"{len(chunk)} on {cloud}")
             try:
@@ -96,7 +144,6 @@ def launch_missing(ctx: RunContext, svc: ServiceSpec, indexes: list[int]) -> Non
                 started = err.started_indexes
             current[cloud] += len(started)
             remaining = sorted(set(remaining) | (set(chunk) - started))
-    wait_running(ctx, svc)
 
 
 ADOPTED = "adopted"  # the client_token of an instance taken in by `instance_id:`

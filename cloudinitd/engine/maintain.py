@@ -11,14 +11,19 @@ from cloudinitd import overflow, schedule
 from cloudinitd.engine.configure import run_ready
 from cloudinitd.engine.context import RunContext, free_indexes
 from cloudinitd.engine.converge import Converger, RunResult
+from cloudinitd.engine.launcher import resume_intents
 from cloudinitd.engine.terminate import (
     TerminateResult,
     destroy_instances,
     forget,
     run_terminate_scripts,
 )
-from cloudinitd.errors import UsageError
-from cloudinitd.providers.base import LIVE_STATES, RUNNING, TERMINATED
+from cloudinitd.errors import ProviderError, UsageError
+from cloudinitd.providers.base import ERROR, LIVE_STATES, RUNNING, TERMINATED
+
+# Run states after `terminate` (or a terminate that died): `repair` would launch
+# the whole run again, which it does only when asked to (`--relaunch`).
+TERMINATED_RUN_STATES = ("terminating", "terminated", "terminate-failed")
 
 
 @dataclass
@@ -96,11 +101,107 @@ def _missing_instances(ctx: RunContext, rows: list[dict[str, Any]]) -> list[tupl
     return missing
 
 
-def repair(ctx: RunContext) -> RunResult:
+def repair(ctx: RunContext, relaunch: bool = False) -> RunResult:
     """Re-launch what died, re-run what failed or fails its ready check, then re-configure
-    every dependent whose rendered inputs changed (a new address, a new export)."""
+    every dependent whose rendered inputs changed (a new address, a new export).
+
+    First it settles what a killed process left: launches it never heard the answer
+    of are resumed with their own client tokens, instances the clouds report for the
+    run but the store lacks are adopted (wanted index) or removed (surplus), and
+    dead instances are terminated before their replacements are launched.
+    """
+    status = ctx.store.run(ctx.run)["status"]
+    if status in TERMINATED_RUN_STATES and not relaunch:
+        raise UsageError(f"run {ctx.run!r} is {status}: `repair` would launch it all again;"
+                         " say so with `cloudinitd repair --relaunch " + ctx.run + "`")
+    if status in TERMINATED_RUN_STATES:
+        ctx.store.event(ctx.run, "relaunch", f"repair --relaunch of a {status} run")
+    for svc in ctx.plan.services.values():
+        if svc.launches:
+            resume_intents(ctx, svc)
+    refresh(ctx)  # first: a slot whose instance died may be filled by a stray
+    adopt_strays(ctx)
+    trim_surplus(ctx)
     health = check(ctx)
+    remove_dead(ctx)
     return Converger(ctx, unhealthy=health.unhealthy).run()
+
+
+def trim_surplus(ctx: RunContext) -> TerminateResult:
+    """More live instances than a service's count (a reload lowered it, a dead process
+    left extras): remove them as `scale` would, last cloud and highest index first."""
+    removed = TerminateResult(ctx.run)
+    for name, svc in ctx.plan.services.items():
+        if not svc.launches:
+            continue
+        rows = ctx.store.instances(ctx.run, name)
+        victims = pick_victims(svc.clouds, rows, ctx.desired_count(svc))
+        # Two live instances on one index (never wanted): keep the first.
+        seen: set[int] = set()
+        for row in sorted(rows, key=lambda r: r["id"]):
+            if row["idx"] in seen and row not in victims:
+                victims.append(row)
+            seen.add(row["idx"])
+        if victims:
+            ctx.store.event(ctx.run, "trim", f"{len(victims)} instance(s) over the count"
+                            f" {ctx.desired_count(svc)}", name)
+            run_terminate_scripts(ctx, victims, removed)
+            destroy_instances(ctx, victims, removed, sweep=False)
+    return removed
+
+
+def _clouds_of_run(ctx: RunContext) -> set[str]:
+    clouds = {r["cloud"] for r in ctx.store.instances(ctx.run, live_only=False)}
+    clouds |= {launch["cloud"] for launch in ctx.store.launches(ctx.run)}
+    return clouds - {"static"}
+
+
+def adopt_strays(ctx: RunContext) -> list[str]:
+    """Instances a cloud reports for the run (by tag) that the store does not know:
+    adopt the ones filling a wanted, empty slot; terminate the rest. Returns the ids
+    terminated."""
+    removed: list[str] = []
+    known = {(r["cloud"], r["instance_id"]) for r in ctx.store.instances(ctx.run,
+                                                                         live_only=False)}
+    taken = {(r["service"], r["idx"]) for r in ctx.store.instances(ctx.run)}
+    for cloud in sorted(_clouds_of_run(ctx)):
+        provider = ctx.provider(cloud)
+        surplus = []
+        for info in provider.find_run_instances(ctx.run):
+            if (cloud, info.instance_id) in known:
+                continue
+            svc = ctx.plan.services.get(info.service or "")
+            wanted = (svc is not None and svc.launches and info.index is not None
+                      and info.state in LIVE_STATES
+                      and any(p.cloud == cloud for p in svc.clouds)
+                      and info.index < ctx.desired_count(svc)
+                      and (svc.name, info.index) not in taken)
+            if wanted:
+                ctx.store.record_instance(ctx.run, svc.name, info.index, cloud, provider.kind,
+                                          info)
+                taken.add((svc.name, info.index))
+                ctx.store.event(ctx.run, "adopted", f"{info.instance_id} on {cloud} (by tag)",
+                                svc.name, info.index)
+            else:
+                surplus.append(info.instance_id)
+                ctx.store.event(ctx.run, "stray", f"{info.instance_id} on {cloud}: not"
+                                " wanted, terminating", info.service, info.index)
+        if surplus:
+            ctx.progress(cloud, None, "terminating", f"{len(surplus)} stray instance(s)")
+            provider.terminate(surplus)
+            removed += surplus
+    return removed
+
+
+def remove_dead(ctx: RunContext) -> None:
+    """Terminate instances in error (a stopped container, a failed VM) before repair
+    replaces them: a replacement must not leave the dead one behind."""
+    dead = [r for r in ctx.store.instances(ctx.run, live_only=False) if r["state"] == ERROR]
+    if dead:
+        result = TerminateResult(ctx.run)
+        destroy_instances(ctx, dead, result, sweep=False)
+        if result.errors:
+            raise ProviderError("could not remove dead instances: " + "; ".join(result.errors))
 
 
 def scale(ctx: RunContext, service: str, count: int) -> tuple[TerminateResult, RunResult]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from cloudinitd.cloudspec import check_options
 from cloudinitd.errors import PlanError
+from cloudinitd.images.naming import Storage, parse_storage
 from cloudinitd.plan.model import CloudSpec
 
 # `size:` of a plan -> EC2 instance type, unless the cloud maps it itself.
@@ -63,6 +64,7 @@ class Ec2Options:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     poll_interval: float = 2.0
+    storage: Storage = Storage(endpoint=None)  # where `image stage` uploads (naming.py)
 
     def instance_type(self, size: str | None) -> str:
         size = size or DEFAULT_SIZE
@@ -84,6 +86,15 @@ def parse_options(cloud: CloudSpec) -> Ec2Options:
     acts on an option the schema does not know.
     """
     o = check_options(cloud)
+
+    def fail(message: str) -> PlanError:
+        pos = cloud.pos
+        return PlanError(
+            f"cloud {cloud.name!r}: {message}",
+            file=pos.file if pos else None,
+            line=pos.line if pos else None,
+        )
+
     creds = o.get("credentials") or {}
     groups = o.get("security_groups", [])
     return Ec2Options(
@@ -108,4 +119,5 @@ def parse_options(cloud: CloudSpec) -> Ec2Options:
         connect_timeout=float(o.get("connect_timeout", 10)),
         read_timeout=float(o.get("read_timeout", 60)),
         poll_interval=float(o.get("poll_interval", 2)),
+        storage=parse_storage(o.get("storage"), o.get("endpoint"), fail),
     )

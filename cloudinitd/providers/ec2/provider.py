@@ -9,6 +9,7 @@ run's instances even when the run store never learnt their ids.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -44,6 +45,8 @@ STATES = {
     "shutting-down": STOPPING,
     "terminated": TERMINATED,
 }
+# Machine image ids (EC2's ami-/aki-/ari-, Eucalyptus' emi-): used as given.
+AMI_ID = re.compile(r"^[ae][mkr]i-[0-9a-fA-F]+$")
 TAG_WORKERS = 8
 DESCRIBE_CHUNK = 200  # ids per filter value list
 TERMINATE_CHUNK = 1000
@@ -67,6 +70,7 @@ class Ec2Provider(Provider):
         self._lock = threading.Lock()
         self._imported_keys: set[str] = set()
         self._key_lock = threading.Lock()
+        self._image_names: dict[str, str] = {}
 
     # -- plumbing ----------------------------------------------------------------
     @property
@@ -174,10 +178,25 @@ class Ec2Provider(Provider):
             self._imported_keys.discard(self.key_pair_name(run))
 
     # -- launch --------------------------------------------------------------------
+    def _image_id(self, image: str | None) -> str:
+        """An AMI id as given; any other name is one of the user's images (`image save/stage`)."""
+        chosen = self.opts.image_id(image)
+        if AMI_ID.match(chosen):
+            return chosen
+        with self._lock:
+            cached = self._image_names.get(chosen)
+        if cached is None:
+            from cloudinitd.providers.ec2.images import Ec2Images
+
+            cached = Ec2Images(self).resolve(chosen)
+            with self._lock:
+                self._image_names[chosen] = cached
+        return cached
+
     def _run_params(self, request: LaunchRequest) -> dict[str, Any]:
         tags = launch_tags(request)
         params: dict[str, Any] = {
-            "ImageId": self.opts.image_id(request.image),
+            "ImageId": self._image_id(request.image),
             "InstanceType": self.opts.instance_type(request.size),
             "MinCount": 1,
             "MaxCount": len(request.indexes),

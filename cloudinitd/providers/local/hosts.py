@@ -33,7 +33,8 @@ def refresh_hosts(lxcpath: Path, run: str) -> None:
     themselves (lxc-attach); stopped ones get it in their upper layer,
     without following anything the guest left there.
     """
-    members = {n: m for n, m in inst.all_sidecars(lxcpath).items() if m.get("run") == run}
+    members = {n: m for n, m in inst.all_sidecars(lxcpath).items()
+               if m.get("run") == run and m.get("address")}  # half-made ones have none yet
     if not members:
         return
     gateway = hostnet.bridge_config().gateway

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import secrets
@@ -53,6 +54,19 @@ def _default_progress(message: str) -> None:
     log.info(message)
     if not logging.getLogger().hasHandlers():
         print(message, file=sys.stderr, flush=True)
+
+
+def run_prefix(run: str) -> str:
+    """Container names of a run start with this, so a folder made just before a crash
+    (no sidecar yet) still names its run: `terminate` finds it by name alone."""
+    return f"cid-{hashlib.sha256(run.encode()).hexdigest()[:8]}-"
+
+
+def new_name(lxcpath: Path, run: str) -> str:
+    while True:
+        name = run_prefix(run) + secrets.token_hex(4)
+        if not (lxcpath / name).exists():
+            return name
 
 
 def _port_open(address: str, port: int) -> bool:
@@ -120,13 +134,21 @@ class LocalProvider(Provider):
         states = lxc.states(self.lxcpath)
         out = []
         for name in names:
-            meta = inst.read_sidecar(self.lxcpath / name)
-            if meta is None:
-                out.append(InstanceInfo(instance_id=name, state=TERMINATED))
-                continue
+            directory = self.lxcpath / name
+            meta = inst.read_sidecar(directory)
             st = states.get(name, (None, None))[0]
-            if st is None and (self.lxcpath / name / "config").exists():
+            if st is None and (directory / "config").exists():
                 st = "STOPPED"
+            if meta is None or (st is None and directory.is_dir()):
+                # A folder left by a crash before its config was complete: it
+                # holds a lease and must stay findable until terminate removes it.
+                if not directory.is_dir():
+                    out.append(InstanceInfo(instance_id=name, state=TERMINATED))
+                    continue
+                info = self._info(name, meta or {}, "HALF-MADE")
+                info.state = ERROR
+                out.append(info)
+                continue
             out.append(self._info(name, meta, st))
         return out
 
@@ -164,13 +186,18 @@ class LocalProvider(Provider):
             )
         spec = image.image_spec(request.image)
         self.check()
-        existing = {
-            m["index"]: n
-            for n, m in inst.all_sidecars(self.lxcpath).items()
-            if m.get("client_token") == request.client_token and m.get("run") == request.run
-        }
+        # The same client token again (a retry, or `repair` resuming the launch of a
+        # process that died): report what exists, redo what was half made, start
+        # what was made but never started, create the rest.
+        existing: dict[int, str] = {}
+        for name, meta in inst.all_sidecars(self.lxcpath).items():
+            if meta.get("client_token") != request.client_token or meta.get("run") != request.run:
+                continue
+            if (self.lxcpath / name / "config").exists() and meta.get("index") not in existing:
+                existing[meta["index"]] = name
+            else:
+                self.terminate([name])
         todo = [i for i in request.indexes if i not in existing]
-        # A crash between creating and starting leaves containers never started.
         unstarted = [
             n
             for n, i in zip(existing.values(), self._infos(list(existing.values())), strict=True)
@@ -182,7 +209,7 @@ class LocalProvider(Provider):
             if failures:
                 raise ProviderError("; ".join(failures))
         for index in request.indexes:
-            if index in existing:  # idempotent retry: report what already exists
+            if index in existing:
                 on_launched(index, self._infos([existing[index]])[0])
         if not todo:
             return self._infos([existing[i] for i in request.indexes])
@@ -201,16 +228,20 @@ class LocalProvider(Provider):
         return self._infos(names)
 
     def _create(self, request: LaunchRequest, index: int, image_name: str, lower: Path) -> str:
-        name = inst.new_name(self.lxcpath)
+        """Make one container; a crash at any line leaves something `terminate` finds.
+
+        Order: the folder (its name carries the run), the sidecar (run, token,
+        index), the lease (owned by the folder's path), the guest files, and
+        the LXC config last, atomically: a folder without a config is half
+        made and is never started, only removed or redone.
+        """
+        name = new_name(self.lxcpath, request.run)
         directory = self.lxcpath / name
         pos = request.indexes.index(index)
         hostname = (
             request.hostnames[pos] if pos < len(request.hostnames) else f"{request.service}-{index}"
         )
-        # The directory first (cleanup_orphan_leases checks it), then the lease,
-        # then ensure_bridge: a lease keeps a concurrent teardown_if_unused away.
         directory.mkdir(parents=True)
-        address = hostnet.lease_address(self._owner(name))
         # Identity made here: the firewall binds port, MAC and address; the
         # engine pins the host key before it first connects.
         veth = _veth_name(name)
@@ -225,7 +256,7 @@ class LocalProvider(Provider):
             "client_token": request.client_token,
             "tags": {**request.tags, "index": str(index)},
             "hostname": hostname,
-            "address": address,
+            "address": None,
             "image": image_name,
             "size": request.size,
             "lower": str(lower),
@@ -236,9 +267,14 @@ class LocalProvider(Provider):
             "started": False,
             "created": time.time(),
         }
-        # Sidecar first: from here on find_run_instances sees the container.
-        inst.write_sidecar(directory, meta)
+        address = None
         try:
+            inst.write_sidecar(directory, meta)
+            # The folder exists before the lease: a concurrent teardown_if_unused
+            # sees the lease, and cleanup_orphan_leases sees the folder.
+            address = hostnet.lease_address(self._owner(name))
+            meta["address"] = address
+            inst.write_sidecar(directory, meta)
             bridge = hostnet.ensure_bridge()
             proxy = hostnet.ensure_apt_proxy(bridge)
             upper = directory / inst.UPPER
@@ -257,7 +293,6 @@ class LocalProvider(Provider):
             )
             # Later keys win in an LXC config: our MAC (the firewall's) and port name.
             config += f"lxc.net.0.hwaddr = {mac}\nlxc.net.0.veth.pair = {veth}\n"
-            (directory / "config").write_text(config)
             run_dir = Path(self.home) / "runs" / request.run
             hostnet.attach_port(
                 veth, run=hostnet.run_key(run_dir), address=address, mac=mac,
@@ -280,11 +315,15 @@ class LocalProvider(Provider):
             }
             for rel, (text, mode) in files.items():
                 inst.write_guest_file(upper, lower, rel, text, mode)
+            tmp = directory / "config.tmp"
+            tmp.write_text(config)
+            tmp.replace(directory / "config")
         except BaseException:
-            # Keep the sidecar-less leftovers out: give back what we took.
+            # Give back what we took (a crash instead leaves it to terminate).
             shutil.rmtree(directory, ignore_errors=True)
             hostnet.detach_ports([veth])
-            hostnet.release_address(address)
+            if address:
+                hostnet.release_address(address)
             raise
         return name
 
@@ -292,11 +331,20 @@ class LocalProvider(Provider):
         deadline = time.monotonic() + timeout
         waiting = list(instance_ids)
         stops: dict[str, int] = {}
+        never_started: set[str] = set()
         while waiting:
             infos = {i.instance_id: i for i in self._infos(waiting)}
             still = []
             for name in waiting:
                 info = infos[name]
+                if info.state == PENDING and info.extra.get("lxc_state") == "STOPPED":
+                    # Made but never started (the launching process died first).
+                    if name not in never_started:
+                        never_started.add(name)
+                        with self._lock():
+                            boot.start_one(self.lxcpath, name)
+                    still.append(name)
+                    continue
                 if info.state == ERROR and info.extra.get("lxc_state") == "STOPPED":
                     # lxc-ls answers for many containers at once: ask lxc-info about this one.
                     current = lxc.state(name, self.lxcpath)
@@ -373,10 +421,20 @@ class LocalProvider(Provider):
             raise ProviderError("; ".join(errors))
 
     def find_run_instances(self, run: str) -> list[InstanceInfo]:
-        names = [n for n, m in inst.all_sidecars(self.lxcpath).items() if m.get("run") == run]
-        return [i for i in self._infos(names) if i.state != TERMINATED]
+        names = {n for n, m in inst.all_sidecars(self.lxcpath).items() if m.get("run") == run}
+        if self.lxcpath.is_dir():
+            # Folders a crash left before their sidecar: their name carries the run.
+            prefix = run_prefix(run)
+            names |= {d.name for d in self.lxcpath.iterdir()
+                      if d.is_dir() and d.name.startswith(prefix)}
+        return [i for i in self._infos(sorted(names)) if i.state != TERMINATED]
 
     def release(self, run: str) -> None:
+        # Leases a crash left behind after their folder was already removed.
+        base = f"{LEASE_PREFIX}{self.lxcpath.resolve()}/"
+        for address, owner in hostnet.leases().items():
+            if owner.startswith(base + run_prefix(run)) and not Path(owner[len(LEASE_PREFIX):]).exists():
+                hostnet.release_address(address)
         hostnet.teardown_if_unused()
 
     # --- housekeeping for `cloudinitd clean` --------------------------------

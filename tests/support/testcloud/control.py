@@ -150,11 +150,14 @@ class TestCloud:
         action: str = "RunInstances",
         market: str | None = None,
         delay: float = 0.0,
+        after: int = 0,
     ) -> dict:
         """Make the next `count` matching calls fail with `code` (market: spot/on-demand/None).
 
         With `code=""` and a `delay`, the calls succeed but their answers are
         held back `delay` seconds after the cloud acted (kill the caller then).
+        `after`: let that many matching calls succeed first. S3 operations
+        (UploadPart, CompleteMultipartUpload, ...) can be armed too.
         """
         return self.control(
             "arm",
@@ -165,12 +168,27 @@ class TestCloud:
                 "action": action,
                 "market": market,
                 "delay": delay,
+                "after": after,
             },
         )
 
     def slow(self, action: str, delay: float, count: int = 1) -> dict:
         """Hold back the answers of the next `count` `action` calls by `delay` seconds."""
         return self.arm(code="", count=count, action=action, delay=delay)
+
+    def s3(self) -> Any:
+        """A boto3 S3 client of this cloud's store (moto serves S3 on the same port)."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.session.Session().client(
+            "s3",
+            region_name=REGION,
+            endpoint_url=self.endpoint,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            config=Config(s3={"addressing_style": "path"}),
+        )
 
     def set_quota(self, instances: int | None) -> dict:
         return self.control("quota", {"instances": instances})

@@ -67,6 +67,7 @@ class Fault:
     action: str = "RunInstances"
     market: str | None = None  # "spot" / "on-demand" / None for any
     delay: float = 0.0  # seconds; with code "" the call succeeds, its answer held back
+    after: int = 0  # let this many matching calls through first (fail the 3rd UploadPart)
     message: str = (
         "We currently do not have sufficient capacity in the Availability Zone you requested."
     )
@@ -78,6 +79,46 @@ def _error_xml(code: str, message: str) -> bytes:
         f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message>"
         f"</Error></Errors><RequestID>{uuid.uuid4()}</RequestID></Response>"
     ).encode()
+
+
+def _s3_error_xml(code: str, message: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{message}</Message>"
+        f"<RequestId>{uuid.uuid4()}</RequestId></Error>"
+    ).encode()
+
+
+def s3_action(environ: dict) -> str | None:
+    """The S3 operation of a request (signed for service s3), else None.
+
+    S3 names its operations by method and query, not by an `Action`
+    parameter: enough of them to count calls and arm faults on uploads.
+    """
+    if "/s3/aws4_request" not in environ.get("HTTP_AUTHORIZATION", ""):
+        return None
+    query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+    method = environ.get("REQUEST_METHOD", "")
+    path = environ.get("PATH_INFO", "/").strip("/")
+    on_object = "/" in path
+    table = {
+        ("PUT", True, "partNumber"): "UploadPart",
+        ("POST", True, "uploads"): "CreateMultipartUpload",
+        ("POST", True, "uploadId"): "CompleteMultipartUpload",
+        ("DELETE", True, "uploadId"): "AbortMultipartUpload",
+        ("GET", True, "uploadId"): "ListParts",
+        ("GET", False, "uploads"): "ListMultipartUploads",
+    }
+    for (m, obj, param), name in table.items():
+        if method == m and on_object == obj and param in query:
+            return name
+    plain = {
+        ("PUT", True): "PutObject", ("GET", True): "GetObject", ("HEAD", True): "HeadObject",
+        ("DELETE", True): "DeleteObject", ("PUT", False): "CreateBucket",
+        ("HEAD", False): "HeadBucket", ("GET", False): "ListObjects",
+        ("DELETE", False): "DeleteBucket",
+    }  # fmt: skip
+    return plain.get((method, on_object), f"S3:{method}")
 
 
 def _moto_instances() -> list[Any]:
@@ -114,6 +155,9 @@ class TestCloudMiddleware:
         path = environ.get("PATH_INFO", "")
         if path.startswith("/_testcloud/"):
             return self._control(path, environ, start_response)
+        s3 = s3_action(environ)
+        if s3 is not None:
+            return self._s3(s3, environ, start_response)
         if environ.get("REQUEST_METHOD") != "POST":
             return self.app(environ, start_response)
         body = self._read_body(environ)
@@ -131,6 +175,23 @@ class TestCloudMiddleware:
         if fault and fault.delay:
             # The cloud has acted; the caller waits for the answer (a slow or
             # lost reply). Tests kill the caller during this pause.
+            time.sleep(fault.delay)
+        return answer
+
+    def _s3(self, action: str, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        """S3 requests: counted, and failed when a fault is armed for their operation."""
+        with self.lock:
+            self.calls[action] += 1
+        fault = self._take_fault(action, {})
+        if fault and fault.code:
+            self._read_body(environ)  # drain the upload so the connection stays usable
+            time.sleep(fault.delay)
+            return self._respond(
+                start_response, fault.status, _s3_error_xml(fault.code, fault.message),
+                content_type="application/xml",
+            )
+        answer = self.app(environ, start_response)
+        if fault and fault.delay:
             time.sleep(fault.delay)
         return answer
 
@@ -204,6 +265,9 @@ class TestCloudMiddleware:
                     continue
                 if fault.market and fault.market != market:
                     continue
+                if fault.after > 0:
+                    fault.after -= 1
+                    return None
                 fault.count -= 1
                 return fault
         return None
@@ -306,6 +370,7 @@ class TestCloudMiddleware:
                 action=data.get("action", "RunInstances"),
                 market=data.get("market"),
                 delay=float(data.get("delay", 0)),
+                after=int(data.get("after", 0)),
             )
             if "message" in data:
                 fault.message = data["message"]
