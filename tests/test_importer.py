@@ -110,6 +110,9 @@ def test_boot_original_plan_on_sshd_hosts(tmp_path, cli: Cli, sshd_hosts):
     here = cli.home / "runs" / "orig-1" / "local" / "here-0"
     assert Path((out / "here-pwd").read_text().strip()) == here
 
+    # reload takes the original top file too (converted again into the same folder).
+    assert cli("reload", top, "--name", "orig-1", "--json").json()["ok"] is True
+
     done = cli("terminate", "orig-1", "--json").json()
     assert done["ok"] is True
     order = (out / "terminated").read_text().split()
@@ -171,7 +174,8 @@ def test_cloud_entries_hold_credential_references_never_values(tmp_path, cli: Cl
     (tmp_path / "l.conf").write_text(
         "[svc-vm]\nallocation: m1.small\nsshkeyname: mykey\nreplica_count: 3\n"
         "securitygroups: default, web\n"
-        "[svc-other]\ncloud: cloud-other\n[svc-adopted]\ninstanceid: i-0abc\n")
+        "[svc-other]\ncloud: cloud-other\nscp_username: copier\nssh_username: me\n"
+        "[svc-adopted]\ninstanceid: i-0abc\n")
     env = {"MY_KEY": "AKIAIOSFODNN7EXAMPLE", "MY_SECRET": "not-to-be-copied-secret-value",
            "MY_IMAGE": "ami-12345678"}
     out = cli("import", tmp_path / "top.conf", "-o", tmp_path / "out", "--json", env=env).json()
@@ -189,6 +193,9 @@ def test_cloud_entries_hold_credential_references_never_values(tmp_path, cli: Cl
                   "timeout": 1200}
     assert any("literal credential is not copied" in n["message"] for n in out["notes"])
     assert doc["services"]["adopted"]["instance_id"] == "i-0abc"
+    assert doc["services"]["other"]["ssh_user"] == "me"
+    scp = [n for n in out["notes"] if n["message"].startswith("scp_username")]
+    assert scp and scp[0]["where"] == f"{tmp_path / 'l.conf'}:8"
 
 
 def test_globals_file_ranks_above_the_top_file(tmp_path, cli: Cli):

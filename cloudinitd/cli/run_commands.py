@@ -261,10 +261,11 @@ def _terminate_one(env: Env, run: str, quiet: bool, as_json: bool, several: bool
 def reload(env: Env, plan: str, run: str, vars_: tuple[str, ...], quiet: bool,
            as_json: bool) -> None:
     """Load an edited PLAN into an existing run, then repair it."""
+    from cloudinitd.cli.import_commands import plan_path
     from cloudinitd.engine.maintain import repair as repair_run
     from cloudinitd.paths import find_plan
 
-    path = find_plan(plan).resolve()
+    path = find_plan(plan_path(env, plan)).resolve()  # TOP.conf: the original's reload
     recorded = env.store.run(run)
     overrides = {**recorded["vars"], **parse_vars(vars_)}
     ctx, progress = _open(env, run, quiet, plan=path, overrides=overrides)
