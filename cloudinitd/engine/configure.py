@@ -107,8 +107,8 @@ def configure_instance(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any],
     script, env, digest = rendered_inputs(ctx, svc, index, world)
     values = own_values(ctx, svc, index, world)
     world = with_values(ctx, svc, index, world)
-    if values:  # what others read of this service, whatever its scripts do
-        ctx.store.clear_attributes(ctx.run, svc.name, index)
+    if values:  # what others read of this service, whatever its scripts do (upserted:
+        # earlier exports stay until a new boot replaces them)
         ctx.store.set_attributes(ctx.run, svc.name, index, values)
     if not has_scripts(svc):
         ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], svc.name,
