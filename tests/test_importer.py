@@ -209,3 +209,16 @@ def test_globals_file_ranks_above_the_top_file(tmp_path, cli: Cli):
     cli("import", tmp_path / "top.conf", "-o", tmp_path / "o2", "-G", tmp_path / "g.ini")
     doc = yaml.safe_load((tmp_path / "o2" / "plan.yml").read_text())
     assert doc["vars"] == {"a": "file", "b": "top", "c": "only-here"}
+
+
+def test_import_never_overwrites_a_plan_it_did_not_write(tmp_path, cli: Cli):
+    (tmp_path / "top.conf").write_text("[runlevels]\nlevel1: l.conf\n")
+    (tmp_path / "l.conf").write_text("[svc-a]\nhostname: 127.0.0.1\n")
+    mine = tmp_path / "mine"
+    (mine / "programs").mkdir(parents=True)
+    (mine / "plan.yml").write_text("name: mine\n")
+    failed = cli("import", tmp_path / "top.conf", "-o", mine, expect=2)
+    assert "not made by `cloudinitd import`" in failed.err
+    assert (mine / "plan.yml").read_text() == "name: mine\n" and (mine / "programs").is_dir()
+    cli("import", tmp_path / "top.conf", "-o", tmp_path / "ours")
+    cli("import", tmp_path / "top.conf", "-o", tmp_path / "ours")  # again: its own output

@@ -18,10 +18,12 @@ from typing import Any
 
 import yaml
 
+from cloudinitd.errors import UsageError
 from cloudinitd.importer.original import Note, OrigPlan, OrigService
 from cloudinitd.importer.refs import RefError, Refs, is_value_name
 from cloudinitd.importer.wrapper import program_name, step_script
 
+_HEADER = "# Converted by `cloudinitd import`"
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_]")
 _STEPS = (("boot", "bootpgm"), ("ready", "readypgm"), ("terminate", "terminatepgm"))
 
@@ -272,6 +274,11 @@ def convert_plan(plan: OrigPlan, out: Path, environ: Mapping[str, str] | None = 
     """Write plan.yml and its scripts under `out`; the Notes are added to `plan.notes`."""
     conv = _Converter(plan, os.environ if environ is None else environ)
     doc = conv.convert()
+    previous = out / "plan.yml"
+    if previous.exists() and not previous.read_text(errors="replace").startswith(_HEADER):
+        # Never overwrite (or clean the programs/ of) a plan someone else wrote.
+        raise UsageError(f"{out} already holds a plan.yml not made by `cloudinitd import`;"
+                         " choose another -o DIR")
     out.mkdir(parents=True, exist_ok=True)
     (out / "scripts").mkdir(exist_ok=True)
     for old in (out / "scripts").glob("*.sh.j2"):
@@ -284,7 +291,7 @@ def convert_plan(plan: OrigPlan, out: Path, environ: Mapping[str, str] | None = 
     for source, rel in conv.programs.items():
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, out / rel)
-    header = (f"# Converted by `cloudinitd import` from {plan.top}.\n"
+    header = (f"{_HEADER} from {plan.top}.\n"
               "# Edit this plan, or re-run the import after changing the original.\n")
     plan_path = out / "plan.yml"
     plan_path.write_text(header + yaml.safe_dump(doc, sort_keys=False, width=100))
