@@ -175,7 +175,7 @@ def test_cloud_entries_hold_credential_references_never_values(tmp_path, cli: Cl
         "[svc-vm]\nallocation: m1.small\nsshkeyname: mykey\nreplica_count: 3\n"
         "securitygroups: default, web\n"
         "[svc-other]\ncloud: cloud-other\nscp_username: copier\nssh_username: me\n"
-        "[svc-adopted]\ninstanceid: i-0abc\n")
+        "[svc-adopted]\ninstanceid: i-0abc\n[svc-vars]\n")
     env = {"MY_KEY": "AKIAIOSFODNN7EXAMPLE", "MY_SECRET": "not-to-be-copied-secret-value",
            "MY_IMAGE": "ami-12345678"}
     out = cli("import", tmp_path / "top.conf", "-o", tmp_path / "out", "--json", env=env).json()
@@ -194,6 +194,7 @@ def test_cloud_entries_hold_credential_references_never_values(tmp_path, cli: Cl
     assert any("literal credential is not copied" in n["message"] for n in out["notes"])
     assert doc["services"]["adopted"]["instance_id"] == "i-0abc"
     assert doc["services"]["other"]["ssh_user"] == "me"
+    assert "vars_svc" in doc["services"]  # `vars` names the plan's vars in templates
     scp = [n for n in out["notes"] if n["message"].startswith("scp_username")]
     assert scp and scp[0]["where"] == f"{tmp_path / 'l.conf'}:8"
 

@@ -22,6 +22,7 @@ from cloudinitd.errors import UsageError
 from cloudinitd.importer.original import Note, OrigPlan, OrigService
 from cloudinitd.importer.refs import RefError, Refs, is_value_name
 from cloudinitd.importer.wrapper import program_name, step_script
+from cloudinitd.plan.fields import usable_as_name
 
 _HEADER = "# Converted by `cloudinitd import`"
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_]")
@@ -36,6 +37,8 @@ def plan_names(plan: OrigPlan) -> dict[str, str]:
         new = _NOT_NAME.sub("_", name)
         if not new[:1].isalpha():
             new = "s_" + new
+        if not usable_as_name(new):  # `vars`, `self`, `range`...: template names
+            new += "_svc"
         if new in taken:
             plan.note(svc.where, f"service {name!r} and {taken[new]!r} would both be named"
                       f" {new!r} in the converted plan", essential=True)
