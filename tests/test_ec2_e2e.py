@@ -102,6 +102,24 @@ def test_max_then_scale_to_7_then_2(tmp_path, ec2_cloud, ec2cli):
     assert counts("sc", a, b) == [0, 0]
 
 
+def test_scale_past_the_instance_limits_is_refused_before_any_launch(tmp_path, ec2_cloud, ec2cli):
+    """The plan's per-service / per-run limits bind `scale` too (README: Limits)."""
+    a, b = ec2_cloud("a"), ec2_cloud("b")
+    plan = overflow_plan(tmp_path / "p", a, b, count=1)
+    ec2cli("boot", plan, "--name", "lim", "--json")
+    calls = a.calls("RunInstances") + b.calls("RunInstances")
+    for args in (("1000000000",), ("1001",), ("4", "--max-instances", "3")):
+        res = ec2cli("scale", "lim", "web", *args, expect=2)
+        assert "over the limit" in res.err and "Traceback" not in res.err
+        assert len(res.err.strip().splitlines()) == 1
+    assert a.calls("RunInstances") + b.calls("RunInstances") == calls
+    assert counts("lim", a, b) == [1, 0]
+    ec2cli("scale", "lim", "web", "3", "--max-instances", "3", "--json")
+    assert counts("lim", a, b) == [3, 0]
+    ec2cli("terminate", "lim", "--json")
+    assert counts("lim", a, b) == [0, 0]
+
+
 def test_everything_full_fails_with_exit_1(tmp_path, ec2_cloud, ec2cli):
     a, b = ec2_cloud("a", quota=1), ec2_cloud("b", quota=1)
     plan = overflow_plan(tmp_path / "p", a, b, count=5)

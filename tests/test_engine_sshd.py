@@ -6,7 +6,6 @@ evidence in a folder the test owns (`vars.out`) and the test reads it back.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -141,12 +140,13 @@ def test_failure_stops_dependents_siblings_finish_then_repair(tmp_path, cli: Cli
 def test_waits_for_a_host_that_refuses_ssh_at_first(tmp_path, cli: Cli, delayed_sshd):
     out = tmp_path / "out"
     out.mkdir()
-    late = delayed_sshd(3.0)
+    late = delayed_sshd(2)  # turns the engine away twice before sshd starts
     plan = write_plan(tmp_path / "late", (
         f"name: late\nvars:\n  out: {out}\nservices:\n"
         + _host_block("late", late, "    boot: boot.sh.j2\n    timeout: 60s\n")
     ), {"boot.sh.j2": "touch {{ vars.out }}/booted\n"})
     cli("boot", plan, "--name", "late-1")
+    assert late.refused == 2
     assert (out / "booted").exists()
     history = cli("history", "late-1", "--json").json()
     assert any(e["kind"] == "ready" for e in history["events"])
@@ -206,9 +206,10 @@ def test_store_is_private_and_holds_no_run_key(tmp_path, cli: Cli, sshd_hosts):
     key = (cli.home / "runs" / "priv-1" / "id_ed25519")
     assert key.stat().st_mode & 0o777 == 0o600
     assert b"PRIVATE KEY" not in db.read_bytes()
-    listed = cli("list", "--json").json()
-    assert [r["name"] for r in listed] == ["priv-1"]
-    json.dumps(listed)
+    listed = cli("list", "--json")
+    assert [(r["name"], r["status"], r["live_instances"]) for r in listed.json()] == [
+        ("priv-1", "ready", 3)]
+    assert "PRIVATE KEY" not in listed.out
     cli("terminate", "priv-1")
 
 

@@ -21,8 +21,6 @@ from cloudinitd.errors import ProviderError
 from cloudinitd.providers import aptproxy, firewall, hostnet
 from tests.support.lxc import isolated_net, require_lxc
 
-pytestmark = pytest.mark.lxc
-
 
 @pytest.fixture
 def net(tmp_path):
@@ -42,6 +40,7 @@ def _ip_forward() -> str:
     return Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
 
 
+@pytest.mark.lxc
 def test_bridge_created_idempotent_and_torn_down(net):
     forward_before = _ip_forward()
     bridge = hostnet.ensure_bridge()
@@ -61,6 +60,7 @@ def test_bridge_created_idempotent_and_torn_down(net):
     assert _ip_forward() == forward_before
 
 
+@pytest.mark.lxc
 def test_subnet_colliding_with_existing_route_is_refused(net, monkeypatch):
     routes = json.loads(
         subprocess.run(
@@ -83,6 +83,7 @@ def _lease_many(args: tuple[dict[str, str], str, int]) -> list[str]:
     return [hostnet.lease_address(f"{owner}:{i}") for i in range(count)]
 
 
+@pytest.mark.lxc
 def test_leases_are_unique_across_processes(net):
     ctx = multiprocessing.get_context("spawn")  # fresh interpreters, real separate processes
     with ctx.Pool(4) as pool:
@@ -102,6 +103,7 @@ def test_leases_are_unique_across_processes(net):
     assert hostnet.leases() == {}
 
 
+@pytest.mark.lxc
 def test_leases_run_out_with_clear_error(net, monkeypatch):
     monkeypatch.setenv("CLOUDINITD_SUBNET", "10.177.99.0/29")  # 6 hosts - gateway = 5
     got = [hostnet.lease_address("x") for _ in range(5)]
@@ -112,6 +114,7 @@ def test_leases_run_out_with_clear_error(net, monkeypatch):
     assert hostnet.lease_address("y") == got[2]
 
 
+@pytest.mark.lxc
 def test_released_address_is_not_reused_at_once(net):
     first = hostnet.lease_address("a")
     hostnet.release_address(first)
@@ -125,6 +128,7 @@ def _listeners(port: int) -> list[str]:
     return [line.split()[3] for line in out.splitlines() if line.strip()]
 
 
+@pytest.mark.lxc
 def test_apt_proxy_on_gateway_only_and_stopped_at_teardown(net):
     bridge = hostnet.ensure_bridge()
     url = hostnet.ensure_apt_proxy(bridge)

@@ -22,7 +22,7 @@ from cloudinitd.errors import ProviderError
 from cloudinitd.providers.local import image
 from cloudinitd.providers.local import lxc as lxc_cmd
 from tests.support.cli import Cli, write_plan
-from tests.support.lxc import destroy_all, isolated_net, make_request, new_provider, ssh
+from tests.support.lxc import make_request, ssh
 
 # --- guest files: never follow the guest's names (no container needed) ------------------
 
@@ -312,16 +312,6 @@ def test_hosts_refresh_never_follows_the_guests_symlinks(box, tmp_path):
     hosts = _root(box, "test ! -L /etc/hosts && stat -c %u /etc/hosts && cat /etc/hosts")
     assert hosts.returncode == 0 and hosts.stdout.startswith("0\n") and "box-0" in hosts.stdout
 
-
-@pytest.fixture
-def local_cli(lxc_ready, tmp_path: Path):
-    with isolated_net(tmp_path) as net:
-        cli = Cli(tmp_path / "home")
-        cli.net = net
-        try:
-            yield cli
-        finally:
-            destroy_all(new_provider(cli.home))
 
 
 @pytest.mark.lxc

@@ -23,7 +23,7 @@ from cloudinitd.providers import hostnet
 from cloudinitd.providers.qemu.seed import SeedSpec, user_data
 from cloudinitd.remote import SshTarget, close_all, wait_for_ssh
 from cloudinitd.remote.hostkeys import generate_host_key, pin_host
-from tests.support.cli import Cli, write_plan
+from tests.support.cli import write_plan
 from tests.support.lxc import (
     SSH_OPTS,
     destroy_all,
@@ -243,16 +243,6 @@ def _poll(fn, tries: int = 60):
 
 # --- an impostor at the next address, through the engine -------------------------------
 
-
-@pytest.fixture
-def local_cli(lxc_ready, tmp_path: Path) -> Iterator[Cli]:
-    with isolated_net(tmp_path) as net:
-        cli = Cli(tmp_path / "home")
-        cli.net = net
-        try:
-            yield cli
-        finally:
-            destroy_all(new_provider(cli.home))
 
 
 GARP = """

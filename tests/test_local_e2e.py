@@ -8,21 +8,10 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import Cli, write_plan
-from tests.support.lxc import destroy_all, isolated_net, new_provider, ssh
+from tests.support.lxc import ssh
 
 pytestmark = [pytest.mark.lxc, pytest.mark.slow]
 
-
-@pytest.fixture
-def local_cli(lxc_ready, tmp_path: Path):
-    """A CLI with its own home and its own bridge; every container goes at the end."""
-    with isolated_net(tmp_path) as net:
-        cli = Cli(tmp_path / "home")
-        cli.net = net
-        try:
-            yield cli
-        finally:
-            destroy_all(new_provider(cli.home))
 
 
 def _containers(home: Path) -> list[str]:

@@ -90,3 +90,9 @@ def test_scale_up_then_down_round_trip():
 def test_over_max_after_plan_lowers_max():
     assert over_max([P("a", 2), P("b", -1)], {"a": 5, "b": 9}) == {"a": 3}
     assert over_max([P("a", 2)], {"a": 2}) == {}
+
+
+def test_over_max_counts_absent_clouds_as_empty():
+    # A bounded cloud with no instances (absent from `current`) is never over its max.
+    assert over_max([P("a", 0), P("b", 1), P("c", -1)], {"c": 4}) == {}
+    assert over_max([P("a", 0)], {"a": 1, "gone": 3}) == {"a": 1}

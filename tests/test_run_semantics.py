@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import Cli, write_plan
-from tests.support.lxc import destroy_all, isolated_net, new_provider
 
 
 def static_plan(folder: Path, host, out: Path) -> Path:
@@ -70,16 +69,6 @@ def test_status_check_shows_an_unhealthy_service_and_run(tmp_path, sshd_hosts, c
     assert cli("status", "sick", "--check", "--json").json()["status"] == "ready"
     cli("terminate", "sick")
 
-
-@pytest.fixture
-def local_cli(lxc_ready, tmp_path: Path):
-    with isolated_net(tmp_path) as net:
-        cli = Cli(tmp_path / "home")
-        cli.net = net
-        try:
-            yield cli
-        finally:
-            destroy_all(new_provider(cli.home))
 
 
 def _folders(cli: Cli) -> list[str]:

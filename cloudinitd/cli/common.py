@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from click.shell_completion import CompletionItem
 
 from cloudinitd.errors import UsageError
 from cloudinitd.names import check_run_name
@@ -86,6 +87,44 @@ class RunNameType(click.ParamType):
 
     def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 (click's signature)
         return check_run_name(value)
+
+    def shell_complete(self, ctx, param, incomplete):  # noqa: ANN001, ANN201
+        return [CompletionItem(name) for name in run_names() if name.startswith(incomplete)]
+
+
+def _existing_store() -> Store | None:
+    """The store, if there is one: completing a word must never create a home folder."""
+    home = cloudinitd_home()
+    return Store(home) if (home / "state.db").exists() else None
+
+
+def run_names() -> list[str]:
+    """Recorded runs, for shell completion (nothing, rather than an error, if unreadable)."""
+    try:
+        store = _existing_store()
+        return [row["name"] for row in store.runs()] if store else []
+    except Exception:  # completion must never print a traceback into the shell
+        return []
+
+
+def complete_service(ctx: click.Context, param: click.Parameter,
+                     incomplete: str) -> list[CompletionItem]:
+    """SERVICE names of the RUN already on the command line."""
+    return [c for c in complete_instance(ctx, param, incomplete) if "/" not in c.value]
+
+
+def complete_instance(ctx: click.Context, param: click.Parameter,
+                      incomplete: str) -> list[CompletionItem]:
+    """SERVICE and SERVICE/INDEX words of the RUN already on the command line."""
+    run = ctx.params.get("run")
+    try:
+        store = _existing_store() if run else None
+        rows = store.instances(run) if store else []
+        names = set(store.services(run)) if store else set()
+    except Exception:
+        return []
+    words = names | {r["service"] for r in rows} | {f"{r['service']}/{r['idx']}" for r in rows}
+    return [CompletionItem(w) for w in sorted(words) if w.startswith(incomplete)]
 
 
 RUN = RunNameType()

@@ -56,7 +56,8 @@ and no other file of this machine: the server chroots to it.
 Environment (the Nimbus launch-vm variables):
   {ENV_COUNT}   how many VMs (default 1)
   {ENV_URL}              EC2-compatible endpoint (OpenStack, Eucalyptus,
-                                   Nimbus, AWS); without it: local LXC VMs
+                                   Nimbus, AWS); without it: LXC containers
+                                   here, or QEMU VMs with --provider qemu
   {ENV_ACCESS}       access key of that cloud
   {ENV_SECRET}       secret key of that cloud (both are read from
                                    the environment at each call, never stored)
@@ -146,7 +147,8 @@ def iaas_cloud() -> dict[str, Any] | None:
     return cloud
 
 
-def wrapper_plan(home: Path, cloud: dict[str, Any] | None, ssh_user: str | None) -> Path:
+def wrapper_plan(home: Path, cloud: dict[str, Any] | None, ssh_user: str | None,
+                 builtin: str | None = None) -> Path:
     """The shipped plan with the cloud / image the variables name, kept where the run finds it.
 
     `status`, `repair` and `terminate` reload a run's plan from its recorded
@@ -162,13 +164,16 @@ def wrapper_plan(home: Path, cloud: dict[str, Any] | None, ssh_user: str | None)
     if cloud is not None:
         data["clouds"] = {IAAS_CLOUD: cloud}
         defaults["cloud"] = IAAS_CLOUD
+    elif builtin:
+        defaults["cloud"] = builtin  # the built-in `qemu` cloud: full VMs on this machine
     if _env(ENV_IMAGE):
         defaults["image"] = _env(ENV_IMAGE)
     if _env(ENV_KEY):
         defaults["ssh_key"] = str(Path(_env(ENV_KEY) or "").expanduser().resolve())
     if ssh_user:
         defaults["ssh_user"] = ssh_user
-    where = cloud.get("endpoint", "the default EC2 endpoint") if cloud else "local VMs"
+    where = (cloud.get("endpoint", "the default EC2 endpoint") if cloud
+             else f"{builtin} VMs" if builtin else "local containers")
     text = (
         f"# Made by launch-vm from {shipped} for {where}.\n"
         "# Credentials are the NAMES of environment variables; no secret is stored here.\n"
@@ -274,6 +279,9 @@ def _clean_up(ctx, as_json: bool) -> bool:
 )
 @click.option("--read-only", is_flag=True, help="The VMs may read the shared folder, not write.")
 @click.option("--ssh-user", help="User to log in as on an EC2 image (default root).")
+@click.option("--provider", type=click.Choice(["local", "qemu"]), default=None,
+              help="Without an EC2 cloud: LXC system containers (local, the default) or"
+                   " full QEMU VMs with their own kernel (qemu).")
 @click.option("--keep", is_flag=True, help="On failure, leave what was launched for debugging.")
 @click.option("--dry-run", is_flag=True, help="Render the scripts; launch nothing.")
 @click.option("-v", "--verbose", is_flag=True, help="Show each service's progress.")
@@ -284,6 +292,7 @@ def launch_vm(
     share_dir: str | None,
     read_only: bool,
     ssh_user: str | None,
+    provider: str | None,
     keep: bool,
     dry_run: bool,
     verbose: bool,
@@ -311,6 +320,9 @@ def launch_vm(
     count = replica_count()
     if count is not None:
         overrides.setdefault("replicas", str(count))
+    if provider and any(_env(n) for n in (ENV_URL, ENV_ACCESS, ENV_SECRET)):
+        raise UsageError(f"--provider {provider} and {ENV_URL} / the access keys name two"
+                         " clouds: unset one")
     cloud = iaas_cloud()
     if cloud is None and ssh_user:
         raise UsageError("--ssh-user applies to EC2 clouds only (local VMs log in as root)")
@@ -323,10 +335,11 @@ def launch_vm(
         # The share listens there too, unless home_listen names this machine's
         # own address behind a NAT.
         overrides.setdefault("home_listen", overrides.get("home_host", ""))
-    if cloud is None and not _env(ENV_IMAGE):
+    builtin = provider if provider and provider != "local" else None
+    if cloud is None and not builtin and not _env(ENV_IMAGE):
         path = find_plan(PLAN)
     else:
-        path = wrapper_plan(env.home, cloud, ssh_user)
+        path = wrapper_plan(env.home, cloud, ssh_user, builtin)
     plan = load_plan(path, overrides=overrides, catalog=load_catalog(env.home))
     if dry_run:
         from cloudinitd.cli.plan_commands import print_dry_run

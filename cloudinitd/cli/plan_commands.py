@@ -162,11 +162,18 @@ def boot(env: Env, plan: str, run_name: str | None, vars_: tuple[str, ...],
         from cloudinitd.cli.run_commands import exit_interrupted
 
         exit_interrupted(ctx, exc, as_json)
+    from cloudinitd.cli.run_commands import print_addresses
+    from cloudinitd.engine.access import addresses
+
+    where = addresses(ctx)
     if as_json:
         output.emit_json({"run": ctx.run, "ok": result.ok, "seconds": round(result.seconds, 2),
-                          "services": {n: s.as_dict() for n, s in result.services.items()}})
+                          "services": {n: s.as_dict() for n, s in result.services.items()},
+                          "addresses": {n: [i["address"] for i in items]
+                                        for n, items in where.items()}})
     else:
         click.echo(ctx.run)
+        print_addresses(where, err=True)  # stdout stays the run name alone, for $(...)
     if not result.ok:
         output.print_failures(result)
         output.info(f"run {ctx.run} failed; fix and `cloudinitd repair {ctx.run}`, or"

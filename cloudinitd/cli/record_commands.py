@@ -8,14 +8,34 @@ import time
 from typing import Any
 
 import click
+from rich.text import Text
 
 from cloudinitd.cli import output
-from cloudinitd.cli.common import RUN, Env, json_option, pass_env
+from cloudinitd.cli.common import RUN, Env, complete_service, json_option, pass_env
 from cloudinitd.textsafe import for_terminal
 
 
 def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def print_table(headers: list[str], rows: list[list[Any]], title: str | None = None) -> None:
+    """A rich table on a terminal; plain aligned columns (scripts, `column -t`) otherwise."""
+    cells = [[str(c) if c not in (None, "") else "-" for c in row] for row in rows]
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*headers, title=title, box=None, header_style="bold")
+        for row in cells:  # event messages can carry guest text: sanitized, never markup
+            table.add_row(*(Text(for_terminal(c)) for c in row))
+        Console(highlight=False).print(table)
+        return
+    if title:
+        click.echo(title)
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    for row in [headers, *cells]:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 @click.command(name="list")
@@ -32,9 +52,10 @@ def list_runs(env: Env, as_json: bool) -> None:
         return
     if not runs:
         click.echo("no runs")
-    for row in runs:
-        click.echo(f"{row['name']:<24} {row['status']:<12} {row['live_instances']:>3} live"
-                   f"  {_when(row['created'])}  {row['plan_path']}")
+        return
+    print_table(["RUN", "STATUS", "LIVE", "CREATED", "PLAN"],
+                [[r["name"], r["status"], r["live_instances"], _when(r["created"]),
+                  r["plan_path"]] for r in runs])
 
 
 @click.command()
@@ -49,25 +70,37 @@ def history(env: Env, run: str, as_json: bool) -> None:
     if as_json:
         output.emit_json({"run": run, "instances": instances, "events": events})
         return
-    for inst in instances:
-        click.echo(f"{inst['service']}-{inst['idx']:<3} {inst['cloud']}:{inst['instance_id']:<24}"
-                   f" {inst['state']:<11} launched {_when(inst['launched'])}"
-                   f" terminated {_when(inst['terminated'])}")
-    for ev in events:
-        who = ev["service"] or ""
-        if ev["idx"] is not None:
-            who += f"-{ev['idx']}"
-        click.echo(f"{_when(ev['ts'])} {ev['kind']:<11} {who:<16} {ev['message']}")
+    print_table(["SERVICE", "CLOUD", "INSTANCE", "STATE", "LAUNCHED", "TERMINATED"],
+                [[f"{i['service']}/{i['idx']}", i["cloud"], i["instance_id"], i["state"],
+                  _when(i["launched"]), _when(i["terminated"])] for i in instances],
+                title="instances")
+    click.echo()
+    print_table(["TIME", "EVENT", "SERVICE", "MESSAGE"],
+                [[_when(ev["ts"]), ev["kind"],
+                  (ev["service"] or "") + (f"/{ev['idx']}" if ev["idx"] is not None else ""),
+                  ev["message"]] for ev in events],
+                title="events")
 
 
 @click.command()
 @click.argument("run", type=RUN)
-@click.argument("service", required=False)
+@click.argument("service", required=False, shell_complete=complete_service)
 @json_option
 @pass_env
 def logs(env: Env, run: str, service: str | None, as_json: bool) -> None:
     """The boot / ready / terminate logs of RUN (or of one SERVICE)."""
     env.store.run(run)
+    if service:
+        from cloudinitd.engine.access import dependency_order
+
+        known = set(env.store.services(run)) | {
+            i["service"] for i in env.store.instances(run, live_only=False)}
+        if service not in known:
+            from cloudinitd.errors import UsageError
+
+            names = dependency_order(env.store, env.home, run, known)
+            raise UsageError(f"run {run!r} has no service {service!r}; services: "
+                             + (", ".join(names) or "none"))
     folder = env.store.run_dir(run) / "logs"
     files = sorted(folder.glob(f"{service}-*.log" if service else "*.log"))
     if service:

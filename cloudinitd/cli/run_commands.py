@@ -12,8 +12,17 @@ from typing import Any
 import click
 
 from cloudinitd.cli import output
-from cloudinitd.cli.common import RUN, Env, json_option, parse_vars, pass_env, var_option
+from cloudinitd.cli.common import (
+    RUN,
+    Env,
+    complete_service,
+    json_option,
+    parse_vars,
+    pass_env,
+    var_option,
+)
 from cloudinitd.engine.context import RunContext, open_run, open_run_without_plan
+from cloudinitd.textsafe import for_terminal
 
 
 def _open(env: Env, run: str, quiet: bool = True, plan: Path | None = None,
@@ -64,7 +73,14 @@ def status_data(env: Env, run: str) -> dict[str, Any]:
         "status": row["status"], "created": row["created"], "expires": row["expires"],
         "services": {},
     }
-    for name, svc in sorted(services.items()):
+    from cloudinitd.engine.access import dependency_order
+
+    # Dependency order (the plan's boot levels), as the run was configured.
+    names = set(services) | {inst["service"] for inst in instances}
+    for name in dependency_order(env.store, env.home, run, names):
+        svc = services.get(name)
+        if svc is None:
+            continue
         out["services"][name] = {"status": svc["status"], "step": svc["step"],
                                  "error": svc["error"], "log": svc["log_path"], "instances": []}
     # Where a service's instance count comes from: the plan, or a `scale` of this
@@ -86,6 +102,8 @@ def status_data(env: Env, run: str) -> dict[str, Any]:
 
 
 def print_status(data: dict[str, Any]) -> None:
+    # Exports were written by scripts inside instances; a pipe gets them as they are.
+    shown = for_terminal if sys.stdout.isatty() else str
     click.echo(f"run {data['run']} (plan {data['plan']}): {data['status']}")
     if data.get("expires"):
         left = data["expires"] - time.time()
@@ -102,6 +120,23 @@ def print_status(data: dict[str, Any]) -> None:
                 health = " healthy" if inst["healthy"] else f" UNHEALTHY: {inst['detail']}"
             click.echo(f"    [{inst['index']}] {inst['state']:<10} {inst['address'] or '-':<16}"
                        f" {inst['cloud']}:{inst['instance_id']}{extra}{health}")
+            exports = " ".join(f"{k}={v}" for k, v in (inst.get("attributes") or {}).items())
+            if exports:
+                click.echo(f"        {shown(exports)}")
+    print_addresses({name: [i for i in svc["instances"] if i.get("state") != "missing"]
+                     for name, svc in data["services"].items()})
+
+
+def print_addresses(services: dict[str, list[dict[str, Any]]], err: bool = False) -> None:
+    """The closing `addresses:` block of boot and status: SERVICE/INDEX ADDRESS, one a line."""
+    rows = [(f"{name}/{inst['index']}", inst["address"])
+            for name, items in services.items() for inst in items if inst.get("address")]
+    if not rows:
+        return
+    click.echo("addresses:", err=err)
+    width = max(len(label) for label, _ in rows)
+    for label, address in rows:
+        click.echo(f"  {label:<{width}} {address}", err=err)
 
 
 @click.command()
@@ -186,17 +221,23 @@ def repair(env: Env, run: str, relaunch: bool, quiet: bool, as_json: bool) -> No
 
 @click.command()
 @click.argument("run", type=RUN)
-@click.argument("service")
+@click.argument("service", shell_complete=complete_service)
 @click.argument("count", type=click.IntRange(min=0))
+@click.option("--max-instances", type=click.IntRange(min=1),
+              help="Raise the per-service and per-run instance limits (README: Limits).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
 @json_option
 @pass_env
-def scale(env: Env, run: str, service: str, count: int, quiet: bool, as_json: bool) -> None:
+def scale(env: Env, run: str, service: str, count: int, max_instances: int | None, quiet: bool,
+          as_json: bool) -> None:
     """Change SERVICE's instance count in RUN (overflow policy applies)."""
     from cloudinitd.engine.maintain import scale as scale_run
+    from cloudinitd.plan.limits import Limits
 
+    limits = Limits.from_env(max_instances)
     ctx, progress = _open(env, run, quiet)
-    removed, result = _converging(ctx, progress, as_json, lambda: scale_run(ctx, service, count))
+    removed, result = _converging(ctx, progress, as_json,
+                                  lambda: scale_run(ctx, service, count, limits))
     for problem in removed.errors:
         output.error(problem)
     _report(env, run, result, as_json, {"service": service, "count": count,

@@ -19,6 +19,7 @@ from cloudinitd.engine.terminate import (
     run_terminate_scripts,
 )
 from cloudinitd.errors import ProviderError, UsageError
+from cloudinitd.plan.limits import LIMIT_ENV, Limits
 from cloudinitd.providers.base import ERROR, LIVE_STATES, RUNNING, TERMINATED
 
 # Run states after `terminate` (or a terminate that died): `repair` would launch
@@ -116,6 +117,7 @@ def repair(ctx: RunContext, relaunch: bool = False) -> RunResult:
                          " say so with `cloudinitd repair --relaunch " + ctx.run + "`")
     if status in TERMINATED_RUN_STATES:
         ctx.store.event(ctx.run, "relaunch", f"repair --relaunch of a {status} run")
+    ctx.store.event(ctx.run, "repair", f"repair of a {status} run")
     for svc in ctx.plan.services.values():
         if svc.launches:
             resume_intents(ctx, svc)
@@ -204,7 +206,8 @@ def remove_dead(ctx: RunContext) -> None:
             raise ProviderError("could not remove dead instances: " + "; ".join(result.errors))
 
 
-def scale(ctx: RunContext, service: str, count: int) -> tuple[TerminateResult, RunResult]:
+def scale(ctx: RunContext, service: str, count: int,
+          limits: Limits | None = None) -> tuple[TerminateResult, RunResult]:
     """Change one service's instance count, then converge the run (dependents included)."""
     svc = ctx.plan.services.get(service)
     if svc is None:
@@ -215,6 +218,7 @@ def scale(ctx: RunContext, service: str, count: int) -> tuple[TerminateResult, R
                          " services that launch instances can be scaled")
     if count < 0:
         raise UsageError("instance count must be 0 or more")
+    _check_scale_limits(ctx, service, count, limits or Limits.from_env())
     removed = TerminateResult(ctx.run)
     rows = [r for r in ctx.store.instances(ctx.run, service) if r["state"] in LIVE_STATES]
     victims = pick_victims(svc.clouds, rows, count)
@@ -226,6 +230,21 @@ def scale(ctx: RunContext, service: str, count: int) -> tuple[TerminateResult, R
     ctx.store.update_run(ctx.run, counts=counts)
     ctx.store.event(ctx.run, "scale", f"{service} -> {count}", service)
     return removed, Converger(ctx).run()
+
+
+def _check_scale_limits(ctx: RunContext, service: str, count: int, limits: Limits) -> None:
+    """The plan's instance limits hold for `scale` too: nothing is launched past them."""
+    hint = f"(raise with --max-instances N or ${LIMIT_ENV})"
+    if count > limits.per_service:
+        raise UsageError(f"{service}: {count} instances is over the limit of "
+                         f"{limits.per_service} per service {hint}")
+    overrides = ctx.store.run(ctx.run)["counts"]
+    total = count + sum(overrides.get(name, spec.count)
+                        for name, spec in ctx.plan.services.items()
+                        if spec.launches and name != service)
+    if total > limits.per_run:
+        raise UsageError(f"{service}: the run would have {total} instances, over the limit of "
+                         f"{limits.per_run} per run {hint}")
 
 
 def pick_victims(placements, rows: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:

@@ -135,6 +135,7 @@ def terminate_run(ctx: RunContext) -> TerminateResult:
     result = TerminateResult(ctx.run)
     ctx.store.update_run(ctx.run, status="terminating")
     rows = ctx.store.instances(ctx.run)
+    ctx.store.event(ctx.run, "terminate", f"terminate of {len(rows)} live instance(s)")
     run_terminate_scripts(ctx, rows, result)
     _remove_remote_dirs(ctx, [r for r in rows if r["cloud"] == "static"])
     destroy_instances(ctx, rows, result, sweep=True)

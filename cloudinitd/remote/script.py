@@ -69,7 +69,7 @@ def is_shell(argv: list[str]) -> bool:
 def check_env(env: dict[str, str]) -> None:
     """Names a shell can set and values a process can hold; ValueError says which is not."""
     for key, value in env.items():
-        if not _ENV_KEY.match(key):
+        if not _ENV_KEY.fullmatch(key):  # fullmatch: `$` alone lets a trailing newline in
             raise ValueError(f"invalid environment variable name {key!r}")
         if "\0" in value:
             raise ValueError(f"env value {key} contains a NUL byte (at character"
@@ -202,7 +202,7 @@ def check_inputs(script: str, env: dict[str, str], service: str, step: str) -> N
 
 
 def check_name(what: str, value: str, service: str, step: str) -> None:
-    if not NAME.match(value):
+    if not NAME.fullmatch(value):
         raise RemoteError(service, step, f"unsafe {what} name for a remote path: {value!r}")
 
 

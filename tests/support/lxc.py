@@ -242,3 +242,17 @@ def local_provider(local_net, tmp_path_factory) -> Iterator[LocalProvider]:
 @pytest.fixture(scope="module")
 def local_keypair(tmp_path_factory) -> Keypair:
     return make_keypair(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture
+def local_cli(lxc_ready, tmp_path: Path) -> Iterator:
+    """A CLI with its own home and its own bridge; every container goes at the end."""
+    from tests.support.cli import Cli
+
+    with isolated_net(tmp_path) as net:
+        cli = Cli(tmp_path / "home")
+        cli.net = net
+        try:
+            yield cli
+        finally:
+            destroy_all(new_provider(cli.home))

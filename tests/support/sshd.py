@@ -10,7 +10,8 @@ Fixtures:
 - `ssh_client_key`  (session) (private key path, public line) allowed on every host
 - `sshd_hosts(n)`   start n servers now, return [Host] (`user=SUDO_USER`: log in as
                     a non-root user with password-less sudo, created if missing)
-- `delayed_sshd(delay)` a Host whose server starts listening only after `delay` s
+- `delayed_sshd(attempts)` a Host that turns away its first `attempts` connections,
+                    then starts its server
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -127,7 +129,9 @@ class Host:
     dir: Path
     noexec_tmp: bool = False  # run sshd in a mount namespace where /tmp is noexec
     proc: subprocess.Popen | None = None
-    _timer: threading.Timer | None = field(default=None, repr=False)
+    refused: int = 0  # connections turned away before sshd started (start_after_refusing)
+    _doorman: socket.socket | None = field(default=None, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
@@ -181,17 +185,47 @@ class Host:
                 time.sleep(0.02)
         raise RuntimeError(f"sshd on {self.address}:{self.port} not listening after {timeout}s")
 
-    def start_after(self, delay: float) -> None:
-        """Start listening only after `delay` seconds (a VM that is still booting)."""
-        self._timer = threading.Timer(delay, self.start, kwargs={"wait": False})
-        self._timer.daemon = True
-        self._timer.start()
+    def start_after_refusing(self, attempts: int) -> None:
+        """Turn away the first `attempts` connections, then start sshd (a VM still booting).
+
+        Until then a stand-in listener resets every connection (as a booting
+        machine's network stack does), so the client has provably been turned
+        away `attempts` times before sshd answers; no timer guesses how long
+        the client takes to get there.
+        """
+        doorman = socket.socket()
+        doorman.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        doorman.bind((self.address, self.port))
+        doorman.listen(16)
+        doorman.settimeout(0.2)
+        self._doorman = doorman
+
+        def serve() -> None:
+            turned_away = 0
+            try:
+                while turned_away < attempts and not self._stopped:
+                    try:
+                        conn, _ = doorman.accept()
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        return  # closed by stop()
+                    # Linger 0: close with a reset, like a port nobody serves yet.
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                    struct.pack("ii", 1, 0))
+                    conn.close()
+                    turned_away += 1
+                    self.refused = turned_away
+            finally:
+                doorman.close()
+            if not self._stopped:
+                self.start(wait=False)
+
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
         with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
             proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
@@ -217,6 +251,10 @@ class Host:
         """Final stop: no later timer or restart can bring it back."""
         with self._lock:
             self._stopped = True
+        if self._doorman is not None:
+            self._doorman.close()
+        if self._thread is not None:
+            self._thread.join(5)
         self.stop()
 
 
@@ -231,11 +269,21 @@ def _close_clients() -> None:
         remote.close_all()
 
 
+def _port_free_on(address: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
 def _make_host(
-    base: Path, pub_line: str, key_path: Path, noexec_tmp: bool = False, user: str = "root"
+    base: Path, pub_line: str, key_path: Path, noexec_tmp: bool = False, user: str = "root",
+    port: int | None = None,
 ) -> Host:
     address = _next_address()
-    port = _free_port(address)
+    port = port or _free_port(address)
     d = base / f"sshd-{address}-{port}"
     d.mkdir(parents=True)
     _keygen(d / "ssh_host_ed25519_key", f"test-host-{address}")
@@ -266,18 +314,27 @@ def ssh_client_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]
 def sshd_hosts(
     ssh_client_key: tuple[Path, str], tmp_path: Path
 ) -> Iterator[Callable[[int], list[Host]]]:
-    """Factory: `sshd_hosts(n, noexec_tmp=False, user="root")` starts n listening servers.
+    """Factory: `sshd_hosts(n, noexec_tmp=False, user="root", same_port=False)` starts n servers.
 
     Every server accepts the test key for any user (one AuthorizedKeysFile);
     `user` only sets `Host.user`, creating the sudo test user if needed.
+    `same_port`: all n listen on one port (the instances of one service share
+    the plan's `ssh_port`).
     """
     started: list[Host] = []
     key, pub = ssh_client_key
 
-    def make(n: int = 1, noexec_tmp: bool = False, user: str = "root") -> list[Host]:
+    def make(n: int = 1, noexec_tmp: bool = False, user: str = "root",
+             same_port: bool = False) -> list[Host]:
         if user != "root":
             ensure_sudo_user(user)
-        hosts = [_make_host(tmp_path, pub, key, noexec_tmp, user) for _ in range(n)]
+        hosts: list[Host] = []
+        for _ in range(n):
+            port = hosts[0].port if same_port and hosts else None
+            host = _make_host(tmp_path, pub, key, noexec_tmp, user, port=port)
+            if port is not None and not _port_free_on(host.address, port):
+                raise RuntimeError(f"port {port} is already taken on {host.address}")
+            hosts.append(host)
         started.extend(hosts)
         for h in hosts:
             h.start(wait=False)
@@ -297,14 +354,14 @@ def sshd_hosts(
 def delayed_sshd(
     ssh_client_key: tuple[Path, str], tmp_path: Path
 ) -> Iterator[Callable[[float], Host]]:
-    """Factory: `delayed_sshd(3.0)` returns a Host that starts listening 3 s from now."""
+    """Factory: `delayed_sshd(2)` returns a Host whose sshd starts after 2 refused connections."""
     started: list[Host] = []
     key, pub = ssh_client_key
 
-    def make(delay: float) -> Host:
+    def make(attempts: int = 2) -> Host:
         h = _make_host(tmp_path, pub, key)
         started.append(h)
-        h.start_after(delay)
+        h.start_after_refusing(attempts)
         return h
 
     try:
