@@ -105,7 +105,8 @@ class _Scan:
         self.errors.append(PlanError(message, at.file, at.line))
 
     def attributes_of(self, svc: str) -> list[str]:
-        return sorted(BUILTIN_ATTRIBUTES | set(self.plan.services[svc].exports))
+        spec = self.plan.services[svc]
+        return sorted(BUILTIN_ATTRIBUTES | set(spec.exports) | set(spec.values))
 
     # -- walking ---------------------------------------------------------
 
@@ -242,7 +243,8 @@ class _Scan:
         allowed: frozenset[str],
         label: str | None = None,
     ) -> None:
-        exports = self.plan.services[svc].exports
+        spec = self.plan.services[svc]
+        exports = [*spec.exports, *spec.values]  # values read like exports
         if attr in allowed or attr in exports:
             return
         choices = sorted(allowed | set(exports))
@@ -280,8 +282,13 @@ def _scans(plan: Plan) -> Iterator[_Scan]:
         for script in spec.scripts.values():
             if is_template(script.path):
                 yield _scan_text(plan, spec, script.source, display_path(script.path), 0, True)
+            for arg, pos in zip(script.args, script.args_pos, strict=False):
+                yield _scan_text(plan, spec, arg, pos.file, pos.line, False)
         for key, value in spec.env.items():
             at = spec.pos_of(f"env.{key}")
+            yield _scan_text(plan, spec, value, at.file, at.line, False)
+        for key, value in spec.values.items():
+            at = spec.pos_of(f"values.{key}")
             yield _scan_text(plan, spec, value, at.file, at.line, False)
 
 

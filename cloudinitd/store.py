@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -20,6 +21,8 @@ from typing import Any
 
 from cloudinitd.errors import RunNotFound, UsageError
 from cloudinitd.providers.base import LIVE_STATES, InstanceInfo
+
+_log = logging.getLogger("cloudinitd.events")  # shown by `cloudinitd -v`
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -405,6 +408,8 @@ class Store:
     # events --------------------------------------------------------------
     def event(self, run: str, kind: str, message: str, service: str | None = None,
               index: int | None = None) -> None:
+        who = service if index is None or service is None else f"{service}-{index}"
+        _log.info("%s %s%s: %s", run, f"{who} " if who else "", kind, message)
         self._exec("INSERT INTO events (run, ts, service, idx, kind, message)"
                    " VALUES (?, ?, ?, ?, ?, ?)", (run, time.time(), service, index, kind, message))
 

@@ -14,6 +14,7 @@ scripts are sent verbatim (a plain shell script may well contain `{#`).
 from __future__ import annotations
 
 import ipaddress
+import os
 import shlex
 from collections.abc import Mapping
 from functools import lru_cache
@@ -29,11 +30,13 @@ from cloudinitd.errors import PlanError
 from cloudinitd.paths import display_path
 from cloudinitd.plan.model import BUILTIN_ATTRIBUTES, Plan, ScriptSpec, ServiceSpec
 from cloudinitd.sandbox import BoundedSandbox, bound_tree, render_bounded
+from cloudinitd.secretcheck import secret_key_name
 
 # Names every template may use besides the services. `home` is the run's
 # home share (host, port, user, dir, key, known_host: see homeshare.py),
 # given by the engine through `extra` to the runs that use it.
-CONTEXT_NAMES = frozenset({"vars", "run", "self", "env", "home"})
+# `environ` is this machine's environment (`env` was taken: the service's env values).
+CONTEXT_NAMES = frozenset({"vars", "run", "self", "env", "home", "environ"})
 Extra = Mapping[str, Any] | None
 TEMPLATE_SUFFIX = ".j2"
 _SHELL_SUFFIXES = frozenset({"", ".sh", ".bash"})
@@ -285,6 +288,18 @@ def _instance(instances: list[Mapping[str, Any]], index: int) -> Mapping[str, An
     return None
 
 
+def _environ() -> _Labelled:
+    """`{{ environ.NAME }}`: this machine's environment, read when a template renders.
+
+    A missing name is an undefined-variable error at the template line unless
+    the template gives a default (`environ.NAME | default("x")`). Variables
+    named like secrets (`*_SECRET*`, `*PASSWORD*`, `*TOKEN*`, ...) are left out:
+    credentials stay references in cloud entries, never text in a script.
+    """
+    return _Labelled("environ", {k: v for k, v in os.environ.items()
+                                 if not secret_key_name(k)})
+
+
 def _context(
     plan: Plan,
     run: str,
@@ -299,7 +314,7 @@ def _context(
     if mine is None:
         raise PlanError(f"service '{name}' has no instance {index} to render for")
     ctx: dict[str, Any] = dict(views)
-    ctx.update(vars=_Labelled("vars", plan.vars), run=run)
+    ctx.update(vars=_Labelled("vars", plan.vars), run=run, environ=_environ())
     for key, value in (extra or {}).items():
         ctx[key] = _Labelled(key, value) if isinstance(value, Mapping) else value
     ctx[_SELF] = SelfView(views[name] if name in views else ServiceView(name, own), mine)
@@ -351,6 +366,42 @@ def render_env(
         )
         for key, value in spec.env.items()
     }
+
+
+def render_values(
+    *,
+    plan: Plan,
+    run: str,
+    service: str | ServiceSpec,
+    index: int,
+    world: Mapping[str, list[Mapping[str, Any]]],
+    extra: Extra = None,
+) -> dict[str, str]:
+    """A service's `values:` for one instance (raw text, like env values)."""
+    spec = plan.services[_service_name(service)]
+    return {
+        key: render_value(value, plan=plan, run=run, service=spec, index=index, world=world,
+                          where=str(spec.pos_of(f"values.{key}")), extra=extra)
+        for key, value in spec.values.items()
+    }
+
+
+def render_args(
+    script: ScriptSpec,
+    *,
+    plan: Plan,
+    run: str,
+    service: str | ServiceSpec,
+    index: int,
+    world: Mapping[str, list[Mapping[str, Any]]],
+    extra: Extra = None,
+) -> list[str]:
+    """A step's `args:`, rendered raw: each is one argument (quoted on the command line)."""
+    return [
+        render_value(arg, plan=plan, run=run, service=service, index=index, world=world,
+                     where=str(pos), extra=extra)
+        for arg, pos in zip(script.args, script.args_pos, strict=False)
+    ]
 
 
 def render_script(
@@ -421,7 +472,7 @@ def placeholder_world(plan: Plan) -> dict[str, list[dict[str, Any]]]:
                 "index": i,
                 "name": name,
             }
-            attrs.update({attr: f"<{name}.{attr}>" for attr in spec.exports})
+            attrs.update({attr: f"<{name}.{attr}>" for attr in [*spec.exports, *spec.values]})
             instances.append(attrs)
         world[name] = instances
     # A service on an existing host, or on another service's machine, has that address.

@@ -17,8 +17,60 @@ if TYPE_CHECKING:  # the store pulls the cloud schema: imported on first use
 
 json_option = click.option("--json", "as_json", is_flag=True,
                            help="Machine-readable output on stdout.")
-var_option = click.option("--var", "vars_", multiple=True, metavar="K=V",
-                          help="Override a plan var (repeatable).")
+_var = click.option("--var", "vars_", multiple=True, metavar="K=V",
+                    help="Override a plan var (repeatable; wins over --var-file).")
+_VAR_FILES = "cloudinitd.var_files"
+
+
+def _remember_var_files(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> None:
+    ctx.meta[_VAR_FILES] = value
+
+
+_var_file = click.option("--var-file", multiple=True, metavar="FILE", expose_value=False,
+                         type=click.Path(dir_okay=False), callback=_remember_var_files,
+                         help="Plan vars from a YAML mapping (repeatable; later files win).")
+
+
+def var_option(fn):  # noqa: ANN001, ANN201 (a click decorator)
+    """--var K=V and --var-file FILE; `parse_vars` merges them."""
+    return _var(_var_file(fn))
+
+
+def read_var_file(path: str) -> dict[str, str]:
+    """A YAML mapping of var names to scalars, as --var texts (types kept: `'4'` stays text)."""
+    import json
+
+    import yaml
+
+    from cloudinitd.errors import PlanError
+    from cloudinitd.plan.loader import parse_override
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"--var-file {path}: cannot read: {getattr(e, 'strerror', e)}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise PlanError(f"not YAML: {getattr(e, 'problem', e)}", path,
+                        mark.line + 1 if mark else None) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or node is None:
+        raise PlanError("a var file is a mapping of names to values (name: value)", path, 1)
+    lines = {k.value: k.start_mark.line + 1 for k, _ in node.value}
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        if not isinstance(value, str | int | float | bool) or not isinstance(key, str):
+            raise PlanError(f"{str(key)[:60]}: a var is a string, number or boolean",
+                            path, lines.get(str(key)))
+        if isinstance(value, str):
+            out[key] = value if parse_override(value) == value else json.dumps(value)
+        else:
+            out[key] = json.dumps(value)
+    return out
 
 
 max_instances_option = click.option(
@@ -84,7 +136,10 @@ RUN = RunNameType()
 
 
 def parse_vars(items: tuple[str, ...]) -> dict[str, str]:
-    out = {}
+    out: dict[str, str] = {}
+    ctx = click.get_current_context(silent=True)
+    for path in (ctx.meta.get(_VAR_FILES, ()) if ctx else ()):
+        out.update(read_var_file(path))
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():

@@ -7,6 +7,7 @@ on stdout and nothing else there.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -17,6 +18,7 @@ import click
 
 from cloudinitd.cli import (
     image_commands,
+    import_commands,
     output,
     plan_commands,
     record_commands,
@@ -76,16 +78,31 @@ class Group(click.Group):
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cloudinitd")
+@click.option("-v", "--verbose", count=True,
+              help="Log what happens to stderr: -v events, -vv debug (cloudinitd's own logs"
+                   " only; libraries stay at warnings, so no request or key is logged).")
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, verbose: int) -> None:
     """Boot sets of machines on clouds and configure them over SSH in dependency order.
 
     State lives under $CLOUDINITD_HOME (default ~/.cloudinitd).
     """
+    if verbose:
+        setup_logging(verbose)
     ctx.obj = Env()
 
 
-for module in (plan_commands, run_commands, record_commands, image_commands, use_commands):
+def setup_logging(verbose: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("cloudinitd: %(levelname)s: %(name)s: %(message)s"))
+    ours = logging.getLogger("cloudinitd")
+    ours.addHandler(handler)
+    ours.setLevel(logging.INFO if verbose == 1 else logging.DEBUG)
+    ours.propagate = False
+
+
+for module in (plan_commands, run_commands, record_commands, image_commands,
+               use_commands, import_commands):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -26,6 +26,7 @@ from cloudinitd.plan.model import Plan
 def load(env: Env, plan: str, vars_: tuple[str, ...],
          max_instances: int | None = None) -> tuple[Plan, dict[str, str]]:
     from cloudinitd.catalog import load_catalog
+    from cloudinitd.cli.import_commands import plan_path
     from cloudinitd.paths import find_plan
     from cloudinitd.plan.limits import Limits
     from cloudinitd.plan.loader import load_plan
@@ -35,7 +36,7 @@ def load(env: Env, plan: str, vars_: tuple[str, ...],
 
     limits = Limits.from_env(max_instances)
     try:
-        path = find_plan(plan)
+        path = find_plan(plan_path(env, plan))
     except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte
         raise UsageError(f"no plan {plan[:80]!r}: {getattr(exc, 'strerror', None) or exc}") \
             from None

@@ -249,34 +249,52 @@ def scale(env: Env, run: str, service: str, count: int, max_instances: int | Non
 
 
 @click.command()
-@click.argument("run", type=RUN)
+@click.argument("runs", nargs=-1, required=True, metavar="RUN...", type=RUN)
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
 @json_option
 @pass_env
-def terminate(env: Env, run: str, quiet: bool, as_json: bool) -> None:
-    """Terminate scripts in reverse dependency order, then the instances; waits until gone."""
+def terminate(env: Env, runs: tuple[str, ...], quiet: bool, as_json: bool) -> None:
+    """Terminate scripts in reverse dependency order, then the instances; waits until gone.
+
+    Several runs are terminated one after the other; a failing one does not stop the rest.
+    """
+    names = list(dict.fromkeys(runs))
+    reports = [_terminate_one(env, run, quiet, as_json, len(names) > 1) for run in names]
+    code = max(r.pop("code") for r in reports)
+    if as_json:
+        output.emit_json(reports[0] if len(reports) == 1 else
+                         {"ok": all(r["ok"] for r in reports), "runs": reports})
+    if code:
+        raise SystemExit(code)
+
+
+def _terminate_one(env: Env, run: str, quiet: bool, as_json: bool, several: bool) -> dict:
     from cloudinitd.engine.terminate import terminate_run
-    from cloudinitd.errors import PlanError
+    from cloudinitd.errors import CloudinitdError, PlanError
 
     try:
-        ctx, progress = _open(env, run, quiet)
-    except PlanError as exc:
-        output.error(f"{exc}; terminating instances without running terminate scripts")
-        progress = output.progress_for_terminal(quiet)
-        from cloudinitd.engine.context import open_run_without_plan
+        try:
+            ctx, progress = _open(env, run, quiet)
+        except PlanError as exc:
+            output.error(f"{exc}; terminating instances without running terminate scripts")
+            progress = output.progress_for_terminal(quiet)
+            from cloudinitd.engine.context import open_run_without_plan
 
-        ctx = open_run_without_plan(env.home, env.store, run, progress=progress)
-    with progress:
-        result = terminate_run(ctx)
+            ctx = open_run_without_plan(env.home, env.store, run, progress=progress)
+        with progress:
+            result = terminate_run(ctx)
+    except CloudinitdError as exc:  # e.g. no such run: say so, go on with the others
+        if not several:
+            raise
+        output.error(str(exc))
+        return {"run": run, "ok": False, "terminated": [], "errors": [str(exc)],
+                "code": exc.exit_code}
     for problem in result.errors:
         output.error(problem)
-    if as_json:
-        output.emit_json({"run": run, "ok": result.ok, "terminated": result.terminated,
-                          "errors": result.errors})
-    else:
+    if not as_json:
         click.echo(f"run {run}: terminated {len(result.terminated)} instance(s)")
-    if not result.ok:
-        raise SystemExit(1)
+    return {"run": run, "ok": result.ok, "terminated": result.terminated,
+            "errors": result.errors, "code": 0 if result.ok else 1}
 
 
 @click.command()
@@ -290,10 +308,11 @@ def terminate(env: Env, run: str, quiet: bool, as_json: bool) -> None:
 def reload(env: Env, plan: str, run: str, vars_: tuple[str, ...], quiet: bool,
            as_json: bool) -> None:
     """Load an edited PLAN into an existing run, then repair it."""
+    from cloudinitd.cli.import_commands import plan_path
     from cloudinitd.engine.maintain import repair as repair_run
     from cloudinitd.paths import find_plan
 
-    path = find_plan(plan).resolve()
+    path = find_plan(plan_path(env, plan)).resolve()  # TOP.conf: the original's reload
     recorded = env.store.run(run)
     overrides = {**recorded["vars"], **parse_vars(vars_)}
     ctx, progress = _open(env, run, quiet, plan=path, overrides=overrides)

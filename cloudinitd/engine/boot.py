@@ -12,7 +12,13 @@ from cloudinitd.graph import boot_levels, build_graph
 from cloudinitd.plan.model import Plan
 from cloudinitd.schedule import dry_run_schedule
 from cloudinitd.store import Store
-from cloudinitd.templates import placeholder_extra, placeholder_world, render_env, render_script
+from cloudinitd.templates import (
+    placeholder_extra,
+    placeholder_world,
+    render_args,
+    render_env,
+    render_script,
+)
 
 
 def start_run(home: Path, store: Store, plan: Plan, overrides: dict[str, str],
@@ -51,6 +57,8 @@ def dry_run(plan: Plan, run: str = "dry-run") -> dict[str, Any]:
                                      "address": item["address"], "scripts": {}, "env": {}}
             for step, script in svc.scripts.items():
                 entry["scripts"][step] = render_script(script, **args)
+                if script.args:
+                    entry.setdefault("args", {})[step] = render_args(script, **args)
             entry["env"] = render_env(**args)
             rendered.append(entry)
     return {

@@ -41,17 +41,75 @@ def rendered_inputs(ctx: RunContext, svc: ServiceSpec, index: int,
     The hash is what `repair` compares with the recorded one to know that a
     dependency changed an input (an address, an exported value).
     """
+    world = with_values(ctx, svc, index, world)
     args = _render_args(ctx, svc, index, world)
     script = render_script(svc.scripts["boot"], **args) if "boot" in svc.scripts else None
     env = render_env(ctx, svc, index, world)
-    return script, env, content_hash(script, env)
+    argv = step_args(ctx, svc, "boot", index, world)
+    # Arguments are inputs too (a changed address given as an argument re-runs boot).
+    hashed = script if not argv or script is None else script + "\0" + "\0".join(argv)
+    return script, env, content_hash(hashed, env)
+
+
+def own_values(ctx: RunContext, svc: ServiceSpec, index: int, world: World) -> dict[str, str]:
+    """The service's `values:` for this instance (rendered before its own steps)."""
+    if not svc.values:
+        return {}
+    return templates.render_values(**_render_args(ctx, svc, index, world))
+
+
+def with_values(ctx: RunContext, svc: ServiceSpec, index: int, world: World) -> World:
+    """`world` where this instance already carries its values (its scripts may read them)."""
+    values = own_values(ctx, svc, index, world)
+    if not values:
+        return world
+    items = [dict(item, **values) if item.get("index") == index else item
+             for item in world.get(svc.name, [])]
+    return {**world, svc.name: items}
+
+
+def step_args(ctx: RunContext, svc: ServiceSpec, step: str, index: int,
+              world: World) -> dict[str, Any]:
+    """The step's rendered `args:` and its `files:`, as run_step takes them."""
+    spec = svc.scripts.get(step)
+    if spec is None or not (spec.args or spec.files):
+        return {}
+    return {"args": templates.render_args(spec, **_render_args(ctx, svc, index, world)),
+            "files": list(spec.files)}
+
+
+def learn_hostname(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any],
+                   world: World) -> World:
+    """An existing host's `hostname` is what it reports at first connect (kept in the store)."""
+    target = ctx.target(svc, row)
+    ctx.progress(svc.name, row["idx"], "ssh", f"waiting for SSH on {row['address']}")
+    ctx.remote.wait_for_ssh(target, timeout=svc.timeout, service=svc.name)
+    try:
+        name = ctx.remote.reported_hostname(target, svc.name)
+    except Exception as exc:  # a name is nice to have; the address stays
+        ctx.store.event(ctx.run, "warning", f"hostname: {exc}", svc.name, row["idx"])
+        return world
+    if not name:
+        return world
+    ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], svc.name,
+                              hostname=name)
+    items = [dict(item, hostname=name) if item.get("index") == row["idx"] else item
+             for item in world.get(svc.name, [])]
+    return {**world, svc.name: items}
 
 
 def configure_instance(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any],
                        world: World) -> None:
     """Boot then ready on one instance; raises RemoteError naming the step."""
     index = row["idx"]
+    if has_scripts(svc) and not svc.launches and row["hostname"] in (None, row["address"]):
+        world = learn_hostname(ctx, svc, row, world)
     script, env, digest = rendered_inputs(ctx, svc, index, world)
+    values = own_values(ctx, svc, index, world)
+    world = with_values(ctx, svc, index, world)
+    if values:  # what others read of this service, whatever its scripts do (upserted:
+        # earlier exports stay until a new boot replaces them)
+        ctx.store.set_attributes(ctx.run, svc.name, index, values)
     if not has_scripts(svc):
         ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], svc.name,
                                   configured=1, boot_hash=digest)
@@ -64,10 +122,11 @@ def configure_instance(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any],
         ctx.progress(svc.name, index, "boot", "running boot script")
         exports = ctx.remote.run_step(
             target, run=ctx.run, service=svc.name, index=index, step="boot", script=script,
-            env=env, log_path=ctx.log_path(svc.name, index, "boot"), timeout=svc.timeout)
+            env=env, log_path=ctx.log_path(svc.name, index, "boot"), timeout=svc.timeout,
+            **step_args(ctx, svc, "boot", index, world))
         exports = declared_exports(ctx, svc, index, exports)
         ctx.store.clear_attributes(ctx.run, svc.name, index)
-        ctx.store.set_attributes(ctx.run, svc.name, index, exports)
+        ctx.store.set_attributes(ctx.run, svc.name, index, {**values, **exports})
     if "ready" in svc.scripts:
         ctx.progress(svc.name, index, "ready", "running ready script")
         run_ready(ctx, svc, row, world, env, timeout=svc.timeout)
@@ -117,14 +176,15 @@ def run_ready(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any], world: Wor
         env = render_env(ctx, svc, index, world)
     target = ctx.target(svc, row)
     log_path = ctx.log_path(svc.name, index, "ready")
+    extra = step_args(ctx, svc, "ready", index, world)
     if once:
         ctx.remote.run_step(target, run=ctx.run, service=svc.name, index=index, step="ready",
-                            script=script, env=env, log_path=log_path,
-                            timeout=min(svc.timeout, 120.0))
+                        script=script, env=env, log_path=log_path,
+                        timeout=min(svc.timeout, 120.0), **extra)
         return 1
     return ctx.remote.run_ready(target, run=ctx.run, service=svc.name, index=index, step="ready",
-                                script=script, env=env, log_path=log_path,
-                                timeout=timeout or svc.timeout)
+                            script=script, env=env, log_path=log_path,
+                            timeout=timeout or svc.timeout, **extra)
 
 
 def run_terminate(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any], world: World) -> None:
@@ -135,5 +195,5 @@ def run_terminate(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any], world:
     target = ctx.target(svc, row)
     ctx.remote.wait_for_ssh(target, timeout=min(svc.timeout, 60.0), service=svc.name)
     ctx.remote.run_step(target, run=ctx.run, service=svc.name, index=index, step="terminate",
-                        script=script, env=env, log_path=ctx.log_path(svc.name, index, "terminate"),
-                        timeout=svc.timeout)
+                    script=script, env=env, log_path=ctx.log_path(svc.name, index, "terminate"),
+                    timeout=svc.timeout, **step_args(ctx, svc, "terminate", index, world))

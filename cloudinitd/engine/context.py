@@ -22,7 +22,7 @@ from cloudinitd.plan.loader import load_plan
 from cloudinitd.plan.model import CloudSpec, Plan, ServiceSpec
 from cloudinitd.providers import get_provider
 from cloudinitd.providers.base import Provider
-from cloudinitd.remote import SshTarget
+from cloudinitd.remote import LocalTarget, SshTarget
 from cloudinitd.store import Store
 
 # A progress callback: (service, index or None, state, detail).
@@ -100,7 +100,10 @@ class RunContext:
         return CloudSpec(name=cloud, provider=recorded["provider"],
                          options=recorded.get("options", {}))
 
-    def target(self, service: ServiceSpec, row: dict[str, Any]) -> SshTarget:
+    def target(self, service: ServiceSpec, row: dict[str, Any]) -> SshTarget | LocalTarget:
+        if service.local:
+            return LocalTarget(root=self.run_dir / "local",
+                               label=f"{service.name}-{row['idx']}")
         # The loader already gave services on another service's host that host's login.
         key = service.ssh_key if service.ssh_key else self.keypair()[0]
         return SshTarget(address=row["address"], port=service.ssh_port, user=service.ssh_user,

@@ -17,7 +17,7 @@ from cloudinitd import overflow
 from cloudinitd.engine.context import RunContext, free_indexes, hostname_for
 from cloudinitd.errors import CapacityError, ProviderError
 from cloudinitd.plan.model import CloudPlacement, ServiceSpec
-from cloudinitd.providers.base import RUNNING, InstanceInfo, LaunchRequest
+from cloudinitd.providers.base import LIVE_STATES, RUNNING, InstanceInfo, LaunchRequest
 from cloudinitd.remote.hostkeys import pin_host
 
 
@@ -113,6 +113,10 @@ def launch_missing(ctx: RunContext, svc: ServiceSpec, indexes: list[int],
     """Create instances for `indexes`, spilling across clouds (not waiting for them)."""
     if not indexes:
         return
+    if svc.adopt:
+        adopt(ctx, svc, indexes)
+        wait_running(ctx, svc)
+        return
     live = ctx.store.instances(ctx.run, svc.name)
     current = Counter(row["cloud"] for row in live)
     full: set[str] = set()
@@ -140,6 +144,25 @@ def launch_missing(ctx: RunContext, svc: ServiceSpec, indexes: list[int],
                 started = err.started_indexes
             current[cloud] += len(started)
             remaining = sorted(set(remaining) | (set(chunk) - started))
+
+
+ADOPTED = "adopted"  # the client_token of an instance taken in by `instance_id:`
+
+
+def adopt(ctx: RunContext, svc: ServiceSpec, indexes: list[int]) -> None:
+    """Record existing instances (`instance_id:`) as the service's, launching nothing."""
+    cloud = svc.clouds[0].cloud
+    ids = [svc.adopt[i] for i in indexes if i < len(svc.adopt)]
+    infos = {info.instance_id: info for info in ctx.provider(cloud).describe(ids)}
+    for index in indexes:
+        info = infos.get(svc.adopt[index])
+        if info is None or info.state not in LIVE_STATES:
+            raise ProviderError(f"{svc.name}: instance {svc.adopt[index]} on {cloud} is not"
+                                f" there to adopt ({info.state if info else 'unknown'})")
+        ctx.store.record_instance(ctx.run, svc.name, index, cloud, ctx.provider(cloud).kind,
+                                  info, ADOPTED)
+        ctx.store.event(ctx.run, "adopted", f"{info.instance_id} on {cloud}", svc.name, index)
+        ctx.progress(svc.name, index, "adopted", f"{info.instance_id} on {cloud}")
 
 
 def launch_static(ctx: RunContext, svc: ServiceSpec) -> None:

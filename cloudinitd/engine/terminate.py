@@ -16,6 +16,7 @@ from typing import Any
 from cloudinitd.engine.configure import run_terminate
 from cloudinitd.engine.context import RunContext
 from cloudinitd.engine.converge import ssh_pool_size
+from cloudinitd.engine.launcher import ADOPTED
 from cloudinitd.graph import boot_levels, build_graph
 from cloudinitd.homeshare import stop_home_share
 from cloudinitd.providers.base import TERMINATED
@@ -76,6 +77,8 @@ def destroy_instances(ctx: RunContext, rows: Iterable[dict[str, Any]], result: T
     """Provider terminate per cloud; with `sweep`, also whatever the cloud finds by tag."""
     by_cloud: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
+        if _keep_adopted(ctx, row):
+            continue
         by_cloud.setdefault(row["cloud"], []).append(row)
     clouds = set(by_cloud) | (_clouds_used(ctx) if sweep else set())
     for cloud in sorted(clouds):
@@ -109,6 +112,20 @@ def destroy_instances(ctx: RunContext, rows: Iterable[dict[str, Any]], result: T
         for row in known:
             result.terminated.append({"service": row["service"], "index": row["idx"],
                                       "cloud": cloud, "instance_id": row["instance_id"]})
+
+
+def _keep_adopted(ctx: RunContext, row: dict[str, Any]) -> bool:
+    """An instance the run adopted (`instance_id:`) outlives it unless `terminate_adopted`."""
+    if row.get("client_token") != ADOPTED:
+        return False
+    svc = ctx.plan.services.get(row["service"])
+    if svc is not None and svc.terminate_adopted:
+        return False
+    ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], row["service"],
+                              state=TERMINATED)
+    ctx.store.event(ctx.run, "released", f"{row['instance_id']} left running (adopted)",
+                    row["service"], row["idx"])
+    return True
 
 
 def forget(ctx: RunContext, row: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from cloudinitd.cloudspec import validate_cloud
 from cloudinitd.errors import PlanError, PlanErrors
 from cloudinitd.graph import build_graph
 from cloudinitd.paths import display_path
+from cloudinitd.plan.bundles import BundleError, check_bundle
 from cloudinitd.plan.durations import parse_duration
 from cloudinitd.plan.fields import (
     empty_sections,
@@ -28,6 +29,7 @@ from cloudinitd.plan.fields import (
 from cloudinitd.plan.limits import DEFAULT_LIMITS, Limits, read_text
 from cloudinitd.plan.model import (
     BUILTIN_ATTRIBUTES,
+    LOCAL_ADDRESS,
     SERVICE_ATTRIBUTES,
     STEPS,
     CloudPlacement,
@@ -165,7 +167,12 @@ class _Loader:
         def at(key: str) -> int:
             return where[key].line if key in where else line
 
+        if v.get("local") is True:
+            self.local_service(name, entry, v, at)
         host = v.get("host")
+        if host in services and isinstance(services[host], dict) and services[host].get("local"):
+            self.error(f"service {name!r}: host {host!r} is a local service (this machine);"
+                       " give this service `local: true` instead", at("host"))
         if isinstance(host, str) and any(m in host for m in _TEMPLATE_MARKS):
             # Rendered now (vars only), so SSH never sees the template text.
             rendered = self.render_field(name, "host", host, at("host"), plan_vars)
@@ -196,6 +203,7 @@ class _Loader:
 
         spec = ServiceSpec(name=name, pos=self.pos(line), clouds=[], field_pos=where)
         spec.host = host
+        spec.local = v.get("local") is True
         if host is None:
             spec.clouds = self.placements(name, v, where, clouds, line)
             spec.count = self.count(name, v.get("count", 1), at("count"), plan_vars)
@@ -206,6 +214,8 @@ class _Loader:
                     f"allow in total ({sum(limits)})",
                     at("count"),
                 )
+        if "instance_id" in v or "terminate_adopted" in v:
+            self.adoption(name, spec, v, at)
         spec.image = v.get("image")
         spec.size = v.get("size")
         after = v.get("after", [])
@@ -217,8 +227,13 @@ class _Loader:
             spec.ssh_key = key if key.is_absolute() else self.path.parent.resolve() / key
         for step in STEPS:
             if step in v:
-                script = self.script(name, step, v[step], at(step))
+                given = v[step]
+                ref = given["script"] if isinstance(given, dict) else given
+                line = given.key_line("script") if isinstance(given, PosDict) else at(step)
+                script = self.script(name, step, ref, line)
                 if script is not None:
+                    if isinstance(given, PosDict):
+                        self.step_extras(name, step, script, given)
                     spec.scripts[step] = script
         spec.exports = list(dict.fromkeys(v.get("exports", [])))
         for attr in spec.exports:
@@ -226,6 +241,17 @@ class _Loader:
                 self.error(
                     f"service {name!r}: {attr!r} is built in; it cannot be exported", at("exports")
                 )
+        given = entry.get("values") or (self.data.get("defaults") or {}).get("values") or {}
+        for key, value in (v.get("values") or {}).items():
+            spec.values[key] = str(value).lower() if isinstance(value, bool) else str(value)
+            line_at = given.key_line(key) if isinstance(given, PosDict) else at("values")
+            where[f"values.{key}"] = self.pos(line_at)
+            if key in BUILTIN_ATTRIBUTES or key in SERVICE_ATTRIBUTES:
+                self.error(f"service {name!r}: value {key!r} is built in; choose another name",
+                           line_at)
+            elif key in spec.exports:
+                self.error(f"service {name!r}: {key!r} is both a value and an export",
+                           line_at)
         spec.env = {
             k: (str(x).lower() if isinstance(x, bool) else str(x))
             for k, x in (v.get("env") or {}).items()
@@ -241,6 +267,66 @@ class _Loader:
                     [value] if key == "security_groups" and isinstance(value, str) else value
                 )
         return spec
+
+    def step_extras(self, name: str, step: str, script: ScriptSpec, given: PosDict) -> None:
+        """`args:` (templates, one argument each) and `files:` (checked bundles)."""
+        args = given.get("args") or []
+        for i, arg in enumerate(args):
+            script.args.append(str(arg).lower() if isinstance(arg, bool) else str(arg))
+            script.args_pos.append(self.pos(args.item_line(i) if isinstance(args, PosList)
+                                            else given.key_line("args")))
+        files = given.get("files") or []
+        for i, ref in enumerate(files):
+            line = files.item_line(i) if isinstance(files, PosList) else given.key_line("files")
+            path = Path(os.path.expanduser(ref))
+            path = path if path.is_absolute() else self.path.parent / path
+            if not path.exists() and not path.is_symlink():
+                self.error(f"service {name!r}: {step} file {ref!r} not found", line)
+                continue
+            try:
+                check_bundle(path, self.path.parent)
+            except (BundleError, OSError) as exc:
+                self.error(f"service {name!r}: {step} files: {exc}", line)
+                continue
+            script.files.append(path.absolute())
+        names = [p.name for p in script.files]
+        for dup in sorted({n for n in names if names.count(n) > 1}):
+            self.error(f"service {name!r}: {step} files: two entries named {dup!r}",
+                       given.key_line("files"))
+
+    def adoption(self, name: str, spec: ServiceSpec, v: dict[str, Any], at: Any) -> None:
+        """`instance_id:`: take existing instances into the run instead of launching."""
+        if "instance_id" not in v:
+            self.error(f"service {name!r}: terminate_adopted needs instance_id",
+                       at("terminate_adopted"))
+            return
+        ids = v["instance_id"]
+        spec.adopt = [ids] if isinstance(ids, str) else [str(i) for i in ids]
+        spec.terminate_adopted = v.get("terminate_adopted") is True
+        if spec.host is not None:
+            self.error(f"service {name!r}: instance_id adopts a cloud instance; it does not"
+                       " go with host or local", at("instance_id"))
+            return
+        if len(spec.clouds) != 1:
+            self.error(f"service {name!r}: instance_id needs exactly one cloud (cloud: NAME)",
+                       at("instance_id"))
+        if "count" in v and spec.count != len(spec.adopt):
+            self.error(f"service {name!r}: count {spec.count} but {len(spec.adopt)}"
+                       " instance id(s)", at("count"))
+        if len(set(spec.adopt)) != len(spec.adopt):
+            self.error(f"service {name!r}: an instance id is listed twice", at("instance_id"))
+        spec.count = len(spec.adopt)
+
+    def local_service(self, name: str, entry: PosDict, v: dict[str, Any], at: Any) -> None:
+        """`local: true`: this machine, declared by the service itself (never by defaults)."""
+        if "local" not in entry:
+            self.error(f"service {name!r}: `local: true` runs steps on this machine; write it"
+                       " in the service itself, not in defaults", at("local"))
+        for key in sorted(set(entry) & (LAUNCH_ONLY | {"host", "ssh_user", "ssh_key",
+                                                        "ssh_port"})):
+            self.error(f"service {name!r}: {key!r} does not apply to a local service",
+                       entry.key_line(key))
+        v["host"] = LOCAL_ADDRESS
 
     def placements(
         self,

@@ -63,6 +63,13 @@ class ScriptSpec:
     path: Path
     source: str
     pos: Pos | None = None
+    args: list[str] = field(default_factory=list)  # templates, one argument each
+    args_pos: list[Pos] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)  # uploaded beside the script
+
+
+# The address recorded for a `local: true` service (this machine).
+LOCAL_ADDRESS = "127.0.0.1"
 
 
 @dataclass
@@ -85,6 +92,10 @@ class ServiceSpec:
     lifetime: float | None = None  # seconds
     spot: dict[str, Any] | None = None
     options: dict[str, Any] = field(default_factory=dict)  # provider extras (user_data, ...)
+    values: dict[str, str] = field(default_factory=dict)  # name -> template, read as attributes
+    adopt: list[str] = field(default_factory=list)  # `instance_id:`: existing instances
+    terminate_adopted: bool = False  # terminate also ends adopted instances
+    local: bool = False  # `local: true`: its steps run on this machine (remote/local.py)
     field_pos: dict[str, Pos] = field(default_factory=dict)  # key -> where it was written
 
     @property

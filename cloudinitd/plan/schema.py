@@ -35,7 +35,30 @@ _STRINGS = {
     "x-expect": "a string or a list of strings",
     "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
 }
-_SCRIPT = {"type": "string", "minLength": 1, "x-expect": "a script path (e.g. role/boot.sh.j2)"}
+_SCRIPT_PATH = {"type": "string", "minLength": 1,
+                "x-expect": "a script path (e.g. role/boot.sh.j2)"}
+# A step: a script path, or {script, args, files} (arguments are templates,
+# files are uploaded beside the script).
+_SCRIPT = {
+    "x-expect": "a script path, or {script: PATH, args: [...], files: [...]}",
+    "oneOf": [
+        _SCRIPT_PATH,
+        {
+            "type": "object",
+            "properties": {
+                "script": _SCRIPT_PATH,
+                "args": {"type": "array", "maxItems": 256,
+                         "items": {"type": ["string", "number", "boolean"],
+                                   "x-expect": "a string, number or boolean"}},
+                "files": {"type": "array", "maxItems": 256,
+                          "items": {"type": "string", "minLength": 1,
+                                    "x-expect": "a file or folder path"}},
+            },
+            "required": ["script"],
+            "additionalProperties": False,
+        },
+    ],
+}
 
 SERVICE_PROPERTIES: dict[str, Any] = {
     "cloud": {"type": "string", "minLength": 1},
@@ -60,6 +83,16 @@ SERVICE_PROPERTIES: dict[str, Any] = {
     },
     "after": _STRINGS,
     "host": {"type": "string", "minLength": 1},
+    "local": {"type": "boolean", "x-expect": "true or false"},
+    "instance_id": {
+        "x-expect": "an instance id or a list of them (one per instance)",
+        "oneOf": [
+            {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"},
+            {"type": "array", "minItems": 1, "maxItems": 1000, "items": {
+                "type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"}},
+        ],
+    },
+    "terminate_adopted": {"type": "boolean", "x-expect": "true or false"},
     "ssh_user": {"type": "string", "minLength": 1},
     "ssh_key": {"type": "string", "minLength": 1},
     "ssh_port": {"type": "integer", "minimum": 1, "maximum": 65535, "x-expect": "a port number"},
@@ -69,6 +102,15 @@ SERVICE_PROPERTIES: dict[str, Any] = {
     "exports": {
         "type": "array",
         "items": {"type": "string", "pattern": IDENTIFIER, "x-expect": "an attribute name"},
+    },
+    "values": {
+        "type": "object",
+        "x-expect": "a mapping of names to values (templates) others read like exports",
+        "propertyNames": {"pattern": IDENTIFIER, "x-expect": _IDENT_WORDS},
+        "additionalProperties": {
+            "type": ["string", "number", "boolean"],
+            "x-expect": "a string, number or boolean",
+        },
     },
     "env": {
         "type": "object",

@@ -28,10 +28,11 @@ class StaticProvider(Provider):
     def launch(self, request: LaunchRequest, on_launched: OnLaunched) -> list[InstanceInfo]:
         addresses = request.options["addresses"]
         infos = []
-        for index, address, hostname in zip(request.indexes, addresses, request.hostnames,
-                                            strict=True):
+        for index, address in zip(request.indexes, addresses, strict=True):
+            # An existing host's name is what it reports (learned at first connect,
+            # see engine/configure.py); until then, the address SSH uses.
             info = InstanceInfo(instance_id=static_id(address, index), state=RUNNING,
-                                address=address, private_address=address, hostname=hostname,
+                                address=address, private_address=address, hostname=address,
                                 index=index, service=request.service)
             on_launched(index, info)
             infos.append(info)

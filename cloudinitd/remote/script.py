@@ -10,6 +10,7 @@ import math
 import os
 import re
 import shlex
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,8 @@ def with_env_source(script: str, env_path: str) -> str:
 
 
 def build_command(
-    workdir: str, script_path: str, argv: list[str], env_path: str, timeout: float, sudo: bool
+    workdir: str, script_path: str, argv: list[str], env_path: str, timeout: float, sudo: bool,
+    args: Sequence[str] = (),
 ) -> str:
     """The shell command line that runs one step (see the module doc of `steps` for why so).
 
@@ -116,7 +118,8 @@ def build_command(
     it and execs the interpreter. Under `sudo`, whose environment is reset,
     the file is read after the switch.
     """
-    run = " ".join(shlex.quote(a) for a in [*argv, script_path])
+    # The step's own arguments follow the script, each one quoted: one word each.
+    run = " ".join(shlex.quote(a) for a in [*argv, script_path, *args])
     if not is_shell(argv):
         loader = shlex.quote('. "$1" && shift && exec "$@"')
         run = f"sh -c {loader} sh {shlex.quote(env_path)} {run}"

@@ -26,10 +26,12 @@ backs it up in case the host stops answering.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import shlex
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from typing import Any
 from invoke.exceptions import CommandTimedOut
 
 from cloudinitd.errors import RemoteError
+from cloudinitd.plan.bundles import BundleError, walk_bundle
 from cloudinitd.remote.script import (
     KILL_AFTER,
     StepLog,
@@ -105,6 +108,27 @@ def _upload(sess: Session, path: str, text: str) -> None:
     sftp.chmod(path, 0o600)
 
 
+def _upload_files(sess: Session, workdir: str, files: Sequence[Path], service: str,
+                  step: str) -> None:
+    """A step's `files:` into its private folder, beside the script (owner-only modes)."""
+    if not files:
+        return
+    sftp = sess.sftp()
+    try:
+        for entry in files:
+            # Walked again here: a symlink planted after load is refused too.
+            for path, rel, is_dir in walk_bundle(Path(entry)):
+                remote = f"{workdir}/{rel}"
+                if is_dir:
+                    with contextlib.suppress(OSError):  # there from an earlier step
+                        sftp.mkdir(remote, 0o700)
+                    continue
+                sftp.put(str(path), remote, confirm=False)
+                sftp.chmod(remote, (path.stat().st_mode & 0o700) | 0o600)
+    except (BundleError, OSError) as e:
+        raise RemoteError(service, step, f"uploading files: {e}") from None
+
+
 def _exec(sess: Session, command: str, log: StepLog, limit: float) -> tuple[int | None, bool]:
     """Run `command`, streaming combined output to `log`; (exit status, hit local deadline)."""
     chan = sess.conn.transport.open_session(timeout=15)
@@ -158,6 +182,8 @@ def _attempt(
     log: StepLog,
     timeout: float,
     header: str,
+    args: Sequence[str] = (),
+    files: Sequence[Path] = (),
 ) -> tuple[_Outcome, Session, str]:
     argv = interpreter(script)
     shell = is_shell(argv)
@@ -172,8 +198,9 @@ def _attempt(
     # The env file first: a shell script sources it on its first line.
     _upload(sess, env_path, env_text)
     _upload(sess, script_path, with_env_source(script, env_path) if shell else script)
+    _upload_files(sess, workdir, files, service, step)
     command = build_command(
-        workdir, script_path, argv, env_path, timeout, sudo=target.user != "root"
+        workdir, script_path, argv, env_path, timeout, sudo=target.user != "root", args=args
     )
     log.header(header)
     start = time.monotonic()
@@ -255,6 +282,8 @@ def run_step(
     env: dict[str, str],
     log_path: Path,
     timeout: float,
+    args: Sequence[str] = (),
+    files: Sequence[Path] = (),
 ) -> dict[str, Any]:
     """Run one rendered script on `target`; return what it exported ({} if nothing).
 
@@ -278,6 +307,8 @@ def run_step(
             log=log,
             timeout=timeout,
             header=f"{step} {service}-{index} on {target.where} ({target.label})",
+            args=args,
+            files=files,
         )
     except RemoteError:
         log.close()
@@ -323,6 +354,8 @@ def run_ready(
     timeout: float,
     interval: float = 1.0,
     step: str = "ready",
+    args: Sequence[str] = (),
+    files: Sequence[Path] = (),
 ) -> int:
     """Run the ready script until it exits 0; return the number of attempts.
 
@@ -355,6 +388,8 @@ def run_ready(
                     log=log,
                     timeout=remaining,
                     header=f"{step} {service}-{index} attempt {attempts} on {target.where} ({target.label})",
+                    args=args,
+                    files=files,
                 )
                 if outcome.status == 0 and not outcome.timed_out:
                     return attempts

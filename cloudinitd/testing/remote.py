@@ -119,7 +119,8 @@ class FakeRemote:
 
     def run_step(self, target: SshTarget, *, run: str, service: str, index: int, step: str,
                  script: str, env: dict[str, str], log_path: Path,
-                 timeout: float) -> dict[str, Any]:
+                 timeout: float, args: list[str] | None = None,
+                 files: list[Any] | None = None) -> dict[str, Any]:
         call = self._begin(service, index, step, script, env)
         ok, message, _, exports = self._outcome(service, index, step, timeout)
         self._log(log_path, step, message)
@@ -130,7 +131,8 @@ class FakeRemote:
 
     def run_ready(self, target: SshTarget, *, run: str, service: str, index: int, script: str,
                   env: dict[str, str], log_path: Path, timeout: float, interval: float = 1.0,
-                  step: str = "ready") -> int:
+                  step: str = "ready", args: list[str] | None = None,
+                  files: list[Any] | None = None) -> int:
         call = self._begin(service, index, step, script, env)
         ok, message, ticks, _ = self._outcome(service, index, step, timeout)
         call.attempts = ticks
@@ -139,6 +141,10 @@ class FakeRemote:
         if not ok:
             raise RemoteError(service, step, message, log_tail=message, log_path=str(log_path))
         return ticks
+
+    def reported_hostname(self, target: SshTarget, service: str) -> str | None:
+        """What an existing host calls itself: its label here (nothing is contacted)."""
+        return target.label or None
 
     def forget_host(self, known_hosts: Path, address: str, port: int = 22) -> int:
         return hostkeys.forget_host(known_hosts, address, port)  # a local file only

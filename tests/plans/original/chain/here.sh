@@ -1,0 +1,3 @@
+#!/bin/sh
+pwd > "$1/here-pwd"
+echo '{"made": "made here"}' > bootout.json
