@@ -8,6 +8,7 @@ original's format. The one that needs no cloud boots on real sshd hosts on
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tarfile
 from pathlib import Path
@@ -102,7 +103,8 @@ def test_boot_original_plan_on_sshd_hosts(tmp_path, cli: Cli, sshd_hosts):
                     "literal": "{{ not.jinja }}", "out": str(out)}
     assert 'export port="6543"' in (out / "db-bootenv.sh").read_text()
     # Run from the step's private folder (the original's stage), bootconf beside it.
-    assert (out / "db-pwd").read_text().strip().endswith("/.cloudinitd-remote/orig-1/db-0")
+    assert re.search(r"/\.cloudinitd-remote/orig-1\.[0-9a-f]{8}/db-0$",
+                     (out / "db-pwd").read_text().strip())
     assert (out / "cache-payload").read_text() == "payload from the bundle\n"
     assert (out / "ready").read_text() == "ready\n"
     assert (out / "last").read_text() == f"{web.address}\nmade here\n"

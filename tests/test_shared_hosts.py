@@ -112,3 +112,27 @@ def test_store_keeps_one_record_per_service_on_a_shared_machine(tmp_path):
     # A machine-wide fact (it is gone) reaches every service's record on it.
     store.update_instance("r", "static", info.instance_id, state="terminated")
     assert store.instances("r") == []
+
+
+def test_same_run_name_from_two_homes_keeps_two_remote_folders(tmp_path, sshd_hosts):
+    """Run names are unique per $CLOUDINITD_HOME only: on a shared host each run keeps its
+    own private folder, and terminating one leaves the other's alone."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (host,) = sshd_hosts(1)
+    text = (f"name: twin\nvars:\n  out: {out}\nservices:\n"
+            "  web:\n" + _on(host, "    boot: where.sh.j2\n"))
+    where = 'pwd > {{ vars.out }}/"$(basename "$CLOUDINITD_EXPORT" .x)-$$"\n'
+    plan = write_plan(tmp_path / "twin", text, {"where.sh.j2": where})
+    homes = [Cli(tmp_path / "h1"), Cli(tmp_path / "h2")]
+    dirs = []
+    for cli in homes:
+        before = set(out.iterdir())
+        assert cli("boot", plan, "--name", "same", "--json").json()["ok"] is True
+        (new,) = set(out.iterdir()) - before
+        dirs.append(Path(new.read_text().strip()))
+    assert dirs[0] != dirs[1] and all(d.is_dir() for d in dirs)
+    homes[0]("terminate", "same")
+    assert not dirs[0].exists() and dirs[1].is_dir()
+    homes[1]("terminate", "same")
+    assert not dirs[1].exists()

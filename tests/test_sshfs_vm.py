@@ -142,7 +142,7 @@ def test_status_json_holds_no_secret(launched):
 def test_running_boot_again_changes_nothing(launched):
     """The rendered boot script, run a second time on the VM: no second mount."""
     command = launched.ssh[0]
-    workdir = f".cloudinitd-remote/{launched.run}/vm-0"
+    workdir = f".cloudinitd-remote/{launched.run}.*/vm-0"  # RUN.SCOPE: one per home
     key_before = ok(command, "stat -c %Y /root/.ssh/cloudinitd-home-key")
     assert ok(command, "stat -c '%a %U:%G' /root/.ssh/cloudinitd-home-key") == "600 root:root\n"
     out = ok(command, f"cd {workdir} && CLOUDINITD_EXPORT=/dev/null sh boot.script")

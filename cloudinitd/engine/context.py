@@ -108,7 +108,13 @@ class RunContext:
         key = service.ssh_key if service.ssh_key else self.keypair()[0]
         return SshTarget(address=row["address"], port=service.ssh_port, user=service.ssh_user,
                          key_path=Path(key), known_hosts=self.known_hosts,
-                         label=f"{service.name}-{row['idx']}")
+                         label=f"{service.name}-{row['idx']}", scope=self.remote_scope)
+
+    @cached_property
+    def remote_scope(self) -> str:
+        """Short and stable for this run of this $CLOUDINITD_HOME: two homes may each
+        have a run `web` on one shared host, and neither may touch the other's folder."""
+        return hashlib.sha256(str(self.run_dir.resolve()).encode()).hexdigest()[:8]
 
     def extras(self, service: ServiceSpec) -> dict[str, Any] | None:
         """Context beyond vars and services: `home`, only for services whose templates use it."""

@@ -47,6 +47,9 @@ class SshTarget:
     known_hosts: Path
     label: str  # e.g. "compute-1", for messages
     forward_agent: bool = False  # only when a plan explicitly asks
+    # Tells apart runs of the same name from different $CLOUDINITD_HOMEs on one
+    # host: run names are unique per home only (see steps.remote_run_dir).
+    scope: str = ""
 
     @property
     def key(self) -> tuple:

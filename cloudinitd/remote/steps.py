@@ -80,8 +80,16 @@ class _Outcome:
 # --- remote side --------------------------------------------------------------------
 
 
+def remote_run_dir(run: str, target: SshTarget) -> str:
+    """The run's folder name under ~/.cloudinitd-remote on a host (`RUN` or `RUN.SCOPE`)."""
+    return f"{run}.{target.scope}" if target.scope else run
+
+
 def _private_dir(sess: Session, run: str, service: str, index: int) -> str:
-    """Absolute path of the step directory, created 0700 level by level if missing."""
+    """Absolute path of the step directory, created 0700 level by level if missing.
+
+    `run` is the folder name (remote_run_dir), not always the bare run name.
+    """
     sftp = sess.sftp()
     leaf = f"{sess.home.rstrip('/')}/{REMOTE_ROOT}/{run}/{service}-{index}"
     try:
@@ -188,7 +196,7 @@ def _attempt(
     argv = interpreter(script)
     shell = is_shell(argv)
     sess = session_for(target, service)
-    workdir = _private_dir(sess, run, service, index)
+    workdir = _private_dir(sess, remote_run_dir(run, target), service, index)
     script_path = f"{workdir}/{step}.script"
     env_path = f"{workdir}/{step}.env"
     try:
@@ -416,6 +424,8 @@ def run_ready(
 
 def remove_run_dir(target: SshTarget, run: str, service: str = "-") -> None:
     """Delete the run's private directory on the host (terminate / clean)."""
+    check_name("run", run, service, "clean")
+    run = remote_run_dir(run, target)
     check_name("run", run, service, "clean")
     sudo = "sudo -n " if target.user != "root" else ""
     base = f'"$HOME"/{REMOTE_ROOT}'
