@@ -5,7 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CID=.venv/bin/cloudinitd
 RUN=${DEMO_RUN:-demo}
-HOME_DIR=${CLOUDINITD_HOME:-$HOME/.cloudinitd}
 
 if [ "${1:-}" = down ]; then
   exec "$CID" terminate "$RUN"
@@ -19,7 +18,7 @@ fi
 echo
 "$CID" status "$RUN" --check
 echo
-ADDR=$("$CID" status "$RUN" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["services"]["probe"]["instances"][0]["address"])')
-echo "Reach the probe:  ssh -i $HOME_DIR/runs/$RUN/id_ed25519 -o UserKnownHostsFile=$HOME_DIR/runs/$RUN/known_hosts root@$ADDR"
+echo "Reach the probe:  $CID ssh $RUN probe          (prints the ssh line: $CID ssh $RUN probe --print)"
+echo "Run everywhere:   $CID exec $RUN -- uptime"
 echo "See its checks:   $CID logs $RUN probe"
 echo "Terminate it:     $CID terminate $RUN     (or: make demo-down)"
