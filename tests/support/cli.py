@@ -34,10 +34,11 @@ class Cli:
         self.env = {**os.environ, "CLOUDINITD_HOME": str(home), **(env or {})}
 
     def __call__(self, *args: str | Path, expect: int | None = 0, timeout: float = 600,
-                 program: str = "cloudinitd", env: dict[str, str] | None = None) -> Result:
+                 program: str = "cloudinitd", env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> Result:
         proc = subprocess.run([str(BIN / program), *map(str, args)], capture_output=True,
                               text=True, timeout=timeout, env={**self.env, **(env or {})},
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, cwd=cwd)
         result = Result(proc.returncode, proc.stdout, proc.stderr)
         if expect is not None and proc.returncode != expect:
             raise AssertionError(f"cloudinitd {' '.join(map(str, args))} exited {proc.returncode},"
