@@ -342,6 +342,25 @@ def render_value(
         raise PlanError(exc.message, where) from None
 
 
+def _render_field(
+    field: str,
+    *,
+    plan: Plan,
+    run: str,
+    service: str | ServiceSpec,
+    index: int,
+    world: Mapping[str, list[Mapping[str, Any]]],
+    extra: Extra = None,
+) -> dict[str, str]:
+    """A mapping field of a service (`env`, `values`) rendered raw, errors at its plan line."""
+    spec = plan.services[_service_name(service)]
+    return {
+        key: render_value(value, plan=plan, run=run, service=spec, index=index, world=world,
+                          where=str(spec.pos_of(f"{field}.{key}")), extra=extra)
+        for key, value in getattr(spec, field).items()
+    }
+
+
 def render_env(
     *,
     plan: Plan,
@@ -352,20 +371,8 @@ def render_env(
     extra: Extra = None,
 ) -> dict[str, str]:
     """Every env value of the service, rendered for one instance (errors at the plan line)."""
-    spec = plan.services[_service_name(service)]
-    return {
-        key: render_value(
-            value,
-            plan=plan,
-            run=run,
-            service=spec,
-            index=index,
-            world=world,
-            where=str(spec.pos_of(f"env.{key}")),
-            extra=extra,
-        )
-        for key, value in spec.env.items()
-    }
+    return _render_field("env", plan=plan, run=run, service=service, index=index,
+                         world=world, extra=extra)
 
 
 def render_values(
@@ -378,12 +385,8 @@ def render_values(
     extra: Extra = None,
 ) -> dict[str, str]:
     """A service's `values:` for one instance (raw text, like env values)."""
-    spec = plan.services[_service_name(service)]
-    return {
-        key: render_value(value, plan=plan, run=run, service=spec, index=index, world=world,
-                          where=str(spec.pos_of(f"values.{key}")), extra=extra)
-        for key, value in spec.values.items()
-    }
+    return _render_field("values", plan=plan, run=run, service=service, index=index,
+                         world=world, extra=extra)
 
 
 def render_args(
