@@ -20,6 +20,7 @@ from cloudinitd.remote.session import (
     close_sessions,
     forget_host,
     forget_session,
+    prewarm,
     session_for,
 )
 from cloudinitd.remote.session import wait_for_ssh as _wait_for_ssh
@@ -72,6 +73,7 @@ __all__ = [
     "interpreter",
     "known_hosts_name",
     "parse_export",
+    "prewarm",
     "reported_hostname",
     "remove_run_dir",
     "run_ready",
