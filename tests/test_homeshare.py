@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import os
 import pwd
@@ -25,6 +24,7 @@ from cloudinitd.homeshare import (
     share_pid,
     stop_home_share,
 )
+from tests.support.share import share_client
 
 
 @pytest.fixture
@@ -49,23 +49,7 @@ def home(tmp_path: Path) -> Path:
     return h
 
 
-def _connect(share, known_host: str | None = None) -> paramiko.SSHClient:
-    """A client that knows only the share's pinned host key and the run's home key."""
-    client = paramiko.SSHClient()
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    field, key_type, key_b64 = (known_host or share.known_host).split()
-    host_key = paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64))
-    client.get_host_keys().add(field, key_type, host_key)
-    client.connect(
-        share.host,
-        port=share.port,
-        username=share.user,
-        pkey=paramiko.Ed25519Key.from_private_key(io.StringIO(share.key)),
-        look_for_keys=False,
-        allow_agent=False,
-        timeout=10,
-    )
-    return client
+_connect = share_client
 
 
 def _descendants(pid: int) -> set[int]:

@@ -10,10 +10,8 @@ checked not to.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
-import io
 import os
 import pwd
 import secrets
@@ -31,6 +29,7 @@ import pytest
 
 from cloudinitd.homeshare import ensure_home_share, share_pid, stop_home_share
 from cloudinitd.homeshare_jail import jail_dir
+from tests.support.share import share_client
 
 # Host files an attacker in a VM wants. Every write carries MARKER.
 TARGETS = ("/etc/shadow", "/etc/passwd", "/root/.ssh/authorized_keys")
@@ -102,22 +101,7 @@ def shared() -> Iterator[Path]:
     shutil.rmtree(d.parent)
 
 
-def connect(share) -> paramiko.SSHClient:
-    client = paramiko.SSHClient()
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    field, key_type, key_b64 = share.known_host.split()
-    host_key = paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64))
-    client.get_host_keys().add(field, key_type, host_key)
-    client.connect(
-        share.host,
-        port=share.port,
-        username=share.user,
-        pkey=paramiko.Ed25519Key.from_private_key(io.StringIO(share.key)),
-        look_for_keys=False,
-        allow_agent=False,
-        timeout=10,
-    )
-    return client
+connect = share_client
 
 
 def refused(action) -> bool:
