@@ -26,7 +26,7 @@ import pytest
 
 from cloudinitd.providers import hostnet
 from tests.support.cli import BIN, Cli, write_plan
-from tests.support.lxc import destroy_all, isolated_net, new_provider
+from tests.support.lxc import local_cli_in
 from tests.support.testcloud import ACCESS_KEY, SECRET_KEY, TestCloud
 
 COUNT = 10
@@ -162,14 +162,8 @@ LOCAL_POINTS: list[tuple[str, Callable[[Seen], bool], str]] = [
 
 @pytest.fixture(scope="module")
 def crash_cli(lxc_ready, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("crash")
-    with isolated_net(tmp) as net:
-        cli = Cli(tmp / "home")
-        cli.net = net
-        try:
-            yield cli
-        finally:
-            destroy_all(new_provider(cli.home))
+    with local_cli_in(tmp_path_factory.mktemp("crash")) as cli:  # one home for every kill point
+        yield cli
 
 
 @pytest.fixture(scope="module")

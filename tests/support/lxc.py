@@ -244,15 +244,21 @@ def local_keypair(tmp_path_factory) -> Keypair:
     return make_keypair(tmp_path_factory.mktemp("keys"))
 
 
-@pytest.fixture
-def local_cli(lxc_ready, tmp_path: Path) -> Iterator:
-    """A CLI with its own home and its own bridge; every container goes at the end."""
+@contextlib.contextmanager
+def local_cli_in(tmp: Path) -> Iterator:
+    """A CLI with its own home under `tmp` and its own bridge; every container goes at the end."""
     from tests.support.cli import Cli
 
-    with isolated_net(tmp_path) as net:
-        cli = Cli(tmp_path / "home")
+    with isolated_net(tmp) as net:
+        cli = Cli(tmp / "home")
         cli.net = net
         try:
             yield cli
         finally:
             destroy_all(new_provider(cli.home))
+
+
+@pytest.fixture
+def local_cli(lxc_ready, tmp_path: Path) -> Iterator:
+    with local_cli_in(tmp_path) as cli:
+        yield cli
