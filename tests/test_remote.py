@@ -209,6 +209,11 @@ def test_wait_for_ssh_reaches_a_host_that_starts_late(delayed_sshd, tmp_path):
     # Nothing answers yet: one quick attempt fails.
     with pytest.raises(RemoteError, match="no SSH on"):
         wait_for_ssh(target, timeout=0.1, service="svc")
+    # The client may give up (0.1 s) before the stand-in's thread counts the
+    # connection it turned away: wait for the count, do not race it.
+    deadline = time.monotonic() + 10
+    while host.refused < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert host.refused == 1
     wait_for_ssh(target, timeout=30, service="svc")  # turned away twice more, then in
     assert host.refused == 3
