@@ -560,3 +560,73 @@ def test_readme_documents_every_cloud_key_and_its_example_loads():
             assert f"`{key}`" in rows[kind], f"README: {kind} row does not name `{key}`"
     for key in CREDENTIALS["properties"]:
         assert f"{key}" in section
+
+
+def test_catalog_that_is_not_a_mapping_is_refused_at_line_1(tmp_path):
+    path = write(tmp_path, "- hotel\n- aws\n")
+    with pytest.raises(PlanError) as info:
+        load_catalog(tmp_path)
+    assert (info.value.file, info.value.line) == (str(path), 1)
+    assert info.value.message == "the catalog must map cloud names to cloud entries"
+
+
+def test_the_first_problem_by_line_is_reported(tmp_path):
+    # Two bad entries: the one written first wins, whatever order validation found them in.
+    write(tmp_path, "a:\n  provider: ec2\n  colour: red\nb:\n  provider: nosuch\n")
+    with pytest.raises(PlanError) as info:
+        load_catalog(tmp_path)
+    assert info.value.line == 3 and "colour" in info.value.message
+
+
+@pytest.mark.parametrize(("options", "summary"), [
+    ({}, "-"),
+    ({"region": "r1"}, "default"),
+    ({"region": "r1", "credentials": {}}, "default"),
+    ({"credentials": {"profile": "p1"}}, "profile p1"),
+    ({"credentials": {"access_key_env": "AK"}}, "env AK"),
+    ({"credentials": {"secret_key_env": "SK"}}, "env SK"),
+    ({"credentials": {"access_key_env": "AK", "secret_key_env": "SK"}}, "env AK/SK"),
+    ({"credentials": {"other": "x"}}, "-"),
+])
+def test_credentials_summary_names_references_only(options, summary):
+    from cloudinitd.plan.model import CloudSpec
+
+    row = describe_catalog({"c": CloudSpec("c", "ec2", options)})[0]
+    assert row["credentials"] == summary
+    assert row["source"] is None and row["endpoint"] == options.get("endpoint")
+    assert (row["name"], row["provider"], row["region"]) == ("c", "ec2", options.get("region"))
+    assert "check" not in row and "error" not in row
+
+
+def test_format_catalog_aligns_columns_and_shows_checks():
+    rows = [
+        {"name": "a", "provider": "ec2", "endpoint": "https://e.example:8444", "region": None,
+         "credentials": "profile p", "check": "2 zone(s)"},
+        {"name": "longer-name", "provider": "local", "endpoint": None, "region": "r1",
+         "credentials": "-", "error": "credentials not set"},
+    ]
+    assert format_catalog(rows).splitlines() == [
+        "NAME         PROVIDER  ENDPOINT                REGION  CREDENTIALS",
+        "a            ec2       https://e.example:8444  -       profile p",
+        "    ok: 2 zone(s)",
+        "longer-name  local     -                       r1      -",
+        "    error: credentials not set",
+    ]
+    assert format_catalog([]) == "no clouds in the catalog"
+    wide = [{**rows[0], "credentials": "env A_LONG_KEY_VAR/A_LONG_SECRET_VAR"}]
+    assert format_catalog(wide).splitlines()[0] == (
+        "NAME  PROVIDER  ENDPOINT                REGION  CREDENTIALS")  # no trailing padding
+
+
+def test_a_catalog_that_cannot_be_read_is_one_located_line(tmp_path):
+    path = tmp_path / "clouds.yml"
+    path.write_bytes(b"hotel:\n  provider: ec2 \xff\n")
+    with pytest.raises(PlanError) as info:
+        load_catalog(tmp_path)
+    assert (info.value.file, info.value.message) == (str(path), "not UTF-8 text (byte 23)")
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(PlanError) as info:
+        load_catalog(tmp_path)
+    assert (info.value.file, info.value.message) == (
+        str(path), "cannot read the cloud catalog: Is a directory")
