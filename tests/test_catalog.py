@@ -12,7 +12,7 @@ from cloudinitd.cloudspec import CREDENTIALS, PROVIDER_SCHEMAS, SECRET_NAME_HINT
 from cloudinitd.errors import PlanError, PlanErrors
 from cloudinitd.plan.loader import load_plan
 from cloudinitd.providers import KINDS
-from cloudinitd.secretcheck import looks_like_secret, secret_key_name
+from cloudinitd.secretcheck import looks_like_secret, secret_key_name, url_problem
 
 
 def write(home: Path, text: str) -> Path:
@@ -630,3 +630,45 @@ def test_a_catalog_that_cannot_be_read_is_one_located_line(tmp_path):
         load_catalog(tmp_path)
     assert (info.value.file, info.value.message) == (
         str(path), "cannot read the cloud catalog: Is a directory")
+
+
+@pytest.mark.parametrize(("value", "secret"), [
+    ("Abc1/Def2+Ghi3Jkl4", True),     # 16 letters and digits, base64 '/' and '+' inside
+    ("Abc1/Def2+Ghi3Jk4", False),     # 15: too short to be a key
+    ("/Abc1/Def2+Ghi3Jkl4", False),   # a path, not base64
+    ("Ab1Cd2Ef3GGhhhhhhhhh", True),   # 20 characters, 8 words: ratio 0.4
+    ("Ab1Cd2Ef3Ghhhhhhhhhh", False),  # 20 characters, 7 words: reads as a name
+    ("Ab1Cd2Ef3GGhhhhhhhh", False),   # 19 characters: too short without base64 joins
+    ("Ab1Cd2Ef3Gh4Ij5abcdefghijklmnop", False),   # 31 characters, 11 words: 0.35 < 0.4
+    ("Ab1Cd2Ef3Gh4Ij5abcdefghijklmnopq", True),   # 32 characters: 0.33 is enough
+    ("ab1cd2ef3gh4ij5klmno", False),  # no capitals
+    ("AB1CD2EF3GH4IJ5KLMNO", False),  # no small letters
+    ("AbcDefGhiJklMnoPqrSt", False),  # no digits
+    ("Ab1Cd2Ef3GGhhhh!hhhhh", False),  # not token characters
+])
+def test_random_looking_thresholds(value, secret):
+    assert looks_like_secret(value) is secret
+    assert looks_like_secret(f"x {value}.y") is secret  # one part of a longer text
+    assert looks_like_secret(value, name_like=False) is False  # free text: shapes only
+
+
+URL_SHAPE = "must be a URL like https://host[:port][/path]"
+URL_QUERY = "must not have a query or fragment (they can carry signatures or tokens)"
+URL_CREDENTIAL = "looks like it contains a credential; put keys in environment variables"
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("https://svc.example.org:8444/nimbus", None),
+    ("https://h.example.org/Ab1/Cd2/Ef3/Gh4/Ij5/Kl6/Mn7", None),  # short path parts
+    ("http://h.example.org:99999/", URL_SHAPE),  # a port out of range
+    ("ftp://h.example.org/", URL_SHAPE),
+    ("https:///path", URL_SHAPE),
+    ("https://h.example.org/?", URL_QUERY),  # an empty query still says "?"
+    ("https://h.example.org/#", URL_QUERY),
+    ("https://h.example.org/?X-Amz-Signature=abc", URL_QUERY),
+    ("https://h.example.org/#frag", URL_QUERY),
+    ("https://h.example.org/AKIAIOSFODNN7EXAMPLE/x", URL_CREDENTIAL),  # in the path
+    ("https://AKIAIOSFODNN7EXAMPLE.example.org/", URL_CREDENTIAL),  # in the host
+])
+def test_url_problems(url, problem):
+    assert url_problem(url) == problem

@@ -117,6 +117,8 @@ def test_merge_keys_are_not_duplicates_but_written_keys_are(loader):
 def test_an_anchor_is_one_object_wherever_it_is_used(loader):
     doc = load_yaml("a: &x {k: [1]}\nb: *x\nc: *x\n", "f.yml")
     assert doc["a"] is doc["b"] is doc["c"]
+    doc = load_yaml("a: &l [1]\nb: *l\nc: [*l]\nd: [*l]\n", "f.yml")
+    assert doc["a"] is doc["b"] is doc["c"][0] is doc["d"][0]  # used again after it was sized
 
 
 @pytest.mark.parametrize(("text", "line"), [
@@ -187,6 +189,8 @@ def test_item_lines_are_per_item():
     lst = doc["l"]
     assert [lst.item_line(i) for i in (0, 1, 2, -1)] == [2, 3, 2, 2]
     assert line_of(doc, ["l", 1, "s"]) == 5
+    flow = load_yaml("l: [\n  p,\n  q]\n", "f.yml")["l"]
+    assert (flow.line, flow.item_line(0), flow.item_line(1), flow.item_line(2)) == (1, 2, 3, 1)
     assert line_of(doc, ["l", 1, "q", "r"]) == 4
 
 
