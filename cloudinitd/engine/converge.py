@@ -204,20 +204,21 @@ class Converger:
             return out
         recorded = ctx.store.services(ctx.run)
         for name, svc in ctx.plan.services.items():
-            if (svc.launches or not svc.host or svc.host in ctx.plan.services
-                    or not has_scripts(svc)
+            if (svc.launches or svc.host in ctx.plan.services or not has_scripts(svc)
                     or not any(True for _ in self.graph.predecessors(name))
                     or (recorded.get(name, {}).get("status") == READY and name not in self.force)):
                 continue
-            try:
-                target = ctx.target(svc, {"address": svc.host, "idx": 0})
-            except Exception:  # noqa: BLE001 (the service's own step reports it)
-                continue
-            if not isinstance(target, SshTarget):  # a `local: true` step opens no connection
-                continue
-            if target.key not in seen:
-                seen.add(target.key)
-                out.append((target, name))
+            addresses = [h.address for h in svc.hosts] if svc.hosts else [svc.host]
+            for idx, address in enumerate(addresses):
+                try:
+                    target = ctx.target(svc, {"address": address, "idx": idx})
+                except Exception:  # noqa: BLE001 (the service's own step reports it)
+                    continue
+                if not isinstance(target, SshTarget):  # a `local: true` step connects nowhere
+                    continue
+                if target.key not in seen:
+                    seen.add(target.key)
+                    out.append((target, name))
         return out
 
     def _start_ready_services(self, ssh_pool: ThreadPoolExecutor) -> None:
