@@ -51,8 +51,10 @@ def reported_hostname(target: Any, service: str) -> str | None:
     if isinstance(target, LocalTarget):
         name = socket.gethostname()
     else:
-        status, out = session_for(target, service).run("hostname", timeout=30)
-        name = out.strip().splitlines()[0].strip() if status == 0 and out.strip() else ""
+        sess = session_for(target, service)
+        if not sess.probed:  # the probe (wait_for_ssh) learns it with $HOME
+            sess.probe()
+        name = sess.hostname or ""
     return name if _HOSTNAME.match(name) else None
 
 
