@@ -25,6 +25,7 @@ from cloudinitd.remote.session import SshTarget
 from cloudinitd.schedule import CONFIGURING, FAILED, LAUNCHED, READY, SKIPPED, WAITING
 
 CLOUD_POOL = 8  # concurrent cloud API calls (launch + wait) across services
+WARM_POOL = 8  # connections opened ahead of need at once (see _prewarm_targets)
 # After Ctrl-C: how long to wait for cloud calls already under way to answer
 # (so every instance they made is recorded). A second Ctrl-C stops waiting.
 SETTLE_TIMEOUT = 120.0
@@ -150,10 +151,11 @@ class Converger:
         cloud_pool = ThreadPoolExecutor(CLOUD_POOL, thread_name_prefix="cloud")
         ssh_pool = ThreadPoolExecutor(ssh_pool_size(hosts), thread_name_prefix="ssh")
         warm = self._prewarm_targets()
-        warm_pool = ThreadPoolExecutor(max(1, min(len(warm), 32)), thread_name_prefix="warm")
+        # Few threads: a key exchange is CPU work, and each thread started is a wait
+        # of the main thread (~8 ms on a busy machine) before anything is handed out.
+        warm_pool = ThreadPoolExecutor(max(1, min(len(warm), WARM_POOL)),
+                                       thread_name_prefix="warm")
         try:
-            for target, name in warm:
-                warm_pool.submit(ctx.remote.prewarm, target, name)
             for name, svc in ctx.plan.services.items():
                 self.started[name] = time.monotonic()
                 if not svc.launches:
@@ -168,6 +170,10 @@ class Converger:
             # (and write their logs) before the summary is printed.
             while True:
                 self._start_ready_services(ssh_pool)
+                # After the first hand-out: what can start now starts first.
+                for target, name in warm:
+                    warm_pool.submit(ctx.remote.prewarm, target, name)
+                warm = []
                 if not self.pending:
                     break
                 done, _ = wait(list(self.pending), return_when=FIRST_COMPLETED)

@@ -109,7 +109,7 @@ def with_env_source(script: str, env_path: str) -> str:
 
 def build_command(
     workdir: str, script_path: str, argv: list[str], env_path: str, timeout: float, sudo: bool,
-    args: Sequence[str] = (),
+    args: Sequence[str] = (), clear_export: bool = True,
 ) -> str:
     """The shell command line that runs one step (see the module doc of `steps` for why so).
 
@@ -125,7 +125,8 @@ def build_command(
         run = f"sh -c {loader} sh {shlex.quote(env_path)} {run}"
     limit = max(1, math.ceil(timeout))
     return (
-        f"cd {shlex.quote(workdir)} && rm -f export && echo $$ > pid && "
+        f"cd {shlex.quote(workdir)} && {'rm -f export && ' if clear_export else ''}"
+        "echo $$ > pid && "
         f"if command -v timeout >/dev/null 2>&1; then T='timeout -k {KILL_AFTER} {limit}'; "
         f"else T=; fi && exec {'sudo -n ' if sudo else ''}$T {run} </dev/null 2>&1"
     )
@@ -153,17 +154,23 @@ def oneshot_command(workdir: str, step: str, env_bytes: int, run_command: str,
     export comes back on the same channel.
     """
     d, env, scr = (shlex.quote(x) for x in (workdir, f"{step}.env", f"{step}.script"))
-    read_root = "sudo -n cat export 2>/dev/null" if sudo else "false"
+    # Few programs: each one started costs a fork and exec on the host (`[`,
+    # `printf`, `cd` are shell builtins). `run_command` must not remove `export`
+    # again (build_command(clear_export=False)).
+    send = (f"n=$(wc -c < $f); printf '%s %s\\n' $s $n >&2; "
+            f"if [ $n -le {MAX_EXPORT} ]; then cat $f >&2; fi")
+    root_copy = ("elif sudo -n cat export > .export 2>/dev/null; then f=.export; "
+                 f"{send}; rm -f .export; " if sudo else "")
     return (
-        f"umask 077; {{ mkdir -p {d} && cd {d} && rm -f {env} {scr} .export && "
+        f"umask 077; {{ {{ [ -d {d} ] || mkdir -p {d}; }} && cd {d} && "
+        f"rm -f {env} {scr} export .export && "
         f"dd ibs=1 count={int(env_bytes)} of={env} 2>/dev/null && cat > {scr}; }} 2>&1 "
         f"|| exit {PREP_FAILED}; "
         f"sh -c {shlex.quote(run_command)}; s=$?; "
         f"if [ ! -e export ]; then printf '%s -\\n' $s >&2; "
-        f"elif {{ cat export 2>/dev/null || {read_root}; }} > .export; then "
-        f"n=$(wc -c < .export); printf '%s %s\\n' $s $n >&2; "
-        f"if [ $n -le {MAX_EXPORT} ]; then cat .export >&2; fi; "
-        f"else printf '%s ?\\n' $s >&2; fi; rm -f .export; exit $s"
+        f"elif [ -r export ]; then f=export; {send}; "
+        f"{root_copy}"
+        f"else printf '%s ?\\n' $s >&2; fi; exit $s"
     )
 
 

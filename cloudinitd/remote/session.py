@@ -260,7 +260,9 @@ def prewarm(target: SshTarget, service: str, connect_timeout: float = 10.0) -> b
     sess = Session(target)
     try:
         sess.open(service, connect_timeout)
+        sess.probe()  # $HOME and hostname too: the step's wait_for_ssh then asks nothing
     except Exception:  # noqa: BLE001 (the step itself will meet and report it)
+        sess.close()
         return False
     with _all_lock:
         _all.append(sess)

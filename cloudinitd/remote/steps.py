@@ -248,7 +248,8 @@ def _attempt(
     except ValueError as e:
         raise RemoteError(service, step, str(e)) from None
     body = with_env_source(script, env_path) if shell else script
-    command = build_command(workdir, script_path, argv, env_path, timeout, sudo=sudo, args=args)
+    command = build_command(workdir, script_path, argv, env_path, timeout, sudo=sudo, args=args,
+                            clear_export=not oneshot)
     stdin = None
     if oneshot:
         env_bytes = env_text.encode()
