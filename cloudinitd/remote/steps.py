@@ -36,8 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from invoke.exceptions import CommandTimedOut
-
 from cloudinitd.errors import RemoteError
 from cloudinitd.plan.bundles import BundleError, walk_bundle
 from cloudinitd.remote.script import (
@@ -59,6 +57,7 @@ from cloudinitd.remote.script import (
 )
 from cloudinitd.remote.session import (
     TRANSIENT,
+    CommandTimedOut,
     Session,
     SshTarget,
     describe,
@@ -151,7 +150,7 @@ def _exec(sess: Session, command: str, log: StepLog, limit: float,
     with it, `stdin` is sent first and stderr is kept apart for the one-shot
     trailer (script.oneshot_command), which is read until complete.
     """
-    chan = sess.conn.transport.open_session(timeout=15)
+    chan = sess.channel()
     err = bytearray()
     try:
         chan.set_combine_stderr(stdin is None)
@@ -312,14 +311,11 @@ def _read_export(
         return {}
     except PermissionError:
         # Written by root through sudo under a umask of 077: read it the same way.
-        res = sess.conn.run(
-            f"sudo -n cat {shlex.quote(path)}", hide=True, warn=True, in_stream=False, timeout=30
-        )
-        if res.exited != 0:
+        status, out, err = sess.stream(f"sudo -n cat {shlex.quote(path)}", timeout=30)
+        if status != 0:
             raise RemoteError(
-                service, step, f"cannot read export file {where}: {res.stderr.strip()}"
+                service, step, f"cannot read export file {where}: {err.strip()}"
             ) from None
-        out = res.stdout
         raw = out.encode()
     if len(raw) > MAX_EXPORT:
         raise RemoteError(service, step, f"export file {where} is larger than {MAX_EXPORT} bytes")
