@@ -1,4 +1,4 @@
-"""Remote execution over SSH (Fabric): wait for hosts, run steps, pin host keys.
+"""Remote execution over SSH (paramiko): wait for hosts, run steps, pin host keys.
 
 Public surface used by the engine; see the submodules for the why:
 `session` (connections, wait_for_ssh), `hostkeys` (TOFU pinning),
