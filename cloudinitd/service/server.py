@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import signal
 import socket
 import sys
 from collections.abc import Iterator
@@ -90,6 +91,9 @@ def serve(home: Path, listen: str, interval: float) -> None:
                             timeout_graceful_shutdown=10, limit_concurrency=64,
                             h11_max_incomplete_event_size=16 * 1024)
     server = _Server(config)
+    # From now on, not only once uvicorn runs: a SIGTERM right after start stops it too.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, server.handle_exit)
     bound = sock.getsockname()
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
     print(f"cloudinitd serve: listening on http://{shown}:{bound[1]}", flush=True)
