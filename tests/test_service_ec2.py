@@ -291,3 +291,9 @@ def test_user_commands(tmp_path: Path):
     assert cli("user", "list", "--json").json()["users"] == []
     assert "no user" in cli("user", "remove", "carol", expect=2).err
     assert json.loads((cli.home / "users.json").read_text())["users"] == []
+
+
+@pytest.mark.parametrize("listen", ["nothere", "localhost:8445", "127.0.0.1:99999"])
+def test_serve_refuses_a_bad_listen_address_in_one_line(tmp_path: Path, listen: str):
+    res = Cli(tmp_path / "home")("serve", "--listen", listen, expect=2, timeout=60)
+    assert len(res.err.strip().splitlines()) == 1 and "Traceback" not in res.err

@@ -66,8 +66,19 @@ def _split_lc(text: str, need_cloud: bool) -> tuple[str, str]:
 
 
 def _catalog_cloud(api: Api, cloud: str) -> None:
-    if cloud not in load_catalog(api.home):
+    spec = load_catalog(api.home).get(cloud)
+    if spec is None:
         raise validation(f"no cloud named {cloud!r} in this service's catalog")
+    if spec.provider == "static":  # existing hosts: nothing to launch or replace
+        raise validation(f"cloud {cloud!r} holds existing hosts, not instances to launch")
+
+
+def _check_user_total(api: Api, user: str, group: str, desired: int) -> None:
+    """All of a user's groups together stay within the per-run instance limit."""
+    total = desired + sum(g.desired for g in api.state.groups(user) if g.name != group)
+    if total > api.limits.per_run:
+        raise ApiError("LimitExceeded", f"a user's groups hold at most {api.limits.per_run}"
+                       f" instances together ({total} asked)")
 
 
 def _text(params: dict[str, str], name: str, pattern: re.Pattern, need: bool) -> str | None:
@@ -201,8 +212,7 @@ def create_auto_scaling_group(api: Api, user: str, p: dict[str, str]) -> None:
     for cloud, _ in placements:
         if cloud not in lcs:
             raise validation(f"no launch configuration {lc_name}@{cloud}")
-        if cloud not in catalog:
-            raise validation(f"no cloud named {cloud!r} in this service's catalog")
+        _catalog_cloud(api, cloud)
     document = groups.plan_document(placements, lcs, catalog, int(desired or 0))
     with api.lock:
         if api.state.group(user, name) is not None:
@@ -210,6 +220,7 @@ def create_auto_scaling_group(api: Api, user: str, p: dict[str, str]) -> None:
                            f" group with the name {name} already exists")
         if api.state.count_groups(user) >= MAX_GROUPS:
             raise ApiError("LimitExceeded", f"at most {MAX_GROUPS} groups per user")
+        _check_user_total(api, user, name, int(desired or 0))
         run = f"{user}.{name}"
         if any(r["name"] == run for r in api.store.runs()):
             run = api.store.unique_run_name(run)
@@ -257,6 +268,7 @@ def set_desired_capacity(api: Api, user: str, p: dict[str, str]) -> None:
         elif desired < low:
             raise validation(f"New SetDesiredCapacity value {desired} is below min value"
                              f" {low} for the AutoScalingGroup.")
+        _check_user_total(api, user, group.name, desired)
         api.state.set_capacity(user, group.name, desired, low, high)
     api.wake(group.run)
 

@@ -18,12 +18,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from cloudinitd.errors import CloudinitdError, one_line
 from cloudinitd.service import query, sigv4
 from cloudinitd.service.actions import ACTIONS, Api
 from cloudinitd.service.query import ApiError
 from cloudinitd.service.users import UserDirectory
 
 _log = logging.getLogger("cloudinitd.service")
+
+
+def _internal() -> ApiError:
+    return ApiError("InternalFailure", "The request processing has failed because of an"
+                    " unknown error, exception or failure.", 500, "Receiver")
 
 
 def handle(api: Api, users: UserDirectory, method: str, path: str, raw_query: str,
@@ -53,11 +59,12 @@ def handle(api: Api, users: UserDirectory, method: str, path: str, raw_query: st
         status, out = 200, query.success(action, request_id, result)
     except ApiError as err:
         status, out = err.status, query.error_body(err, request_id)
+    except CloudinitdError as exc:  # e.g. a broken catalog: the operator's to see, not the caller's
+        _log.warning("request %s (%s by %s): %s", request_id, action, user, one_line(str(exc)))
+        status, out = 500, query.error_body(_internal(), request_id)
     except Exception:
         _log.exception("request %s (%s by %s) failed", request_id, action, user)
-        err = ApiError("InternalFailure", "The request processing has failed because of an"
-                       " unknown error, exception or failure.", 500, "Receiver")
-        status, out = 500, query.error_body(err, request_id)
+        status, out = 500, query.error_body(_internal(), request_id)
     _log.info("%s %s %s -> %d", request_id, user, action, status)
     return status, out
 

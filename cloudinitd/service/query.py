@@ -104,11 +104,11 @@ def tags(params: dict[str, str]) -> dict[str, str]:
         key = params.get(f"Tags.member.{n}.Key")
         if not key:
             raise ApiError("MissingParameter", f"Tags.member.{n}.Key is required")
-        if len(key) > 128 or key in out:
-            raise validation("a tag key is at most 128 characters and given once")
+        if len(key) > 128 or key in out or not key.isprintable():
+            raise validation("a tag key is printable text of at most 128 characters, given once")
         value = params.get(f"Tags.member.{n}.Value", "")
-        if len(value) > 256:
-            raise validation("a tag value is at most 256 characters")
+        if len(value) > 256 or not value.isprintable():
+            raise validation("a tag value is printable text of at most 256 characters")
         out[key] = value
     return out
 
