@@ -10,8 +10,10 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shutil
 import signal
 import stat
+import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -36,6 +38,7 @@ from tests.support.serve import (
 from tests.support.testcloud import ACCESS_KEY, SECRET_KEY, TestCloud
 
 AK_ENV, SK_ENV = "E2E_EC2_ACCESS_KEY", "E2E_EC2_SECRET_KEY"
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 AMI = "ami-12345678"
 
 
@@ -297,3 +300,42 @@ def test_user_commands(tmp_path: Path):
 def test_serve_refuses_a_bad_listen_address_in_one_line(tmp_path: Path, listen: str):
     res = Cli(tmp_path / "home")("serve", "--listen", listen, expect=2, timeout=60)
     assert len(res.err.strip().splitlines()) == 1 and "Traceback" not in res.err
+
+
+def test_the_aws_cli_drives_it(served):
+    """The README's AWS CLI lines, as written (the system's `aws`, from install-system-deps)."""
+    server, alice, _, clouds, (user, _) = served
+    aws = shutil.which("aws", path=SYSTEM_PATH)
+    assert aws, "the AWS CLI is missing: run scripts/install-system-deps.sh"
+    home = server.cli.home.parent / "aws"
+    home.mkdir()
+    env = {"PATH": SYSTEM_PATH, "HOME": str(home), "AWS_ACCESS_KEY_ID": user["access_key"],
+           "AWS_SECRET_ACCESS_KEY": user["secret_key"], "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_PAGER": "", "AWS_EC2_METADATA_DISABLED": "true",
+           "AWS_CONFIG_FILE": str(home / "config"),
+           "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials")}
+
+    def run(*args: str, expect: int = 0, **extra: str) -> str:
+        res = subprocess.run([aws, "autoscaling", *args, "--endpoint-url", server.url,
+                              "--output", "json"], capture_output=True, text=True,
+                             env={**env, **extra}, timeout=120)
+        assert res.returncode == expect, res.stderr
+        return res.stdout if expect == 0 else res.stderr
+
+    run("create-launch-configuration", "--launch-configuration-name", "web@a",
+        "--image-id", AMI, "--instance-type", "m1.small", "--user-data", "#!/bin/sh\necho hi\n")
+    described = json.loads(run("describe-launch-configurations"))["LaunchConfigurations"]
+    assert [lc["LaunchConfigurationName"] for lc in described] == ["web@a"]
+    run("create-auto-scaling-group", "--auto-scaling-group-name", "web",
+        "--launch-configuration-name", "web@a", "--min-size", "1", "--max-size", "5",
+        "--desired-capacity", "3")
+    wait_for(lambda: len(in_service(alice, "web")) == 3, why="3 in service")
+    shown = json.loads(run("describe-auto-scaling-groups", "--auto-scaling-group-names", "web"))
+    assert len(shown["AutoScalingGroups"][0]["Instances"]) == 3
+    run("set-desired-capacity", "--auto-scaling-group-name", "web", "--desired-capacity", "1")
+    wait_for(lambda: len(clouds["a"].live_instances("alice.web")) == 1, why="1 left")
+    run("delete-auto-scaling-group", "--auto-scaling-group-name", "web", "--force-delete")
+    wait_for(lambda: group(alice, "web") is None, why="group gone")
+    assert clouds["a"].live_instances("alice.web") == []
+    err = run("describe-auto-scaling-groups", expect=254, AWS_SECRET_ACCESS_KEY="x" * 40)
+    assert "SignatureDoesNotMatch" in err and user["secret_key"] not in err
