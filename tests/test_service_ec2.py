@@ -315,27 +315,27 @@ def test_the_aws_cli_drives_it(served):
            "AWS_CONFIG_FILE": str(home / "config"),
            "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials")}
 
-    def run(*args: str, expect: int = 0, **extra: str) -> str:
+    def asg(*args: str, expect: int = 0, **extra: str) -> str:
         res = subprocess.run([aws, "autoscaling", *args, "--endpoint-url", server.url,
                               "--output", "json"], capture_output=True, text=True,
                              env={**env, **extra}, timeout=120)
         assert res.returncode == expect, res.stderr
         return res.stdout if expect == 0 else res.stderr
 
-    run("create-launch-configuration", "--launch-configuration-name", "web@a",
+    asg("create-launch-configuration", "--launch-configuration-name", "web@a",
         "--image-id", AMI, "--instance-type", "m1.small", "--user-data", "#!/bin/sh\necho hi\n")
-    described = json.loads(run("describe-launch-configurations"))["LaunchConfigurations"]
+    described = json.loads(asg("describe-launch-configurations"))["LaunchConfigurations"]
     assert [lc["LaunchConfigurationName"] for lc in described] == ["web@a"]
-    run("create-auto-scaling-group", "--auto-scaling-group-name", "web",
+    asg("create-auto-scaling-group", "--auto-scaling-group-name", "web",
         "--launch-configuration-name", "web@a", "--min-size", "1", "--max-size", "5",
         "--desired-capacity", "3")
     wait_for(lambda: len(in_service(alice, "web")) == 3, why="3 in service")
-    shown = json.loads(run("describe-auto-scaling-groups", "--auto-scaling-group-names", "web"))
+    shown = json.loads(asg("describe-auto-scaling-groups", "--auto-scaling-group-names", "web"))
     assert len(shown["AutoScalingGroups"][0]["Instances"]) == 3
-    run("set-desired-capacity", "--auto-scaling-group-name", "web", "--desired-capacity", "1")
+    asg("set-desired-capacity", "--auto-scaling-group-name", "web", "--desired-capacity", "1")
     wait_for(lambda: len(clouds["a"].live_instances("alice.web")) == 1, why="1 left")
-    run("delete-auto-scaling-group", "--auto-scaling-group-name", "web", "--force-delete")
+    asg("delete-auto-scaling-group", "--auto-scaling-group-name", "web", "--force-delete")
     wait_for(lambda: group(alice, "web") is None, why="group gone")
     assert clouds["a"].live_instances("alice.web") == []
-    err = run("describe-auto-scaling-groups", expect=254, AWS_SECRET_ACCESS_KEY="x" * 40)
+    err = asg("describe-auto-scaling-groups", expect=254, AWS_SECRET_ACCESS_KEY="x" * 40)
     assert "SignatureDoesNotMatch" in err and user["secret_key"] not in err
