@@ -5,7 +5,8 @@ Each instance is an unprivileged LXC container (user namespace) under `$CLOUDINI
 base image, its writes on its own size-capped disk (cloud option `disk`,
 disk.py), a static address leased from `hostnet` on the project's bridge,
 apt through the bridge's apt proxy, /dev/fuse, and a sidecar JSON holding its
-tags. Making one is create.py. Containers of one run share an /etc/hosts listing all of them.
+tags (create.py makes one). Containers of one run share an /etc/hosts
+listing all of them.
 """
 
 from __future__ import annotations
