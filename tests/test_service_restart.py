@@ -68,3 +68,36 @@ def test_stop_mid_replacement_then_restart_resumes_without_duplicates(tmp_path: 
             assert "resume" in events  # the unanswered launch, re-issued with its own token
     finally:
         again.stop()
+
+
+@pytest.mark.slow
+def test_sigkill_during_delete_then_restart_finishes_the_deletion(tmp_path: Path, ec2_cloud):
+    cloud = ec2_cloud("k")
+    cli = Cli(tmp_path / "home", env={AK_ENV: ACCESS_KEY, SK_ENV: SECRET_KEY})
+    write_catalog(cli.home, k=cloud)
+    alice = add_user(cli, "alice")
+    server = Serve(cli).start()
+    try:
+        client = server.client(alice)
+        client.create_launch_configuration(LaunchConfigurationName="lc@k", ImageId=AMI,
+                                           InstanceType="m1.small")
+        client.create_auto_scaling_group(AutoScalingGroupName="d", LaunchConfigurationName="lc@k",
+                                         MinSize=2, MaxSize=2)
+        wait_for(lambda: len(in_service(client, "d")) == 2, why="2 in service")
+        terminations = cloud.calls("TerminateInstances")
+        cloud.slow("TerminateInstances", delay=8)
+        client.delete_auto_scaling_group(AutoScalingGroupName="d", ForceDelete=True)
+        wait_for(lambda: cloud.calls("TerminateInstances") > terminations, timeout=60,
+                 why="the deletion's TerminateInstances call")
+        assert server.stop(signal.SIGKILL) == -signal.SIGKILL
+    finally:
+        server.stop(signal.SIGKILL)
+    again = Serve(cli).start()
+    try:
+        client = again.client(alice)
+        wait_for(lambda: client.describe_auto_scaling_groups()["AutoScalingGroups"] == [],
+                 why="the deletion finished after the restart")
+        assert cloud.live_instances("alice.d") == []
+        assert cli("status", "alice.d", "--json", expect=None).json()["status"] == "terminated"
+    finally:
+        again.stop()

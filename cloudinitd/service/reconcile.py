@@ -4,7 +4,9 @@
 group (today: `maintain.repair`, which resumes a dead process's unanswered
 launches with their own client tokens, adopts or removes strays, terminates
 dead instances and launches their replacements in overflow order); the
-per-run watcher can take its place here. `Reconciler` runs it for every
+per-run watcher can take its place here (note: a group's run starts as
+`booting`, which the watcher leaves to `repair`, so the first pass stays a
+repair). `Reconciler` runs it for every
 group each interval, never twice at once for one group, in a few daemon
 threads, so a slow cloud does not hold up the other groups.
 """
