@@ -23,11 +23,12 @@ from cloudinitd.errors import CloudinitdError, PlanErrors, one_line
 
 # Every command: the module that defines it (in its COMMANDS) and its short help.
 # `cloudinitd --help` lists them from here and a command's module is imported only
-# when that command runs: importing them all (paramiko, networkx, jsonschema,
+# when that command runs: importing them all (paramiko, jsonschema, starlette,
 # jinja2, rich) was most of the start-up. tests/test_cli_lazy.py keeps this table
 # equal to the modules' COMMANDS and help texts.
 _PLAN, _RUN, _RECORD = "plan_commands", "run_commands", "record_commands"
 _USE, _IMAGE, _IMPORT = "use_commands", "image_commands", "import_commands"
+_SERVE = "serve_commands"
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "boot": (_PLAN, "Launch and configure PLAN; prints the run name."),
     "clean": (_RECORD, "Remove leftovers: with RUN, terminate whatever of it still lives"
@@ -47,6 +48,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "repair": (_RUN, "Re-launch / re-boot what is unhealthy, then re-configure dependents whose"
                " inputs changed."),
     "scale": (_RUN, "Change SERVICE's instance count in RUN (overflow policy applies)."),
+    "serve": (_SERVE, "Serve the AWS Auto Scaling Query API (as Nimbus Phantom did) and keep"
+              " every group at its desired capacity."),
+    "user": (_SERVE, "Access keys for `cloudinitd serve` ($CLOUDINITD_HOME/users.json, mode"
+             " 0600)."),
     "schema": (_USE, "The JSON Schema of a plan file (for editors, e.g. yaml-language-server)."),
     "ssh": (_USE, "Log in to an instance of RUN (or run `-- COMMAND` there) with the system"
             " ssh."),
