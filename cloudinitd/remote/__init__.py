@@ -13,6 +13,7 @@ from cloudinitd.remote import local as _local
 from cloudinitd.remote import steps as _steps
 from cloudinitd.remote.hostkeys import fingerprint, known_hosts_name
 from cloudinitd.remote.local import LocalTarget
+from cloudinitd.remote.script import interpreter, parse_export
 from cloudinitd.remote.session import (
     Session,
     SshTarget,
@@ -24,7 +25,6 @@ from cloudinitd.remote.session import (
     session_for,
 )
 from cloudinitd.remote.session import wait_for_ssh as _wait_for_ssh
-from cloudinitd.remote.steps import interpreter, parse_export
 
 
 # A `local: true` service's target is a LocalTarget: its steps run here (remote/local.py).

@@ -26,9 +26,6 @@ backs it up in case the host stops answering.
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import io
 import shlex
 import time
 from collections.abc import Sequence
@@ -37,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudinitd.errors import RemoteError
-from cloudinitd.plan.bundles import BundleError, walk_bundle
+from cloudinitd.remote import upload
 from cloudinitd.remote.script import (
     KILL_AFTER,
     MAX_EXPORT,
@@ -50,7 +47,6 @@ from cloudinitd.remote.script import (
     interpreter,
     is_shell,
     oneshot_command,
-    parse_export,
     parse_trailer,
     step_env,
     with_env_source,
@@ -64,8 +60,8 @@ from cloudinitd.remote.session import (
     forget_session,
     session_for,
 )
+from cloudinitd.remote.upload import REMOTE_ROOT
 
-REMOTE_ROOT = ".cloudinitd-remote"
 # After the script exits, how long to keep reading output that a background
 # process it started may still hold open before giving up on it.
 EXIT_GRACE = 1.0
@@ -88,58 +84,6 @@ class _Outcome:
 def remote_run_dir(run: str, target: SshTarget) -> str:
     """The run's folder name under ~/.cloudinitd-remote on a host (`RUN` or `RUN.SCOPE`)."""
     return f"{run}.{target.scope}" if target.scope else run
-
-
-def _private_dir(sess: Session, run: str, service: str, index: int) -> str:
-    """Absolute path of the step directory, created 0700 level by level if missing.
-
-    `run` is the folder name (remote_run_dir), not always the bare run name.
-    """
-    sftp = sess.sftp()
-    leaf = f"{sess.home.rstrip('/')}/{REMOTE_ROOT}/{run}/{service}-{index}"
-    try:
-        if (sftp.stat(leaf).st_mode or 0) & 0o040000:
-            return leaf  # the usual case after the first step: one round trip
-    except FileNotFoundError:
-        pass
-    path = sess.home.rstrip("/")
-    for part in (REMOTE_ROOT, run, f"{service}-{index}"):
-        path = f"{path}/{part}"
-        try:
-            sftp.mkdir(path, 0o700)
-        except OSError:
-            # Already there (or a real problem, which stat reports).
-            st = sftp.stat(path)
-            if not (st.st_mode or 0) & 0o040000:
-                raise NotADirectoryError(errno.ENOTDIR, f"{path} is not a directory") from None
-    return path
-
-
-def _upload(sess: Session, path: str, text: str) -> None:
-    sftp = sess.sftp()
-    sftp.putfo(io.BytesIO(text.encode()), path, confirm=False)
-    sftp.chmod(path, 0o600)
-
-
-def _upload_files(sess: Session, workdir: str, files: Sequence[Path], service: str,
-                  step: str) -> None:
-    """A step's `files:` into its private folder, beside the script (owner-only modes)."""
-    if not files:
-        return
-    sftp = sess.sftp()
-    try:
-        for entry in files:
-            # Walked again here: a symlink planted after load is refused too.
-            for path, rel, is_dir in walk_bundle(Path(entry)):
-                remote = f"{workdir}/{rel}"
-                if is_dir:
-                    with contextlib.suppress(OSError):  # there from an earlier step
-                        sftp.mkdir(remote, 0o700)
-                    continue
-                sftp.put(str(path), remote, confirm=False)
-                sftp.chmod(remote, (path.stat().st_mode & 0o700) | 0o600)
-    except (BundleError, OSError) as e:
-        raise RemoteError(service, step, f"uploading files: {e}") from None
 
 
 def _exec(sess: Session, command: str, log: StepLog, limit: float,
@@ -239,7 +183,7 @@ def _attempt(
         workdir = (f"{sess.home.rstrip('/')}/{REMOTE_ROOT}/{remote_run_dir(run, target)}"
                    f"/{service}-{index}")
     else:
-        workdir = _private_dir(sess, remote_run_dir(run, target), service, index)
+        workdir = upload.private_dir(sess, remote_run_dir(run, target), service, index)
     script_path = f"{workdir}/{step}.script"
     env_path = f"{workdir}/{step}.env"
     try:
@@ -256,9 +200,9 @@ def _attempt(
         command = oneshot_command(workdir, step, len(env_bytes), command, sudo)
     else:
         # The env file first: a shell script sources it on its first line.
-        _upload(sess, env_path, env_text)
-        _upload(sess, script_path, body)
-        _upload_files(sess, workdir, files, service, step)
+        upload.upload(sess, env_path, env_text)
+        upload.upload(sess, script_path, body)
+        upload.upload_files(sess, workdir, files, service, step)
     log.header(header)
     start = time.monotonic()
     status, local_deadline, err = _exec(sess, command, log, timeout + KILL_AFTER + 10, stdin)
@@ -299,29 +243,6 @@ def _kill_leftover(target: SshTarget, service: str, workdir: str) -> None:
         pass
 
 
-def _read_export(
-    sess: Session, target: SshTarget, workdir: str, service: str, step: str
-) -> dict[str, Any]:
-    path = f"{workdir}/export"
-    where = f"{target.label}:{path}"
-    try:
-        with sess.sftp().open(path, "rb") as f:
-            raw = f.read(MAX_EXPORT + 1)
-    except FileNotFoundError:
-        return {}
-    except PermissionError:
-        # Written by root through sudo under a umask of 077: read it the same way.
-        status, out, err = sess.stream(f"sudo -n cat {shlex.quote(path)}", timeout=30)
-        if status != 0:
-            raise RemoteError(
-                service, step, f"cannot read export file {where}: {err.strip()}"
-            ) from None
-        raw = out.encode()
-    if len(raw) > MAX_EXPORT:
-        raise RemoteError(service, step, f"export file {where} is larger than {MAX_EXPORT} bytes")
-    return _parse_export_bytes(raw, where, service, step)
-
-
 def _export_from_trailer(export: tuple[str, bytes], target: SshTarget, workdir: str,
                          service: str, step: str) -> dict[str, Any]:
     """The export file as the one-shot trailer brought it back (see oneshot_command)."""
@@ -333,16 +254,7 @@ def _export_from_trailer(export: tuple[str, bytes], target: SshTarget, workdir: 
         raise RemoteError(service, step, f"cannot read export file {where}")
     if int(state) > MAX_EXPORT:
         raise RemoteError(service, step, f"export file {where} is larger than {MAX_EXPORT} bytes")
-    return _parse_export_bytes(raw, where, service, step)
-
-
-def _parse_export_bytes(raw: bytes, where: str, service: str, step: str) -> dict[str, Any]:
-    try:
-        return parse_export(raw.decode("utf-8"), where)
-    except UnicodeDecodeError:
-        raise RemoteError(service, step, f"malformed export file {where}: not UTF-8") from None
-    except ValueError as e:
-        raise RemoteError(service, step, str(e)) from None
+    return upload.parse_export_bytes(raw, where, service, step)
 
 
 def _failure(o: _Outcome, timeout: float) -> str:
@@ -418,7 +330,7 @@ def run_step(
     try:
         if outcome.export is not None:
             return _export_from_trailer(outcome.export, target, workdir, service, step)
-        return _read_export(sess, target, workdir, service, step)
+        return upload.read_export(sess, target, workdir, service, step)
     except (*TRANSIENT, CommandTimedOut) as e:
         forget_session(target)
         raise RemoteError(
