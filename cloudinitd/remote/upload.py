@@ -56,7 +56,7 @@ def upload(sess: Session, path: str, text: str) -> None:
 
 
 def upload_files(sess: Session, workdir: str, files: Sequence[Path], service: str,
-                  step: str) -> None:
+                 step: str) -> None:
     """A step's `files:` into its private folder, beside the script (owner-only modes)."""
     if not files:
         return
