@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from cloudinitd.providers import imagecache
 from tests.support.cli import Cli, write_plan
 from tests.support.lxc import ssh
 
@@ -171,6 +170,7 @@ def test_stage_a_rootfs_tarball_then_delete_it(cli: Cli, tmp_path: Path, monkeyp
     ([*ROOTFS, ("etc/../../out", "f", "x")], "leaves the root"),
     ([*ROOTFS, ("etc/x/owned", "f", "x")], "below the symlink"),
     ([*ROOTFS, ("etc/hard", "h", "../../etc/shadow")], "leaves the root"),
+    ([*ROOTFS, ("etc/hard", "h", "etc/x/.bashrc")], "hard link through a symlink"),
     ([(".", "d", ""), ("etc", "d", "")], "not a root filesystem"),
 ])
 def test_unsafe_tarballs_are_refused_before_unpacking(cli: Cli, tmp_path: Path, members, why):
@@ -196,3 +196,49 @@ def test_a_cache_someone_else_can_write_is_refused(cli: Cli, tmp_path: Path):
     res = cli("image", "list", "--cloud", "local", expect=1)
     assert "refusing to use it" in res.err
     shutil.rmtree(cache)
+
+
+@pytest.mark.lxc
+@pytest.mark.slow
+def test_image_test_stages_boots_checks_and_discards_a_tarball(local_cli: Cli, tmp_path: Path):
+    from cloudinitd.providers.local import image
+
+    # The built-in base's own tarball is a root filesystem any local cloud boots.
+    tarball = image.tarball_path(image.image_spec("debian-12"))
+    assert tarball.is_file(), "build the base image first: cloudinitd image build"
+    name = f"it{secrets.token_hex(3)}"
+    check = tmp_path / "check.sh"
+    check.write_text("test -s /etc/cloudinitd/image && grep -q debian-12 /etc/cloudinitd/image\n")
+    try:
+        res = local_cli("image", "test", tarball, "--cloud", "local", "--name", name,
+                        "--check", check, "--discard", "--json")
+        result = res.json()
+        assert result["check"] == "passed" and result["kept"] is False
+        assert result["undone"] == ["run", "stage"]
+        assert result["address"].startswith(local_cli.net.subnet.rsplit(".", 2)[0])
+        assert not (SAVED / f"{name}-id100000").exists()
+        containers = local_cli.home / "local" / "containers"
+        assert [p for p in containers.iterdir() if p.is_dir()] == []  # the instance is gone
+    finally:
+        _drop(local_cli, name)
+
+
+@pytest.mark.lxc
+@pytest.mark.slow
+def test_save_with_stop_shuts_the_container_down_then_terminates_it(local_cli: Cli,
+                                                                   tmp_path: Path):
+    cli = local_cli
+    name = f"st{secrets.token_hex(3)}"
+    try:
+        cli("boot", _plan(tmp_path / "orig", "orig"), "--name", "orig")
+        key = cli.home / "runs" / "orig" / "id_ed25519"
+        assert ssh(_address(cli, "orig"), key, "echo kept > /root/kept").returncode == 0
+        saved = cli("image", "save", "orig", "web/0", name, "--stop", "--json")
+        assert "shutting" in saved.err and "froze" not in saved.err
+        assert saved.json()["stopped"] is True
+        containers = cli.home / "local" / "containers"
+        assert [p for p in containers.iterdir() if p.is_dir()] == []
+        root = SAVED / f"{name}-id100000" / "rootfs"
+        assert (root / "root/kept").read_text() == "kept\n"
+    finally:
+        _drop(cli, name)

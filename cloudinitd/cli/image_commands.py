@@ -154,9 +154,8 @@ def list_images(env: Env, cloud_name: str | None, as_json: bool) -> None:
         return
     click.echo(f"{'CLOUD':<12} {'NAME':<28} {'ID':<22} {'STATE':<10} {'SIZE':>10}  CREATED")
     for r in rows:
-        state = r["state"] or "-"
         click.echo(f"{r['cloud']:<12} {r['name'] or '-':<28} {r['image_id']:<22} "
-                   f"{state if len(state) <= 10 else state.split()[0]:<10} "
+                   f"{r['state'] or '-':<10} "
                    f"{_size(r['size']):>10}  {r['created'] or '-'}")
 
 

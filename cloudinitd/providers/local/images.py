@@ -93,7 +93,7 @@ class LocalImageHooks:
             built = tarball.exists()
             rows.append({
                 "name": name, "image_id": name,
-                "state": "available" if built else "not built (built on first use)",
+                "state": "available" if built else "unbuilt",  # built on first use
                 "size": tarball.stat().st_size if built else None,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                          time.gmtime(tarball.stat().st_mtime)) if built else None,

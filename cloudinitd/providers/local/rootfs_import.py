@@ -95,8 +95,11 @@ def scan(path: Path, fmt: str, sent: Callable[[int], None]) -> dict[str, Any]:
                 if below:
                     raise UsageError(f"archive member {member.name[:200]!r} is below the "
                                      f"symlink {below[0]} of the archive; refused")
-                if member.islnk():
-                    _clean(member.linkname)
+                if member.islnk():  # link(2) would follow a symlink on the target's way
+                    target = _clean(member.linkname)
+                    if target is None or any(p in links for p in (target, *target.parents)):
+                        raise UsageError(f"archive member {member.name[:200]!r} is a hard "
+                                         "link through a symlink of the archive; refused")
                 if member.issym():
                     links.add(rel)
                 if member.uid >= image.ID_COUNT or member.gid >= image.ID_COUNT:

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from cloudinitd.errors import ProviderError
 from cloudinitd.providers import guestfs, imagecache
@@ -91,14 +92,21 @@ def copy_tree(source: Path, target: Path, estimate: int, limit: int, say: Say) -
     (ProviderError) past `limit` bytes.
     """
     target.mkdir(mode=0o700, exist_ok=True)
+    # Files, not pipes, for the complaints: a full pipe nobody reads would stall tar.
+    with tempfile.TemporaryFile() as read_log, tempfile.TemporaryFile() as write_log:
+        return _copy(source, target, estimate, limit, say, read_log, write_log)
+
+
+def _copy(source: Path, target: Path, estimate: int, limit: int, say: Say, read_log: IO[bytes],
+          write_log: IO[bytes]) -> int:
     reader = subprocess.Popen(
         ["tar", "-C", str(source), "--numeric-owner", *TAR_XATTRS, "--one-file-system",
          "--sparse", "-cf", "-", "."],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=read_log,
     )
     writer = subprocess.Popen(
         ["tar", "-C", str(target), "--numeric-owner", *TAR_XATTRS, "-xpf", "-"],
-        stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.PIPE, stderr=write_log,
     )
     assert reader.stdout is not None and writer.stdin is not None
     done, shown = 0, 0
@@ -113,11 +121,13 @@ def copy_tree(source: Path, target: Path, estimate: int, limit: int, say: Say) -
                 shown = quarter
                 say(f"copied {done >> 20} MiB of about {estimate >> 20} MiB")
         writer.stdin.close()
-        read_err = reader.stderr.read().decode(errors="replace") if reader.stderr else ""
-        write_err = writer.stderr.read().decode(errors="replace") if writer.stderr else ""
         if reader.wait() != 0 or writer.wait() != 0:
+            complaints = b""
+            for log in (read_log, write_log):
+                log.seek(0)
+                complaints += log.read()[-400:]
             raise ProviderError(f"copying the root filesystem failed: "
-                                f"{(read_err or write_err).strip()[-400:]}")
+                                f"{complaints.decode(errors='replace').strip()[-400:]}")
     finally:
         for proc in (reader, writer):
             if proc.poll() is None:

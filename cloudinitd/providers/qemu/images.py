@@ -76,7 +76,7 @@ class QemuImageHooks:
         for name in sorted(image_mod.IMAGE_NAMES):
             rows.append({
                 "name": name, "image_id": name,
-                "state": "available" if built else "not built (built on first use)",
+                "state": "available" if built else "unbuilt",  # built on first use
                 "size": base.disk.stat().st_size if built else None,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                          time.gmtime(base.disk.stat().st_mtime)) if built else None,
