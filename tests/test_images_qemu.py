@@ -48,7 +48,8 @@ def test_save_a_vm_disk_and_boot_a_vm_from_it(qemu_net, tmp_path: Path):
         assert made.returncode == 0, made.stderr
 
         saved = cli("image", "save", "orig", "web", name, "--json", timeout=900)
-        for said in ("flushed the guest's writes", "paused", "resumed"):
+        for said in ("flushed the guest's writes", "paused", "resumed",
+                     "removed the instance's authorised keys"):
             assert said in saved.err, saved.err
         saved = saved.json()
         assert saved["cloud"] == "qemu" and saved["image"]["format"] == "qcow2"
@@ -70,6 +71,8 @@ def test_save_a_vm_disk_and_boot_a_vm_from_it(qemu_net, tmp_path: Path):
         copy_key = cli.home / "runs" / "copy" / "id_ed25519"
         got = ssh(_address(cli, "copy"), copy_key, "cat /root/marker; hostname")
         assert got.stdout.split() == [marker, "web-0"], got.stderr
+        # The first run's key does not open the copy (cloud-init only adds keys).
+        assert ssh(_address(cli, "copy"), key, "true").returncode != 0
         busy = cli("image", "delete", name, "--cloud", "qemu", expect=2)
         assert "running VMs" in busy.err
         cli("terminate", "copy", timeout=600)

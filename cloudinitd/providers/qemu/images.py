@@ -15,7 +15,6 @@ from typing import Any
 from cloudinitd.errors import ProviderError, UsageError
 from cloudinitd.providers import imagecache
 from cloudinitd.providers.base import SaveRequest
-from cloudinitd.providers.local.image import check_private
 from cloudinitd.providers.qemu import image as image_mod
 from cloudinitd.providers.qemu import snapshot, vm
 
@@ -58,7 +57,7 @@ class QemuImageHooks:
         base = image_mod.BaseImage(folder / "disk.qcow2", folder / "vmlinuz",
                                    folder / "initrd.img")
         for path in (base.disk, base.kernel, base.initrd):
-            check_private(path)
+            imagecache.check_private(path)
         if not base.exists():
             raise ProviderError(f"qemu image {name!r} ({folder}) is incomplete; delete it")
         return base

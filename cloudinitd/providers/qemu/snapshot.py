@@ -3,8 +3,10 @@
 `image save`: the VM is paused through QMP (`stop` also flushes QEMU's block
 layer, so the overlay file is whole on this machine), or powered down with
 `--stop`; `qemu-img convert` then reads the overlay with its backing chain
-into one standalone qcow2, and the VM continues. The kernel and initrd the
-VM booted (QEMU boots them directly) are copied beside the new disk.
+into one standalone (sparse raw) disk, and the VM continues. The instance's
+authorised keys and machine id are taken out of that disk offline
+(`forget_identity`), and it is packed as the image's qcow2. The kernel and
+initrd the VM booted (QEMU boots them directly) are copied beside it.
 
 `image stage`: a raw or qcow2 file, its format told by its first bytes and
 passed to qemu-img explicitly (a raw file is never probed); refused with a
@@ -28,9 +30,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from cloudinitd.errors import ProviderError, UsageError
 from cloudinitd.providers import imagecache
-from cloudinitd.providers.local.image import check_private
 from cloudinitd.providers.qemu import vm
 
 Say = Callable[[str], None]
@@ -70,10 +73,14 @@ def info(path: Path, fmt: str | None = None, shared: bool = False) -> dict[str, 
     return json.loads(proc.stdout)
 
 
+def _quiet(_: str) -> None:
+    pass
+
+
 def convert(source: Path, fmt: str, target: Path, say: Say, shared: bool = False,
-            sent: Callable[[float], None] | None = None) -> None:
-    """qemu-img convert to a standalone qcow2, saying how far it got every quarter."""
-    cmd = ["qemu-img", "convert", "-p", "-f", fmt, "-O", "qcow2"]
+            sent: Callable[[float], None] | None = None, to: str = "qcow2") -> None:
+    """qemu-img convert to a standalone image, saying how far it got every quarter."""
+    cmd = ["qemu-img", "convert", "-p", "-f", fmt, "-O", to]
     if shared:
         cmd.append("-U")
     proc = subprocess.Popen([*cmd, str(source), str(target)], stdout=subprocess.PIPE,
@@ -129,7 +136,7 @@ def boot_files(overlay: Path, cache: Path) -> tuple[Path, Path]:
         raise ProviderError(f"{overlay}: its base image ({backing or 'none'}) is not a "
                             f"cached image with a kernel beside it")
     for path in (base_dir, kernel, initrd):
-        check_private(path)
+        imagecache.check_private(path)
     return kernel, initrd
 
 
@@ -146,14 +153,68 @@ def save(files: vm.VmFiles, name: str, cache: Path, *, source: str, stop: bool,
                              f"saving {files.dir.name}")
     started = time.monotonic()
     with imagecache.making(cache, "qemu", name, name) as work:
+        raw = work / "disk.raw"  # sparse; edited, then packed as the image's qcow2
         with held_still(files, stop, say):
-            convert(files.overlay, "qcow2", work / "disk.qcow2", say, shared=True)
+            convert(files.overlay, "qcow2", raw, say, shared=True, to="raw")
+        forget_identity(raw, _ssh_user(files), say)
+        convert(raw, "raw", work / "disk.qcow2", _quiet)
+        raw.unlink()
         shutil.copy2(kernel, work / "vmlinuz")
         shutil.copy2(initrd, work / "initrd.img")
         record = _record(work, name, "qcow2", source)
     say(f"saved {files.dir.name} as qemu image {name} in {time.monotonic() - started:.0f} s")
     return {**imagecache.row(record, kind_dir / name),
             "seconds": round(time.monotonic() - started, 1)}
+
+
+def _ssh_user(files: vm.VmFiles) -> str | None:
+    """The plan's ssh_user of the VM, from its NoCloud seed (seed.py writes it)."""
+    try:
+        data = yaml.safe_load((files.dir / "seed" / "user-data").read_text())
+        return str(data["users"][0]["name"]) if data.get("users") else None
+    except (OSError, ValueError, yaml.YAMLError, KeyError, IndexError, TypeError):
+        return None
+
+
+def forget_identity(raw: Path, ssh_user: str | None, say: Say) -> None:
+    """Take the VM's authorised keys and machine id out of its saved disk (ext4, offline).
+
+    cloud-init adds a new instance's keys to an authorized_keys it finds, so
+    the source run's key would still open instances of the image. The file
+    system is edited by debugfs inside the disk file, after e2fsck has
+    replayed its journal (the VM was paused, not shut down): nothing on this
+    machine is reached through the guest's paths. Host keys need nothing:
+    cloud-init deletes them on a new instance (seed.py: ssh_deletekeys).
+    """
+    fsck = subprocess.run(["e2fsck", "-p", str(raw)], capture_output=True, text=True)
+    if fsck.returncode >= 4:
+        raise ProviderError(f"e2fsck of the saved disk: {fsck.stdout.strip()[-300:]}")
+    names = ["/root/.ssh/authorized_keys"]
+    home = _home_of(raw, ssh_user) if ssh_user and ssh_user != "root" else None
+    if home:
+        names.append(f"{home}/.ssh/authorized_keys")
+    with tempfile.TemporaryDirectory(prefix="cid-debugfs-") as tmp:
+        empty = Path(tmp) / "empty"
+        empty.write_bytes(b"")
+        script = Path(tmp) / "script"
+        script.write_text("".join(f"rm {n}\n" for n in names)
+                          + f"rm /etc/machine-id\nwrite {empty} /etc/machine-id\n"
+                          "sif /etc/machine-id mode 0100444\n")
+        proc = subprocess.run(["debugfs", "-w", "-f", str(script), str(raw)],
+                              capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ProviderError(f"debugfs on the saved disk: {proc.stderr.strip()[-300:]}")
+    say("removed the instance's authorised keys and machine id from the image")
+
+
+def _home_of(raw: Path, user: str) -> str | None:
+    proc = subprocess.run(["debugfs", "-R", "cat /etc/passwd", str(raw)], capture_output=True,
+                          text=True)
+    for line in proc.stdout.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 6 and fields[0] == user and re.fullmatch(r"/[\w./-]+", fields[5]):
+            return fields[5]
+    return None
 
 
 def _record(work: Path, name: str, fmt: str, source: str) -> dict[str, Any]:
