@@ -72,9 +72,10 @@ class QemuImageHooks:
         rows = [imagecache.row(meta, folder) for folder, meta in imagecache.images(self.cache, KIND)]
         base = image_mod.base_image(self.cache, DEFAULT_IMAGE)
         built = base.exists()
-        for name in sorted(image_mod.IMAGE_NAMES):
+        aliases = sorted(set(image_mod.IMAGE_NAMES) - {DEFAULT_IMAGE})
+        for name in [DEFAULT_IMAGE]:  # one base; the other names are aliases of it
             rows.append({
-                "name": name, "image_id": name,
+                "name": name, "image_id": name, "aliases": aliases,
                 "state": "available" if built else "unbuilt",  # built on first use
                 "size": base.disk.stat().st_size if built else None,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
