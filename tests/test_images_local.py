@@ -242,3 +242,23 @@ def test_save_with_stop_shuts_the_container_down_then_terminates_it(local_cli: C
         assert (root / "root/kept").read_text() == "kept\n"
     finally:
         _drop(cli, name)
+
+
+def test_what_is_unpacked_is_what_was_checked(tmp_path: Path):
+    """The file is swapped for another while it is checked: the checked bytes are unpacked."""
+    from cloudinitd.providers.local import rootfs_import
+
+    tarball = _tarball(tmp_path / "fs.tar.gz", ROOTFS)
+    swapped = _tarball(tmp_path / "other.tar.gz", [*ROOTFS, ("etc/planted", "f", "x")])
+    swaps = []
+
+    def sent(_n: int) -> None:  # called while the archive is being read for the check
+        if not swaps:
+            swaps.append(os.replace(swapped, tarball))
+
+    cache = tmp_path / "cache"
+    rootfs_import.import_tarball(tarball, "swap", cache, sent, lambda _line: None)
+    root = cache / "saved" / "local" / "swap-id100000" / "rootfs"
+    assert swaps and (root / "etc/hostname").exists()
+    assert not (root / "etc/planted").exists()
+    assert not list((cache / "saved" / "local" / "swap-id100000").glob("source*"))

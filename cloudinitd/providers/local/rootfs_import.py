@@ -74,8 +74,13 @@ def _clean(name: str) -> PurePosixPath | None:
     return PurePosixPath(*parts) if parts else None
 
 
-def scan(path: Path, fmt: str, sent: Callable[[int], None]) -> dict[str, Any]:
-    """Read the whole archive once and refuse anything unsafe or unbounded."""
+def scan(path: Path, fmt: str, sent: Callable[[int], None],
+         label: Path | None = None) -> dict[str, Any]:
+    """Read the whole archive once and refuse anything unsafe or unbounded.
+
+    `label` is the name shown in errors (the user's file, when `path` is its copy).
+    """
+    shown = label or path
     links: set[PurePosixPath] = set()
     seen: set[str] = set()
     members = unpacked = 0
@@ -86,7 +91,7 @@ def scan(path: Path, fmt: str, sent: Callable[[int], None]) -> dict[str, Any]:
                 members += 1
                 unpacked += max(member.size, 0)
                 if members > MAX_MEMBERS or unpacked > MAX_UNPACKED:
-                    raise UsageError(f"{path}: more than {MAX_MEMBERS} files or "
+                    raise UsageError(f"{shown}: more than {MAX_MEMBERS} files or "
                                      f"{MAX_UNPACKED >> 30} GiB unpacked; refused")
                 rel = _clean(member.name)
                 if rel is None:
@@ -108,11 +113,22 @@ def scan(path: Path, fmt: str, sent: Callable[[int], None]) -> dict[str, Any]:
                                      f"id map (0..{image.ID_COUNT - 1})")
                 seen.add(str(rel))
     except tarfile.TarError as exc:
-        raise UsageError(f"{path}: not a readable tar archive ({exc})") from None
+        raise UsageError(f"{shown}: not a readable tar archive ({exc})") from None
     if "etc" not in seen or not any(i in seen for i in INITS):
-        raise UsageError(f"{path}: not a root filesystem (no /etc or no init: "
+        raise UsageError(f"{shown}: not a root filesystem (no /etc or no init: "
                          f"{', '.join('/' + i for i in INITS)})")
     return {"members": members, "unpacked": unpacked}
+
+
+def _copy_bounded(path: Path, copy: Path) -> None:
+    """Copy the user's file into the private work folder, at most MAX_FILE bytes."""
+    with path.open("rb") as src, copy.open("xb") as dst:
+        left = MAX_FILE
+        while chunk := src.read(1 << 20):
+            left -= len(chunk)
+            if left < 0:
+                raise UsageError(f"{path}: grew past {MAX_FILE >> 30} GiB while being read")
+            dst.write(chunk)
 
 
 def import_tarball(path: Path, name: str, cache: Path, sent: Callable[[int], None],
@@ -126,18 +142,24 @@ def import_tarball(path: Path, name: str, cache: Path, sent: Callable[[int], Non
                          f"{MAX_FILE >> 30} GiB")
     fmt = tar_format(path)
     started = time.monotonic()
-    facts = scan(path, fmt, sent)
-    kind_dir = imagecache.kind_dir(cache, "local", create=True)
-    imagecache.require_space(kind_dir, facts["unpacked"], f"staging {path.name}")
-    say(f"checked {facts['members']} files ({facts['unpacked'] >> 20} MiB unpacked); unpacking")
     final = f"{name}-id{image.ID_BASE}"
     with imagecache.making(cache, "local", name, final) as work:
+        # Check and unpack one private copy: the user's file could be replaced
+        # between the check and the unpack, and what is unpacked must be what was checked.
+        source = work / "source.tar"
+        _copy_bounded(path, source)
+        facts = scan(source, fmt, sent, label=path)
+        imagecache.require_space(work.parent, facts["unpacked"], f"staging {path.name}")
+        say(f"checked {facts['members']} files ({facts['unpacked'] >> 20} MiB unpacked); "
+            "unpacking")
         root = work / "rootfs"
         root.mkdir(mode=0o755)
         proc = subprocess.run(
-            ["tar", "-C", str(root), "--numeric-owner", *snapshot.TAR_XATTRS, "-xpf", str(path)],
+            ["tar", "-C", str(root), "--numeric-owner", *snapshot.TAR_XATTRS, "-xpf",
+             str(source)],
             capture_output=True, text=True,
         )
+        source.unlink()
         if proc.returncode != 0:
             raise ProviderError(f"unpacking {path} failed: {proc.stderr.strip()[-400:]}")
         say("shifting owners into the containers' id map")
@@ -149,5 +171,6 @@ def import_tarball(path: Path, name: str, cache: Path, sent: Callable[[int], Non
             "source": f"staged {path.name}", "idmap": f"{image.ID_BASE}:{image.ID_COUNT}",
         }
         imagecache.write_meta(work, record)
+    kind_dir = imagecache.kind_dir(cache, "local")
     return {**imagecache.row(record, kind_dir / final), "file_size": size,
             "seconds": round(time.monotonic() - started, 1)}
