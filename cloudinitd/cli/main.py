@@ -38,7 +38,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "exec": (_USE, "Run `-- COMMAND` on every instance of RUN (or of --service) in parallel."),
     "graph": (_PLAN, "The dependency graph of PLAN and its boot levels."),
     "history": (_RECORD, "Every instance RUN ever launched, and its events."),
-    "image": (_IMAGE, "Images: local/qemu base images (build) and your images on ec2 clouds."),
+    "image": (_IMAGE, "Images: list, save, stage, delete and test them on ec2, local and qemu"
+              " clouds."),
     "import": (_IMPORT, "Convert an original cloudinit.d launch plan (TOP.conf) into a plan"
                " directory."),
     "list": (_RECORD, "Every recorded run with its status and live instance count."),
