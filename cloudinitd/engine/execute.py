@@ -60,7 +60,7 @@ class GroupResult:
 
 
 class _LineWriter:
-    """A sink for a command's output that hands on whole lines as they arrive."""
+    """A file-like sink for invoke that hands on whole lines as they arrive."""
 
     def __init__(self, label: str, stream: str, on_line: OnLine):
         self.label, self.stream, self.on_line = label, stream, on_line
@@ -94,8 +94,9 @@ def _run_one(inst: Instance, command: str, timeout: float | None,
     err = _LineWriter(inst.label, "stderr", on_line)
     try:
         sess = session_for(inst.target, inst.service)
-        result.exit, result.stdout, result.stderr = sess.stream(
-            command, on_out=out.write, on_err=err.write, timeout=timeout)
+        done = sess.conn.run(command, warn=True, hide=False, in_stream=False, pty=False,
+                             out_stream=out, err_stream=err, timeout=timeout)
+        result.exit, result.stdout, result.stderr = done.exited, done.stdout, done.stderr
     except RemoteError as exc:
         result.error = str(exc)
     except TRANSIENT as exc:

@@ -1,4 +1,4 @@
-"""SSH connections to instances: one paramiko client per (thread, target).
+"""SSH connections to instances: one Fabric Connection per (thread, target).
 
 paramiko transports survive concurrent channels but an SFTP client does not,
 and the engine drives instances from a ThreadPoolExecutor; so each thread
@@ -16,13 +16,13 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import paramiko
 import paramiko.agent
+from fabric import Config, Connection
+from invoke.exceptions import CommandTimedOut
 
 from cloudinitd.errors import RemoteError
 from cloudinitd.remote import hostkeys
@@ -70,8 +70,9 @@ class SshTarget:
         return f"{self.user}@{self.address}:{self.port}"
 
 
-class CommandTimedOut(TimeoutError):
-    """A command ran past its timeout (kept by this name: callers catch it beside TRANSIENT)."""
+def _fabric_config() -> Config:
+    # lazy + an explicit empty SSHConfig: load no user/system fabric or ssh config files.
+    return Config(lazy=True, ssh_config=paramiko.SSHConfig())
 
 
 def _load_pins(client: paramiko.SSHClient, known: Path, name: str) -> None:
@@ -90,25 +91,43 @@ def _load_pins(client: paramiko.SSHClient, known: Path, name: str) -> None:
 
 
 class Session:
-    """An open SSH connection to one target (paramiko; no Fabric: its import and
-    per-command threads cost more than the few helpers steps need)."""
+    """An open Fabric Connection to one target, with the few helpers steps need.
+
+    Steps open their own channels on the connection's transport (one exec channel
+    per step, see steps.py); `conn.run` (Invoke's runner) serves `exec`, where
+    streaming output to the terminal is what it does best.
+    """
 
     def __init__(self, target: SshTarget):
         self.target = target
         self._home: str | None = None
         self.hostname: str | None = None  # what `hostname` answered at the probe
         self.probed = False  # a command has run on this connection: the login works
-        self._sftp: paramiko.SFTPClient | None = None
-        # A client that knows only this run's pins: never ~/.ssh/known_hosts, ssh
-        # config, an agent or the user's default keys.
-        self.client = paramiko.SSHClient()
+        self.conn = Connection(
+            host=target.address,
+            user=target.user,
+            port=target.port,
+            config=_fabric_config(),
+            forward_agent=target.forward_agent,
+            connect_kwargs={
+                "key_filename": str(target.key_path),
+                "look_for_keys": False,
+                "allow_agent": False,
+                "banner_timeout": 15,
+                "auth_timeout": 15,
+            },
+        )
+        # Fabric's own client trusts any host key (AutoAddPolicy) and loads
+        # ~/.ssh/known_hosts; swap it for one that knows only this run's pins.
+        client = paramiko.SSHClient()
         known = Path(target.known_hosts)
-        _load_pins(self.client, known, known_hosts_name(target.address, target.port))
-        self.client.set_missing_host_key_policy(TofuPolicy(known, target.label))
+        _load_pins(client, known, known_hosts_name(target.address, target.port))
+        client.set_missing_host_key_policy(TofuPolicy(known, target.label))
+        self.conn.client = client
 
     @property
     def transport(self) -> paramiko.Transport:
-        transport = self.client.get_transport()
+        transport = self.conn.transport
         if transport is None:
             raise paramiko.SSHException("not connected")
         return transport
@@ -123,12 +142,9 @@ class Session:
     def open(self, service: str, connect_timeout: float = 10.0) -> None:
         """Connect; a changed host key becomes a RemoteError, other failures propagate."""
         name = known_hosts_name(self.target.address, self.target.port)
+        self.conn.connect_timeout = max(1, int(round(connect_timeout)))
         try:
-            self.client.connect(
-                self.target.address, port=self.target.port, username=self.target.user,
-                key_filename=str(self.target.key_path), look_for_keys=False,
-                allow_agent=False, timeout=max(1, int(round(connect_timeout))),
-                banner_timeout=15, auth_timeout=15)
+            self.conn.open()
         except HostKeyChanged as e:
             self.close()
             raise RemoteError(service, "ssh", str(e)) from None
@@ -152,13 +168,13 @@ class Session:
 
     @property
     def alive(self) -> bool:
-        t = self.client.get_transport()
+        t = self.conn.transport
         return t is not None and t.is_active()
 
     def close(self) -> None:
         # Closing a half-open connection must never mask the real error.
         with contextlib.suppress(Exception):
-            self.client.close()
+            self.conn.close()
 
     def run(self, command: str, timeout: float | None = 60) -> tuple[int, str]:
         """Run a short helper command; return (exit status, combined output).
@@ -166,51 +182,24 @@ class Session:
         One channel, read here (not Invoke's runner, which starts three threads
         per command). Past `timeout` seconds: TimeoutError (a TRANSIENT error).
         """
-        status, out, _ = self.stream(command, timeout=timeout, combine=True)
-        return status, out
-
-    def stream(self, command: str, on_out: Callable[[str], Any] | None = None,
-               on_err: Callable[[str], Any] | None = None, timeout: float | None = None,
-               combine: bool = False) -> tuple[int, str, str]:
-        """Run `command`, handing decoded output to `on_out` / `on_err` as it arrives;
-        (exit status, stdout, stderr). Past `timeout` seconds: CommandTimedOut."""
         chan = self.channel()
-        out, err = bytearray(), bytearray()
         try:
-            chan.set_combine_stderr(combine)
-            chan.settimeout(0.1)
+            chan.set_combine_stderr(True)
+            chan.settimeout(timeout)
             chan.exec_command(command)
             chan.shutdown_write()
             deadline = None if timeout is None else time.monotonic() + timeout
-            eof = False
-            while not eof or not chan.status_event.is_set():
-                while chan.recv_stderr_ready():
-                    data = chan.recv_stderr(65536)
-                    err += data
-                    if on_err:
-                        on_err(data.decode(errors="replace"))
-                if not eof:
-                    try:
-                        data = chan.recv(65536)
-                    except TimeoutError:
-                        data = None
-                    if data:
-                        out += data
-                        if on_out:
-                            on_out(data.decode(errors="replace"))
-                    elif data == b"":
-                        eof = True
-                else:
-                    chan.status_event.wait(0.1)
+            out = bytearray()
+            while True:
+                data = chan.recv(65536)  # socket.timeout (a TimeoutError) past `timeout`
+                if not data:
+                    break
+                out += data
                 if deadline is not None and time.monotonic() > deadline:
-                    raise CommandTimedOut(f"command still running after {timeout:g}s")
-            while chan.recv_stderr_ready():
-                data = chan.recv_stderr(65536)
-                err += data
-                if on_err:
-                    on_err(data.decode(errors="replace"))
-            return (chan.exit_status, out.decode(errors="replace"),
-                    err.decode(errors="replace"))
+                    raise TimeoutError(f"command still running after {timeout:g}s")
+            if not chan.status_event.wait(timeout):
+                raise TimeoutError(f"no exit status after {timeout:g}s")
+            return chan.exit_status, out.decode(errors="replace")
         finally:
             chan.close()
 
@@ -225,9 +214,7 @@ class Session:
         self.probed = True
 
     def sftp(self) -> paramiko.SFTPClient:
-        if self._sftp is None:
-            self._sftp = self.client.open_sftp()
-        return self._sftp
+        return self.conn.sftp()  # Fabric opens it once per connection
 
     @property
     def home(self) -> str:

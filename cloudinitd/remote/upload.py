@@ -88,12 +88,14 @@ def read_export(
         return {}
     except PermissionError:
         # Written by root through sudo under a umask of 077: read it the same way.
-        status, out, err = sess.stream(f"sudo -n cat {shlex.quote(path)}", timeout=30)
-        if status != 0:
+        res = sess.conn.run(
+            f"sudo -n cat {shlex.quote(path)}", hide=True, warn=True, in_stream=False, timeout=30
+        )
+        if res.exited != 0:
             raise RemoteError(
-                service, step, f"cannot read export file {where}: {err.strip()}"
+                service, step, f"cannot read export file {where}: {res.stderr.strip()}"
             ) from None
-        raw = out.encode()
+        raw = res.stdout.encode()
     if len(raw) > MAX_EXPORT:
         raise RemoteError(service, step, f"export file {where} is larger than {MAX_EXPORT} bytes")
     return parse_export_bytes(raw, where, service, step)
