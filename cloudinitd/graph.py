@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import networkx as nx
 from jinja2 import TemplateSyntaxError, nodes
 
-from cloudinitd import digraph as dg
 from cloudinitd.errors import PlanError, PlanErrors
 from cloudinitd.paths import display_path
 from cloudinitd.plan.model import BUILTIN_ATTRIBUTES, SERVICE_ATTRIBUTES, Plan, Pos, ServiceSpec
@@ -341,14 +341,14 @@ def _after_errors(plan: Plan) -> Iterator[PlanError]:
                 )
 
 
-def _shortest_cycle(sub: dg.DiGraph, order: dict[str, int]) -> list[str]:
+def _shortest_cycle(sub: nx.DiGraph, order: dict[str, int]) -> list[str]:
     """A shortest cycle of a strongly connected graph, as [a, b, ..., a].
 
     One breadth-first search per service; ties go to the service written first.
     """
     best: list[str] | None = None
     for start in sorted(sub, key=order.__getitem__):
-        paths = dg.single_source_shortest_path(sub, start)
+        paths = nx.single_source_shortest_path(sub, start)
         for back in sorted(sub.predecessors(start), key=order.__getitem__):
             if back in paths:
                 cycle = [*paths[back], start]
@@ -358,12 +358,12 @@ def _shortest_cycle(sub: dg.DiGraph, order: dict[str, int]) -> list[str]:
     return best
 
 
-def _cycle_errors(plan: Plan, graph: dg.DiGraph) -> list[PlanError]:
+def _cycle_errors(plan: Plan, graph: nx.DiGraph) -> list[PlanError]:
     order = {name: i for i, name in enumerate(plan.services)}
-    needs = graph.reverse()  # edge a -> b: a needs b
+    needs = graph.reverse(copy=False)  # edge a -> b: a needs b
     errors = []
     for scc in sorted(
-        dg.strongly_connected_components(needs), key=lambda c: min(order[n] for n in c)
+        nx.strongly_connected_components(needs), key=lambda c: min(order[n] for n in c)
     ):
         if len(scc) == 1 and not needs.has_edge(next(iter(scc)), next(iter(scc))):
             continue
@@ -379,13 +379,13 @@ def _cycle_errors(plan: Plan, graph: dg.DiGraph) -> list[PlanError]:
     return errors
 
 
-def build_graph(plan: Plan) -> dg.DiGraph:
+def build_graph(plan: Plan) -> nx.DiGraph:
     """Edge dep -> dependent for every `after:` and reference; raise PlanErrors on any problem."""
     refs, errors = _collect(plan)
     errors = [*_after_errors(plan), *errors]
     if errors:
         raise PlanErrors(errors)
-    graph = dg.DiGraph()
+    graph = nx.DiGraph()
     for name, spec in plan.services.items():
         graph.add_node(name, service=spec)
     reasons: dict[tuple[str, str], set[str]] = {}
@@ -407,11 +407,11 @@ def build_graph(plan: Plan) -> dg.DiGraph:
     return graph
 
 
-def boot_levels(graph: dg.DiGraph) -> list[list[str]]:
+def boot_levels(graph: nx.DiGraph) -> list[list[str]]:
     """Services in dependency levels (each level needs only earlier ones), sorted within a level."""
-    return [sorted(level) for level in dg.topological_generations(graph)]
+    return [sorted(level) for level in nx.topological_generations(graph)]
 
 
-def dependencies(graph: dg.DiGraph, service: str) -> list[str]:
+def dependencies(graph: nx.DiGraph, service: str) -> list[str]:
     """The services `service` directly needs."""
     return sorted(graph.predecessors(service))

@@ -13,7 +13,7 @@ import resource
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from cloudinitd import digraph as dg
+import networkx as nx
 
 # Service states during a converge.
 WAITING = "waiting"  # instances launching / not yet launched
@@ -25,7 +25,7 @@ SKIPPED = "skipped"  # a dependency failed
 DONE_STATES = frozenset({READY, FAILED, SKIPPED})
 
 
-def configurable(graph: dg.DiGraph, states: Mapping[str, str]) -> list[str]:
+def configurable(graph: nx.DiGraph, states: Mapping[str, str]) -> list[str]:
     """Services whose instances are up and whose every dependency is ready."""
     return sorted(
         name for name, state in states.items()
@@ -33,14 +33,14 @@ def configurable(graph: dg.DiGraph, states: Mapping[str, str]) -> list[str]:
     )
 
 
-def to_skip(graph: dg.DiGraph, failed: str, states: Mapping[str, str]) -> list[str]:
+def to_skip(graph: nx.DiGraph, failed: str, states: Mapping[str, str]) -> list[str]:
     """Everything downstream of `failed` that has not finished: it cannot run now."""
-    return sorted(d for d in dg.descendants(graph, failed) if states.get(d) not in DONE_STATES)
+    return sorted(d for d in nx.descendants(graph, failed) if states.get(d) not in DONE_STATES)
 
 
-def failed_dependency(graph: dg.DiGraph, service: str, states: Mapping[str, str]) -> str | None:
+def failed_dependency(graph: nx.DiGraph, service: str, states: Mapping[str, str]) -> str | None:
     """The first failed or skipped ancestor of `service`, for messages."""
-    for ancestor in dg.topological_sort(graph.subgraph(dg.ancestors(graph, service))):
+    for ancestor in nx.topological_sort(graph.subgraph(nx.ancestors(graph, service))):
         if states.get(ancestor) == FAILED:
             return ancestor
     return None
@@ -66,12 +66,12 @@ class Estimate:
         return max(self.finish.values(), default=0.0)
 
 
-def critical_path(graph: dg.DiGraph, vm_ready: Mapping[str, float],
+def critical_path(graph: nx.DiGraph, vm_ready: Mapping[str, float],
                   configure: Mapping[str, float]) -> Estimate:
     """finish(s) = max(vm_ready(s), max finish(deps)) + configure(s), along the graph."""
     finish: dict[str, float] = {}
     via: dict[str, str | None] = {}
-    for name in dg.topological_sort(graph):
+    for name in nx.topological_sort(graph):
         start, previous = vm_ready.get(name, 0.0), None
         for dep in graph.predecessors(name):
             if finish[dep] > start:
@@ -86,7 +86,7 @@ def critical_path(graph: dg.DiGraph, vm_ready: Mapping[str, float],
     return Estimate(finish=finish, path=list(reversed(path)))
 
 
-def dry_run_schedule(graph: dg.DiGraph, launching: Mapping[str, int]) -> list[dict]:
+def dry_run_schedule(graph: nx.DiGraph, launching: Mapping[str, int]) -> list[dict]:
     """The order a boot would follow: launches at t=0, then each service after its deps.
 
     `launching` maps each service that creates instances to its count. Each
@@ -95,7 +95,7 @@ def dry_run_schedule(graph: dg.DiGraph, launching: Mapping[str, int]) -> list[di
     """
     steps = [{"step": "launch", "service": name, "count": count}
              for name, count in sorted(launching.items()) if count]
-    for level, names in enumerate(dg.topological_generations(graph)):
+    for level, names in enumerate(nx.topological_generations(graph)):
         for name in sorted(names):
             steps.append({
                 "step": "configure",

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import networkx as nx
 import pytest
 
-from cloudinitd import digraph as dg
 from cloudinitd import schedule as s
 
 
-def diamond() -> dg.DiGraph:
-    g = dg.DiGraph()
+def diamond() -> nx.DiGraph:
+    g = nx.DiGraph()
     g.add_edges_from([("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")])
     return g
 
@@ -54,8 +54,8 @@ def test_dry_run_schedule_launches_first_then_walks_the_graph():
     assert d["after"] == ["b", "c"] and d["level"] == 2
 
 
-def chain(*names: str) -> dg.DiGraph:
-    g = dg.DiGraph()
+def chain(*names: str) -> nx.DiGraph:
+    g = nx.DiGraph()
     g.add_edges_from(zip(names, names[1:], strict=False))
     return g
 
@@ -130,7 +130,7 @@ def test_critical_path_defaults_ties_and_ordering():
     est = s.critical_path(g, vm_ready={}, configure={"a": 1})
     assert est.finish == {"b": 0, "a": 1}
     assert est.total == 1
-    empty = s.critical_path(dg.DiGraph(), {}, {})
+    empty = s.critical_path(nx.DiGraph(), {}, {})
     assert (empty.finish, empty.path, empty.total) == ({}, [], 0.0)
 
 
