@@ -303,11 +303,18 @@ def _terminate_one(env: Env, run: str, quiet: bool, as_json: bool, several: bool
               help="The run to load the plan into.")
 @var_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
+@click.option("--dry-run", is_flag=True,
+              help="Only say what the reload would do (as `cloudinitd diff`); change nothing.")
 @json_option
 @pass_env
 def reload(env: Env, plan: str, run: str, vars_: tuple[str, ...], quiet: bool,
-           as_json: bool) -> None:
+           dry_run: bool, as_json: bool) -> None:
     """Load an edited PLAN into an existing run, then repair it."""
+    if dry_run:
+        from cloudinitd.cli.change_commands import show_diff
+
+        show_diff(env, plan, run, vars_, scripts=False, as_json=as_json)
+        return
     from cloudinitd.cli.import_commands import plan_path
     from cloudinitd.engine.maintain import repair as repair_run
     from cloudinitd.paths import find_plan

@@ -1,0 +1,159 @@
+"""`cloudinitd diff PLAN --name RUN` and `reload --dry-run`: what a reload would do.
+
+Real runs: static services on real OpenSSH servers on 127.0.0.x, and a local
+(LXC) run for counts; the diff must name exactly what changed and launch,
+write or start nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli import Cli, write_plan
+
+DB_BOOT = """
+    echo '{"token": "tok-1"}' > "$CLOUDINITD_EXPORT"
+    """
+WEB_BOOT = """
+    echo "token {{ db.token }} greeting {{ vars.greeting }}" > web.txt
+    """
+
+
+def _store_rows(home: Path) -> list[str]:
+    """Every row of every table of the store (what a write would change)."""
+    db = sqlite3.connect(home / "state.db")
+    try:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'"
+                                           " AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        return [f"{t}: {row}" for t in tables for row in db.execute(f'SELECT * FROM "{t}"')]
+    finally:
+        db.close()
+
+
+def _static_plan(folder: Path, hosts, web_boot: str = WEB_BOOT, db_boot: str = DB_BOOT) -> Path:
+    db, web = hosts
+    text = f"""
+        name: duo
+        vars: {{greeting: hello}}
+        services:
+          db:
+            host: {db.address}
+            ssh_port: {db.port}
+            ssh_key: {db.key_path}
+            boot: db.sh.j2
+            exports: [token]
+          web:
+            host: {web.address}
+            ssh_port: {web.port}
+            ssh_key: {web.key_path}
+            boot: web.sh.j2
+        """
+    return write_plan(folder, text, {"db.sh.j2": db_boot, "web.sh.j2": web_boot})
+
+
+@pytest.fixture
+def duo(tmp_path: Path, cli: Cli, sshd_hosts):
+    hosts = sshd_hosts(2)
+    plan = _static_plan(tmp_path / "plan", hosts)
+    cli("boot", plan, "--name", "duo", "-q")
+    return plan, hosts
+
+
+def test_diff_of_an_unchanged_plan_says_no_changes(cli: Cli, duo):
+    plan, _ = duo
+    before = _store_rows(cli.home)
+    text = cli("diff", plan, "--name", "duo").out
+    assert "no changes" in text and "0 to launch, 0 to terminate, 0 to re-configure" in text
+    data = cli("diff", plan, "--name", "duo", "--json").json()
+    assert data["changes"] is False and data["launches"] == 0
+    assert _store_rows(cli.home) == before
+
+
+def test_diff_names_the_edited_script_and_the_changed_var_only(cli: Cli, duo):
+    plan, hosts = duo
+    _static_plan(plan.parent, hosts, web_boot=WEB_BOOT + "echo more >> web.txt\n")
+    before = _store_rows(cli.home)
+    data = cli("diff", plan, "--name", "duo", "--json").json()
+    web, db = data["services"]["web"], data["services"]["db"]
+    assert [r["why"] for r in web["reconfigure"]] == [["script:boot"]]
+    assert db["state"] == "unchanged" and db["reconfigure"] == []
+    assert data["launches"] == data["terminates"] == 0
+
+    # A new --var value: the var is named, not the script (restored first).
+    _static_plan(plan.parent, hosts)
+    data = cli("diff", plan, "--name", "duo", "--var", "greeting=bye", "--json").json()
+    assert [r["why"] for r in data["services"]["web"]["reconfigure"]] == [["vars.greeting"]]
+    text = cli("reload", plan, "--name", "duo", "--var", "greeting=bye", "--dry-run").out
+    assert "~ re-configure web/0: var greeting" in text and "db" not in text.split("\n", 1)[1]
+    assert _store_rows(cli.home) == before
+
+
+def test_diff_of_a_dependency_marks_readers_as_possible_and_shows_scripts(cli: Cli, duo):
+    plan, hosts = duo
+    _static_plan(plan.parent, hosts, db_boot=DB_BOOT.replace("tok-1", "tok-2"))
+    before = _store_rows(cli.home)
+    out = cli("diff", plan, "--name", "duo", "--scripts").out
+    assert "~ re-configure db/0: boot script text" in out
+    # web reads db.token: known only after db's new boot, so a "may".
+    assert "? may re-configure web/0: db.token if its new boot changes it" in out
+    # The rendered scripts' unified diff: the recorded template's line, then the new one.
+    assert "-echo '{\"token\": \"tok-1\"}'" in out and "+echo '{\"token\": \"tok-2\"}'" in out
+    assert "1 to re-configure" in out
+    assert _store_rows(cli.home) == before
+    # And the reload does what the diff said: db booted again, web re-ran as its token changed.
+    cli("reload", plan, "--name", "duo", "-q")
+    status = cli("status", "duo", "--json").json()
+    assert status["services"]["db"]["instances"][0]["attributes"] == {"token": "tok-2"}
+    assert cli("diff", plan, "--name", "duo", "--json").json()["changes"] is False
+
+
+def test_diff_of_an_unknown_run_exits_2(cli: Cli, tmp_path: Path, duo):
+    plan, _ = duo
+    wrong = cli("diff", plan, "--name", "nope", expect=2)
+    assert "no run named 'nope'" in wrong.err and "duo" in wrong.err
+    assert "Traceback" not in wrong.err
+
+
+@pytest.mark.lxc
+@pytest.mark.slow
+def test_diff_after_editing_a_count_and_a_script_launches_nothing(local_cli: Cli, tmp_path):
+    cli = local_cli
+    boot = "echo one > /root/app.txt\n"
+    plan = write_plan(tmp_path / "plan", """
+        name: grow
+        services:
+          app:
+            count: 1
+            boot: app.sh
+          lb:
+            boot: lb.sh.j2
+        """, {"app.sh": boot, "lb.sh.j2": """
+        {% for a in app.instances %}echo {{ a.address }}{% endfor %} > /root/lb.txt
+        """})
+    cli("boot", plan, "--name", "grow", "-q")
+    containers = sorted(p.name for p in (cli.home / "local" / "containers").iterdir())
+    before = _store_rows(cli.home)
+    write_plan(tmp_path / "plan", plan.read_text().replace("count: 1", "count: 2"),
+               {"app.sh": "echo two > /root/app.txt\n"})
+
+    data = cli("diff", plan, "--name", "grow", "--json").json()
+    app, lb = data["services"]["app"], data["services"]["lb"]
+    assert (app["count_before"], app["count_after"]) == (1, 2)
+    assert app["added"] == {"local": [1]} and app["removed"] == {}
+    assert [(r["index"], r["why"]) for r in app["reconfigure"]] == [(0, ["script:boot"])]
+    # lb loops over app's instances: one more address, so it re-runs, and says why.
+    assert [(r["index"], r["why"]) for r in lb["reconfigure"]] == [
+        (0, ["app.address", "app.instances"])]
+    assert data["launches"] == 1 and data["terminates"] == 0
+    text = cli("reload", plan, "--name", "grow", "--dry-run").out
+    assert "+ launch app/1 on local" in text and "~ re-configure app/0: boot script text" in text
+    # Nothing launched, nothing written.
+    assert sorted(p.name for p in (cli.home / "local" / "containers").iterdir()) == containers
+    assert _store_rows(cli.home) == before
+
+    cli("reload", plan, "--name", "grow", "-q")
+    assert len(cli("status", "grow", "--json").json()["services"]["app"]["instances"]) == 2
+    cli("terminate", "grow", "-q")
