@@ -9,7 +9,7 @@ line where they are written, so a typo fails at load time, not mid-boot.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import networkx as nx
 from jinja2 import TemplateSyntaxError, nodes
@@ -415,3 +415,30 @@ def boot_levels(graph: nx.DiGraph) -> list[list[str]]:
 def dependencies(graph: nx.DiGraph, service: str) -> list[str]:
     """The services `service` directly needs."""
     return sorted(graph.predecessors(service))
+
+
+# Plan-level `outputs:` (issue 15) ------------------------------------------------
+_OUTPUTS = "cid_outputs_"  # a stand-in service: no plan service can be named so
+
+
+def check_outputs(plan: Plan) -> None:
+    """Every output template reads only services, attributes and vars that exist.
+
+    Checked as a script's template is (unknown names, attributes a service does
+    not export, `svc.address` of a service with several instances), at its line.
+    """
+    if not plan.outputs:
+        return
+    first = next(iter(plan.outputs_pos.values()))
+    stand_in = ServiceSpec(name=_OUTPUTS, pos=first, clouds=[])
+    view = replace(plan, services={**plan.services, _OUTPUTS: stand_in})
+    errors: list[PlanError] = []
+    for key, text in plan.outputs.items():
+        at = plan.outputs_pos.get(key, first)
+        scan = _scan_text(view, stand_in, text, at.file, at.line, False)
+        errors += scan.errors
+        if {"self", "home"} & scan.uses:
+            errors.append(PlanError(f"outputs: {key}: an output reads services, vars and"
+                                    " run (not self or home)", at.file, at.line))
+    if errors:
+        raise PlanErrors(errors)

@@ -162,18 +162,21 @@ def boot(env: Env, plan: str, run_name: str | None, vars_: tuple[str, ...],
         from cloudinitd.cli.run_commands import exit_interrupted
 
         exit_interrupted(ctx, exc, as_json)
-    from cloudinitd.cli.run_commands import print_addresses
-    from cloudinitd.engine.access import addresses
+    from cloudinitd.cli.run_commands import print_addresses, print_outputs
+    from cloudinitd.engine.access import addresses, plan_outputs
 
     where = addresses(ctx)
+    values, problems = plan_outputs(ctx)
     if as_json:
         output.emit_json({"run": ctx.run, "ok": result.ok, "seconds": round(result.seconds, 2),
                           "services": {n: s.as_dict() for n, s in result.services.items()},
                           "addresses": {n: [i["address"] for i in items]
-                                        for n, items in where.items()}})
+                                        for n, items in where.items()},
+                          "outputs": values, "output_errors": problems})
     else:
         click.echo(ctx.run)
         print_addresses(where, err=True)  # stdout stays the run name alone, for $(...)
+        print_outputs(values, problems, err=True)
     if not result.ok:
         output.print_failures(result)
         output.info(f"run {ctx.run} failed; fix and `cloudinitd repair {ctx.run}`, or"

@@ -23,6 +23,7 @@ from cloudinitd.cli.common import (
     json_option,
     pass_env,
 )
+from cloudinitd.errors import UsageError
 from cloudinitd.textsafe import for_terminal
 
 
@@ -150,14 +151,29 @@ def exec_(click_ctx: click.Context, env: Env, run: str, services: tuple[str, ...
 @json_option
 @pass_env
 def output_(env: Env, run: str, selector: str | None, raw: bool, as_json: bool) -> None:
-    """Addresses and exported values of RUN's live instances."""
-    from cloudinitd.engine.access import outputs, require_run, select_output
+    """Addresses and exported values of RUN's live instances, and the plan's `outputs:`.
+
+    SELECTOR is a service, SERVICE.ATTR, or the name of one of the plan's outputs.
+    """
+    from cloudinitd.cli.run_commands import print_outputs
+    from cloudinitd.engine.access import outputs, require_run, run_plan_outputs, select_output
 
     require_run(env.store, run)
+    values, problems = run_plan_outputs(env.store, env.home, run)
+    if selector and (selector in values or selector in problems):
+        if selector in problems:
+            raise UsageError(f"output {selector}: {problems[selector]}")
+        if as_json:
+            output.emit_json(values[selector])
+        else:
+            shown = for_terminal if sys.stdout.isatty() and not raw else str
+            click.echo(shown(values[selector]))
+        return
     data = outputs(env.store, env.home, run)
     chosen = select_output(data, run, selector)
     if as_json:
-        output.emit_json(chosen)
+        output.emit_json(chosen if selector else {"services": chosen, "outputs": values,
+                                                  "output_errors": problems})
         return
     shown = for_terminal if sys.stdout.isatty() else str
     if isinstance(chosen, dict):  # the whole run
@@ -178,6 +194,8 @@ def output_(env: Env, run: str, selector: str | None, raw: bool, as_json: bool) 
                                         "instance_id", "cloud"))
         click.echo(f"{name}/{item['index']:<3} {item['address'] or '-':<16}"
                    f" {item['hostname'] or '-':<20} {exports}".rstrip())
+    if not selector and not raw:
+        print_outputs(values, problems)
 
 
 @click.command()
