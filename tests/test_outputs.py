@@ -49,7 +49,7 @@ def test_outputs_end_boot_and_status_and_are_read_by_output(tmp_path, cli: Cli, 
     assert "token tok-9" in booted.err
 
     status = cli("status", "outs")
-    assert status.out.rstrip().endswith(f"token tok-9")
+    assert status.out.rstrip().endswith("token tok-9")
     assert f"  url   {url}" in status.out
     assert cli("status", "outs", "--json").json()["outputs"] == {"url": url, "token": "tok-9"}
 
