@@ -130,23 +130,30 @@ def graph(env: Env, plan: str, fmt: str, out: str | None, vars_: tuple[str, ...]
 @max_instances_option
 @click.option("--dry-run", is_flag=True, help="Render every script and print the schedule;"
               " launch nothing.")
+@click.option("--show-values", is_flag=True,
+              help="With --dry-run: render with realistic sample values (a port 8080, a URL,"
+                   " a secret with a quote in it) instead of <svc.attr> placeholders.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
 @json_option
 @pass_env
 def boot(env: Env, plan: str, run_name: str | None, vars_: tuple[str, ...],
-         max_instances: int | None, dry_run: bool, quiet: bool, as_json: bool) -> None:
+         max_instances: int | None, dry_run: bool, show_values: bool, quiet: bool,
+         as_json: bool) -> None:
     """Launch and configure PLAN; prints the run name."""
     from cloudinitd.engine.boot import boot as boot_run
     from cloudinitd.engine.boot import dry_run as render_dry_run
     from cloudinitd.engine.boot import start_run
     from cloudinitd.engine.converge import Interrupted
 
+    if show_values and not dry_run:
+        raise UsageError("--show-values goes with --dry-run (it renders; it launches nothing)")
     loaded, overrides = load(env, plan, vars_, max_instances)
     if dry_run:
         from cloudinitd.sandbox import SESSION_SECONDS, render_session
 
         with render_session(SESSION_SECONDS):
-            report = render_dry_run(loaded, run_name or f"{loaded.name}-dry-run")
+            report = render_dry_run(loaded, run_name or f"{loaded.name}-dry-run",
+                                    show_values=show_values)
         if as_json:
             output.emit_json(report)
         else:
@@ -194,11 +201,20 @@ def print_dry_run(report: dict) -> None:
         if step["step"] == "configure":
             after = f" once {', '.join(step['after'])} ready" if step["after"] else ""
             click.echo(f"  configure {step['service']} (level {step['level']}){after}")
+    if "sample_values" in report:
+        click.echo("sample values (made up; a real run has its own):")
+        for key, value in report["sample_values"].items():
+            click.echo(f"  {key} = {value}")
     for inst in report["instances"]:
         for script_step, text in inst["scripts"].items():
             click.echo(f"--- {inst['service']}-{inst['index']} {script_step}"
                        f" ({inst['address']}) ---")
             click.echo(text, nl=not text.endswith("\n"))
+    for warning in report.get("warnings", []):
+        click.echo(f"warning: {warning}")
+    click.echo("notes:")
+    for note in report.get("notes", []):
+        click.echo(f"  - {note}")
 
 
 COMMANDS = [validate, graph, boot]
