@@ -66,19 +66,55 @@ def validate(env: Env, plan: str, vars_: tuple[str, ...], max_instances: int | N
                    f" service(s) in {len(levels)} boot level(s)")
 
 
-def graph_dot(graph, levels: list[list[str]], name: str) -> str:
-    lines = [f'digraph "{name}" {{', "  rankdir=LR;"]
-    for level, names in enumerate(levels):
-        lines.append(f"  {{ rank=same; {' '.join(json.dumps(n) for n in names)} }}"
-                     f"  // level {level}")
-    for dep, dependent in sorted(graph.edges):
-        lines.append(f"  {json.dumps(dep)} -> {json.dumps(dependent)};")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+def _recorded_run(env: Env, name: str) -> str | None:
+    """`graph RUN`: NAME is a recorded run when it is not a path to a plan."""
+    from cloudinitd.cli.common import _existing_store
+
+    if Path(name).exists():
+        return None
+    try:
+        store = _existing_store()
+        if store is not None and any(r["name"] == name for r in store.runs()):
+            return name
+    except Exception:  # an unreadable store: treat NAME as a plan, which reports its own error
+        return None
+    return None
+
+
+def _graph_of_run(env: Env, run: str, fmt: str) -> str:
+    """A recorded run's graph (its plan's, with each service's state and instances)."""
+    from cloudinitd.cli.run_commands import status_data
+    from cloudinitd.engine.context import open_run
+    from cloudinitd.graph import boot_levels, build_graph
+    from cloudinitd.plan.picture import run_dot
+
+    ctx = open_run(env.home, env.store, run)
+    g = build_graph(ctx.plan)
+    levels = boot_levels(g)
+    data = status_data(env, run)
+    if fmt == "json":
+        return json.dumps({"run": run, "plan": ctx.plan.name, "status": data["status"],
+                           "levels": levels, "edges": [list(e) for e in sorted(g.edges)],
+                           "services": {n: {"status": s.get("status"), "instances": [
+                               {"index": i["index"], "state": i["state"],
+                                "address": i["address"]} for i in s.get("instances", [])]}
+                               for n, s in data["services"].items()}}, indent=2) + "\n"
+    if fmt == "text":
+        rows = [f"run {run} (plan {ctx.plan.name}): {data['status']}"]
+        for level, names in enumerate(levels):
+            rows.append(f"level {level}:")
+            for name in names:
+                svc = data["services"].get(name, {})
+                where = ", ".join(f"/{i['index']} {i['state']} {i['address'] or '-'}"
+                                  for i in svc.get("instances", []))
+                rows.append(f"  {name}: {svc.get('status', 'not recorded')}"
+                            + (f" ({where})" if where else ""))
+        return "\n".join(rows) + "\n"
+    return run_dot(ctx.plan, g, levels, data)
 
 
 @click.command()
-@click.argument("plan")
+@click.argument("plan", metavar="PLAN|RUN")
 @click.option("--format", "fmt", type=click.Choice(["text", "dot", "json", "svg", "png"]),
               default="text", show_default=True)
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="Write to FILE.")
@@ -88,34 +124,46 @@ def graph_dot(graph, levels: list[list[str]], name: str) -> str:
 @pass_env
 def graph(env: Env, plan: str, fmt: str, out: str | None, vars_: tuple[str, ...],
           max_instances: int | None, as_json: bool) -> None:
-    """The dependency graph of PLAN and its boot levels."""
-    from cloudinitd.graph import boot_levels, build_graph
+    """The dependency graph of PLAN and its boot levels, or of a recorded RUN with each
+    service's state and its instances' addresses.
 
-    loaded, _ = load(env, plan, vars_, max_instances)
-    g = build_graph(loaded)
-    levels = boot_levels(g)
+    The picture (`--format dot|svg|png`) shows counts, clouds, levels and why each edge
+    exists; svg and png need graphviz's `dot`.
+    """
+    from cloudinitd.graph import boot_levels, build_graph
+    from cloudinitd.plan.picture import plan_dot
+
     fmt = "json" if as_json else fmt
-    if fmt == "json":
-        text = json.dumps({"plan": loaded.name, "levels": levels,
-                           "edges": [list(e) for e in sorted(g.edges)]}, indent=2) + "\n"
-    elif fmt == "text":
-        rows = []
-        for level, names in enumerate(levels):
-            parts = []
-            for name in names:
-                deps = sorted(g.predecessors(name))
-                parts.append(f"{name} (after {', '.join(deps)})" if deps else name)
-            rows.append(f"level {level}: {', '.join(parts)}")
-        text = "\n".join(rows) + "\n"
+    run = _recorded_run(env, plan)
+    if run is not None:
+        text = _graph_of_run(env, run, fmt)
     else:
-        text = graph_dot(g, levels, loaded.name)
+        loaded, _ = load(env, plan, vars_, max_instances)
+        g = build_graph(loaded)
+        levels = boot_levels(g)
+        if fmt == "json":
+            text = json.dumps({"plan": loaded.name, "levels": levels,
+                               "edges": [list(e) for e in sorted(g.edges)]}, indent=2) + "\n"
+        elif fmt == "text":
+            rows = []
+            for level, names in enumerate(levels):
+                parts = []
+                for name in names:
+                    deps = sorted(g.predecessors(name))
+                    parts.append(f"{name} (after {', '.join(deps)})" if deps else name)
+                rows.append(f"level {level}: {', '.join(parts)}")
+            text = "\n".join(rows) + "\n"
+        else:
+            text = plan_dot(loaded, g, levels)
     if fmt in ("svg", "png"):
         if not out:
             raise UsageError(f"--format {fmt} needs -o FILE")
         if not shutil.which("dot"):
-            raise UsageError(f"--format {fmt} needs graphviz's `dot` (apt-get install graphviz);"
-                             " --format dot works without it")
-        subprocess.run(["dot", f"-T{fmt}", "-o", out], input=text.encode(), check=True)
+            raise UsageError(f"--format {fmt} needs graphviz's `dot` (apt-get install graphviz,"
+                             " or scripts/install-system-deps.sh); --format dot works without it")
+        # PNG at 144 dpi: the 13 pt labels stay sharp on a laptop screen.
+        extra = ["-Gdpi=144"] if fmt == "png" else []
+        subprocess.run(["dot", f"-T{fmt}", *extra, "-o", out], input=text.encode(), check=True)
         return
     if out:
         Path(out).write_text(text)
