@@ -163,12 +163,14 @@ def list_images(env: Env, cloud_name: str | None, as_json: bool) -> None:
 def save(env: Env, run: str, target: str, name: str, stop: bool, timeout: float,
          as_json: bool) -> None:
     """Save a booted instance of RUN as image NAME, bootable as `image: NAME` on its cloud."""
+    from cloudinitd.engine.access import require_run
     from cloudinitd.engine.context import open_run_without_plan
     from cloudinitd.errors import ProviderError, UsageError
     from cloudinitd.images.naming import check_name
     from cloudinitd.providers.ec2.images import TAG_RUN, TAG_SOURCE, Ec2Images
 
     check_name(name)
+    require_run(env.store, run)  # an unknown run: exit 2 naming the runs there are
     service, _, index_text = target.partition("/")
     rows = env.store.instances(run, service)
     if index_text:
@@ -176,7 +178,8 @@ def save(env: Env, run: str, target: str, name: str, stop: bool, timeout: float,
             raise UsageError(f"{target}: INDEX must be a number")
         rows = [r for r in rows if r["idx"] == int(index_text)]
     if not rows:
-        raise UsageError(f"run {run!r} has no instance {target}")
+        there = ", ".join(f"{r['service']}/{r['idx']}" for r in env.store.instances(run))
+        raise UsageError(f"run {run!r} has no instance {target}; instances: {there or 'none'}")
     if len(rows) > 1:
         raise UsageError(f"run {run!r}: {service} has {len(rows)} instances; name one as "
                          f"{service}/INDEX (indexes {', '.join(str(r['idx']) for r in rows)})")

@@ -131,6 +131,12 @@ def exec_(click_ctx: click.Context, env: Env, run: str, services: tuple[str, ...
 
     result = run_command(targets, command, sudo=sudo, timeout=timeout,
                          on_line=None if as_json else show)
+    # History keeps that a command ran, where and how it ended; never its text,
+    # which may hold a password (`exec -- mysql -psecret`).
+    failed = ", ".join(r.label for r in result.failed)
+    env.store.event(run, "exec", f"a command{' (sudo)' if sudo else ''} on"
+                    f" {len(result.results)} instance(s): "
+                    + (f"{len(result.failed)} failed ({failed})" if failed else "all succeeded"))
     if as_json:
         output.emit_json({"run": run, "ok": result.ok, "instances": result.as_list()})
     for failed in result.failed:
