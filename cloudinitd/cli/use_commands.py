@@ -190,6 +190,7 @@ def output_(env: Env, run: str, selector: str | None, raw: bool, as_json: bool) 
         for value in chosen:
             click.echo(shown(value if isinstance(value, str) else json.dumps(value)))
         return
+    width = max((len(f"{name}/{item['index']}") for name, item in rows), default=0)
     for name, item in rows:
         if raw:
             click.echo(item["address"] or "")
@@ -198,7 +199,7 @@ def output_(env: Env, run: str, selector: str | None, raw: bool, as_json: bool) 
                            for k, v in item.items()
                            if k not in ("index", "address", "private_address", "hostname",
                                         "instance_id", "cloud"))
-        click.echo(f"{name}/{item['index']:<3} {item['address'] or '-':<16}"
+        click.echo(f"{name + '/' + str(item['index']):<{width}} {item['address'] or '-':<16}"
                    f" {item['hostname'] or '-':<20} {exports}".rstrip())
     if not selector and not raw:
         print_outputs(values, problems)
