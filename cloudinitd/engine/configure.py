@@ -57,13 +57,16 @@ def record_inputs(ctx: RunContext, svc: ServiceSpec, index: int, world: World,
     """Keep what this boot was made of (keyed digests) so `diff` can say what changed."""
     from cloudinitd.graph import service_references
 
-    cache = ctx.__dict__  # per command: the plan's references and the run's key, once
-    if "_input_reads" not in cache:
-        cache["_input_reads"] = service_references(ctx.plan)
-        cache["_input_key"] = input_key(ctx.run_dir)
+    # Once per command (the plan's references, the run's key); one assignment, so a
+    # thread never sees half of it.
+    state = ctx.__dict__.get("_input_state")
+    if state is None:
+        state = ctx.__dict__["_input_state"] = (service_references(ctx.plan),
+                                                 input_key(ctx.run_dir))
+    reads, key = state
     argv = step_args(ctx, svc, "boot", index, world).get("args", [])
-    parts = input_parts(svc, cache["_input_reads"].get(svc.name, set()), ctx.plan.vars, world,
-                        script, env, argv, cache["_input_key"])
+    parts = input_parts(svc, reads.get(svc.name, set()), ctx.plan.vars, world, script, env,
+                        argv, key)
     if "boot" in svc.scripts:  # the template text, so `diff --scripts` can show the old side
         parts["source:boot"] = keep_source(ctx.run_dir, svc.scripts["boot"].source)
     ctx.store.set_inputs(ctx.run, svc.name, index, parts)
