@@ -157,3 +157,31 @@ def test_diff_after_editing_a_count_and_a_script_launches_nothing(local_cli: Cli
     cli("reload", plan, "--name", "grow", "-q")
     assert len(cli("status", "grow", "--json").json()["services"]["app"]["instances"]) == 2
     cli("terminate", "grow", "-q")
+
+
+def test_diff_of_a_plan_using_home_starts_no_share(tmp_path: Path, cli: Cli, sshd_hosts):
+    from cloudinitd.homeshare import share_pid, stop_home_share
+
+    host, = sshd_hosts(1)
+    plan = write_plan(tmp_path / "plan", f"""
+        services:
+          box:
+            host: {host.address}
+            ssh_port: {host.port}
+            ssh_key: {host.key_path}
+            boot: box.sh.j2
+        """, {"box.sh.j2": "echo {{ home.host }} {{ home.port }} {{ home.user }} > home.txt\n"})
+    share = tmp_path / "shared"
+    share.mkdir()
+    home_vars = ["--var", "home_listen=127.0.0.1", "--var", f"home_dir={share}"]
+    cli("boot", plan, "--name", "homed", "-q", *home_vars)
+    run_dir = cli.home / "runs" / "homed"
+    assert share_pid(run_dir) is not None
+    assert stop_home_share(run_dir)
+    before = _store_rows(cli.home)
+    data = cli("diff", plan, "--name", "homed", "--json").json()
+    # Rendered with the share as recorded: the same inputs, so nothing to re-configure,
+    # and no sshd was started to find that out.
+    assert data["changes"] is False, data
+    assert share_pid(run_dir) is None
+    assert _store_rows(cli.home) == before
