@@ -23,6 +23,7 @@ from typing import Any
 from cloudinitd.plan.model import ServiceSpec
 
 World = dict[str, list[dict[str, Any]]]
+_SELF_USE = re.compile(r"\bself\s*\.\s*(count|instances)\b")
 _VAR_USE = re.compile(r"\bvars\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*['\"]([A-Za-z_]\w*)['\"]\s*\])")
 
 
@@ -40,12 +41,15 @@ def _digest(key: bytes, value: Any) -> str:
     return hmac.new(key, text, hashlib.sha256).hexdigest()[:32]
 
 
-def vars_used(svc: ServiceSpec) -> set[str]:
-    """Plan vars a service's templates name (`vars.x`, `vars['x']`)."""
+def _texts(svc: ServiceSpec) -> list[str]:
     texts = [s.source for s in svc.scripts.values()]
     texts += [a for s in svc.scripts.values() for a in s.args]
-    texts += [*svc.env.values(), *svc.values.values()]
-    return {a or b for text in texts for a, b in _VAR_USE.findall(text)}
+    return texts + [*svc.env.values(), *svc.values.values()]
+
+
+def vars_used(svc: ServiceSpec) -> set[str]:
+    """Plan vars a service's templates name (`vars.x`, `vars['x']`)."""
+    return {a or b for text in _texts(svc) for a, b in _VAR_USE.findall(text)}
 
 
 def input_parts(svc: ServiceSpec, reads: set[tuple[str, str | None]], plan_vars: dict[str, Any],
@@ -56,7 +60,8 @@ def input_parts(svc: ServiceSpec, reads: set[tuple[str, str | None]], plan_vars:
     `script:STEP` the step's template text (and its args and files), `env.K` a
     rendered env value, `args` the rendered arguments, `SVC.ATTR` what the
     service reads of a dependency (`SVC.address` over its instances, `SVC.instances`
-    which instances there are), `vars.X` a var, `rendered` the boot script as run.
+    which instances there are), `self.instances` its own service's instances (when it
+    reads `self.count` or `self.instances`), `vars.X` a var, `rendered` the boot script.
     """
     parts: dict[str, str] = {}
     for step, spec in svc.scripts.items():
@@ -75,6 +80,10 @@ def input_parts(svc: ServiceSpec, reads: set[tuple[str, str | None]], plan_vars:
             value = [i.get(attr) for i in items]
             label = f"{target}.{attr}"
         parts[label] = _digest(key, value)
+    if any(_SELF_USE.search(text) for text in _texts(svc)):  # its own siblings
+        own = sorted(world.get(svc.name, []), key=lambda i: i.get("index", 0))
+        parts["self.instances"] = _digest(key, [(i.get("index"), i.get("address"))
+                                                for i in own])
     for name in sorted(vars_used(svc)):
         if name in plan_vars:
             parts[f"vars.{name}"] = _digest(key, plan_vars[name])
