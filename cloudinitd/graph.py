@@ -9,7 +9,7 @@ line where they are written, so a typo fails at load time, not mid-boot.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import networkx as nx
 from jinja2 import TemplateSyntaxError, nodes
@@ -256,9 +256,10 @@ class _Scan:
         )
 
 
-def _scan_text(
+def scan_text(
     plan: Plan, spec: ServiceSpec, text: str, file: str, line_offset: int, allow_env: bool
 ) -> _Scan:
+    """References and errors of one template of one service (env values: at the plan line)."""
     scan = _Scan(plan, spec, file, line_offset, allow_env)
     try:
         tree = RAW_ENV.parse(text)
@@ -281,15 +282,15 @@ def _scans(plan: Plan) -> Iterator[_Scan]:
     for spec in plan.services.values():
         for script in spec.scripts.values():
             if is_template(script.path):
-                yield _scan_text(plan, spec, script.source, display_path(script.path), 0, True)
+                yield scan_text(plan, spec, script.source, display_path(script.path), 0, True)
             for arg, pos in zip(script.args, script.args_pos, strict=False):
-                yield _scan_text(plan, spec, arg, pos.file, pos.line, False)
+                yield scan_text(plan, spec, arg, pos.file, pos.line, False)
         for key, value in spec.env.items():
             at = spec.pos_of(f"env.{key}")
-            yield _scan_text(plan, spec, value, at.file, at.line, False)
+            yield scan_text(plan, spec, value, at.file, at.line, False)
         for key, value in spec.values.items():
             at = spec.pos_of(f"values.{key}")
-            yield _scan_text(plan, spec, value, at.file, at.line, False)
+            yield scan_text(plan, spec, value, at.file, at.line, False)
 
 
 def _collect(plan: Plan) -> tuple[list[Reference], list[PlanError]]:
@@ -416,29 +417,3 @@ def dependencies(graph: nx.DiGraph, service: str) -> list[str]:
     """The services `service` directly needs."""
     return sorted(graph.predecessors(service))
 
-
-# Plan-level `outputs:` (issue 15) ------------------------------------------------
-_OUTPUTS = "cid_outputs_"  # a stand-in service: no plan service can be named so
-
-
-def check_outputs(plan: Plan) -> None:
-    """Every output template reads only services, attributes and vars that exist.
-
-    Checked as a script's template is (unknown names, attributes a service does
-    not export, `svc.address` of a service with several instances), at its line.
-    """
-    if not plan.outputs:
-        return
-    first = next(iter(plan.outputs_pos.values()))
-    stand_in = ServiceSpec(name=_OUTPUTS, pos=first, clouds=[])
-    view = replace(plan, services={**plan.services, _OUTPUTS: stand_in})
-    errors: list[PlanError] = []
-    for key, text in plan.outputs.items():
-        at = plan.outputs_pos.get(key, first)
-        scan = _scan_text(view, stand_in, text, at.file, at.line, False)
-        errors += scan.errors
-        if {"self", "home"} & scan.uses:
-            errors.append(PlanError(f"outputs: {key}: an output reads services, vars and"
-                                    " run (not self or home)", at.file, at.line))
-    if errors:
-        raise PlanErrors(errors)

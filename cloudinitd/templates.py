@@ -494,23 +494,3 @@ def placeholder_world(plan: Plan) -> dict[str, list[dict[str, Any]]]:
             world[name][0].update(address=root.host, private_address=root.host)
     return world
 
-
-def render_outputs(plan: Plan, run: str, world: Mapping[str, list[Mapping[str, Any]]]
-                   ) -> tuple[dict[str, str], dict[str, str]]:
-    """The plan's `outputs:` rendered raw against a run's world: (values, errors by name).
-
-    An output that cannot render (a service with no live instance) is an error
-    for that name only; the others are still shown.
-    """
-    context: dict[str, Any] = {svc: ServiceView(svc, list(world.get(svc, [])))
-                               for svc in plan.services}
-    context.update(vars=_Labelled("vars", plan.vars), run=run, environ=_environ())
-    values: dict[str, str] = {}
-    errors: dict[str, str] = {}
-    for key, text in plan.outputs.items():
-        where = str(plan.outputs_pos[key]) if key in plan.outputs_pos else f"outputs.{key}"
-        try:
-            values[key] = _render(str(text), f"<{where}>", False, dict(context), "")
-        except PlanError as exc:
-            errors[key] = f"{where}: {exc.message}"
-    return values, errors

@@ -194,8 +194,8 @@ def addresses(ctx: RunContext) -> dict[str, list[dict[str, Any]]]:
 
 def plan_outputs(ctx: RunContext) -> tuple[dict[str, str], dict[str, str]]:
     """The plan's `outputs:` rendered with the run's live world: (values, errors by name)."""
+    from cloudinitd.plan.outputs import render_outputs
     from cloudinitd.sandbox import SESSION_SECONDS, render_session
-    from cloudinitd.templates import render_outputs
 
     if not ctx.plan.outputs:
         return {}, {}

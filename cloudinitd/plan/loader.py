@@ -15,7 +15,7 @@ from typing import Any
 
 from cloudinitd.cloudspec import validate_cloud
 from cloudinitd.errors import PlanError, PlanErrors
-from cloudinitd.graph import build_graph, check_outputs
+from cloudinitd.graph import build_graph
 from cloudinitd.paths import display_path
 from cloudinitd.plan.bundles import BundleError, check_bundle
 from cloudinitd.plan.durations import parse_duration
@@ -39,6 +39,7 @@ from cloudinitd.plan.model import (
     ScriptSpec,
     ServiceSpec,
 )
+from cloudinitd.plan.outputs import check_outputs
 from cloudinitd.plan.schema import PROVIDER_OPTIONS, did_you_mean, validate_plan_data
 from cloudinitd.plan.scripts import resolve_script
 from cloudinitd.plan.yamlpos import PosDict, PosList, load_yaml
