@@ -121,41 +121,52 @@ def test_diff_of_an_unknown_run_exits_2(cli: Cli, tmp_path: Path, duo):
 @pytest.mark.slow
 def test_diff_after_editing_a_count_and_a_script_launches_nothing(local_cli: Cli, tmp_path):
     cli = local_cli
-    boot = "echo one > /root/app.txt\n"
-    plan = write_plan(tmp_path / "plan", """
+    text = """
         name: grow
+        vars: {n: 1}
         services:
           app:
-            count: 1
+            count: "{{ vars.n }}"
             boot: app.sh
           lb:
             boot: lb.sh.j2
-        """, {"app.sh": boot, "lb.sh.j2": """
-        {% for a in app.instances %}echo {{ a.address }}{% endfor %} > /root/lb.txt
-        """})
+        """
+    lb = "{% for a in app.instances %}echo {{ a.address }}{% endfor %} > /root/lb.txt\n"
+    plan = write_plan(tmp_path / "plan", text, {"app.sh": "echo one > /root/app.txt\n",
+                                                "lb.sh.j2": lb})
     cli("boot", plan, "--name", "grow", "-q")
+    cli("scale", "grow", "app", "3", "-q")
     containers = sorted(p.name for p in (cli.home / "local" / "containers").iterdir())
     before = _store_rows(cli.home)
-    write_plan(tmp_path / "plan", plan.read_text().replace("count: 1", "count: 2"),
-               {"app.sh": "echo two > /root/app.txt\n"})
+    # The edit: the plan's count becomes 2 (below the scale override of 3), a new script.
+    write_plan(tmp_path / "plan", text.replace("n: 1", "n: 2"),
+               {"app.sh": "echo two > /root/app.txt\n", "lb.sh.j2": lb})
 
     data = cli("diff", plan, "--name", "grow", "--json").json()
-    app, lb = data["services"]["app"], data["services"]["lb"]
-    assert (app["count_before"], app["count_after"]) == (1, 2)
-    assert app["added"] == {"local": [1]} and app["removed"] == {}
-    assert [(r["index"], r["why"]) for r in app["reconfigure"]] == [(0, ["script:boot"])]
-    # lb loops over app's instances: one more address, so it re-runs, and says why.
-    assert [(r["index"], r["why"]) for r in lb["reconfigure"]] == [
+    app, lbd = data["services"]["app"], data["services"]["lb"]
+    assert (app["count_before"], app["count_after"]) == (3, 2)
+    assert app["removed"] == {"local": [2]} and app["added"] == {}
+    assert app["dropped_scale_override"] == 3
+    assert [(r["index"], r["why"]) for r in app["reconfigure"]] == [
+        (0, ["script:boot"]), (1, ["script:boot"])]
+    # lb loops over app's instances: one fewer address, so it re-runs, and says why.
+    assert [(r["index"], r["why"]) for r in lbd["reconfigure"]] == [
         (0, ["app.address", "app.instances"])]
-    assert data["launches"] == 1 and data["terminates"] == 0
-    text = cli("reload", plan, "--name", "grow", "--dry-run").out
-    assert "+ launch app/1 on local" in text and "~ re-configure app/0: boot script text" in text
+    assert (data["launches"], data["terminates"]) == (0, 1)
+    text_out = cli("reload", plan, "--name", "grow", "--dry-run").out
+    assert "- terminate app/2 on local" in text_out
+    assert "scale override 3 dropped (the plan's count 2 applies)" in text_out
+    assert "~ re-configure app/0: boot script text" in text_out
+    # A bigger count through --var: one instance to launch, on the plan's cloud.
+    more = cli("diff", plan, "--name", "grow", "--var", "n=4", "--json").json()
+    assert more["services"]["app"]["added"] == {"local": [3]} and more["launches"] == 1
     # Nothing launched, nothing written.
     assert sorted(p.name for p in (cli.home / "local" / "containers").iterdir()) == containers
     assert _store_rows(cli.home) == before
 
     cli("reload", plan, "--name", "grow", "-q")
     assert len(cli("status", "grow", "--json").json()["services"]["app"]["instances"]) == 2
+    assert cli("diff", plan, "--name", "grow", "--json").json()["changes"] is False
     cli("terminate", "grow", "-q")
 
 
