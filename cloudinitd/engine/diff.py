@@ -25,6 +25,7 @@ from cloudinitd.engine.context import free_indexes
 from cloudinitd.engine.inputs import changed_parts, input_parts, kept_source
 from cloudinitd.graph import build_graph, service_references
 from cloudinitd.plan.model import Plan, ServiceSpec
+from cloudinitd.schedule import READY
 from cloudinitd.store import Store
 
 World = dict[str, list[dict[str, Any]]]
@@ -234,8 +235,9 @@ def plan_diff(rec: RecordedRun, plan: Plan, extra: dict[str, Any] | None = None,
             why: list[str] = []
             if not row["configured"]:
                 why = ["never finished configuring"]
-            elif rec.statuses.get(name) not in (None, "ready"):
-                why = [f"service is {rec.statuses[name]}: repair re-runs it"]
+            elif rec.statuses.get(name) != READY:  # as the converge decides
+                why = [f"service is {rec.statuses.get(name, 'not recorded')}:"
+                       " repair re-runs it"]
             elif digest != row["boot_hash"]:
                 full = with_values(render, svc, row["idx"], world)
                 argv = step_args(render, svc, "boot", row["idx"], full).get("args", [])
