@@ -128,7 +128,8 @@ def graph(env: Env, plan: str, fmt: str, out: str | None, vars_: tuple[str, ...]
     service's state and its instances' addresses.
 
     The picture (`--format dot|svg|png`) shows counts, clouds, levels and why each edge
-    exists; svg and png need graphviz's `dot`.
+    exists; svg and png need graphviz's `dot`. A name that is a recorded run (and not a
+    path) means the run: give a path (./plan.yml) for a plan of the same name.
     """
     from cloudinitd.graph import boot_levels, build_graph
     from cloudinitd.plan.picture import plan_dot
