@@ -181,7 +181,8 @@ def test_diff_of_a_plan_using_home_starts_no_share(tmp_path: Path, cli: Cli, ssh
             ssh_port: {host.port}
             ssh_key: {host.key_path}
             boot: box.sh.j2
-        """, {"box.sh.j2": "echo {{ home.host }} {{ home.port }} {{ home.user }} > home.txt\n"})
+        """, {"box.sh.j2": "echo {{ home.host }} {{ home.port }} {{ home.user }} > home.txt\n"
+                           "echo {{ home.key }} > key\n"})
     share = tmp_path / "shared"
     share.mkdir()
     home_vars = ["--var", "home_listen=127.0.0.1", "--var", f"home_dir={share}"]
@@ -196,3 +197,12 @@ def test_diff_of_a_plan_using_home_starts_no_share(tmp_path: Path, cli: Cli, ssh
     assert data["changes"] is False, data
     assert share_pid(run_dir) is None
     assert _store_rows(cli.home) == before
+    # A rendered-script diff shows the change but never the share's private key.
+    write_plan(plan.parent, plan.read_text(), {"box.sh.j2": (
+        "echo {{ home.host }} {{ home.port }} > home.txt\necho {{ home.key }} > key\n")})
+    shown = cli("diff", plan, "--name", "homed", "--scripts")
+    assert "~ re-configure box/0: boot script text" in shown.out
+    assert "-echo" in shown.out and "+echo" in shown.out and "<home.key: not shown>" in shown.out
+    private = (run_dir / "homeshare" / "home_key").read_text().splitlines()[1]
+    assert private not in shown.out + shown.err
+    assert share_pid(run_dir) is None

@@ -195,8 +195,14 @@ def _script_diff(rec: RecordedRun, plan: Plan, render: _Renderer, svc: ServiceSp
     elif source is None:
         old_text = "(no recorded script text for this instance)\n"
     label = f"{svc.name}/{index} boot"
+    new_text = new_script or ""
+    # The home share's private key renders into scripts that mount it: never shown.
+    key = (render.extra or {}).get("home", {}).get("key")
+    if key:
+        old_text, new_text = (t.replace(key, "<home.key: not shown>") for t in (old_text,
+                                                                                 new_text))
     return "".join(difflib.unified_diff(old_text.splitlines(keepends=True),
-                                        (new_script or "").splitlines(keepends=True),
+                                        new_text.splitlines(keepends=True),
                                         f"{label} (as configured)", f"{label} (after reload)"))
 
 
