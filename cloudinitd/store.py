@@ -95,6 +95,15 @@ CREATE TABLE IF NOT EXISTS events (
     kind TEXT NOT NULL,
     message TEXT NOT NULL
 );
+-- What each instance's last boot was made of, as keyed digests (engine/inputs.py):
+-- `diff` names the input that changed. Its own table, so older stores gain it as is.
+CREATE TABLE IF NOT EXISTS inputs (
+    run TEXT NOT NULL,
+    service TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    parts_json TEXT NOT NULL,
+    PRIMARY KEY (run, service, idx)
+);
 CREATE INDEX IF NOT EXISTS instances_run ON instances (run, service, state);
 CREATE INDEX IF NOT EXISTS events_run ON events (run, id);
 """
@@ -404,6 +413,17 @@ class Store:
         for r in self._rows("SELECT * FROM attributes WHERE run = ?", (run,)):
             out.setdefault((r["service"], r["idx"]), {})[r["key"]] = json.loads(r["value_json"])
         return out
+
+    # inputs (engine/inputs.py) -------------------------------------------------
+    def set_inputs(self, run: str, service: str, index: int, parts: dict[str, str]) -> None:
+        self._exec("INSERT INTO inputs (run, service, idx, parts_json) VALUES (?, ?, ?, ?)"
+                   " ON CONFLICT (run, service, idx) DO UPDATE SET"
+                   " parts_json = excluded.parts_json",
+                   (run, service, index, json.dumps(parts, sort_keys=True)))
+
+    def inputs(self, run: str) -> dict[tuple[str, int], dict[str, str]]:
+        return {(r["service"], r["idx"]): json.loads(r["parts_json"])
+                for r in self._rows("SELECT * FROM inputs WHERE run = ?", (run,))}
 
     # events --------------------------------------------------------------
     def event(self, run: str, kind: str, message: str, service: str | None = None,

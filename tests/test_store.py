@@ -93,6 +93,7 @@ def _fill_run(store: Store, run: str, folder) -> None:
                           f"tok-{run}")
     store.set_attributes(run, "web", 0, {"exported": f"value-of-{run}"})
     store.event(run, "boot", f"booting {run}", service="web", index=0)
+    store.set_inputs(run, "web", 0, {"script:boot": f"digest-of-{run}"})
 
 
 def _rows_mentioning(path, text: str) -> dict[str, int]:

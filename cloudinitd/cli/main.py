@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from cloudinitd.cli import (
+    change_commands,
     image_commands,
     import_commands,
     output,
@@ -106,6 +107,9 @@ for module in (plan_commands, run_commands, record_commands, image_commands,
                use_commands, import_commands, serve_commands):
     for command in module.COMMANDS:
         cli.add_command(command)
+# After boot (issue 15): what a reload would change.
+for command in change_commands.COMMANDS:
+    cli.add_command(command)
 
 
 def main() -> None:

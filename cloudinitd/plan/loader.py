@@ -39,6 +39,7 @@ from cloudinitd.plan.model import (
     ScriptSpec,
     ServiceSpec,
 )
+from cloudinitd.plan.outputs import check_outputs
 from cloudinitd.plan.schema import PROVIDER_OPTIONS, did_you_mean, validate_plan_data
 from cloudinitd.plan.scripts import resolve_script
 from cloudinitd.plan.yamlpos import PosDict, PosList, load_yaml
@@ -448,7 +449,7 @@ class _Loader:
                 self.data.key_line("services"),
             )
         self.inherit_host_ssh(specs, services)
-        return Plan(
+        plan = Plan(
             name=self.plan_name(),
             path=self.path.resolve(),
             vars=plan_vars,
@@ -456,6 +457,19 @@ class _Loader:
             services=specs,
             lifetime=lifetime,
         )
+        self.outputs(plan)
+        return plan
+
+    def outputs(self, plan: Plan) -> None:
+        """Plan-level `outputs:`: templates, checked like scripts once the graph is built."""
+        given: PosDict = self.data.get("outputs") or PosDict()
+        for key, value in given.items():
+            line = given.key_line(key)
+            if key in plan.services:
+                self.error(f"outputs: {key!r} is also a service; `output RUN {key}` must"
+                           " mean one of them", line)
+            plan.outputs[key] = str(value).lower() if isinstance(value, bool) else str(value)
+            plan.outputs_pos[key] = self.pos(line)
 
     def inherit_host_ssh(self, specs: dict[str, ServiceSpec], services: PosDict) -> None:
         """A service on another service's machine logs in as that service does."""
@@ -509,4 +523,5 @@ def load_plan(
     if loader.errors:
         raise PlanErrors(sorted(loader.errors, key=lambda e: e.line or 0))
     build_graph(plan)
+    check_outputs(plan)
     return plan

@@ -115,6 +115,9 @@ class Plan:
     clouds: dict[str, CloudSpec]
     services: dict[str, ServiceSpec]
     lifetime: float | None = None
+    # Plan-level `outputs:` (name -> template) and where each was written.
+    outputs: dict[str, str] = field(default_factory=dict)
+    outputs_pos: dict[str, Pos] = field(default_factory=dict)
 
     @property
     def directory(self) -> Path:

@@ -186,6 +186,16 @@ PLAN_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 
+# Plan-level `outputs:` (issue 15): templates rendered with the run's world at the end of
+# `boot` and `status` and by `output RUN` (`url: "http://{{ web.address }}"`).
+PLAN_SCHEMA["properties"]["outputs"] = {
+    "type": "object",
+    "x-expect": "a mapping of names to templates (e.g. url: \"http://{{ web.address }}\")",
+    "propertyNames": {"pattern": IDENTIFIER, "x-expect": _IDENT_WORDS},
+    "additionalProperties": {"type": ["string", "number", "boolean"],
+                             "x-expect": "a string, number or boolean"},
+}
+
 _VALIDATOR = Draft202012Validator(PLAN_SCHEMA)
 
 
