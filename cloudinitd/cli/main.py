@@ -24,6 +24,7 @@ from cloudinitd.cli import (
     record_commands,
     run_commands,
     use_commands,
+    watch_commands,
 )
 from cloudinitd.cli.common import Env
 from cloudinitd.errors import CloudinitdError, PlanErrors, one_line
@@ -102,7 +103,7 @@ def setup_logging(verbose: int) -> None:
 
 
 for module in (plan_commands, run_commands, record_commands, image_commands,
-               use_commands, import_commands):
+               use_commands, import_commands, watch_commands):
     for command in module.COMMANDS:
         cli.add_command(command)
 

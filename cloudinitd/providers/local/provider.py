@@ -26,7 +26,7 @@ from typing import Any
 
 from cloudinitd.errors import ProviderError
 from cloudinitd.plan.model import CloudSpec
-from cloudinitd.providers import hostnet
+from cloudinitd.providers import hostnet, lease
 from cloudinitd.providers.base import (
     ERROR,
     PENDING,
@@ -210,6 +210,7 @@ class LocalProvider(Provider):
                 raise ProviderError("; ".join(failures))
         for index in request.indexes:
             if index in existing:
+                self._keep_lease(request, existing[index])
                 on_launched(index, self._infos([existing[index]])[0])
         if not todo:
             return self._infos([existing[i] for i in request.indexes])
@@ -219,6 +220,7 @@ class LocalProvider(Provider):
             for index in todo:
                 name = self._create(request, index, spec.name, lower)
                 created[index] = name
+                self._keep_lease(request, name)
                 on_launched(index, self._infos([name])[0])
             refresh_hosts(self.lxcpath, request.run)
             failures = boot.start_all(self.lxcpath, list(created.values()))
@@ -327,6 +329,19 @@ class LocalProvider(Provider):
             raise
         return name
 
+    def _keep_lease(self, request: LaunchRequest, name: str) -> None:
+        """With a lease end, a keeper on this machine terminates the container then
+        (lease.py), also when no cloudinitd runs; its pid is kept in the sidecar."""
+        directory = self.lxcpath / name
+        meta = inst.read_sidecar(directory)
+        if request.expires is None or meta is None or meta.get("lease_pid"):
+            return
+        meta["expires"] = request.expires
+        meta["lease_pid"] = lease.start_keeper(
+            self.kind, self.cloud.name, self.cloud.options, Path(self.home), name,
+            request.expires, directory, directory / "lease.log")
+        inst.write_sidecar(directory, meta)
+
     def wait_running(self, instance_ids: Sequence[str], timeout: float) -> list[InstanceInfo]:
         deadline = time.monotonic() + timeout
         waiting = list(instance_ids)
@@ -398,6 +413,9 @@ class LocalProvider(Provider):
             metas[name] = meta
             if meta:
                 runs.add(meta.get("run"))
+
+        for name, meta in metas.items():
+            lease.stop_keeper((meta or {}).get("lease_pid"), name)
 
         def destroy(name: str) -> str | None:
             try:
