@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -18,9 +20,13 @@ if TYPE_CHECKING:
 INTERRUPTED_EXIT = 130
 
 
-def _show(report: WatchReport, as_json: bool) -> None:
+def _show(report: WatchReport, as_json: bool, lines: bool = False) -> None:
+    if as_json and lines:  # looping: one object per line and check (JSON Lines)
+        sys.stdout.write(json.dumps(report.as_dict(), default=str) + "\n")
+        sys.stdout.flush()
+        return
     if as_json:
-        output.emit_json(report.as_dict())  # one object per tick (JSON Lines when looping)
+        output.emit_json(report.as_dict())
         return
     stamp = time.strftime("%H:%M:%S")
     click.echo(f"{stamp} run {report.run}: {report.state}"
@@ -49,7 +55,7 @@ def watch(env: Env, run: str, interval: float, once: bool, as_json: bool) -> Non
     scale services by their `autoscale` sensor, end the run at its `lifetime`.
 
     Runs in the foreground until SIGTERM or Ctrl-C (or the run's lifetime ends); one
-    line per check, or one JSON object per check with --json. A stop during a check
+    line per check, or with --json one JSON object per line and check. A stop during a check
     lets the launches under way answer and be recorded; the next `watch` resumes them.
     """
     from cloudinitd.engine.converge import Interrupted
@@ -79,7 +85,7 @@ def watch(env: Env, run: str, interval: float, once: bool, as_json: bool) -> Non
         if not as_json:
             output.info(f"watching run {run} every {interval:g}s (Ctrl-C or SIGTERM stops)")
         last = watch_loop(env.home, run, interval=interval, stop=stop, ticking=ticking,
-                          store=env.store, on_report=lambda r: _show(r, as_json))
+                          store=env.store, on_report=lambda r: _show(r, as_json, lines=True))
     except (Interrupted, KeyboardInterrupt):
         output.error(f"stopped during a check; `cloudinitd watch {run}` resumes it")
         raise SystemExit(0 if received and received[-1] == signal.SIGTERM
