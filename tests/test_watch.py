@@ -282,3 +282,35 @@ def test_a_second_watcher_on_the_same_run_waits_its_turn(harness):
         assert mine
         assert h.tick().state == "busy"
     assert h.tick().state == "ok"
+
+
+def test_a_run_still_booting_is_left_to_boot_and_an_interrupted_one_is_finished(harness):
+    h = harness()
+    h.cloud().crash("web", 0)
+    h.store.update_run(RUN, status="booting")
+    report = h.tick()
+    assert report.state == "booting" and report.actions == [] and not report.ok
+    h.store.update_run(RUN, status="interrupted")
+    h.tick(2)
+    assert h.store.run(RUN)["status"] == "ready" and set(h.live("web")) == {0, 1}
+
+
+def test_a_run_wants_watching_when_it_preserves_scales_or_has_a_lifetime(tmp_path):
+    from cloudinitd.engine.watch import wants_watch
+
+    folder = tmp_path / "p"
+    folder.mkdir()
+    for name, text in FILES.items():
+        (folder / name).write_text(text)
+
+    def plan(text: str):
+        (folder / "plan.yml").write_text(textwrap.dedent(text))
+        return load_plan(folder / "plan.yml")
+
+    plain = "clouds: {a: {provider: memory}}\nservices:\n  web: {cloud: a}\n"
+    assert not wants_watch(plan(plain))
+    assert wants_watch(plan("preserve: true\n" + plain))
+    assert wants_watch(plan("lifetime: 1h\n" + plain))
+    assert wants_watch(plan(plain.replace("{cloud: a}", "{cloud: a, preserve: true}")))
+    assert wants_watch(plan(plain.replace(
+        "{cloud: a}", "{cloud: a, autoscale: {min: 1, max: 2, sensor: sensor.sh, target: 5}}")))

@@ -64,8 +64,8 @@ def _live(cloud: TestCloud, run: str, service: str = "web") -> list[str]:
     return sorted(out)
 
 
-def _web(cli: Cli, run: str) -> dict[int, str]:
-    rows = cli("status", run, "--json").json()["services"]["web"]["instances"]
+def _web(cli: Cli, run: str, expect: int | None = 0) -> dict[int, str]:
+    rows = cli("status", run, "--json", expect=expect).json()["services"]["web"]["instances"]
     assert len({r["index"] for r in rows}) == len(rows), rows
     return {r["index"]: r["instance_id"] for r in rows}
 
@@ -208,3 +208,33 @@ def test_instances_of_a_run_with_a_lifetime_carry_their_own_lease(tmp_path, ec2_
         assert created["run"] == "w5"
     finally:
         wcli("terminate", "w5", "--json")
+
+
+def test_sigterm_mid_replacement_waits_for_the_launch_then_stops(tmp_path, ec2_cloud, wcli):
+    """SIGTERM while the cloud holds the RunInstances answer: no new launch starts, the
+    one under way is answered and recorded, exit 0; the next check has nothing to
+    resume and finds exactly the planned instances."""
+    cloud = ec2_cloud("a")
+    wcli("boot", plan_for(tmp_path / "p", cloud), "--name", "w6", "--json")
+    watcher = None
+    try:
+        web = _web(wcli, "w6")
+        cloud.client().terminate_instances(InstanceIds=[web[0]])
+        calls = cloud.calls("RunInstances")
+        cloud.slow("RunInstances", delay=3)
+        watcher = Watcher(wcli, "w6", "--interval", "1")
+        watcher.until(lambda: cloud.calls("RunInstances") > calls)
+        watcher.proc.send_signal(signal.SIGTERM)
+        out, err = watcher.proc.communicate(timeout=120)
+        assert watcher.proc.returncode == 0, out + err
+        assert "stopped during a check" in err and "Traceback" not in err, err
+        recorded = _web(wcli, "w6", expect=1)  # the run is `interrupted` until the next check
+        assert sorted(recorded) == [0, 1, 2], "the launch under way was recorded"
+        report = wcli("watch", "w6", "--once", "--json").json()
+        assert report["ok"] and "resume" not in [a["kind"] for a in report["actions"]], report
+        assert _live(cloud, "w6") == sorted(_web(wcli, "w6").values())
+    finally:
+        if watcher:
+            watcher.stop()
+        wcli("terminate", "w6", "--json")
+    assert cloud.live_instances("w6") == []

@@ -46,6 +46,7 @@ from cloudinitd.engine.maintain import (
 from cloudinitd.engine.sensors import read_sensor
 from cloudinitd.engine.terminate import TerminateResult, destroy_instances, terminate_run
 from cloudinitd.errors import CloudinitdError, PlanError, RunNotFound
+from cloudinitd.plan.model import Plan
 from cloudinitd.schedule import READY
 from cloudinitd.store import Store
 
@@ -64,7 +65,7 @@ class Action:
 @dataclass
 class WatchReport:
     """What one tick saw and did. `state`: ok, unhealthy, terminated (before or by this
-    tick), busy (another watcher holds the run)."""
+    tick), busy (another watcher holds the run), booting (left to `boot`)."""
 
     run: str
     state: str = "ok"
@@ -84,6 +85,14 @@ class WatchReport:
         return {"run": self.run, "state": self.state, "ok": self.ok,
                 "actions": [asdict(a) for a in self.actions], "errors": list(self.errors),
                 "readings": self.readings}
+
+
+def wants_watch(plan: Plan) -> bool:
+    """Whether a run of `plan` asks to be kept (`serve` watches those): something to
+    preserve, a sensor to follow, or a lifetime to enforce."""
+    return plan.preserve or plan.lifetime is not None or any(
+        s.launches and (s.preserve or s.autoscale is not None or s.lifetime is not None)
+        for s in plan.services.values())
 
 
 @contextlib.contextmanager
@@ -122,6 +131,9 @@ def watch_tick(home: Path, run_name: str, *, now: float | None = None,
         now = time.time() if now is None else now
         if row["status"] in TERMINATED_RUN_STATES:
             report.state = "terminated"
+            return report
+        if row["status"] == "booting":  # `boot` is at work (or died: `repair` settles it)
+            report.state = "booting"
             return report
         if row["expires"] and row["expires"] <= now:
             _end_run(home, store, run_name, report, progress, remote, "the run's lifetime")
@@ -252,6 +264,8 @@ def _needs_converge(ctx: RunContext, report: WatchReport, health: Health,
            for a in report.actions):
         return True
     if any(i["state"] == "missing" and i["service"] in kept for i in health.instances):
+        return True
+    if ctx.store.run(ctx.run)["status"] == "interrupted":  # a check stopped half-way
         return True
     # A service that does not preserve stays as it is (its failed boot is not re-run
     # every interval); the others are brought back to ready.
