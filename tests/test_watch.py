@@ -314,3 +314,37 @@ def test_a_run_wants_watching_when_it_preserves_scales_or_has_a_lifetime(tmp_pat
     assert wants_watch(plan(plain.replace("{cloud: a}", "{cloud: a, preserve: true}")))
     assert wants_watch(plan(plain.replace(
         "{cloud: a}", "{cloud: a, autoscale: {min: 1, max: 2, sensor: sensor.sh, target: 5}}")))
+
+
+def test_an_autoscaled_service_past_its_lifetime_stays_at_zero(harness):
+    h = harness(plan=AUTOSCALED.replace("      cooldown: 60s", "      cooldown: 60s\n"
+                                        "    lifetime: 10m"))
+    _load(h, 90)
+    report = h.tick(601)
+    assert [(a.kind, a.service) for a in report.actions] == [("lifetime", "web")], report
+    assert h.live("web") == {}
+    assert h.tick(700).actions == [] and h.live("web") == {}
+
+
+def test_the_loop_reports_each_check_stops_when_asked_and_ends_with_the_run(harness):
+    import threading
+
+    from cloudinitd.engine.watch import watch_loop
+
+    h = harness(plan=PLAN.replace("name: watched", "name: watched\nlifetime: 1h"))
+    stop, seen = threading.Event(), []
+
+    def on_report(report) -> None:
+        seen.append(report.state)
+        if len(seen) == 2:
+            stop.set()
+
+    watch_loop(h.home, RUN, interval=0.01, stop=stop, on_report=on_report, store=h.store,
+               remote=h.remote)
+    assert seen == ["ok", "ok"]
+    assert [e["message"] for e in h.events("watch")] == ["watching every 0.01s", "stopped"]
+    h.store.update_run(RUN, expires=h.created)  # the lease is over: the loop ends by itself
+    last = watch_loop(h.home, RUN, interval=0.01, stop=threading.Event(), store=h.store,
+                      remote=h.remote)
+    assert last is not None and last.state == "terminated"
+    assert h.cloud().live() == []

@@ -154,6 +154,10 @@ def _end_run(home: Path, store: Store, run: str, report: WatchReport,
     if remote is not None:
         ctx.remote = remote
     store.event(run, "lifetime", f"{why} is over: terminating the run")
+    # The clouds' own leases may have ended instances already: no terminate script
+    # waits for a host that is gone.
+    with contextlib.suppress(CloudinitdError):
+        refresh(ctx)
     result = terminate_run(ctx)
     report.act("expired", f"{why} is over: {len(result.terminated)} instance(s) terminated")
     report.errors += result.errors
@@ -163,7 +167,9 @@ def _end_run(home: Path, store: Store, run: str, report: WatchReport,
 def _tick(ctx: RunContext, report: WatchReport, now: float) -> None:
     created = float(ctx.store.run(ctx.run)["created"])
     launching = {n: s for n, s in ctx.plan.services.items() if s.launches}
-    if launching and _expire_services(ctx, report, created, now, launching):
+    refresh(ctx)  # first: instances a lease already ended get no terminate script
+    ended = _expire_services(ctx, report, created, now, launching)
+    if launching and ended == set(launching):
         _end_run(ctx.home, ctx.store, ctx.run, report, ctx.progress, ctx.remote,
                  "every service's lifetime")
         return
@@ -179,9 +185,9 @@ def _tick(ctx: RunContext, report: WatchReport, now: float) -> None:
                    gone["index"])
     report.errors += trimmed.errors
     health = check(ctx)
-    kept = {n for n, s in launching.items() if s.preserve or s.autoscale}
+    kept = {n for n, s in launching.items() if (s.preserve or s.autoscale) and n not in ended}
     _replace(ctx, report, health, kept)
-    _autoscale(ctx, report, now)
+    _autoscale(ctx, report, now, ended)
     unfixed = [i for i in health.instances
                if not i["healthy"] and i["service"] not in kept]
     for item in unfixed:
@@ -194,21 +200,21 @@ def _tick(ctx: RunContext, report: WatchReport, now: float) -> None:
 
 
 def _expire_services(ctx: RunContext, report: WatchReport, created: float, now: float,
-                     launching: dict[str, Any]) -> bool:
-    """Services past their own lifetime go to 0; True when every one has ended."""
-    ended = 0
+                     launching: dict[str, Any]) -> set[str]:
+    """Services past their own lifetime go to 0 (and stay there); returns their names."""
+    ended: set[str] = set()
     for name, svc in launching.items():
         end = policy.expiry(created, svc.lifetime)
         if end is None or now < end:
             continue
-        ended += 1
+        ended.add(name)
         if ctx.desired_count(svc) == 0:
             continue
         ctx.store.event(ctx.run, "lifetime", f"{name}: lifetime over, 0 instances", name)
         removed = set_count(ctx, name, 0)
         report.act("lifetime", f"{len(removed.terminated)} instance(s) terminated", name)
         report.errors += removed.errors
-    return ended == len(launching)
+    return ended
 
 
 def _replace(ctx: RunContext, report: WatchReport, health: Health, kept: set[str]) -> None:
@@ -234,10 +240,10 @@ def _replace(ctx: RunContext, report: WatchReport, health: Health, kept: set[str
     report.errors += result.errors
 
 
-def _autoscale(ctx: RunContext, report: WatchReport, now: float) -> None:
+def _autoscale(ctx: RunContext, report: WatchReport, now: float, ended: set[str]) -> None:
     for name, svc in ctx.plan.services.items():
         spec = svc.autoscale
-        if spec is None or not svc.launches:
+        if spec is None or not svc.launches or name in ended:  # a lease over stays over
             continue
         readings = read_sensor(ctx, svc)
         report.readings[name] = readings.values
