@@ -45,15 +45,16 @@ FILES = {"boot.sh": "true\n", "ready.sh": "true\n",
 
 
 class Harness:
-    def __init__(self, tmp_path: Path, plan: str = PLAN, remote: dict | None = None):
+    def __init__(self, tmp_path: Path, plan: str = PLAN, remote: dict | None = None,
+                 files: dict[str, str] | None = None, fake: type[FakeRemote] = FakeRemote):
         self.home = tmp_path / "home"
         folder = tmp_path / "plan"
         folder.mkdir()
-        for name, text in FILES.items():
+        for name, text in {**FILES, **(files or {})}.items():
             (folder / name).write_text(text)
         (folder / "plan.yml").write_text(textwrap.dedent(plan))
         self.store = Store(self.home)
-        self.remote = FakeRemote(remote or {})
+        self.remote = fake(remote or {})
         ctx = start_run(self.home, self.store, load_plan(folder / "plan.yml"), {}, RUN)
         ctx.remote = self.remote
         assert boot(ctx).ok
@@ -348,3 +349,29 @@ def test_the_loop_reports_each_check_stops_when_asked_and_ends_with_the_run(harn
                       remote=h.remote)
     assert last is not None and last.state == "terminated"
     assert h.cloud().live() == []
+
+
+class HereForReal(FakeRemote):
+    """Steps on this machine (a `local: true` sensor) run for real; SSH is faked."""
+
+    def run_step(self, target, **kw):
+        from cloudinitd import remote
+        from cloudinitd.remote import LocalTarget
+
+        if isinstance(target, LocalTarget):
+            return remote.run_step(target, **kw)
+        return super().run_step(target, **kw)
+
+
+def test_a_local_sensor_runs_once_on_this_machine_and_reads_a_file(harness, tmp_path):
+    load = tmp_path / "load"
+    load.write_text("some text first\n95\n")
+    h = harness(plan=AUTOSCALED.replace("sensor: sensor.sh", "sensor: here.sh\n      local: true"),
+                files={"here.sh": f"#!/bin/sh\ncat {load}\n"}, fake=HereForReal)
+    report = h.tick(1)
+    assert report.readings == {"web": [95.0]}, report
+    assert len(h.live("web")) == 3
+    load.write_text("1\n")
+    report = h.tick(100)
+    assert report.readings == {"web": [1.0]} and len(h.live("web")) == 2
+    assert not [c for c in h.remote.calls if c.step == "sensor"], "no sensor over SSH"
