@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 POLL = 2.0  # seconds between looks at the instance's folder
+RETRIES, RETRY_WAIT = 5, 10.0  # a terminate that fails (a busy machine) is tried again
 MARK = "cloudinitd.providers.lease"
 
 
@@ -71,7 +72,16 @@ def keep(kind: str, cloud: str, options: dict[str, Any], home: Path, instance_id
     from cloudinitd.providers import get_provider
 
     provider = get_provider(CloudSpec(cloud, kind, options), home)
-    provider.terminate([instance_id])
+    for attempt in range(1, RETRIES + 1):
+        try:
+            provider.terminate([instance_id])
+            break
+        except Exception as exc:  # noqa: BLE001 (logged, tried again, then raised)
+            print(f"lease keeper {instance_id}: terminate (try {attempt}): {exc}",
+                  file=sys.stderr, flush=True)
+            if attempt == RETRIES:
+                raise
+            time.sleep(RETRY_WAIT)
     return f"{instance_id}: lease over at {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())}" \
            " UTC, terminated"
 

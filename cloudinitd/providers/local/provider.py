@@ -231,6 +231,12 @@ class LocalProvider(Provider):
         names = [existing.get(i) or created[i] for i in request.indexes]
         return self._infos(names)
 
+    def _lease_log(self, name: str) -> Path:
+        """Beside the containers, not in one: what a keeper says outlives the container."""
+        folder = Path(self.home) / "local" / "leases"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{name}.log"
+
     def _keep_lease(self, request: LaunchRequest, name: str) -> None:
         """With a lease end, a keeper on this machine terminates the container then
         (lease.py), also when no cloudinitd runs; its pid is kept in the sidecar."""
@@ -241,7 +247,7 @@ class LocalProvider(Provider):
         meta["expires"] = request.expires
         meta["lease_pid"] = lease.start_keeper(
             self.kind, self.cloud.name, self.cloud.options, Path(self.home), name,
-            request.expires, directory, directory / "lease.log")
+            request.expires, directory, self._lease_log(name))
         inst.write_sidecar(directory, meta)
 
     def wait_running(self, instance_ids: Sequence[str], timeout: float) -> list[InstanceInfo]:
