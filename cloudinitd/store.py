@@ -104,6 +104,12 @@ CREATE TABLE IF NOT EXISTS inputs (
     parts_json TEXT NOT NULL,
     PRIMARY KEY (run, service, idx)
 );
+CREATE TABLE IF NOT EXISTS watch_state (
+    run TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value_json TEXT NOT NULL,
+    PRIMARY KEY (run, key)
+);
 CREATE INDEX IF NOT EXISTS instances_run ON instances (run, service, state);
 CREATE INDEX IF NOT EXISTS events_run ON events (run, id);
 """
@@ -424,6 +430,17 @@ class Store:
     def inputs(self, run: str) -> dict[tuple[str, int], dict[str, str]]:
         return {(r["service"], r["idx"]): json.loads(r["parts_json"])
                 for r in self._rows("SELECT * FROM inputs WHERE run = ?", (run,))}
+
+    # what `watch` remembers between ticks (cloud back-off, last scaling) ----
+    def watch_state(self, run: str, key: str, default: Any = None) -> Any:
+        rows = self._rows("SELECT value_json FROM watch_state WHERE run = ? AND key = ?",
+                          (run, key))
+        return json.loads(rows[0]["value_json"]) if rows else default
+
+    def set_watch_state(self, run: str, key: str, value: Any) -> None:
+        self._exec("INSERT INTO watch_state (run, key, value_json) VALUES (?, ?, ?)"
+                   " ON CONFLICT (run, key) DO UPDATE SET value_json = excluded.value_json",
+                   (run, key, json.dumps(value)))
 
     # events --------------------------------------------------------------
     def event(self, run: str, kind: str, message: str, service: str | None = None,

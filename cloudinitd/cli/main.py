@@ -26,6 +26,7 @@ from cloudinitd.cli import (
     run_commands,
     serve_commands,
     use_commands,
+    watch_commands,
 )
 from cloudinitd.cli.common import Env
 from cloudinitd.errors import CloudinitdError, PlanErrors, one_line
@@ -104,7 +105,7 @@ def setup_logging(verbose: int) -> None:
 
 
 for module in (plan_commands, run_commands, record_commands, image_commands,
-               use_commands, import_commands, serve_commands):
+               use_commands, import_commands, serve_commands, watch_commands):
     for command in module.COMMANDS:
         cli.add_command(command)
 # After boot (issue 15): what a reload would change.

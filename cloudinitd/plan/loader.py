@@ -17,6 +17,7 @@ from cloudinitd.cloudspec import validate_cloud
 from cloudinitd.errors import PlanError, PlanErrors
 from cloudinitd.graph import build_graph
 from cloudinitd.paths import display_path
+from cloudinitd.plan.autoscale import parse_autoscale
 from cloudinitd.plan.bundles import BundleError, check_bundle
 from cloudinitd.plan.durations import parse_duration
 from cloudinitd.plan.fields import (
@@ -48,7 +49,8 @@ from cloudinitd.templates import render_vars
 BUILTIN_CLOUDS = {"local": "local", "qemu": "qemu"}
 # Keys that only mean something for a service that launches instances.
 LAUNCH_ONLY = frozenset(
-    {"cloud", "clouds", "image", "size", "count", "spot", "lifetime", *PROVIDER_OPTIONS}
+    {"cloud", "clouds", "image", "size", "count", "spot", "lifetime", "preserve", "autoscale",
+     *PROVIDER_OPTIONS}
 )
 # Settings a service on another service's host takes from that service unless it sets them.
 SSH_KEYS = ("ssh_user", "ssh_key", "ssh_port")
@@ -261,6 +263,10 @@ class _Loader:
         spec.lifetime = self.duration(name, "lifetime", v, at, None)
         if "spot" in v:
             spec.spot = plain(v["spot"])
+        spec.preserve = v.get("preserve") is True
+        if "autoscale" in v and host is None:
+            spec.autoscale = parse_autoscale(name, spec, v["autoscale"], at("autoscale"),
+                                             self.limits.per_service, self.error, self.script)
         for key in PROVIDER_OPTIONS:
             if key in v:
                 value = plain(v[key])
@@ -438,9 +444,12 @@ class _Loader:
                 lifetime = parse_duration(self.data["lifetime"])
             except ValueError as exc:
                 self.error(f"lifetime: {exc}", self.data.key_line("lifetime"))
+        preserve = self.data.get("preserve") is True
         for spec in specs.values():
             if spec.lifetime is None and spec.launches:
                 spec.lifetime = lifetime
+            if spec.launches and "preserve" not in spec.field_pos:
+                spec.preserve = preserve  # the run-level option, unless the service says
         total = sum(spec.count for spec in specs.values() if spec.launches)
         if total > self.limits.per_run:
             self.error(
@@ -456,6 +465,7 @@ class _Loader:
             clouds=clouds,
             services=specs,
             lifetime=lifetime,
+            preserve=preserve,
         )
         self.outputs(plan)
         return plan
