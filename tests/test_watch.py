@@ -375,3 +375,31 @@ def test_a_local_sensor_runs_once_on_this_machine_and_reads_a_file(harness, tmp_
     report = h.tick(100)
     assert report.readings == {"web": [1.0]} and len(h.live("web")) == 2
     assert not [c for c in h.remote.calls if c.step == "sensor"], "no sensor over SSH"
+
+
+def test_serve_keeps_runs_that_ask_for_it_and_leaves_the_others(harness, tmp_path):
+    """`serve`'s loop ticks every run whose plan preserves, scales or has a lifetime."""
+    from cloudinitd.engine.watch import runs_to_watch
+    from cloudinitd.service.reconcile import Reconciler
+    from cloudinitd.service.state import ServiceState
+
+    h = harness()
+    unwatched = tmp_path / "plain"
+    unwatched.mkdir()
+    (unwatched / "boot.sh").write_text("true\n")
+    (unwatched / "plan.yml").write_text(
+        "name: plain\nclouds: {a: {provider: memory}}\n"
+        "defaults: {cloud: a, image: img}\nservices:\n  one: {boot: boot.sh}\n")
+    ctx = start_run(h.home, h.store, load_plan(unwatched / "plan.yml"), {}, "plain")
+    ctx.remote = h.remote
+    assert boot(ctx).ok
+    assert runs_to_watch(h.home, h.store) == [RUN]
+    assert runs_to_watch(h.home, h.store, skip={RUN}) == []
+
+    dead = h.cloud().crash("web", 1)
+    loop = Reconciler(h.home, h.store, ServiceState(h.home), interval=60, remote=h.remote)
+    loop.tick()
+    assert loop.stop(grace=60), "the pass did not end"
+    after = h.live("web")
+    assert dead not in after.values() and len(after) == 2
+    assert [e["idx"] for e in h.events("replace")] == [1]

@@ -95,6 +95,27 @@ def wants_watch(plan: Plan) -> bool:
         for s in plan.services.values())
 
 
+def runs_to_watch(home: Path, store: Store, skip: set[str] = frozenset()) -> list[str]:
+    """The recorded runs whose plans ask to be kept (`serve` ticks each of them).
+
+    Runs that ended, runs still booting and runs whose plan no longer loads are
+    left out (`status`/`repair` say why); `skip` names runs kept another way
+    (the service's groups).
+    """
+    wanted = []
+    for row in store.runs():
+        name = row["name"]
+        if name in skip or row["status"] in (*TERMINATED_RUN_STATES, "booting"):
+            continue
+        try:
+            plan = open_run(home, store, name).plan
+        except CloudinitdError:
+            continue
+        if wants_watch(plan):
+            wanted.append(name)
+    return wanted
+
+
 @contextlib.contextmanager
 def run_lock(run_dir: Path) -> Iterator[bool]:
     """One watcher per run at a time (`watch` and `serve` may both be asked to)."""
