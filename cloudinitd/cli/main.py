@@ -28,13 +28,16 @@ from cloudinitd.errors import CloudinitdError, PlanErrors, one_line
 # equal to the modules' COMMANDS and help texts.
 _PLAN, _RUN, _RECORD = "plan_commands", "run_commands", "record_commands"
 _USE, _IMAGE, _IMPORT = "use_commands", "image_commands", "import_commands"
-_SERVE = "serve_commands"
+_SERVE, _WATCH, _CHANGE = "serve_commands", "watch_commands", "change_commands"
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "boot": (_PLAN, "Launch and configure PLAN; prints the run name."),
     "clean": (_RECORD, "Remove leftovers: with RUN, terminate whatever of it still lives"
               " (found by tag too) and forget it; without, terminate runs whose lifetime is"
               " over and remove local containers/VMs whose run is gone."),
     "clouds": (_RECORD, "The cloud catalog ($CLOUDINITD_HOME/clouds.yml)."),
+    "diff": (_CHANGE, "What `reload PLAN --name RUN` would do: instances added and removed per"
+             " cloud, services re-configured and which input changed, scale overrides"
+             " dropped."),
     "exec": (_USE, "Run `-- COMMAND` on every instance of RUN (or of --service) in parallel."),
     "graph": (_PLAN, "The dependency graph of PLAN and its boot levels."),
     "history": (_RECORD, "Every instance RUN ever launched, and its events."),
@@ -59,6 +62,9 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "status": (_RUN, "Every service and instance of RUN, from the store."),
     "terminate": (_RUN, "Terminate scripts in reverse dependency order, then the instances;"
                   " waits until gone."),
+    "watch": (_WATCH, "Keep RUN healthy: replace dead or unhealthy instances of services that"
+              " `preserve`, scale services by their `autoscale` sensor, end the run at its"
+              " `lifetime`."),
     "validate": (_PLAN, "Load and check PLAN; nothing is launched."),
 }
 

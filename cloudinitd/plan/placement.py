@@ -21,7 +21,8 @@ from cloudinitd.plan.yamlpos import PosDict, PosList
 
 # Keys that only mean something for a service that launches instances.
 LAUNCH_ONLY = frozenset(
-    {"cloud", "clouds", "image", "size", "count", "spot", "lifetime", *PROVIDER_OPTIONS}
+    {"cloud", "clouds", "image", "size", "count", "spot", "lifetime", "preserve", "autoscale",
+     *PROVIDER_OPTIONS}
 )
 
 
