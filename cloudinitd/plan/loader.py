@@ -38,8 +38,8 @@ from cloudinitd.plan.model import (
     ScriptSpec,
     ServiceSpec,
 )
-from cloudinitd.plan.placement import LAUNCH_ONLY, PlacementMixin
 from cloudinitd.plan.outputs import check_outputs
+from cloudinitd.plan.placement import LAUNCH_ONLY, PlacementMixin
 from cloudinitd.plan.schema import PROVIDER_OPTIONS, did_you_mean, validate_plan_data
 from cloudinitd.plan.scripts import resolve_script
 from cloudinitd.plan.yamlpos import PosDict, PosList, load_yaml
