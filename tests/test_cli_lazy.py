@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import subprocess
 import sys
 
 import click
 
+import cloudinitd.cli
 from cloudinitd.cli.main import LAZY_COMMANDS, cli
 
-MODULES = ("plan_commands", "run_commands", "record_commands", "image_commands",
-           "use_commands", "import_commands", "serve_commands")
+# Every command module of the package, found on disk: a new one cannot be forgotten.
+MODULES = sorted(m.name for m in pkgutil.iter_modules(cloudinitd.cli.__path__)
+                 if m.name.endswith("_commands"))
 
 
 def test_the_lazy_table_is_every_command_with_its_own_help():

@@ -39,7 +39,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
              " cloud, services re-configured and which input changed, scale overrides"
              " dropped."),
     "exec": (_USE, "Run `-- COMMAND` on every instance of RUN (or of --service) in parallel."),
-    "graph": (_PLAN, "The dependency graph of PLAN and its boot levels."),
+    "graph": (_PLAN, "The dependency graph of PLAN and its boot levels, or of a recorded RUN"
+              " with each service's state and its instances' addresses."),
     "history": (_RECORD, "Every instance RUN ever launched, and its events."),
     "image": (_IMAGE, "Images: list, save, stage, delete and test them on ec2, local and qemu"
               " clouds."),
@@ -47,7 +48,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
                " directory."),
     "list": (_RECORD, "Every recorded run with its status and live instance count."),
     "logs": (_RECORD, "The boot / ready / terminate logs of RUN (or of one SERVICE)."),
-    "output": (_USE, "Addresses and exported values of RUN's live instances."),
+    "output": (_USE, "Addresses and exported values of RUN's live instances, and the plan's"
+               " `outputs:`."),
     "reload": (_RUN, "Load an edited PLAN into an existing run, then repair it."),
     "repair": (_RUN, "Re-launch / re-boot what is unhealthy, then re-configure dependents whose"
                " inputs changed."),
