@@ -32,7 +32,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -363,6 +363,32 @@ def share_info(run_dir: Path) -> dict:
     state = _read_state(Path(run_dir) / SUBDIR)
     state.pop("pid", None)
     return state
+
+
+def recorded_share(run_dir: Path) -> dict | None:
+    """The share as the run last served it, read only: what `diff` renders `home` with.
+
+    Nothing is started or written (None if the run never had a share).
+    """
+    d = Path(run_dir) / SUBDIR
+    state = _read_state(d) if d.is_dir() else {}
+    try:
+        private = (d / "home_key").read_bytes()
+        host_key = serialization.load_ssh_private_key(
+            (d / "ssh_host_ed25519_key").read_bytes(), password=None)
+    except (OSError, ValueError):
+        return None
+    if not state.get("host") or not state.get("port"):
+        return None
+    host, port = state["host"], int(state["port"])
+    host_field = host if port == 22 else f"[{host}]:{port}"
+    key_type, key_b64 = host_key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode().split()[:2]
+    return asdict(HomeShare(host=host, port=port, user=state.get("user", ""),
+                            dir=state.get("dir", ""), key=private.decode(),
+                            known_host=f"{host_field} {key_type} {key_b64}",
+                            read_only=bool(state.get("read_only")),
+                            confined=bool(state.get("confined"))))
 
 
 def _gateway_ports(run_dir: Path, address: str, ports: list[int]) -> None:

@@ -17,11 +17,15 @@ cloud-image-utils
 graphviz
 iproute2
 nftables
+e2fsprogs
+util-linux
+mount
 rsync
 ca-certificates
 sudo
 python3
 python3-venv
+awscli
 "
 
 if [ "$(id -u)" -ne 0 ]; then

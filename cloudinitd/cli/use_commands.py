@@ -23,6 +23,7 @@ from cloudinitd.cli.common import (
     json_option,
     pass_env,
 )
+from cloudinitd.errors import UsageError
 from cloudinitd.textsafe import for_terminal
 
 
@@ -130,6 +131,12 @@ def exec_(click_ctx: click.Context, env: Env, run: str, services: tuple[str, ...
 
     result = run_command(targets, command, sudo=sudo, timeout=timeout,
                          on_line=None if as_json else show)
+    # History keeps that a command ran, where and how it ended; never its text,
+    # which may hold a password (`exec -- mysql -psecret`).
+    failed = ", ".join(r.label for r in result.failed)
+    env.store.event(run, "exec", f"a command{' (sudo)' if sudo else ''} on"
+                    f" {len(result.results)} instance(s): "
+                    + (f"{len(result.failed)} failed ({failed})" if failed else "all succeeded"))
     if as_json:
         output.emit_json({"run": run, "ok": result.ok, "instances": result.as_list()})
     for failed in result.failed:
@@ -150,14 +157,29 @@ def exec_(click_ctx: click.Context, env: Env, run: str, services: tuple[str, ...
 @json_option
 @pass_env
 def output_(env: Env, run: str, selector: str | None, raw: bool, as_json: bool) -> None:
-    """Addresses and exported values of RUN's live instances."""
-    from cloudinitd.engine.access import outputs, require_run, select_output
+    """Addresses and exported values of RUN's live instances, and the plan's `outputs:`.
+
+    SELECTOR is a service, SERVICE.ATTR, or the name of one of the plan's outputs.
+    """
+    from cloudinitd.cli.run_commands import print_outputs
+    from cloudinitd.engine.access import outputs, require_run, run_plan_outputs, select_output
 
     require_run(env.store, run)
+    values, problems = run_plan_outputs(env.store, env.home, run)
+    if selector and (selector in values or selector in problems):
+        if selector in problems:
+            raise UsageError(f"output {selector}: {problems[selector]}")
+        if as_json:
+            output.emit_json(values[selector])
+        else:
+            shown = for_terminal if sys.stdout.isatty() and not raw else str
+            click.echo(shown(values[selector]))
+        return
     data = outputs(env.store, env.home, run)
     chosen = select_output(data, run, selector)
     if as_json:
-        output.emit_json(chosen)
+        output.emit_json(chosen if selector else {"services": chosen, "outputs": values,
+                                                  "output_errors": problems})
         return
     shown = for_terminal if sys.stdout.isatty() else str
     if isinstance(chosen, dict):  # the whole run
@@ -168,6 +190,7 @@ def output_(env: Env, run: str, selector: str | None, raw: bool, as_json: bool) 
         for value in chosen:
             click.echo(shown(value if isinstance(value, str) else json.dumps(value)))
         return
+    width = max((len(f"{name}/{item['index']}") for name, item in rows), default=0)
     for name, item in rows:
         if raw:
             click.echo(item["address"] or "")
@@ -176,8 +199,10 @@ def output_(env: Env, run: str, selector: str | None, raw: bool, as_json: bool) 
                            for k, v in item.items()
                            if k not in ("index", "address", "private_address", "hostname",
                                         "instance_id", "cloud"))
-        click.echo(f"{name}/{item['index']:<3} {item['address'] or '-':<16}"
+        click.echo(f"{name + '/' + str(item['index']):<{width}} {item['address'] or '-':<16}"
                    f" {item['hostname'] or '-':<20} {exports}".rstrip())
+    if not selector and not raw:
+        print_outputs(values, problems)
 
 
 @click.command()

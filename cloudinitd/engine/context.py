@@ -62,6 +62,9 @@ class RunContext:
     progress: Progress = quiet
     # The engine's SSH steps go through here; a test puts cloudinitd.testing.FakeRemote.
     remote: Any = remote_module
+    # Clouds `watch` keeps away from for now (back-off): placed as if full, so
+    # launches overflow to the next cloud of the service.
+    avoid_clouds: set[str] = field(default_factory=set)
     _providers: dict[str, Provider] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _home: dict[str, Any] | None = None
@@ -106,7 +109,8 @@ class RunContext:
                                label=f"{service.name}-{row['idx']}")
         # The loader already gave services on another service's host that host's login.
         key = service.ssh_key if service.ssh_key else self.keypair()[0]
-        return SshTarget(address=row["address"], port=service.ssh_port, user=service.ssh_user,
+        return SshTarget(address=row["address"], port=service.ssh_port_of(row["idx"]),
+                         user=service.ssh_user,
                          key_path=Path(key), known_hosts=self.known_hosts,
                          label=f"{service.name}-{row['idx']}", scope=self.remote_scope)
 
