@@ -377,3 +377,14 @@ def test_watch_state_is_kept_per_run_and_key(tmp_path):
     store.set_watch_state("r", "k", {"a": 2})
     store.set_watch_state("other", "k", 5)
     assert store.watch_state("r", "k") == {"a": 2} and store.watch_state("other", "k") == 5
+
+
+def test_boot_inputs_are_kept_per_instance_with_sorted_parts(store, tmp_path):
+    store.create_run("r", "p", tmp_path / "plan.yml", {}, {})
+    store.set_inputs("r", "web", 0, {"vars": "d1", "script:boot": "d0"})
+    store.set_inputs("r", "web", 0, {"vars": "d2", "script:boot": "d0"})  # the last boot wins
+    store.set_inputs("r", "web", 1, {"vars": "d3"})
+    store.set_inputs("other", "web", 0, {"vars": "x"})
+    got = store.inputs("r")
+    assert got == {("web", 0): {"script:boot": "d0", "vars": "d2"}, ("web", 1): {"vars": "d3"}}
+    assert list(got[("web", 0)]) == ["script:boot", "vars"]
