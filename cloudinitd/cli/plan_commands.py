@@ -25,24 +25,11 @@ from cloudinitd.plan.model import Plan
 
 def load(env: Env, plan: str, vars_: tuple[str, ...],
          max_instances: int | None = None) -> tuple[Plan, dict[str, str]]:
-    from cloudinitd.catalog import load_catalog
-    from cloudinitd.cli.import_commands import plan_path
-    from cloudinitd.paths import find_plan
-    from cloudinitd.plan.limits import Limits
-    from cloudinitd.plan.loader import load_plan
+    from cloudinitd import api
 
     overrides = parse_vars(vars_)
-    from cloudinitd.sandbox import SESSION_SECONDS, render_session
-
-    limits = Limits.from_env(max_instances)
-    try:
-        path = find_plan(plan_path(env, plan))
-    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte
-        raise UsageError(f"no plan {plan[:80]!r}: {getattr(exc, 'strerror', None) or exc}") \
-            from None
-    with render_session(SESSION_SECONDS):  # count / host templates of every service
-        return load_plan(path, overrides=overrides, catalog=load_catalog(env.home),
-                         limits=limits), overrides
+    return api.load(plan, home=env.home, vars=overrides, max_instances=max_instances,
+                    on_note=output.info), overrides
 
 
 @click.command()
@@ -136,50 +123,48 @@ def graph(env: Env, plan: str, fmt: str, out: str | None, vars_: tuple[str, ...]
 def boot(env: Env, plan: str, run_name: str | None, vars_: tuple[str, ...],
          max_instances: int | None, dry_run: bool, quiet: bool, as_json: bool) -> None:
     """Launch and configure PLAN; prints the run name."""
-    from cloudinitd.engine.boot import boot as boot_run
-    from cloudinitd.engine.boot import dry_run as render_dry_run
-    from cloudinitd.engine.boot import start_run
-    from cloudinitd.engine.converge import Interrupted
+    from contextlib import ExitStack
+
+    from cloudinitd import api
+    from cloudinitd.cli.run_commands import exit_interrupted, print_addresses
 
     loaded, overrides = load(env, plan, vars_, max_instances)
     if dry_run:
-        from cloudinitd.sandbox import SESSION_SECONDS, render_session
-
-        with render_session(SESSION_SECONDS):
-            report = render_dry_run(loaded, run_name or f"{loaded.name}-dry-run")
+        report = api.dry_run(loaded, run_name)
         if as_json:
             output.emit_json(report)
         else:
             print_dry_run(report)
         return
     progress = output.progress_for_terminal(quiet)
-    ctx = start_run(env.home, env.store, loaded, overrides, run_name, progress=progress)
-    output.info(f"run {ctx.run}: booting plan {loaded.name} ({len(loaded.services)} services)")
+
+    def started(run: str) -> None:  # recorded, nothing launched yet: the display starts
+        output.info(f"run {run}: booting plan {loaded.name} ({len(loaded.services)} services)")
+        display.enter_context(progress)
+
     try:
-        with progress:
-            result = boot_run(ctx)
-    except Interrupted as exc:
-        from cloudinitd.cli.run_commands import exit_interrupted
-
-        exit_interrupted(ctx, exc, as_json)
-    from cloudinitd.cli.run_commands import print_addresses
-    from cloudinitd.engine.access import addresses
-
-    where = addresses(ctx)
+        with ExitStack() as display:
+            result = api.boot(loaded, home=env.home, name=run_name, vars=overrides,
+                              progress=progress, on_start=started)
+    except api.Interrupted as exc:
+        exit_interrupted(exc, as_json)
+    where = {name: [{"index": i.index, "address": i.address} for i in items]
+             for name, items in result.addresses().items()}
     if as_json:
-        output.emit_json({"run": ctx.run, "ok": result.ok, "seconds": round(result.seconds, 2),
+        output.emit_json({"run": result.run, "ok": result.ok,
+                          "seconds": round(result.seconds, 2),
                           "services": {n: s.as_dict() for n, s in result.services.items()},
                           "addresses": {n: [i["address"] for i in items]
                                         for n, items in where.items()}})
     else:
-        click.echo(ctx.run)
+        click.echo(result.run)
         print_addresses(where, err=True)  # stdout stays the run name alone, for $(...)
     if not result.ok:
         output.print_failures(result)
-        output.info(f"run {ctx.run} failed; fix and `cloudinitd repair {ctx.run}`, or"
-                    f" `cloudinitd terminate {ctx.run}`")
+        output.info(f"run {result.run} failed; fix and `cloudinitd repair {result.run}`, or"
+                    f" `cloudinitd terminate {result.run}`")
         raise SystemExit(1)
-    output.info(f"run {ctx.run} ready in {result.seconds:.1f}s")
+    output.info(f"run {result.run} ready in {result.seconds:.1f}s")
 
 
 def print_dry_run(report: dict) -> None:

@@ -73,7 +73,8 @@ def check(ctx: RunContext, run_ready_scripts: bool = True) -> Health:
         for row in rows:
             svc = ctx.plan.services.get(row["service"])
             entry = {"service": row["service"], "index": row["idx"], "state": row["state"],
-                     "address": row["address"], "healthy": row["state"] == RUNNING,
+                     "address": row["address"], "cloud": row["cloud"],
+                     "instance_id": row["instance_id"], "healthy": row["state"] == RUNNING,
                      "detail": "" if row["state"] == RUNNING else f"instance is {row['state']}"}
             health.instances.append(entry)
             if (run_ready_scripts and entry["healthy"] and svc and "ready" in svc.scripts

@@ -1,0 +1,52 @@
+"""cloudinitd as a library: the calls the command line (and any program) makes.
+
+    from cloudinitd import api
+
+    outcome = api.boot("plans/hello", home="/tmp/cid", vars={"greeting": "hi"})
+    for inst in outcome.instances:
+        print(inst.label, inst.address)
+    api.terminate(outcome.run, home="/tmp/cid")
+
+Every call takes plain arguments (`home`: the state folder, default
+$CLOUDINITD_HOME; run names; plan paths; options) and, where work happens,
+a `progress(service, index, state, detail)` callback. Results are frozen
+dataclasses (results.py) with one partial-failure shape: a `RunOutcome` holds
+a `ServiceOutcome` per service and an `InstanceOutcome` per instance, each
+with `ok`. Bad input raises cloudinitd.errors (UsageError, PlanError, ...);
+Ctrl-C during a converge raises `Interrupted`.
+"""
+
+from cloudinitd.api.records import clean, clouds, exec, history, logs, outputs, runs  # noqa: A004
+from cloudinitd.api.results import (
+    CleanResult,
+    InstanceOutcome,
+    InstanceStatus,
+    Interrupted,
+    LogFile,
+    RunOutcome,
+    RunStatus,
+    RunSummary,
+    ServiceOutcome,
+    ServiceStatus,
+)
+from cloudinitd.api.runs import (
+    Progress,
+    boot,
+    check,
+    dry_run,
+    load,
+    plan_file,
+    quiet,
+    reload,
+    repair,
+    scale,
+    status,
+    terminate,
+)
+
+__all__ = [
+    "CleanResult", "InstanceOutcome", "InstanceStatus", "Interrupted", "LogFile", "Progress",
+    "RunOutcome", "RunStatus", "RunSummary", "ServiceOutcome", "ServiceStatus", "boot", "check",
+    "clean", "clouds", "dry_run", "exec", "history", "load", "logs", "outputs", "plan_file",
+    "quiet", "reload", "repair", "runs", "scale", "status", "terminate",
+]
