@@ -16,20 +16,7 @@ with `ok`. Bad input raises cloudinitd.errors (UsageError, PlanError, ...);
 Ctrl-C during a converge raises `Interrupted`.
 """
 
-from cloudinitd.api.records import clean, clouds, exec, history, logs, outputs, runs  # noqa: A004
-from cloudinitd.api.results import (
-    CleanResult,
-    InstanceOutcome,
-    InstanceStatus,
-    Interrupted,
-    LogFile,
-    RunOutcome,
-    RunStatus,
-    RunSummary,
-    ServiceOutcome,
-    ServiceStatus,
-)
-from cloudinitd.api.runs import (
+from cloudinitd.api.lifecycle import (
     Progress,
     boot,
     check,
@@ -42,6 +29,19 @@ from cloudinitd.api.runs import (
     scale,
     status,
     terminate,
+)
+from cloudinitd.api.records import clean, clouds, exec, history, logs, outputs, runs  # noqa: A004
+from cloudinitd.api.results import (
+    CleanResult,
+    InstanceOutcome,
+    InstanceStatus,
+    Interrupted,
+    LogFile,
+    RunOutcome,
+    RunStatus,
+    RunSummary,
+    ServiceOutcome,
+    ServiceStatus,
 )
 
 __all__ = [

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cloudinitd.api import convert
+from cloudinitd.api.lifecycle import Home, Note, Progress, _silent, quiet
 from cloudinitd.api.results import CleanResult, LogFile, RunSummary
-from cloudinitd.api.runs import Home, Note, Progress, _silent, quiet
 
 if TYPE_CHECKING:
     from cloudinitd.engine.execute import GroupResult
