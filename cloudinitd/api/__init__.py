@@ -30,7 +30,18 @@ from cloudinitd.api.lifecycle import (
     status,
     terminate,
 )
-from cloudinitd.api.records import clean, clouds, exec, history, logs, outputs, runs  # noqa: A004
+from cloudinitd.api.records import (  # noqa: A004 (exec: the command's name)
+    choose,
+    clean,
+    clouds,
+    exec,
+    history,
+    instances,
+    login_argv,
+    logs,
+    outputs,
+    runs,
+)
 from cloudinitd.api.results import (
     CleanResult,
     InstanceOutcome,
@@ -47,6 +58,7 @@ from cloudinitd.api.results import (
 __all__ = [
     "CleanResult", "InstanceOutcome", "InstanceStatus", "Interrupted", "LogFile", "Progress",
     "RunOutcome", "RunStatus", "RunSummary", "ServiceOutcome", "ServiceStatus", "boot", "check",
-    "clean", "clouds", "dry_run", "exec", "history", "load", "logs", "outputs", "plan_file",
+    "choose", "clean", "clouds", "dry_run", "exec", "history", "instances", "load", "login_argv",
+    "logs", "outputs", "plan_file",
     "quiet", "reload", "repair", "runs", "scale", "status", "terminate",
 ]

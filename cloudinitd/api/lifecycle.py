@@ -125,7 +125,7 @@ def _open(store: Any, home: Home, run: str, progress: Progress, plan: Path | Non
 def status(run: str, *, home: Home = None, check: bool = False,
            progress: Progress = quiet) -> RunStatus:
     """The run from the store; with `check`, instances described and ready scripts run first."""
-    from cloudinitd.api.status import recorded_status, with_health
+    from cloudinitd.api.statusview import recorded_status, with_health
 
     with convert.opened_store(home) as store:
         store.run(run)  # an unknown run is RunNotFound before its plan is loaded

@@ -153,3 +153,39 @@ def outputs(run: str, selector: str | None = None, *, home: Home = None) -> Any:
     with convert.opened_store(home) as store:
         require_run(store, run)
         return select_output(read_outputs(store, convert.home_path(home), run), run, selector)
+
+
+def instances(run: str, services: tuple[str, ...] = (), *, home: Home = None) -> list[Any]:
+    """The run's live instances with an address (engine.access.Instance: service, index,
+    address, and the SSH target to log in with), in dependency order."""
+    from cloudinitd.engine.access import instances as live
+    from cloudinitd.engine.access import require_run
+    from cloudinitd.engine.context import open_run
+
+    with convert.opened_store(home) as store:
+        require_run(store, run)
+        return live(open_run(convert.home_path(home), store, run), services)
+
+
+def choose(run: str, selector: str | None, *, home: Home = None) -> Any:
+    """The instance `SERVICE[/INDEX]` names, or the run's only one; else a UsageError
+    listing them."""
+    from cloudinitd.engine.access import choose as pick
+    from cloudinitd.engine.access import require_run
+    from cloudinitd.engine.context import open_run
+
+    with convert.opened_store(home) as store:
+        require_run(store, run)
+        return pick(open_run(convert.home_path(home), store, run), selector)
+
+
+def login_argv(instance: Any, command: list[str] | None = None, *, pin: bool = True
+               ) -> list[str]:
+    """The OpenSSH command line that logs in to `instance` as the engine does (the run's
+    key, its pinned host keys only); with `pin`, a host never connected to is pinned
+    first, trusting on first use as a boot step would."""
+    from cloudinitd.engine.access import ensure_pinned, ssh_argv
+
+    if pin:
+        ensure_pinned(instance)
+    return ssh_argv(instance.target, command)
