@@ -16,7 +16,12 @@ from cloudinitd import remote as remote_module
 from cloudinitd.catalog import load_catalog
 from cloudinitd.errors import PlanError
 from cloudinitd.graph import context_uses
-from cloudinitd.homeshare import default_home_dir, ensure_home_share
+from cloudinitd.homeshare import (
+    HomeShare,
+    default_home_dir,
+    ensure_home_share,
+    recorded_home_share,
+)
 from cloudinitd.keys import ensure_run_keypair
 from cloudinitd.plan.loader import load_plan
 from cloudinitd.plan.model import CloudSpec, Plan, ServiceSpec
@@ -24,6 +29,7 @@ from cloudinitd.providers import get_provider
 from cloudinitd.providers.base import Provider
 from cloudinitd.remote import LocalTarget, SshTarget
 from cloudinitd.store import Store
+from cloudinitd.templates import placeholder_extra
 
 # A progress callback: (service, index or None, state, detail).
 Progress = Callable[[str, int | None, str, str], None]
@@ -117,17 +123,41 @@ class RunContext:
         return hashlib.sha256(str(self.run_dir.resolve()).encode()).hexdigest()[:8]
 
     def extras(self, service: ServiceSpec) -> dict[str, Any] | None:
-        """Context beyond vars and services: `home`, only for services whose templates use it."""
+        """Context beyond vars and services: `home`, only for services whose templates use it.
+
+        Data only: rendering (and deciding whether to re-configure, and hashing)
+        never starts a process; the converge starts the share first (start_home_share).
+        """
         if "home" not in self.uses.get(service.name, ()):
             return None
-        return {"home": self.home_share(service)}
+        return {"home": self.home_data()}
 
     @cached_property
     def uses(self) -> dict[str, set[str]]:
         return context_uses(self.plan)
 
-    def home_share(self, service: ServiceSpec) -> dict[str, Any]:
-        """Start (once) the run's sftp-only share of the user's home; see homeshare.py.
+    def home_data(self) -> dict[str, Any]:
+        """The home share as templates see it: as started by this process, else as it was
+        last started for the run (read from its folder), else dry-run stand-ins (a run
+        whose share never started has configured no service that uses it)."""
+        with self._lock:
+            if self._home is not None:
+                return self._home
+        recorded = recorded_home_share(self.run_dir)
+        if recorded is None:
+            return placeholder_extra()["home"]
+        return self._home_view(recorded)
+
+    def _home_view(self, share: HomeShare) -> dict[str, Any]:
+        view = asdict(share)
+        if self.plan.vars.get("home_host"):
+            view["host"] = str(self.plan.vars["home_host"])
+        return view
+
+    def start_home_share(self, service: ServiceSpec) -> dict[str, Any]:
+        """Start (once per process) the run's sftp-only share of the user's home; see
+        homeshare.py. The converge calls this before configuring a service that uses
+        `home` (its cloud's bridge exists by then).
 
         It listens where the service's instances reach this machine (the local
         bridge), unless `vars.home_listen` says otherwise; `vars.home_host` is
@@ -148,9 +178,7 @@ class RunContext:
                                           port=v.get("home_port") or None,
                                           read_only=str(v.get("home_read_only", "")).lower()
                                           in ("1", "true", "yes", "on"))
-                self._home = asdict(share)
-                if v.get("home_host"):
-                    self._home["host"] = str(v["home_host"])
+                self._home = self._home_view(share)
             return self._home
 
     def _home_address(self, service: ServiceSpec) -> str | None:
