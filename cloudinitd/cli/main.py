@@ -8,7 +8,6 @@ on stdout and nothing else there.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import traceback
 from functools import wraps
@@ -27,6 +26,7 @@ from cloudinitd.cli import (
 )
 from cloudinitd.cli.common import Env
 from cloudinitd.errors import CloudinitdError, PlanErrors, one_line
+from cloudinitd.settings import settings
 
 
 def handle_errors(fn):
@@ -60,7 +60,7 @@ def handle_errors(fn):
             output.error(one_line(f"{exc.strerror or exc}{where}"))
             sys.exit(1)
         except Exception as exc:  # a bug or an unexpected environment problem
-            if os.environ.get("CLOUDINITD_DEBUG"):
+            if settings().debug:
                 traceback.print_exc()
             output.error(one_line(f"{type(exc).__name__}: {exc}") +
                          " (set CLOUDINITD_DEBUG=1 for a traceback)")

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from cloudinitd.errors import ProviderError
 from cloudinitd.providers import hostnet
+from cloudinitd.settings import settings
 
 log = logging.getLogger("cloudinitd.local")
 
@@ -138,11 +139,7 @@ MASKED_UNITS = (
 
 
 def cache_dir() -> Path:
-    env = os.environ.get("CLOUDINITD_IMAGE_CACHE")
-    if env:
-        return Path(env)
-    home = Path(os.environ.get("CLOUDINITD_HOME", Path.home() / ".cloudinitd"))
-    return home / "images"
+    return settings().image_cache_path()
 
 
 def image_spec(name: str | None) -> ImageSpec:
