@@ -23,7 +23,7 @@ def test_no_other_module_reads_a_cloudinitd_variable() -> None:
 
 
 def test_every_setting_is_its_variable_and_follows_the_environment(monkeypatch, tmp_path):
-    for name in ("home", "bridge", "subnet", "max_instances"):
+    for name in ("home", "image_cache", "bridge", "subnet", "max_instances"):
         monkeypatch.delenv(Settings.variable(name), raising=False)
     first = settings()
     assert settings() is first  # one object while the environment stays

@@ -43,11 +43,11 @@ def live_instances(ctx: RunContext, failed: dict[str, str] | None = None,
 
     failed = failed or {}
     rows = ctx.store.instances(ctx.run)
-    rank = {name: i for i, name in enumerate(service_order(ctx, {r["service"] for r in rows}))}
+    rank = {name: i for i, name in enumerate(service_order(ctx, {r.service for r in rows}))}
     return tuple(
-        InstanceOutcome(r["service"], r["idx"], r["service"] not in failed, r["state"],
-                        r["cloud"], r["instance_id"], r["address"], failed.get(r["service"], ""))
-        for r in sorted(rows, key=lambda r: (rank[r["service"]], r["idx"], r["id"])))
+        InstanceOutcome(r.service, r.idx, r.service not in failed, r.state,
+                        r.cloud, r.instance_id, r.address, failed.get(r.service, ""))
+        for r in sorted(rows, key=lambda r: (rank[r.service], r.idx, r.id)))
 
 
 def removed_instances(items: list[dict[str, Any]]) -> tuple[InstanceOutcome, ...]:

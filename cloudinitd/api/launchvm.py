@@ -328,13 +328,13 @@ def _vms(ctx: Any) -> tuple[Vm, ...]:
     svc = ctx.plan.services[SERVICE]
     attrs = ctx.store.attributes(ctx.run)
     vms = []
-    for row in sorted(ctx.store.instances(ctx.run, SERVICE), key=lambda r: r["idx"]):
+    for row in sorted(ctx.store.instances(ctx.run, SERVICE), key=lambda r: r.idx):
         target = ctx.target(svc, row)
-        exported = attrs.get((SERVICE, row["idx"]), {})
-        vms.append(Vm(row["idx"], row["address"], row["instance_id"], row["cloud"],
+        exported = attrs.get((SERVICE, row.idx), {})
+        vms.append(Vm(row.idx, row.address, row.instance_id, row.cloud,
                       exported.get("mount_point"), exported.get("home_source"),
                       ssh_command(target.key_path, target.known_hosts, target.user,
-                                  row["address"], target.port)))
+                                  row.address, target.port)))
     return tuple(vms)
 
 

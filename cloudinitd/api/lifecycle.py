@@ -186,9 +186,9 @@ def reload(plan: str | Path, run: str, *, home: Home = None,
     path = plan_file(plan, home, on_note).resolve()
     with convert.opened_store(home) as store:
         recorded = store.run(run)
-        overrides = {**recorded["vars"], **dict(vars or {})}
+        overrides = {**recorded.vars, **dict(vars or {})}
         ctx = _open(store, home, run, progress, plan=path, overrides=overrides)
-        dropped = dict(recorded["counts"])
+        dropped = dict(recorded.counts)
         for service, count in sorted(dropped.items()):
             svc = ctx.plan.services.get(service)
             now = (f"the plan's count {svc.count} applies" if svc

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 def runs(*, home: Home = None) -> tuple[RunSummary, ...]:
     """Every recorded run, oldest first, with its live instance count."""
     with convert.opened_store(home) as store:
-        return tuple(RunSummary(**row, live_instances=len(store.instances(row["name"])))
+        return tuple(RunSummary(row.name, row.plan_name, row.plan_path, row.status, row.created,
+                                row.updated, row.expires, len(store.instances(row.name)))
                      for row in store.runs())
 
 
@@ -31,8 +32,9 @@ def history(run: str, *, home: Home = None) -> dict[str, Any]:
     `{"run", "instances": [record...], "events": [{ts, service, idx, kind, message}...]}`."""
     with convert.opened_store(home) as store:
         store.run(run)
-        return {"run": run, "instances": store.instances(run, live_only=False),
-                "events": store.events(run)}
+        return {"run": run,
+                "instances": [i.as_dict() for i in store.instances(run, live_only=False)],
+                "events": [e.as_dict() for e in store.events(run)]}
 
 
 def logs(run: str, service: str | None = None, *, home: Home = None) -> tuple[LogFile, ...]:
@@ -90,10 +92,10 @@ def _terminate_expired(store: Store, home: Home, progress: Progress) -> list[str
 
     done = []
     for row in store.runs():
-        if row["expires"] and row["expires"] < time.time() and row["status"] != "terminated":
-            terminate_run(open_run(convert.home_path(home), store, row["name"],
+        if row.expires and row.expires < time.time() and row.status != "terminated":
+            terminate_run(open_run(convert.home_path(home), store, row.name,
                                    progress=progress))
-            done.append(row["name"])
+            done.append(row.name)
     return done
 
 
@@ -103,7 +105,7 @@ def _clean_stale(store: Store, home: Home, on_note: Note) -> list[str]:
     from cloudinitd.plan.model import CloudSpec
     from cloudinitd.providers import get_provider, host_local_kinds
 
-    known = {r["name"] for r in store.runs()}
+    known = {r.name for r in store.runs()}
     removed: list[str] = []
     for kind in host_local_kinds():
         try:

@@ -22,9 +22,9 @@ def recorded_status(store: Store, home: Path, run: str) -> RunStatus:
     attrs = store.attributes(run)
     by_service: dict[str, list[InstanceStatus]] = {}
     for inst in rows:
-        by_service.setdefault(inst["service"], []).append(InstanceStatus(
-            inst["idx"], inst["state"], inst["cloud"], inst["instance_id"], inst["address"],
-            inst["hostname"], attrs.get((inst["service"], inst["idx"]), {}), inst["extra"]))
+        by_service.setdefault(inst.service, []).append(InstanceStatus(
+            inst.idx, inst.state, inst.cloud, inst.instance_id, inst.address,
+            inst.hostname, attrs.get((inst.service, inst.idx), {}), inst.extra))
     out: dict[str, ServiceStatus] = {}
     for name in dependency_order(store, home, run, set(services) | set(by_service)):
         svc = services.get(name)
@@ -32,17 +32,17 @@ def recorded_status(store: Store, home: Path, run: str) -> RunStatus:
             continue
         # Where a service's instance count comes from: the plan, or a `scale` of this
         # run (dropped again by `reload`).
-        scaled = name in row["counts"]
-        out[name] = ServiceStatus(name, svc["status"], svc["step"], svc["error"],
-                                  svc["log_path"],
-                                  int(row["counts"][name]) if scaled else None,
+        scaled = name in row.counts
+        out[name] = ServiceStatus(name, svc.status, svc.step, svc.error,
+                                  svc.log_path,
+                                  int(row.counts[name]) if scaled else None,
                                   "scale" if scaled else "plan",
                                   tuple(by_service.get(name, ())))
     for name, items in by_service.items():  # instances of services the run never recorded
         if name not in out:
             out[name] = ServiceStatus(name, "unknown", instances=tuple(items))
-    return RunStatus(run, row["plan_name"], row["plan_path"], row["status"], row["created"],
-                     row["expires"], out)
+    return RunStatus(run, row.plan_name, row.plan_path, row.status, row.created,
+                     row.expires, out)
 
 
 def with_health(status: RunStatus, health: RunOutcome) -> RunStatus:
