@@ -63,6 +63,13 @@ def converging(progress: output.Progress, as_json: bool, work: Any) -> Any:
         exit_interrupted(exc, as_json)
 
 
+def status_data(env: Env, run: str) -> dict[str, Any]:
+    """`status --json` of RUN (from the store; `api.status` is the typed form)."""
+    from cloudinitd import api
+
+    return api.status(run, home=env.home).as_dict()
+
+
 def print_status(data: dict[str, Any]) -> None:
     # Exports were written by scripts inside instances; a pipe gets them as they are.
     shown = for_terminal if sys.stdout.isatty() else str
