@@ -16,9 +16,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
+from cloudinitd.bytesize import DISK_LIMITS, valid_disk_size
 from cloudinitd.errors import PlanError, UsageError
 from cloudinitd.images.naming import STORAGE_SCHEMA
 from cloudinitd.plan.model import CloudSpec, Pos
@@ -122,7 +123,18 @@ PROVIDER_SCHEMAS: dict[str, dict[str, Any]] = {
             "storage": STORAGE_SCHEMA,
         },
     ),
-    "local": _entry("local", {"lxcpath": _text("an absolute directory path", r"^/[^\x00]*$")}),
+    "local": _entry(
+        "local",
+        {
+            "lxcpath": _text("an absolute directory path", r"^/[^\x00]*$"),
+            # Each instance's own filesystem (providers/local/disk.py).
+            "disk": {
+                "type": "string",
+                "format": "disk-size",
+                "x-expect": f"a disk size {DISK_LIMITS}, like 8G or 512M (binary units)",
+            },
+        },
+    ),
     "qemu": _entry(
         "qemu",
         {
@@ -145,7 +157,11 @@ PROVIDER_SCHEMAS: dict[str, dict[str, Any]] = {
     ),
     "static": _entry("static", {}),
 }
-_VALIDATORS = {kind: Draft202012Validator(s) for kind, s in PROVIDER_SCHEMAS.items()}
+_FORMATS = FormatChecker(formats=())
+_FORMATS.checks("disk-size")(valid_disk_size)
+_VALIDATORS = {
+    kind: Draft202012Validator(s, format_checker=_FORMATS) for kind, s in PROVIDER_SCHEMAS.items()
+}
 
 
 def register_provider_schema(kind: str, properties: dict[str, Any]) -> None:
@@ -154,7 +170,7 @@ def register_provider_schema(kind: str, properties: dict[str, Any]) -> None:
     Its entries are then checked like any other; PROVIDER_SCHEMAS (and the kinds
     messages list) stay the built-in ones, whatever a process happened to import.
     """
-    _VALIDATORS[kind] = Draft202012Validator(_entry(kind, properties))
+    _VALIDATORS[kind] = Draft202012Validator(_entry(kind, properties), format_checker=_FORMATS)
 
 SECRET_NAME_HINT = (
     "would hold a secret: keep it in an environment variable and name the variable "

@@ -17,6 +17,9 @@ cloud-image-utils
 graphviz
 iproute2
 nftables
+e2fsprogs
+util-linux
+mount
 rsync
 ca-certificates
 sudo

@@ -26,7 +26,7 @@ import pytest
 
 from cloudinitd.providers import hostnet
 from tests.support.cli import BIN, Cli, write_plan
-from tests.support.lxc import local_cli_in
+from tests.support.lxc import local_cli_in, mounts_under, wait_no_loops
 from tests.support.testcloud import ACCESS_KEY, SECRET_KEY, TestCloud
 
 COUNT = 10
@@ -220,6 +220,8 @@ def test_sigkill_local_boot(crash_cli: Cli, crash_plan: Path, name, point, then)
     dirs, leases = _leftovers(cli)
     assert dirs == [], f"killed at {name} ({seen}): folders left: {dirs}"
     assert leases == {}, f"killed at {name} ({seen}): leases left: {leases}"
+    assert mounts_under(lxcpath) == [], f"killed at {name}: still mounted"
+    assert wait_no_loops(lxcpath) == [], f"killed at {name}: loop devices left"
     assert not Path("/sys/class/net", cli.net.bridge).exists(), "the bridge stayed up"
 
 

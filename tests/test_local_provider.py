@@ -25,9 +25,12 @@ from cloudinitd.providers.local.instance import SIDECAR, write_running_file
 from tests.support.lxc import (
     destroy_all,
     isolated_net,
+    loops_under,
     make_request,
+    mounts_under,
     new_provider,
     ssh,
+    wait_no_loops,
 )
 
 pytestmark = pytest.mark.lxc
@@ -258,6 +261,7 @@ def test_terminate_leaves_nothing_behind(tmp_path, local_keypair, lxc_ready):
             proxy_pid = hostnet.apt_proxy_pid()
             assert proxy_pid and Path("/sys/class/net", net.bridge).exists()
             names = [i.instance_id for i in infos]
+            assert len(loops_under(provider.lxcpath)) == 2  # one disk each
 
             provider.terminate(names)
             provider.release("gone")
@@ -272,6 +276,8 @@ def test_terminate_leaves_nothing_behind(tmp_path, local_keypair, lxc_ready):
             ).stdout.split()
             assert listed == []
             assert hostnet.leases() == {}
+            assert mounts_under(provider.lxcpath) == []  # overlays, then the disks below
+            assert wait_no_loops(provider.lxcpath) == []
             assert not Path("/sys/class/net", net.bridge).exists()
             cmdline = Path(f"/proc/{proxy_pid}/cmdline")
             assert not cmdline.exists() or b"apt-cacher-ng" not in cmdline.read_bytes()
@@ -297,6 +303,7 @@ def test_cleanup_stale_removes_containers_of_dead_runs(tmp_path, local_keypair, 
             assert Path("/sys/class/net", net.bridge).exists(), "alive run still uses the bridge"
             provider.cleanup_stale(live_runs=set())
             assert hostnet.leases() == {}
+            assert mounts_under(provider.lxcpath) == [] and wait_no_loops(provider.lxcpath) == []
             assert not Path("/sys/class/net", net.bridge).exists()
         finally:
             destroy_all(provider)

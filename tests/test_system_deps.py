@@ -180,7 +180,8 @@ def test_the_scan_finds_the_programs_it_must():
     """Guards the scanner itself: programs known to be called are found."""
     found = called_programs()
     for prog in ("lxc-start", "lxc-info", "debootstrap", "ip", "qemu-img", "ssh-keygen",
-                 "/usr/sbin/sshd", "qemu-system-x86_64", "mkfs.ext4", "dot", "visudo"):
+                 "/usr/sbin/sshd", "qemu-system-x86_64", "mkfs.ext4", "dot", "visudo",
+                 "losetup", "umount"):
         assert prog in found, prog
 
 

@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -262,3 +263,29 @@ def local_cli_in(tmp: Path) -> Iterator:
 def local_cli(lxc_ready, tmp_path: Path) -> Iterator:
     with local_cli_in(tmp_path) as cli:
         yield cli
+
+
+def mounts_under(path: Path) -> list[str]:
+    """Mount points at or below `path` in this machine's mount table (a container's overlay, its disk)."""
+    base = str(Path(path).resolve())
+    out = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        target = line.split()[4].replace("\\040", " ")
+        if target == base or target.startswith(base + "/"):
+            out.append(target)
+    return out
+
+
+def loops_under(path: Path) -> list[str]:
+    """`losetup -a` lines whose backing file is at or below `path` (deleted ones too)."""
+    base = str(Path(path).resolve())
+    listed = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    return [line for line in listed.splitlines() if f"({base}/" in line]
+
+
+def wait_no_loops(path: Path, timeout: float = 60) -> list[str]:
+    """Loop devices on images under `path`, after giving a lazily unmounted disk time to go."""
+    deadline = time.monotonic() + timeout
+    while (left := loops_under(path)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left

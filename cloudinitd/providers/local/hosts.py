@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from cloudinitd.errors import ProviderError
 from cloudinitd.providers import hostnet
 from cloudinitd.providers.local import instance as inst
 from cloudinitd.providers.local import lxc
@@ -48,7 +49,7 @@ def refresh_hosts(lxcpath: Path, run: str) -> None:
             if state in ("RUNNING", "STARTING") and pid:
                 inst.write_running_file(name, lxcpath, "/etc/hosts", text)
             else:
-                upper = lxcpath / name / inst.UPPER
+                upper = inst.upper_dir(lxcpath / name)
                 inst.write_guest_file(upper, Path(meta["lower"]), "/etc/hosts", text)
-        except OSError as exc:  # a container going away meanwhile: not fatal
+        except (OSError, ProviderError) as exc:  # a container going away meanwhile: not fatal
             log.warning("could not update /etc/hosts in %s: %s", name, exc)

@@ -4,8 +4,10 @@ A container directory `<lxcpath>/<name>/` holds:
     config             the LXC config (unprivileged: a user namespace)
     rootfs/            where the overlay of the cached base image and delta0/ is
                        mounted while the container runs (rootfs.py)
-    delta0/            the overlay upper layer: the instance's own disk
-    work/              the overlay's work directory
+    disk.img, disk/    the instance's own size-capped filesystem and its mount
+                       point (disk.py), holding:
+      delta0/          the overlay upper layer: everything the instance writes
+      work/            the overlay's work directory
     fuse               the container's own /dev/fuse node
     cloudinitd.json    the sidecar: run, service, index, plan, client token, tags,
                        hostname, address; lets `find_run_instances` work without
@@ -24,7 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cloudinitd.providers import guestfs
-from cloudinitd.providers.local import lxc, rootfs
+from cloudinitd.providers.local import disk, lxc, rootfs
 from cloudinitd.providers.local.image import ID_BASE, ID_COUNT
 from cloudinitd.providers.local.lxc import CONSOLE_LOG
 
@@ -158,13 +160,21 @@ def lxc_config(
 GUEST_ROOT = (ID_BASE, ID_BASE)
 
 
-def make_upper(upper: Path) -> None:
-    """The overlay upper layer, owned like the base image's root directory, and its work dir."""
+def make_upper(directory: Path, layers: Path) -> Path:
+    """The overlay upper layer in `layers` (the instance's disk), owned like the base
+    image's root directory, its work dir, and the container's /dev/fuse node."""
+    upper = layers / UPPER
     upper.mkdir(mode=0o755, exist_ok=True)
     os.chown(upper, *GUEST_ROOT)
     upper.chmod(0o755)
-    (upper.parent / rootfs.WORK).mkdir(mode=0o700, exist_ok=True)
-    make_fuse_device(upper.parent)
+    (layers / rootfs.WORK).mkdir(mode=0o700, exist_ok=True)
+    make_fuse_device(directory)
+    return upper
+
+
+def upper_dir(directory: Path) -> Path:
+    """A container's upper layer, its disk mounted first (a stopped one's may not be)."""
+    return disk.layers(directory) / UPPER
 
 
 def make_fuse_device(directory: Path) -> Path:

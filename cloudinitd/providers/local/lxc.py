@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 from cloudinitd.errors import ProviderError
-from cloudinitd.providers.local import rootfs
+from cloudinitd.providers.local import disk, rootfs
 from cloudinitd.textsafe import for_terminal
 
 INSTALL_HINT = "apt-get install lxc"
@@ -121,14 +121,16 @@ def stop(name: str, lxcpath: Path, kill: bool = True) -> None:
 
 
 def destroy(name: str, lxcpath: Path) -> None:
-    """Stop and delete the container and its disk (its overlay upper directory)."""
+    """Stop and delete the container and its disk (the overlay's upper layer and its filesystem)."""
     directory = lxcpath / name
     if not directory.exists():
         return
     stop(name, lxcpath)
     # Before lxc-destroy, which would empty a still-mounted rootfs (harmless
     # to the base image, but slow) and before rmtree, which would descend into it.
+    # The overlay first, then the disk under it (its loop device goes with it).
     rootfs.unmount(directory)
+    disk.unmount(directory)
     if (directory / "config").exists():
         proc = _lxc("lxc-destroy", name, lxcpath)
         if proc.returncode != 0 and state(name, lxcpath) == "RUNNING":

@@ -2,19 +2,19 @@
 
 Each instance is an unprivileged LXC container (user namespace) under `$CLOUDINITD_HOME/local/containers`
 (cloud option `lxcpath` overrides), with an overlay rootfs on a cached Debian
-base image, a static address leased from `hostnet` on the project's bridge,
+base image, its writes on its own size-capped disk (cloud option `disk`,
+disk.py), a static address leased from `hostnet` on the project's bridge,
 apt through the bridge's apt proxy, /dev/fuse, and a sidecar JSON holding its
-tags. Containers of one run share an /etc/hosts listing all of them.
+tags (create.py makes one). Containers of one run share an /etc/hosts
+listing all of them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import logging
 import os
-import secrets
 import shutil
 import socket
 import sys
@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from cloudinitd.bytesize import disk_size, format_size
 from cloudinitd.errors import ProviderError
 from cloudinitd.plan.model import CloudSpec
 from cloudinitd.providers import hostnet
@@ -40,12 +41,17 @@ from cloudinitd.providers.base import (
 )
 from cloudinitd.providers.local import boot, hostlimits, image, lxc
 from cloudinitd.providers.local import instance as inst
+from cloudinitd.providers.local.create import (
+    LEASE_PREFIX,
+    create,
+    lease_owner,
+    run_prefix,
+    veth_name,
+)
 from cloudinitd.providers.local.hosts import refresh_hosts
-from cloudinitd.remote.hostkeys import generate_host_key
 
 log = logging.getLogger("cloudinitd.local")
 
-LEASE_PREFIX = "lxc:"
 SSH_PORT = 22
 _STATE_MAP = {"RUNNING": RUNNING, "STARTING": PENDING, "STOPPING": STOPPING, "ABORTING": STOPPING}
 
@@ -54,19 +60,6 @@ def _default_progress(message: str) -> None:
     log.info(message)
     if not logging.getLogger().hasHandlers():
         print(message, file=sys.stderr, flush=True)
-
-
-def run_prefix(run: str) -> str:
-    """Container names of a run start with this, so a folder made just before a crash
-    (no sidecar yet) still names its run: `terminate` finds it by name alone."""
-    return f"cid-{hashlib.sha256(run.encode()).hexdigest()[:8]}-"
-
-
-def new_name(lxcpath: Path, run: str) -> str:
-    while True:
-        name = run_prefix(run) + secrets.token_hex(4)
-        if not (lxcpath / name).exists():
-            return name
 
 
 def _port_open(address: str, port: int) -> bool:
@@ -84,6 +77,10 @@ class LocalProvider(Provider):
         super().__init__(cloud, home)
         opt = cloud.options.get("lxcpath")
         self.lxcpath = Path(opt) if opt else Path(home) / "local" / "containers"
+        try:  # checked when the entry was loaded; a record edited since is refused here
+            self.disk_size = disk_size(cloud.options.get("disk"))
+        except ValueError as exc:
+            raise ProviderError(f"cloud {cloud.name!r}: disk: {exc}") from None
         # The engine may replace this to show progress its own way.
         self.progress: Callable[[str], None] = _default_progress
 
@@ -101,8 +98,7 @@ class LocalProvider(Provider):
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _owner(self, name: str) -> str:
-        # The path makes the lease checkable later (cleanup_orphan_leases).
-        return f"{LEASE_PREFIX}{self.lxcpath.resolve() / name}"
+        return lease_owner(self.lxcpath, name)
 
     def _info(self, name: str, meta: dict[str, Any], lxc_state: str | None) -> InstanceInfo:
         if lxc_state is None:
@@ -114,6 +110,8 @@ class LocalProvider(Provider):
         extra = {"container": name, "lxc_state": lxc_state or "GONE", "image": meta.get("image")}
         if meta.get("size"):
             extra["size"] = meta["size"]
+        if meta.get("disk"):
+            extra["disk"] = format_size(meta["disk"])
         if meta.get("limits_note"):
             extra["limits"] = meta["limits_note"]
         if meta.get("boot_restarts"):
@@ -162,6 +160,8 @@ class LocalProvider(Provider):
             ("debootstrap", "debootstrap"),
             ("apt-cacher-ng", "apt-cacher-ng"),
             ("nft", "nftables"),  # the bridge firewall (providers/firewall.py)
+            ("mkfs.ext4", "e2fsprogs"),  # each instance's own disk (disk.py)
+            ("losetup", "util-linux"),
         ):
             if not shutil.which(tool) and not Path("/usr/sbin", tool).exists():
                 raise ProviderError(f"{tool} not found: apt-get install {package}")
@@ -217,7 +217,9 @@ class LocalProvider(Provider):
         created: dict[int, str] = {}
         with self._lock():
             for index in todo:
-                name = self._create(request, index, spec.name, lower)
+                name = create(
+                    self.lxcpath, self.home, request, index, spec.name, lower, self.disk_size
+                )
                 created[index] = name
                 on_launched(index, self._infos([name])[0])
             refresh_hosts(self.lxcpath, request.run)
@@ -226,106 +228,6 @@ class LocalProvider(Provider):
             raise ProviderError("; ".join(failures))
         names = [existing.get(i) or created[i] for i in request.indexes]
         return self._infos(names)
-
-    def _create(self, request: LaunchRequest, index: int, image_name: str, lower: Path) -> str:
-        """Make one container; a crash at any line leaves something `terminate` finds.
-
-        Order: the folder (its name carries the run), the sidecar (run, token,
-        index), the lease (owned by the folder's path), the guest files, and
-        the LXC config last, atomically: a folder without a config is half
-        made and is never started, only removed or redone.
-        """
-        name = new_name(self.lxcpath, request.run)
-        directory = self.lxcpath / name
-        pos = request.indexes.index(index)
-        hostname = (
-            request.hostnames[pos] if pos < len(request.hostnames) else f"{request.service}-{index}"
-        )
-        directory.mkdir(parents=True)
-        # Identity made here: the firewall binds port, MAC and address; the
-        # engine pins the host key before it first connects.
-        veth = _veth_name(name)
-        mac = "00:16:3e:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
-        host_private, host_public = generate_host_key()
-        meta = {
-            "run": request.run,
-            "plan": request.plan,
-            "service": request.service,
-            "cloud": request.cloud,
-            "index": index,
-            "client_token": request.client_token,
-            "tags": {**request.tags, "index": str(index)},
-            "hostname": hostname,
-            "address": None,
-            "image": image_name,
-            "size": request.size,
-            "lower": str(lower),
-            "ssh_user": request.ssh_user,
-            "veth": veth,
-            "mac": mac,
-            "host_key": host_public,
-            "started": False,
-            "created": time.time(),
-        }
-        address = None
-        try:
-            inst.write_sidecar(directory, meta)
-            # The folder exists before the lease: a concurrent teardown_if_unused
-            # sees the lease, and cleanup_orphan_leases sees the folder.
-            address = hostnet.lease_address(self._owner(name))
-            meta["address"] = address
-            inst.write_sidecar(directory, meta)
-            bridge = hostnet.ensure_bridge()
-            proxy = hostnet.ensure_apt_proxy(bridge)
-            upper = directory / inst.UPPER
-            inst.make_upper(upper)
-            limits = inst.cgroup_limits(request.size)
-            config = inst.lxc_config(
-                name,
-                hostname,
-                lower,
-                directory,
-                bridge.name,
-                address,
-                bridge.network.prefixlen,
-                bridge.gateway,
-                limits,
-            )
-            # Later keys win in an LXC config: our MAC (the firewall's) and port name.
-            config += f"lxc.net.0.hwaddr = {mac}\nlxc.net.0.veth.pair = {veth}\n"
-            run_dir = Path(self.home) / "runs" / request.run
-            hostnet.attach_port(
-                veth, run=hostnet.run_key(run_dir), address=address, mac=mac,
-                owner=self._owner(name),
-            )
-            key = request.ssh_public_key.strip() + "\n"
-            files = {
-                "/etc/hostname": (inst.uts_name(hostname) + "\n", 0o644),
-                "/etc/apt/apt.conf.d/01cloudinitd-proxy": (
-                    f'Acquire::http::Proxy "{proxy}";\n',
-                    0o644,
-                ),
-                "/root/.ssh/authorized_keys": (key, 0o600),
-                "/etc/cloudinitd/ssh_user": (request.ssh_user + "\n", 0o644),
-                "/etc/cloudinitd/authorized_keys": (key, 0o644),
-                # The image's sshd uses only this key (sshd_config.d/cloudinitd.conf)
-                # and its first-boot unit makes one only when this file is missing.
-                "/etc/ssh/ssh_host_ed25519_key": (host_private, 0o600),
-                "/etc/ssh/ssh_host_ed25519_key.pub": (host_public + "\n", 0o644),
-            }
-            for rel, (text, mode) in files.items():
-                inst.write_guest_file(upper, lower, rel, text, mode)
-            tmp = directory / "config.tmp"
-            tmp.write_text(config)
-            tmp.replace(directory / "config")
-        except BaseException:
-            # Give back what we took (a crash instead leaves it to terminate).
-            shutil.rmtree(directory, ignore_errors=True)
-            hostnet.detach_ports([veth])
-            if address:
-                hostnet.release_address(address)
-            raise
-        return name
 
     def wait_running(self, instance_ids: Sequence[str], timeout: float) -> list[InstanceInfo]:
         deadline = time.monotonic() + timeout
@@ -409,7 +311,7 @@ class LocalProvider(Provider):
         with ThreadPoolExecutor(max_workers=min(8, len(instance_ids) or 1)) as pool:
             errors = [e for e in pool.map(destroy, list(instance_ids)) if e]
         gone = [n for n in instance_ids if not (self.lxcpath / n).exists()]
-        hostnet.detach_ports([(metas[n] or {}).get("veth") or _veth_name(n) for n in gone])
+        hostnet.detach_ports([(metas[n] or {}).get("veth") or veth_name(n) for n in gone])
         owners = {self._owner(n) for n in gone}
         for address, owner in hostnet.leases().items():
             if owner in owners:
@@ -461,16 +363,6 @@ class LocalProvider(Provider):
         cleanup_orphan_leases()
         hostnet.teardown_if_unused()
         return removed
-
-
-def _veth_name(container: str) -> str:
-    """The host side of the container's veth, unique per container name.
-
-    Interface names stop at 15 characters and container names share their
-    run's prefix (`cid-RUNHASH-...`), so a cut name would collide: a digest of
-    the whole name is used instead.
-    """
-    return "vcid" + hashlib.sha256(container.encode()).hexdigest()[:11]
 
 
 def cleanup_orphan_leases() -> list[str]:

@@ -1,7 +1,7 @@
 """A container's root filesystem: an overlay that this machine mounts for it.
 
 The overlay (lower: the cached, id-shifted base image; upper: the
-instance's own `delta0/`) is mounted here, by root, at `<container>/rootfs`,
+instance's own `delta0/`, on its size-capped disk, disk.py) is mounted here, by root, at `<container>/rootfs`,
 and LXC is given that directory. Measured on kernel 6.18 with LXC 5.0.2:
 when LXC mounts the overlay itself inside the container's user namespace,
 overlayfs refuses `redirect_dir=on` there, and renaming any directory fails
@@ -19,6 +19,7 @@ import subprocess
 from pathlib import Path
 
 from cloudinitd.errors import ProviderError
+from cloudinitd.providers.local import disk
 
 ROOTFS = "rootfs"
 UPPER = "delta0"
@@ -41,7 +42,8 @@ def mount(directory: Path, lower: Path) -> Path:
         # the upper layer since (e.g. /etc/hosts) are seen.
         unmount(directory)
     target.mkdir(mode=0o755, exist_ok=True)
-    layers = {"lowerdir": lower, "upperdir": directory / UPPER, "workdir": directory / WORK}
+    below = disk.layers(directory)  # the instance's disk first, then the overlay on it
+    layers = {"lowerdir": lower, "upperdir": below / UPPER, "workdir": below / WORK}
     for key, layer in layers.items():
         if any(c in str(layer) for c in ",:\\"):
             raise ProviderError(f"overlay {key} path {layer} contains ',', ':' or '\\'")
@@ -59,7 +61,10 @@ def mount(directory: Path, lower: Path) -> Path:
 
 
 def unmount(directory: Path) -> None:
-    """Unmount the overlay if mounted (lazily: a dying container may still hold it)."""
+    """Unmount the overlay if mounted (lazily: a dying container may still hold it).
+
+    The instance's disk below stays mounted (disk.unmount, after this).
+    """
     if not mounted(directory):
         return
     proc = subprocess.run(["umount", "-l", str(path(directory))], capture_output=True, text=True)
