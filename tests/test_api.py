@@ -118,8 +118,9 @@ def test_a_failure_is_one_shape_for_services_and_instances(tmp_path, sshd_hosts)
     fixed = api.reload(plan, "fails-1", home=home)
     assert fixed.ok and fixed.services["web"].state == "ready"
     assert (out / "web-token").read_text() == "t-2\n"
-    assert {e["kind"] for e in api.history("fails-1", home=home)["events"]} >= {
-        "boot", "failed", "reload", "ready"}
+    history = api.history("fails-1", home=home)
+    assert {e.kind for e in history.events} >= {"boot", "failed", "reload", "ready"}
+    assert sorted(i.service for i in history.instances) == ["db", "web"]
 
     done = api.clean("fails-1", home=home)
     assert done.ok and done.forgotten

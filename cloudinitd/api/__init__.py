@@ -44,6 +44,8 @@ from cloudinitd.api.records import (  # noqa: A004 (exec: the command's name)
 )
 from cloudinitd.api.results import (
     CleanResult,
+    CloudInfo,
+    History,
     InstanceOutcome,
     InstanceStatus,
     Interrupted,
@@ -56,9 +58,9 @@ from cloudinitd.api.results import (
 )
 
 __all__ = [
-    "CleanResult", "InstanceOutcome", "InstanceStatus", "Interrupted", "LogFile", "Progress",
-    "RunOutcome", "RunStatus", "RunSummary", "ServiceOutcome", "ServiceStatus", "boot", "check",
-    "choose", "clean", "clouds", "dry_run", "exec", "history", "instances", "load", "login_argv",
-    "logs", "outputs", "plan_file",
-    "quiet", "reload", "repair", "runs", "scale", "status", "terminate",
+    "CleanResult", "CloudInfo", "History", "InstanceOutcome", "InstanceStatus", "Interrupted",
+    "LogFile", "Progress", "RunOutcome", "RunStatus", "RunSummary", "ServiceOutcome",
+    "ServiceStatus", "boot", "check", "choose", "clean", "clouds", "dry_run", "exec", "history",
+    "instances", "load", "login_argv", "logs", "outputs", "plan_file", "quiet", "reload",
+    "repair", "runs", "scale", "status", "terminate",
 ]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from cloudinitd.api import convert
 from cloudinitd.api.lifecycle import Home, Note, Progress, _silent, quiet
-from cloudinitd.api.results import CleanResult, LogFile, RunSummary
+from cloudinitd.api.results import CleanResult, CloudInfo, History, LogFile, RunSummary
 
 if TYPE_CHECKING:
     from cloudinitd.engine.execute import GroupResult
@@ -27,14 +27,12 @@ def runs(*, home: Home = None) -> tuple[RunSummary, ...]:
                      for row in store.runs())
 
 
-def history(run: str, *, home: Home = None) -> dict[str, Any]:
-    """Every instance the run ever launched and its events:
-    `{"run", "instances": [record...], "events": [{ts, service, idx, kind, message}...]}`."""
+def history(run: str, *, home: Home = None) -> History:
+    """Every instance the run ever launched (terminated ones too) and its events."""
     with convert.opened_store(home) as store:
         store.run(run)
-        return {"run": run,
-                "instances": [i.as_dict() for i in store.instances(run, live_only=False)],
-                "events": [e.as_dict() for e in store.events(run)]}
+        return History(run, tuple(store.instances(run, live_only=False)),
+                       tuple(store.events(run)))
 
 
 def logs(run: str, service: str | None = None, *, home: Home = None) -> tuple[LogFile, ...]:
@@ -116,14 +114,14 @@ def _clean_stale(store: Store, home: Home, on_note: Note) -> list[str]:
     return removed
 
 
-def clouds(*, home: Home = None, check: bool = False) -> list[dict[str, Any]]:
-    """The cloud catalog ($CLOUDINITD_HOME/clouds.yml), one row per cloud (never a
-    secret): name, provider, endpoint, region, credentials, source; with `check`, each
-    provider's cheap call: `check` (its summary) or `error`."""
+def clouds(*, home: Home = None, check: bool = False) -> tuple[CloudInfo, ...]:
+    """The cloud catalog ($CLOUDINITD_HOME/clouds.yml), one entry per cloud (never a
+    secret); with `check`, each provider's cheap call: `check` (its summary) or `error`."""
     from cloudinitd.catalog import describe_catalog, load_catalog
 
     where = convert.home_path(home)
-    return describe_catalog(load_catalog(where), where, check=check)
+    return tuple(CloudInfo(**row) for row in describe_catalog(load_catalog(where), where,
+                                                             check=check))
 
 
 def exec(run: str, command: str, *, home: Home = None, services: tuple[str, ...] = (),  # noqa: A001

@@ -191,6 +191,37 @@ class RunSummary:
 
 
 @dataclass(frozen=True)
+class History:
+    """Every instance a run ever launched and its events (store records)."""
+
+    run: str
+    instances: tuple[Any, ...]  # cloudinitd.records.Instance
+    events: tuple[Any, ...]  # cloudinitd.records.Event
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run": self.run, "instances": [i.as_dict() for i in self.instances],
+                "events": [e.as_dict() for e in self.events]}
+
+
+@dataclass(frozen=True)
+class CloudInfo:
+    """One cloud of the catalog (never a secret); with a check, its summary or its failure."""
+
+    name: str
+    provider: str
+    endpoint: str | None
+    region: str | None
+    credentials: str
+    source: str | None
+    check: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
 class LogFile:
     path: str
     text: str

@@ -64,7 +64,7 @@ def history(env: Env, run: str, as_json: bool) -> None:
     """Every instance RUN ever launched, and its events."""
     from cloudinitd import api
 
-    data = api.history(run, home=env.home)
+    data = api.history(run, home=env.home).as_dict()
     if as_json:
         output.emit_json(data)
         return
@@ -143,11 +143,13 @@ def clouds(env: Env, check: bool, as_json: bool) -> None:
     """The cloud catalog ($CLOUDINITD_HOME/clouds.yml)."""
     from cloudinitd import api
 
-    rows = api.clouds(home=env.home, check=check)
+    found = api.clouds(home=env.home, check=check)
+    rows = [{"name": c.name, "provider": c.provider, "endpoint": c.endpoint,
+             "region": c.region, "credentials": c.credentials, "source": c.source}
+            for c in found]
     if check:  # `ok` and the check's summary or failure in `check`, as always
-        for row in rows:
-            row["ok"] = "error" not in row
-            row["check"] = row.pop("error", None) or row.get("check")
+        for row, cloud in zip(rows, found, strict=True):
+            row.update(ok=cloud.ok, check=cloud.error or cloud.check)
     if as_json:
         output.emit_json(rows)
     else:
