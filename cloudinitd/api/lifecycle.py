@@ -181,6 +181,7 @@ def reload(plan: str | Path, run: str, *, home: Home = None,
     """Load an edited plan into an existing run (its --var overrides kept, `vars` over
     them), then repair it. The plan is the source of truth afterwards: `scale` counts are
     dropped (each said through `on_note`)."""
+    from cloudinitd.engine.maintain import record_reload
     from cloudinitd.engine.maintain import repair as repair_run
 
     path = plan_file(plan, home, on_note).resolve()
@@ -194,9 +195,7 @@ def reload(plan: str | Path, run: str, *, home: Home = None,
             now = (f"the plan's count {svc.count} applies" if svc
                    else "service no longer in the plan")
             on_note(f"reload: dropped the scale override {service}={count} ({now})")
-        store.update_run(run, plan_path=str(path), vars=overrides, counts={})
-        store.event(run, "reload", f"plan {path}"
-                    + (f"; scale overrides dropped: {dropped}" if dropped else ""))
+        record_reload(ctx, path, overrides, dropped)
         with _converging(ctx):
             result = repair_run(ctx)
         return convert.run_outcome(ctx, result, dropped_scale_overrides=dropped)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cloudinitd import overflow, schedule
@@ -257,3 +258,13 @@ def pick_victims(placements, rows: list[dict[str, Any]], count: int) -> list[dic
         on_cloud = sorted((r for r in rows if r["cloud"] == cloud), key=lambda r: -r["idx"])
         victims.extend(on_cloud[:n])
     return victims
+
+
+def record_reload(ctx: RunContext, path: Path, overrides: dict[str, str],
+                  dropped: dict[str, int]) -> None:
+    """`reload`: the run now follows the plan at `path` with `overrides` (its --var values);
+    the plan is the source of truth, so the `scale` overrides (`dropped`) go, said in the
+    event."""
+    ctx.store.update_run(ctx.run, plan_path=str(path), vars=overrides, counts={})
+    ctx.store.event(ctx.run, "reload", f"plan {path}"
+                    + (f"; scale overrides dropped: {dropped}" if dropped else ""))
