@@ -99,7 +99,7 @@ class RunContext:
             return CloudSpec(name="static", provider="static")
         if cloud in self.plan.clouds:
             return self.plan.clouds[cloud]
-        recorded = self.store.run(self.run)["clouds"].get(cloud)
+        recorded = self.store.run(self.run).clouds.get(cloud)
         if recorded is None:
             raise PlanError(f"run {self.run!r} uses cloud {cloud!r}, which neither the plan"
                             " nor the run's record defines")
@@ -190,7 +190,7 @@ class RunContext:
 
     def desired_count(self, service: ServiceSpec) -> int:
         """The plan's count, unless `scale` changed it for this run."""
-        counts = self.store.run(self.run)["counts"]
+        counts = self.store.run(self.run).counts
         return int(counts.get(service.name, service.count))
 
     def world(self) -> dict[str, list[dict[str, Any]]]:
@@ -198,21 +198,21 @@ class RunContext:
         attrs = self.store.attributes(self.run)
         world: dict[str, list[dict[str, Any]]] = {name: [] for name in self.plan.services}
         for row in self.store.instances(self.run):
-            if row["service"] not in world:
+            if row.service not in world:
                 continue
             # Exports first, built-ins over them: what dependents see of a machine
             # (where to connect, what it is) comes from its cloud, never from a script.
-            item = dict(attrs.get((row["service"], row["idx"]), {}))
+            item = dict(attrs.get((row.service, row.idx), {}))
             item |= {
-                "address": row["address"],
-                "private_address": row["private_address"] or row["address"],
-                "hostname": row["hostname"],
-                "instance_id": row["instance_id"],
-                "cloud": row["cloud"],
-                "index": row["idx"],
-                "name": row["service"],
+                "address": row.address,
+                "private_address": row.private_address or row.address,
+                "hostname": row.hostname,
+                "instance_id": row.instance_id,
+                "cloud": row.cloud,
+                "index": row.idx,
+                "name": row.service,
             }
-            world[row["service"]].append(item)
+            world[row.service].append(item)
         for items in world.values():
             items.sort(key=lambda item: item["index"])
         return world
@@ -222,11 +222,11 @@ def open_run(home: Path, store: Store, run: str, plan_path: Path | None = None,
              overrides: dict[str, str] | None = None, progress: Progress = quiet) -> RunContext:
     """Load the plan a run was booted from (or a new one for `reload`) with its vars."""
     row = store.run(run)
-    path = Path(plan_path or row["plan_path"])
+    path = Path(plan_path or row.plan_path)
     if not path.exists():
         raise PlanError(f"run {run!r} was booted from {path}, which no longer exists;"
                         " use `cloudinitd reload PLAN --name RUN`")
-    variables = dict(row["vars"])  # the run's --var overrides, as given
+    variables = dict(row.vars)  # the run's --var overrides, as given
     variables.update(overrides or {})
     plan = load_plan(path, overrides=variables, catalog=load_catalog(home))
     return RunContext(home=home, store=store, plan=plan, run=run, progress=progress)
@@ -236,7 +236,7 @@ def open_run_without_plan(home: Path, store: Store, run: str,
                           progress: Progress = quiet) -> RunContext:
     """For `terminate` when the plan is gone: no scripts, but every instance can still go."""
     row = store.run(run)
-    plan = Plan(name=row["plan_name"], path=Path(row["plan_path"]), vars={}, clouds={},
+    plan = Plan(name=row.plan_name, path=Path(row.plan_path), vars={}, clouds={},
                 services={})
     return RunContext(home=home, store=store, plan=plan, run=run, progress=progress)
 
