@@ -25,6 +25,7 @@ ca-certificates
 sudo
 python3
 python3-venv
+awscli
 "
 
 if [ "$(id -u)" -ne 0 ]; then

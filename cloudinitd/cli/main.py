@@ -22,6 +22,7 @@ from cloudinitd.cli import (
     plan_commands,
     record_commands,
     run_commands,
+    serve_commands,
     use_commands,
 )
 from cloudinitd.cli.common import Env
@@ -102,7 +103,7 @@ def setup_logging(verbose: int) -> None:
 
 
 for module in (plan_commands, run_commands, record_commands, image_commands,
-               use_commands, import_commands):
+               use_commands, import_commands, serve_commands):
     for command in module.COMMANDS:
         cli.add_command(command)
 

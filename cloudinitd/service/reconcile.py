@@ -1,0 +1,170 @@
+"""The loop of `cloudinitd serve`: every group held at its desired capacity.
+
+`reconcile_group` is the one place the service asks the engine to act on a
+group (today: `maintain.repair`, which resumes a dead process's unanswered
+launches with their own client tokens, adopts or removes strays, terminates
+dead instances and launches their replacements in overflow order); the
+per-run watcher can take its place here (note: a group's run starts as
+`booting`, which the watcher leaves to `repair`, so the first pass stays a
+repair). `Reconciler` runs it for every
+group each interval, never twice at once for one group, in a few daemon
+threads, so a slow cloud does not hold up the other groups.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+from cloudinitd.engine.context import open_run, open_run_without_plan
+from cloudinitd.engine.maintain import refresh, repair
+from cloudinitd.engine.terminate import terminate_run
+from cloudinitd.errors import CloudinitdError, PlanError, RunNotFound, one_line
+from cloudinitd.providers.base import RUNNING
+from cloudinitd.service.groups import SERVICE, plan_path
+from cloudinitd.service.state import DELETING, Group, ServiceState
+from cloudinitd.store import Store
+
+_log = logging.getLogger("cloudinitd.service")
+
+MAX_BACKOFF = 300.0  # seconds between attempts on a group that keeps failing
+WORKERS = 4
+
+
+def reconcile_group(home: Path, store: Store, run: str, desired: int) -> str:
+    """One pass over one group's run: `steady`, `repaired` or `failed`.
+
+    The desired capacity becomes the run's count for the service (as `scale`
+    records it), so `status` shows it. Nothing is done (and nothing recorded)
+    while every wanted instance is running and no launch is unanswered.
+    """
+    ctx = open_run(home, store, run)
+    counts = store.run(run)["counts"]
+    if counts.get(SERVICE) != desired:
+        counts[SERVICE] = desired
+        store.update_run(run, counts=counts)
+        store.event(run, "scale", f"{SERVICE} -> {desired} (desired capacity)", SERVICE)
+    rows = refresh(ctx)
+    unanswered = any(launch["status"] == "requested" for launch in store.launches(run))
+    steady = (len(rows) == desired and all(r["state"] == RUNNING for r in rows)
+              and not unanswered and store.run(run)["status"] == "ready")
+    if steady:
+        return "steady"
+    return "repaired" if repair(ctx).ok else "failed"
+
+
+def delete_group(home: Path, store: Store, run: str) -> bool:
+    """Terminate the group's instances (found by tag too); True once none is left."""
+    try:
+        ctx = open_run(home, store, run)
+    except RunNotFound:
+        return True  # the run was never recorded: nothing was launched
+    except PlanError:
+        ctx = open_run_without_plan(home, store, run)
+    return terminate_run(ctx).ok
+
+
+class Reconciler:
+    """Background reconciliation of every group; `stop()` waits for passes under way."""
+
+    def __init__(self, home: Path, store: Store, state: ServiceState, interval: float):
+        self.home, self.store, self.state, self.interval = home, store, state, interval
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._busy: dict[str, threading.Thread] = {}
+        self._failures: dict[str, tuple[int, float]] = {}  # run -> (failures, next try)
+        self._slots = threading.BoundedSemaphore(WORKERS)
+        self._lock = threading.Lock()
+        self._requests = 0  # wake() calls so far: a pass that saw a change ends with a tick
+        self._thread = threading.Thread(target=self._loop, name="reconcile", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self, run: str | None = None) -> None:
+        """A request changed a group: look at it now, not at the next interval (nor after
+        its back-off). A pass under way is followed by another one."""
+        with self._lock:
+            self._requests += 1
+            if run is not None:
+                self._failures.pop(run, None)
+        self._wake.set()
+
+    def stop(self, grace: float) -> bool:
+        """No new pass; wait up to `grace` seconds for passes under way. True if all ended.
+
+        A pass still running when the process exits is cut like a crash: its
+        launches were recorded before they were made and the next start resumes them.
+        """
+        self._stop.set()
+        self._wake.set()
+        deadline = time.monotonic() + grace
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            busy = list(self._busy.values())
+        for worker in busy:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        return not any(w.is_alive() for w in busy)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # the loop must outlive any one bad pass
+                _log.exception("reconcile tick failed")
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
+    def tick(self) -> None:
+        """Start a pass for every group that is not in one and not backing off."""
+        now = time.monotonic()
+        for group in self.state.groups():
+            if self._stop.is_set():
+                return
+            with self._lock:
+                if group.run in self._busy:
+                    continue
+                _, next_try = self._failures.get(group.run, (0, 0.0))
+                if now < next_try:
+                    continue
+                if not self._slots.acquire(blocking=False):
+                    return  # all workers busy: the rest at the next tick
+                worker = threading.Thread(target=self._pass, args=(group,),
+                                          name=f"reconcile-{group.run}", daemon=True)
+                self._busy[group.run] = worker
+            worker.start()
+
+    def _pass(self, group: Group) -> None:
+        ok = False
+        requests = self._requests
+        try:
+            if group.status == DELETING:
+                ok = delete_group(self.home, self.store, group.run)
+                if ok:
+                    self.state.remove_group(group.run)
+                    plan_path(self.home, group.run).unlink(missing_ok=True)
+                    _log.info("group %s/%s deleted (run %s)", group.owner, group.name,
+                              group.run)
+            else:
+                outcome = reconcile_group(self.home, self.store, group.run, group.desired)
+                ok = outcome != "failed"
+                if outcome != "steady":
+                    _log.info("group %s/%s: %s", group.owner, group.name, outcome)
+        except CloudinitdError as exc:
+            _log.warning("group %s/%s: %s", group.owner, group.name, one_line(str(exc)))
+        except Exception:
+            _log.exception("group %s/%s: reconcile failed", group.owner, group.name)
+        finally:
+            with self._lock:
+                if ok:
+                    self._failures.pop(group.run, None)
+                else:  # back off: interval, 2x, 4x ... up to MAX_BACKOFF
+                    n = self._failures.get(group.run, (0, 0.0))[0] + 1
+                    delay = min(MAX_BACKOFF, self.interval * 2 ** (n - 1))
+                    self._failures[group.run] = (n, time.monotonic() + delay)
+                self._busy.pop(group.run, None)
+            self._slots.release()
+            if self._requests != requests:
+                self._wake.set()  # a request came while this pass ran on older values
