@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from cloudinitd.api.launchvm import HELP, share_notes  # noqa: F401 (share_notes: tests)
+from cloudinitd.api.launchvm import HELP, share_notes, ssh_command  # noqa: F401 (older callers)
 from cloudinitd.cli import output
 from cloudinitd.cli.common import RUN, Env, parse_vars
 
