@@ -277,6 +277,6 @@ def test_bad_storage_entry_is_a_clean_usage_error(tmp_path, ec2cli):  # noqa: F8
         "t:\n  provider: ec2\n  endpoint: http://127.0.0.1:9\n  storage: {bucket: Repo}\n"
     )
     res = ec2cli("image", "stage", tmp_path / "x.raw", "--cloud", "nope", expect=2)
-    assert "no cloud 'nope' in the catalog (known: t)" in res.err
+    assert "no cloud 'nope' in the catalog (known: local, qemu, t)" in res.err
     res = ec2cli("image", "stage", tmp_path / "missing.raw", "--cloud", "t", expect=2)
     assert "no such image file" in res.err

@@ -8,12 +8,12 @@ from pathlib import Path
 import click
 
 from cloudinitd.cli import output
-from cloudinitd.cli.common import Env, json_option, pass_env
+from cloudinitd.cli.common import RUN, Env, json_option, pass_env
 
 
 @click.group()
 def image() -> None:
-    """Images: local/qemu base images (build) and your images on ec2 clouds."""
+    """Images: list, save, stage, delete and test them on ec2, local and qemu clouds."""
 
 
 @image.command()
@@ -24,15 +24,11 @@ def image() -> None:
 @pass_env
 def build(env: Env, name: str, kind: str, as_json: bool) -> None:
     """Build (once) and cache image NAME; later launches clone it copy-on-write."""
+    from cloudinitd.plan.model import CloudSpec
+    from cloudinitd.providers import get_provider
+
     t0 = time.monotonic()
-    if kind == "local":
-        from cloudinitd.providers.local.image import ensure_image
-
-        where = ensure_image(name, progress=output.info)
-    else:
-        from cloudinitd.providers.qemu.image import ensure_image, image_cache
-
-        where = ensure_image(image_cache(env.home), name, progress=output.info).disk
+    where = get_provider(CloudSpec(kind, kind), env.home).build_image(name, output.info)
     seconds = round(time.monotonic() - t0, 1)
     if as_json:
         output.emit_json({"provider": kind, "image": name, "path": str(where),
@@ -44,27 +40,33 @@ def build(env: Env, name: str, kind: str, as_json: bool) -> None:
 COMMANDS = [image]
 
 
-# -- images on EC2-compatible clouds (list, save, stage, delete, test) ------------------------
+# -- images on any cloud whose provider has image hooks (providers/base.py) -------------------
+
+
+def _clouds(env: Env):
+    """The catalog's clouds and the built-in `local` and `qemu` (as a plan sees them)."""
+    from cloudinitd.catalog import load_catalog
+    from cloudinitd.plan.loader import BUILTIN_CLOUDS
+    from cloudinitd.plan.model import CloudSpec
+
+    return {**{n: CloudSpec(n, kind) for n, kind in BUILTIN_CLOUDS.items()},
+            **load_catalog(env.home)}
 
 
 def _catalog_cloud(env: Env, name: str):
-    from cloudinitd.catalog import load_catalog
     from cloudinitd.errors import UsageError
 
-    clouds = load_catalog(env.home)
+    clouds = _clouds(env)
     if name not in clouds:
-        known = ", ".join(sorted(clouds)) or "none: add one to clouds.yml"
+        known = ", ".join(sorted(clouds))
         raise UsageError(f"no cloud {name!r} in the catalog (known: {known})")
     return clouds[name]
 
 
-def _ec2(env: Env, spec, what: str):
-    from cloudinitd.errors import UsageError
+def _provider(env: Env, spec):
+    """The cloud's provider: its image hooks do the work (providers/base.py)."""
     from cloudinitd.providers import get_provider
 
-    if spec.provider != "ec2":
-        raise UsageError(f"`image {what}` works on ec2 clouds; {spec.name!r} is {spec.provider} "
-                         "(local/qemu images: `cloudinitd image build`)")
     return get_provider(spec, env.home)
 
 
@@ -123,140 +125,111 @@ class _Bar:
 
 
 @image.command(name="list")
-@click.option("--cloud", "cloud_name", help="A cloud of the catalog (default: every ec2 one).")
+@click.option("--cloud", "cloud_name", help="A cloud (default: every cloud of the catalog, "
+              "local and qemu).")
 @json_option
 @pass_env
 def list_images(env: Env, cloud_name: str | None, as_json: bool) -> None:
-    """Your images on a cloud (ec2: DescribeImages owned by you), with size and date."""
-    from cloudinitd.catalog import load_catalog
-    from cloudinitd.providers.ec2.images import Ec2Images
+    """The images a cloud offers (ec2: yours; local/qemu: the image cache), with size and date."""
+    from cloudinitd.errors import CloudinitdError
 
-    if cloud_name:
-        specs = [_catalog_cloud(env, cloud_name)]
-    else:
-        specs = [s for s in load_catalog(env.home).values() if s.provider == "ec2"]
-    rows = []
+    specs = [_catalog_cloud(env, cloud_name)] if cloud_name else list(_clouds(env).values())
+    rows, problems = [], []
     for spec in specs:
-        for row in Ec2Images(_ec2(env, spec, "list")).list():
-            rows.append({"cloud": spec.name, **row})
+        try:
+            found = _provider(env, spec).list_images()
+        except CloudinitdError as exc:
+            if cloud_name:
+                raise
+            problems.append(f"{spec.name}: {exc}")  # one cloud out of reach: list the others
+            continue
+        rows.extend({"cloud": spec.name, **row} for row in found)
+    for problem in problems:
+        output.info(f"not listed: {problem}")
     if as_json:
-        output.emit_json({"images": rows})
+        output.emit_json({"images": rows, "not_listed": problems})
         return
     if not rows:
-        click.echo("no images of yours" + (f" on {cloud_name}" if cloud_name else ""))
+        click.echo("no images" + (f" on {cloud_name}" if cloud_name else ""))
         return
     click.echo(f"{'CLOUD':<12} {'NAME':<28} {'ID':<22} {'STATE':<10} {'SIZE':>10}  CREATED")
     for r in rows:
         click.echo(f"{r['cloud']:<12} {r['name'] or '-':<28} {r['image_id']:<22} "
-                   f"{r['state'] or '-':<10} {_size(r['size']):>10}  {r['created'] or '-'}")
+                   f"{r['state'] or '-':<10} "
+                   f"{_size(r['size']):>10}  {r['created'] or '-'}")
 
 
 @image.command()
-@click.argument("run")
+@click.argument("run", type=RUN)
 @click.argument("target", metavar="SERVICE[/INDEX]")
 @click.argument("name")
-@click.option("--stop", is_flag=True, help="Terminate the instance once the image is saved.")
+@click.option("--stop", is_flag=True, help="Terminate the instance once the image is saved "
+              "(local/qemu: shut it down for the copy instead of freezing/pausing it).")
 @click.option("--timeout", type=float, default=1800, show_default=True,
-              help="Seconds to wait for the image to become available.")
+              help="Seconds to wait for the image to become available (ec2).")
 @json_option
 @pass_env
 def save(env: Env, run: str, target: str, name: str, stop: bool, timeout: float,
          as_json: bool) -> None:
     """Save a booted instance of RUN as image NAME, bootable as `image: NAME` on its cloud."""
-    from cloudinitd.engine.context import open_run_without_plan
-    from cloudinitd.errors import ProviderError, UsageError
-    from cloudinitd.images.naming import check_name
-    from cloudinitd.providers.ec2.images import TAG_RUN, TAG_SOURCE, Ec2Images
+    from cloudinitd.images.save import save_instance
 
-    check_name(name)
-    service, _, index_text = target.partition("/")
-    rows = env.store.instances(run, service)
-    if index_text:
-        if not index_text.isdigit():
-            raise UsageError(f"{target}: INDEX must be a number")
-        rows = [r for r in rows if r["idx"] == int(index_text)]
-    if not rows:
-        raise UsageError(f"run {run!r} has no instance {target}")
-    if len(rows) > 1:
-        raise UsageError(f"run {run!r}: {service} has {len(rows)} instances; name one as "
-                         f"{service}/INDEX (indexes {', '.join(str(r['idx']) for r in rows)})")
-    row = rows[0]
-    ctx = open_run_without_plan(env.home, env.store, run)
-    provider = ctx.provider(row["cloud"])
-    if provider.kind != "ec2":
-        raise UsageError(f"`image save` on {provider.kind} instances is not available yet "
-                         "(ec2 only in this version)")
-    label = f"{service}-{row['idx']}"
-    output.info(f"Saving {label} ({row['instance_id']}) of run {run} as {name}...")
-    image_id = Ec2Images(provider).save(
-        row["instance_id"], name,
-        {TAG_RUN: run, TAG_SOURCE: f"{run}/{label}", "Name": name},
-        timeout=timeout, say=output.info,
-    )
-    env.store.event(run, "image", f"saved {label} ({row['instance_id']}) as image {name} "
-                    f"({image_id}) on {row['cloud']}", service=service, index=row["idx"])
-    stopped = False
-    if stop:
-        from cloudinitd.engine.terminate import TerminateResult, destroy_instances
-
-        done = TerminateResult(run)
-        destroy_instances(ctx, [row], done, sweep=False)  # the engine's own bookkeeping
-        if done.errors:
-            raise ProviderError(f"image {name} saved, but {label} was not terminated: "
-                                + "; ".join(done.errors))
-        stopped = True
+    saved = save_instance(env.home, env.store, run, target, name, stop=stop, timeout=timeout,
+                          say=output.info)
     if as_json:
-        output.emit_json({"run": run, "instance": label, "instance_id": row["instance_id"],
-                          "cloud": row["cloud"], "name": name, "image_id": image_id,
-                          "stopped": stopped})
+        output.emit_json(saved.as_dict())
     else:
-        click.echo(f"saved {label} as {name} ({image_id}) on {row['cloud']}; boot it with "
-                   f"`image: {name}`" + (" (instance terminated)" if stopped else ""))
+        click.echo(f"saved {saved.instance} as {name} ({saved.image_id}) on {saved.cloud}; "
+                   f"boot it with `image: {name}`"
+                   + (" (instance terminated)" if saved.stopped else ""))
 
 
 @image.command()
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--cloud", "cloud_name", required=True, help="A cloud of the catalog.")
+@click.option("--cloud", "cloud_name", required=True, help="A cloud (catalog, local or qemu).")
 @click.option("--name", help="Image name (default: the file name).")
 @json_option
 @pass_env
 def stage(env: Env, file: Path, cloud_name: str, name: str | None, as_json: bool) -> None:
-    """Upload a raw/qcow2 disk FILE to the cloud's store (resumable) and register it."""
+    """Stage a disk FILE as an image (ec2: resumable upload + register; local: a rootfs
+    tarball, qemu: a raw/qcow2 disk, into the image cache)."""
     from cloudinitd.errors import UsageError
-    from cloudinitd.images.staging import Stager
 
     if not file.is_file():
         raise UsageError(f"{file}: no such image file")
-    stager = Stager(_ec2(env, _catalog_cloud(env, cloud_name), "stage"))
-    name = name or file.name
-    with _Bar(file.stat().st_size, f"upload {name}") as bar:
-        result = stager.stage(file, name, bar)
+    provider = _provider(env, _catalog_cloud(env, cloud_name))
+    name = provider.check_image_name(name or file.name)
+    with _Bar(file.stat().st_size, f"stage {name}") as bar:
+        result = provider.import_image(file, name, bar, say=output.info)
     if as_json:
-        output.emit_json(result.as_dict())
+        output.emit_json(result)
     else:
-        resumed = (f" (resumed: sent parts {result.uploaded_parts} of {result.parts})"
-                   if result.resumed else "")
-        click.echo(f"staged {file} as {name} ({result.image_id}) at {result.url}{resumed}")
+        resumed = (f" (resumed: sent parts {result['uploaded_parts']} of {result['parts']})"
+                   if result.get("resumed") else "")
+        where = result.get("url") or result.get("path")
+        click.echo(f"staged {file} as {name} ({result['image_id']}) at {where}{resumed}")
 
 
 @image.command()
 @click.argument("name")
-@click.option("--cloud", "cloud_name", required=True, help="A cloud of the catalog.")
+@click.option("--cloud", "cloud_name", required=True, help="A cloud (catalog, local or qemu).")
+@click.option("--force", is_flag=True, help="local/qemu: delete an image instances still use "
+              "(its name goes now, its files once they stop).")
 @json_option
 @pass_env
-def delete(env: Env, name: str, cloud_name: str, as_json: bool) -> None:
-    """Unstage image NAME: deregister it and delete its staged object."""
-    from cloudinitd.images.naming import name_from_url
-    from cloudinitd.images.staging import Stager
-
-    stager = Stager(_ec2(env, _catalog_cloud(env, cloud_name), "delete"))
-    result = stager.unstage(name_from_url(name))
+def delete(env: Env, name: str, cloud_name: str, force: bool, as_json: bool) -> None:
+    """Unstage image NAME (ec2: deregister, delete its object; local/qemu: from the cache)."""
+    result = _provider(env, _catalog_cloud(env, cloud_name)).delete_image(name, force=force)
     if as_json:
         output.emit_json(result)
-    else:
+    elif "deregistered" in result:
         ids = " ".join(result["deregistered"]) or "no image"
         click.echo(f"deregistered {ids}; object {result['object']} "
                    f"{'deleted' if result['object_deleted'] else 'was not there'}")
+    else:
+        later = (f" (still used by {', '.join(result['in_use'])}: its files go when they stop)"
+                 if result.get("in_use") else "")
+        click.echo(f"deleted image {name} from {cloud_name}{later}")
 
 
 @image.command(name="test")
@@ -277,7 +250,10 @@ def delete(env: Env, name: str, cloud_name: str, as_json: bool) -> None:
 def test_image(env: Env, file: Path, cloud_name: str, name: str | None, size: str | None,
                check: Path | None, keep: bool | None, ssh_user: str | None,
                ssh_key: Path | None, ssh_port: int | None, as_json: bool) -> None:
-    """Stage FILE, boot it, check it over SSH, then keep or unstage it (ExTENCI's test-vm)."""
+    """Stage FILE, boot it, check it over SSH, then keep or unstage it (ExTENCI's test-vm).
+
+    Any cloud whose provider stages images: ec2 (upload + register), local (a rootfs
+    tarball), qemu (a raw/qcow2 disk)."""
     import sys
 
     from cloudinitd.errors import UsageError
@@ -287,8 +263,9 @@ def test_image(env: Env, file: Path, cloud_name: str, name: str | None, size: st
         raise UsageError(f"{file}: no such image file")
     spec = _catalog_cloud(env, cloud_name)
     say = output.info if as_json else click.echo
-    test = ImageTest(home=env.home, store=env.store, cloud=spec,
-                     provider=_ec2(env, spec, "test"), file=file, name=name or file.name,
+    provider = _provider(env, spec)
+    test = ImageTest(home=env.home, store=env.store, cloud=spec, provider=provider, file=file,
+                     name=provider.check_image_name(name or file.name),
                      size=size, check=check, ssh_user=ssh_user, ssh_key=ssh_key,
                      ssh_port=ssh_port, say=say)
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from cloudinitd.errors import UsageError
 from cloudinitd.plan.model import CloudSpec
 
 # Instance states, normalised across providers.
@@ -67,12 +68,33 @@ class LaunchRequest:
 
 
 OnLaunched = Callable[[int, InstanceInfo], None]
+Say = Callable[[str], None]  # a progress line for the operator
+Sent = Callable[[int], None]  # bytes just handled, for a progress bar
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class SaveRequest:
+    """`image save`: which instance becomes which image, and how."""
+
+    instance_id: str
+    name: str
+    run: str
+    source: str  # "RUN/service-index", recorded with the image
+    stop: bool = False  # the instance goes after the save: it may be shut down for it
+    timeout: float = 1800.0
 
 
 class Provider(ABC):
     """Base class. Subclasses set `kind` (the `provider:` value in a cloud entry)."""
 
     kind: ClassVar[str]
+    # `image save` runs `sync` in the guest over SSH first: the guest's page cache
+    # is not in the disk the provider copies (a VM's), unlike a container's.
+    flush_before_save: ClassVar[bool] = False
 
     def __init__(self, cloud: CloudSpec, home: Path):
         self.cloud = cloud
@@ -124,3 +146,38 @@ class Provider(ABC):
     def home_address(self) -> str | None:
         """Address at which instances reach the machine running cloudinitd, if any."""
         return None
+
+    # --- images (`cloudinitd image ...`); each kind says what it can do -------------
+    # Rows and results are plain dicts for --json: at least `name`, `image_id`,
+    # `size` (bytes or None) and `created`; never a secret.
+
+    def _no_images(self, what: str) -> UsageError:
+        return UsageError(f"`image {what}`: {self.kind} clouds have no images "
+                          f"({self.cloud.name!r} is a {self.kind} cloud)")
+
+    def check_image_name(self, name: str) -> str:
+        """The kind's rule for image names (a UsageError, exit 2, when `name` breaks it)."""
+        raise self._no_images("name")
+
+    def build_image(self, name: str, say: Say = _quiet) -> Path:
+        """Build (once) and cache a built-in base image; return where it is."""
+        raise self._no_images("build")
+
+    def list_images(self) -> list[dict[str, Any]]:
+        """The images this cloud offers the user, newest first."""
+        raise self._no_images("list")
+
+    def save_image(self, request: SaveRequest, say: Say = _quiet) -> dict[str, Any]:
+        """Capture a running instance as image `request.name`, bootable as `image: NAME`."""
+        raise self._no_images("save")
+
+    def import_image(self, path: Path, name: str, sent: Sent, say: Say = _quiet) -> dict[str, Any]:
+        """Stage the file `path` as image `name` (verified first); `sent(n)` shows progress."""
+        raise self._no_images("stage")
+
+    def delete_image(self, name: str, force: bool = False) -> dict[str, Any]:
+        """Remove (unstage) image `name`; `force` also takes images in use."""
+        raise self._no_images("delete")
+
+    def has_image(self, name: str) -> bool:
+        return any(row.get("name") == name for row in self.list_images())

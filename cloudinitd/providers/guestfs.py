@@ -184,3 +184,18 @@ def read_file(root_fd: int, path: str, limit: int = 1 << 20) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def remove_file(root_fd: int, path: str) -> bool:
+    """Remove the file (or link) `path` inside the root; False when it is not there.
+
+    The parent is reached without following any link or mount, and unlink never
+    follows the last name: a link is removed, not what it points to.
+    """
+    rel = _rel(path)
+    try:
+        with _dir(root_fd, rel.parent) as parent:
+            os.unlink(rel.name, dir_fd=parent)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, GuestPathError):
+        return False
+    return True

@@ -180,3 +180,41 @@ def s3_error(exc: Exception, opts: Ec2Options, action: str) -> ProviderError:
     return ProviderError(str(error).replace("the EC2 endpoint", "the S3 store")
                          .replace(f"({opts.endpoint or 'AWS'})",
                                   f"(store {opts.storage.endpoint or 'AWS S3'})"))
+
+
+class Ec2ImageHooks:
+    """The provider's image hooks (providers/base.py) on an EC2-compatible cloud.
+
+    list: DescribeImages owned by the user; save: CreateImage (NoReboot) tagged with
+    the run; stage: the resumable multipart upload to the cloud's store, then
+    RegisterImage; delete: deregister and delete the staged object.
+    """
+
+    def check_image_name(self, name: str) -> str:
+        from cloudinitd.images.naming import check_name
+
+        return check_name(name)
+
+    def list_images(self) -> list[dict[str, Any]]:
+        return Ec2Images(self).list()
+
+    def has_image(self, name: str) -> bool:
+        return Ec2Images(self).find(name) is not None
+
+    def save_image(self, request: Any, say: Say = _quiet) -> dict[str, Any]:
+        tags = {TAG_RUN: request.run, TAG_SOURCE: request.source, "Name": request.name}
+        image_id = Ec2Images(self).save(request.instance_id, request.name, tags,
+                                        timeout=request.timeout, say=say)
+        return {"name": request.name, "image_id": image_id}
+
+    def import_image(self, path: Any, name: str, sent: Callable[[int], None],
+                     say: Say = _quiet) -> dict[str, Any]:
+        from cloudinitd.images.staging import Stager
+
+        return Stager(self).stage(path, name, sent).as_dict()
+
+    def delete_image(self, name: str, force: bool = False) -> dict[str, Any]:
+        from cloudinitd.images.naming import name_from_url
+        from cloudinitd.images.staging import Stager
+
+        return Stager(self).unstage(name_from_url(name))

@@ -31,6 +31,7 @@ from cloudinitd.providers.base import (
     Provider,
 )
 from cloudinitd.providers.ec2.client import error_code, make_client, method_name, translate
+from cloudinitd.providers.ec2.images import Ec2ImageHooks
 from cloudinitd.providers.ec2.options import Ec2Options, parse_options
 from cloudinitd.providers.ec2.tags import TAG_PREFIX, index_from_tags, index_tags, launch_tags
 
@@ -60,7 +61,7 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
         yield list(items[start : start + size])
 
 
-class Ec2Provider(Provider):
+class Ec2Provider(Ec2ImageHooks, Provider):
     kind = "ec2"
 
     def __init__(self, cloud: CloudSpec, home: Path):

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from cloudinitd.errors import ProviderError
 from cloudinitd.providers import hostnet
+from cloudinitd.providers.imagecache import check_private  # one cache rule for every kind
 from cloudinitd.settings import settings
 
 log = logging.getLogger("cloudinitd.local")
@@ -172,27 +173,6 @@ def base_rootfs(spec: ImageSpec) -> Path:
 
 def _stamp(spec: ImageSpec) -> Path:
     return cache_dir() / _unpacked(spec) / "stamp"
-
-
-def check_private(path: Path, owner: int = 0, follow: bool = False) -> None:
-    """Refuse a cache entry that someone other than `owner` controls.
-
-    Raises ProviderError when `path` is not owned by `owner` or is writable
-    by its group or by others, or (unless `follow`) is a symlink.
-    """
-    try:
-        st = path.stat() if follow else path.lstat()
-    except FileNotFoundError:
-        return
-    if stat.S_ISLNK(st.st_mode):
-        raise ProviderError(f"image cache {path} is a symlink; refusing to use it")
-    if st.st_uid != owner or st.st_mode & 0o022:
-        raise ProviderError(
-            f"image cache {path} is owned by uid {st.st_uid} with mode "
-            f"{st.st_mode & 0o7777:04o}; refusing to use it (it must be owned by uid "
-            f"{owner} and not group- or world-writable: remove it, or fix it with "
-            f"chown {owner}:{owner} and chmod go-w)"
-        )
 
 
 def ensure_cache_dir() -> Path:

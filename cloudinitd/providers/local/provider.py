@@ -49,6 +49,7 @@ from cloudinitd.providers.local.create import (
     veth_name,
 )
 from cloudinitd.providers.local.hosts import refresh_hosts
+from cloudinitd.providers.local.images import LocalImageHooks, lower_for
 
 log = logging.getLogger("cloudinitd.local")
 
@@ -70,7 +71,7 @@ def _port_open(address: str, port: int) -> bool:
         return False
 
 
-class LocalProvider(Provider):
+class LocalProvider(LocalImageHooks, Provider):
     kind = "local"
 
     def __init__(self, cloud: CloudSpec, home: Path):
@@ -184,7 +185,8 @@ class LocalProvider(Provider):
                 f"unknown size {request.size!r} for the local provider "
                 f"(known: {', '.join(inst.SIZES)})"
             )
-        spec = image.image_spec(request.image)
+        if request.image is not None and request.image not in image.IMAGES:
+            self.check_image_name(request.image)  # before it names anything on disk
         self.check()
         # The same client token again (a retry, or `repair` resuming the launch of a
         # process that died): report what exists, redo what was half made, start
@@ -213,12 +215,12 @@ class LocalProvider(Provider):
                 on_launched(index, self._infos([existing[index]])[0])
         if not todo:
             return self._infos([existing[i] for i in request.indexes])
-        lower = image.ensure_image(spec.name, self.progress)
+        image_name, lower = lower_for(request.image, self.progress)  # built-in or saved
         created: dict[int, str] = {}
         with self._lock():
             for index in todo:
                 name = create(
-                    self.lxcpath, self.home, request, index, spec.name, lower, self.disk_size
+                    self.lxcpath, self.home, request, index, image_name, lower, self.disk_size
                 )
                 created[index] = name
                 on_launched(index, self._infos([name])[0])

@@ -31,6 +31,7 @@ from cloudinitd.providers.base import (
 from cloudinitd.providers.qemu import accel as accel_mod
 from cloudinitd.providers.qemu import image as image_mod
 from cloudinitd.providers.qemu import vm
+from cloudinitd.providers.qemu.images import QemuImageHooks
 from cloudinitd.providers.qemu.seed import SeedSpec, write_seed
 from cloudinitd.remote.hostkeys import generate_host_key
 
@@ -40,8 +41,9 @@ SIZES = {"small": (1024, 1), "medium": (2048, 1), "large": (4096, 2)}
 DEFAULT_IMAGE = "debian-12"
 
 
-class QemuProvider(Provider):
+class QemuProvider(QemuImageHooks, Provider):
     kind = "qemu"
+    flush_before_save = True  # the guest's page cache is not in its disk file
 
     def __init__(self, cloud: CloudSpec, home: Path):
         super().__init__(cloud, home)
@@ -108,7 +110,7 @@ class QemuProvider(Provider):
         if len(request.hostnames) != len(request.indexes):
             raise ProviderError("qemu provider: one hostname per index is required")
         memory, cpus = self._size(request.size)
-        base = image_mod.ensure_image(self.cache, request.image or DEFAULT_IMAGE)
+        base = self.resolve_image(request.image)  # built-in or saved (images.py)
         # The verdict is about this machine, not this home: cache it with the image.
         accel = accel_mod.choose_accel(
             base.kernel, base.disk.parent, self.cloud.options.get("accel")
