@@ -127,10 +127,13 @@ def status(env: Env, run: str, check: bool, as_json: bool) -> None:
 
 
 def _report(result: RunOutcome, as_json: bool, extra: dict | None = None) -> None:
+    # The exit status is the services' (as it always was): instances `scale` could not
+    # remove are printed as errors before this, without failing the command.
+    ok = all(s.ok for s in result.services.values())
     if as_json:
-        output.emit_json({"run": result.run, "ok": result.ok, **(extra or {}),
+        output.emit_json({"run": result.run, "ok": ok, **(extra or {}),
                           "services": {n: s.as_dict() for n, s in result.services.items()}})
-    if not result.ok:
+    if not ok:
         output.print_failures(result)
         raise SystemExit(1)
     if not as_json:
