@@ -256,9 +256,10 @@ class _Scan:
         )
 
 
-def _scan_text(
+def scan_text(
     plan: Plan, spec: ServiceSpec, text: str, file: str, line_offset: int, allow_env: bool
 ) -> _Scan:
+    """References and errors of one template of one service (env values: at the plan line)."""
     scan = _Scan(plan, spec, file, line_offset, allow_env)
     try:
         tree = RAW_ENV.parse(text)
@@ -281,15 +282,15 @@ def _scans(plan: Plan) -> Iterator[_Scan]:
     for spec in plan.services.values():
         for script in spec.scripts.values():
             if is_template(script.path):
-                yield _scan_text(plan, spec, script.source, display_path(script.path), 0, True)
+                yield scan_text(plan, spec, script.source, display_path(script.path), 0, True)
             for arg, pos in zip(script.args, script.args_pos, strict=False):
-                yield _scan_text(plan, spec, arg, pos.file, pos.line, False)
+                yield scan_text(plan, spec, arg, pos.file, pos.line, False)
         for key, value in spec.env.items():
             at = spec.pos_of(f"env.{key}")
-            yield _scan_text(plan, spec, value, at.file, at.line, False)
+            yield scan_text(plan, spec, value, at.file, at.line, False)
         for key, value in spec.values.items():
             at = spec.pos_of(f"values.{key}")
-            yield _scan_text(plan, spec, value, at.file, at.line, False)
+            yield scan_text(plan, spec, value, at.file, at.line, False)
 
 
 def _collect(plan: Plan) -> tuple[list[Reference], list[PlanError]]:
@@ -415,3 +416,4 @@ def boot_levels(graph: nx.DiGraph) -> list[list[str]]:
 def dependencies(graph: nx.DiGraph, service: str) -> list[str]:
     """The services `service` directly needs."""
     return sorted(graph.predecessors(service))
+

@@ -32,7 +32,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -382,6 +382,13 @@ def share_info(run_dir: Path) -> dict:
     state = _read_state(Path(run_dir) / SUBDIR)
     state.pop("pid", None)
     return state
+
+
+def recorded_share(run_dir: Path) -> dict | None:
+    """`recorded_home_share` as template data (what `diff` renders `home` with); None if
+    the run never had a share. Nothing is started or written."""
+    share = recorded_home_share(run_dir)
+    return asdict(share) if share is not None else None
 
 
 def _gateway_ports(run_dir: Path, address: str, ports: list[int]) -> None:

@@ -96,6 +96,21 @@ CREATE TABLE IF NOT EXISTS events (
     kind TEXT NOT NULL,
     message TEXT NOT NULL
 );
+-- What each instance's last boot was made of, as keyed digests (engine/inputs.py):
+-- `diff` names the input that changed. Its own table, so older stores gain it as is.
+CREATE TABLE IF NOT EXISTS inputs (
+    run TEXT NOT NULL,
+    service TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    parts_json TEXT NOT NULL,
+    PRIMARY KEY (run, service, idx)
+);
+CREATE TABLE IF NOT EXISTS watch_state (
+    run TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value_json TEXT NOT NULL,
+    PRIMARY KEY (run, key)
+);
 CREATE INDEX IF NOT EXISTS instances_run ON instances (run, service, state);
 CREATE INDEX IF NOT EXISTS events_run ON events (run, id);
 """
@@ -408,6 +423,28 @@ class Store:
         for r in self._rows("SELECT * FROM attributes WHERE run = ?", (run,)):
             out.setdefault((r["service"], r["idx"]), {})[r["key"]] = json.loads(r["value_json"])
         return out
+
+    # inputs (engine/inputs.py) -------------------------------------------------
+    def set_inputs(self, run: str, service: str, index: int, parts: dict[str, str]) -> None:
+        self._exec("INSERT INTO inputs (run, service, idx, parts_json) VALUES (?, ?, ?, ?)"
+                   " ON CONFLICT (run, service, idx) DO UPDATE SET"
+                   " parts_json = excluded.parts_json",
+                   (run, service, index, json.dumps(parts, sort_keys=True)))
+
+    def inputs(self, run: str) -> dict[tuple[str, int], dict[str, str]]:
+        return {(r["service"], r["idx"]): json.loads(r["parts_json"])
+                for r in self._rows("SELECT * FROM inputs WHERE run = ?", (run,))}
+
+    # what `watch` remembers between ticks (cloud back-off, last scaling) ----
+    def watch_state(self, run: str, key: str, default: Any = None) -> Any:
+        rows = self._rows("SELECT value_json FROM watch_state WHERE run = ? AND key = ?",
+                          (run, key))
+        return json.loads(rows[0]["value_json"]) if rows else default
+
+    def set_watch_state(self, run: str, key: str, value: Any) -> None:
+        self._exec("INSERT INTO watch_state (run, key, value_json) VALUES (?, ?, ?)"
+                   " ON CONFLICT (run, key) DO UPDATE SET value_json = excluded.value_json",
+                   (run, key, json.dumps(value)))
 
     # events --------------------------------------------------------------
     def event(self, run: str, kind: str, message: str, service: str | None = None,

@@ -493,3 +493,4 @@ def placeholder_world(plan: Plan) -> dict[str, list[dict[str, Any]]]:
         elif root.host:
             world[name][0].update(address=root.host, private_address=root.host)
     return world
+

@@ -47,6 +47,7 @@ def _append(path: Path, line: str) -> None:
     ("plan/model.py", "cloudinitd.providers.base"),
     ("templates.py", "cloudinitd.remote.session"),
     ("graph.py", "cloudinitd.engine.context"),
+    ("watchpolicy.py", "cloudinitd.engine.maintain"),
 ])
 def test_core_importing_an_effect_breaks_the_contract(tree: Path, module: str,
                                                       effect: str) -> None:

@@ -293,7 +293,7 @@ def _load_errors(tmp_path: Path, data: bytes, scripts: dict[str, bytes] | None =
      "plan.yml:3: not UTF-8: byte 0xff at line 3, column 16"),
     # U+2028 is a line break to PyYAML but not to editors: line numbers must not shift.
     ("x: '\u2028\u2028'\nservices:\n  a:\n    nope: 1\n".encode(),
-     "plan.yml:1: unknown key 'x' (known: clouds, defaults, lifetime, name, services, vars)"),
+     "plan.yml:1: unknown key 'x' (known: clouds, defaults, lifetime, name, outputs, preserve, services, vars)"),
     (b"services:\n  a:\n    host: \"a\\nb\"\n",
      "plan.yml:3: service 'a': host 'a\\nb' is not an address or a service name"),
     (b"services: " + b"[" * 10_000, "plan.yml:1: bad YAML: nested more than 100 levels deep"),

@@ -102,7 +102,7 @@ def test_unknown_keys_anywhere_get_did_you_mean():
 
 def test_unknown_key_without_close_match_lists_the_known_ones():
     [error] = errors_of("services: {a: {zzz: 1}}\n")
-    assert error.startswith("p.yml:1: unknown key 'zzz' in services.a (known: after, boot, cloud,")
+    assert error.startswith("p.yml:1: unknown key 'zzz' in services.a (known: after, autoscale, boot, cloud,")
 
 
 def test_missing_services_and_cloud_without_provider():

@@ -93,6 +93,8 @@ def _fill_run(store: Store, run: str, folder) -> None:
                           f"tok-{run}")
     store.set_attributes(run, "web", 0, {"exported": f"value-of-{run}"})
     store.event(run, "boot", f"booting {run}", service="web", index=0)
+    store.set_inputs(run, "web", 0, {"script:boot": f"digest-of-{run}"})
+    store.set_watch_state(run, "cloud_backoff", {"c": {"failures": 1, "last_failure": 1.0}})
 
 
 def _rows_mentioning(path, text: str) -> dict[str, int]:
@@ -171,3 +173,12 @@ def test_a_store_keyed_without_the_service_is_upgraded_in_place(tmp_path):
     assert [r["service"] for r in s.instances("r")] == ["a", "b"]
     s.close()
     Store(home).close()  # opening again is a no-op
+
+
+def test_watch_state_is_kept_per_run_and_key(tmp_path):
+    store = Store(tmp_path)
+    assert store.watch_state("r", "k") is None and store.watch_state("r", "k", {}) == {}
+    store.set_watch_state("r", "k", {"a": 1})
+    store.set_watch_state("r", "k", {"a": 2})
+    store.set_watch_state("other", "k", 5)
+    assert store.watch_state("r", "k") == {"a": 2} and store.watch_state("other", "k") == 5

@@ -112,7 +112,8 @@ def test_output_raw_feeds_a_shell_loop(cli: Cli, two_hosts):
     assert cli("output", "duo", "db.token", "--raw").out == "tok-42\n"
     assert cli("output", "duo", "web.address").out == f"{two_hosts['web'].address}\n"
     whole = cli("output", "duo", "--json").json()
-    assert list(whole) == ["db", "web"] and whole["db"][0]["token"] == "tok-42"
+    assert list(whole["services"]) == ["db", "web"]
+    assert whole["services"]["db"][0]["token"] == "tok-42" and whole["outputs"] == {}
     text = cli("output", "duo").out
     assert "token=tok-42" in text and text.startswith("db/0")
     assert "attributes" in cli("output", "duo", "db.nope", expect=2).err

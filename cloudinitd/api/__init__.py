@@ -40,6 +40,7 @@ from cloudinitd.api.records import (  # noqa: A004 (exec: the command's name)
     login_argv,
     logs,
     outputs,
+    plan_outputs,
     runs,
 )
 from cloudinitd.api.results import (
@@ -61,6 +62,6 @@ __all__ = [
     "CleanResult", "CloudInfo", "History", "InstanceOutcome", "InstanceStatus", "Interrupted",
     "LogFile", "Progress", "RunOutcome", "RunStatus", "RunSummary", "ServiceOutcome",
     "ServiceStatus", "boot", "check", "choose", "clean", "clouds", "dry_run", "exec", "history",
-    "instances", "load", "login_argv", "logs", "outputs", "plan_file", "quiet", "reload",
+    "instances", "load", "login_argv", "logs", "outputs", "plan_file", "plan_outputs", "quiet", "reload",
     "repair", "runs", "scale", "status", "terminate",
 ]

@@ -56,8 +56,13 @@ def removed_instances(items: list[dict[str, Any]]) -> tuple[InstanceOutcome, ...
 
 
 def run_outcome(ctx: RunContext, result: RunResult, removed: TerminateResult | None = None,
-                **extra: Any) -> RunOutcome:
-    """A converge's RunResult (+ what it terminated first) with the run's live instances."""
+                with_outputs: bool = False, **extra: Any) -> RunOutcome:
+    """A converge's RunResult (+ what it terminated first) with the run's live instances
+    (and, `with_outputs`, the plan's `outputs:` rendered with them)."""
+    if with_outputs:
+        from cloudinitd.engine.access import plan_outputs
+
+        extra["outputs"], extra["output_errors"] = plan_outputs(ctx)
     instances = live_instances(ctx, {n: s.error or s.state for n, s in result.services.items()
                                      if s.state != "ready"})
     services = {}

@@ -71,13 +71,20 @@ def load(plan: str | Path, *, home: Home = None, vars: Mapping[str, str] | None 
                          catalog=load_catalog(convert.home_path(home)), limits=limits)
 
 
-def dry_run(plan: Plan, run: str | None = None) -> dict[str, Any]:
-    """Every script of every instance rendered against placeholder addresses; the schedule."""
+def dry_run(plan: Plan, run: str | None = None, show_values: bool = False) -> dict[str, Any]:
+    """Every script of every instance rendered against placeholder addresses (or, with
+    `show_values`, realistic sample values); the schedule."""
     from cloudinitd.engine.boot import dry_run as render
     from cloudinitd.sandbox import SESSION_SECONDS, render_session
 
     with render_session(SESSION_SECONDS):
-        return render(plan, run or f"{plan.name}-dry-run")
+        return render(plan, run or f"{plan.name}-dry-run", show_values=show_values)
+
+
+def run_plan(run: str, *, home: Home = None) -> Plan:
+    """The plan a recorded run follows, loaded with its vars (PlanError if it cannot be)."""
+    with convert.opened_store(home) as store:
+        return _open(store, home, run, quiet).plan
 
 
 @contextlib.contextmanager
@@ -111,7 +118,7 @@ def boot(plan: Plan | str | Path, *, home: Home = None, name: str | None = None,
             on_start(ctx.run)
         with _converging(ctx):
             result = converge(ctx)
-        return convert.run_outcome(ctx, result)
+        return convert.run_outcome(ctx, result, with_outputs=True)
 
 
 def _open(store: Any, home: Home, run: str, progress: Progress, plan: Path | None = None,

@@ -141,7 +141,25 @@ def exec(run: str, command: str, *, home: Home = None, services: tuple[str, ...]
     if not targets:
         raise UsageError(f"run {run!r} has no live instance"
                          + (f" of {', '.join(services)}" if services else ""))
-    return run_command(targets, command, sudo=sudo, timeout=timeout, on_line=on_line)
+    result = run_command(targets, command, sudo=sudo, timeout=timeout, on_line=on_line)
+    # History keeps that a command ran, where and how it ended; never its text,
+    # which may hold a password (`exec -- mysql -psecret`).
+    failed = ", ".join(r.label for r in result.failed)
+    with convert.opened_store(home) as store:
+        store.event(run, "exec", f"a command{' (sudo)' if sudo else ''} on"
+                    f" {len(result.results)} instance(s): "
+                    + (f"{len(result.failed)} failed ({failed})" if failed else "all succeeded"))
+    return result
+
+
+def plan_outputs(run: str, *, home: Home = None) -> tuple[dict[str, str], dict[str, str]]:
+    """The run's plan `outputs:` rendered with its live instances: (values, errors by name);
+    nothing when the plan cannot be loaded any more."""
+    from cloudinitd.engine.access import require_run, run_plan_outputs
+
+    with convert.opened_store(home) as store:
+        require_run(store, run)
+        return run_plan_outputs(store, convert.home_path(home), run)
 
 
 def outputs(run: str, selector: str | None = None, *, home: Home = None) -> Any:

@@ -70,6 +70,9 @@ class RunOutcome:
     seconds: float = 0.0
     # reload: the `scale` counts the new plan replaced (service -> count)
     dropped_scale_overrides: Mapping[str, int] = field(default_factory=dict)
+    # boot: the plan's `outputs:` rendered with the run's world, and those that could not be
+    outputs: Mapping[str, str] = field(default_factory=dict)
+    output_errors: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -159,6 +162,8 @@ class RunStatus:
     expires: float | None
     services: Mapping[str, ServiceStatus]
     healthy: bool | None = None  # None: not checked
+    outputs: Mapping[str, str] = field(default_factory=dict)  # the plan's `outputs:`, rendered
+    output_errors: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -168,6 +173,7 @@ class RunStatus:
         out = {"run": self.run, "plan": self.plan, "plan_path": self.plan_path,
                "status": self.status, "created": self.created, "expires": self.expires,
                "services": {n: s.as_dict() for n, s in self.services.items()}}
+        out["outputs"], out["output_errors"] = dict(self.outputs), dict(self.output_errors)
         if self.healthy is not None:
             out["healthy"] = self.healthy
         return out

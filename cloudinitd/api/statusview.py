@@ -41,8 +41,11 @@ def recorded_status(store: Store, home: Path, run: str) -> RunStatus:
     for name, items in by_service.items():  # instances of services the run never recorded
         if name not in out:
             out[name] = ServiceStatus(name, "unknown", instances=tuple(items))
+    from cloudinitd.engine.access import run_plan_outputs
+
+    values, problems = run_plan_outputs(store, home, run)
     return RunStatus(run, row.plan_name, row.plan_path, row.status, row.created,
-                     row.expires, out)
+                     row.expires, out, outputs=values, output_errors=problems)
 
 
 def with_health(status: RunStatus, health: RunOutcome) -> RunStatus:

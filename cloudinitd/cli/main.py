@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from cloudinitd.cli import (
+    change_commands,
     image_commands,
     import_commands,
     output,
@@ -24,6 +25,7 @@ from cloudinitd.cli import (
     run_commands,
     serve_commands,
     use_commands,
+    watch_commands,
 )
 from cloudinitd.cli.common import Env
 from cloudinitd.errors import CloudinitdError, PlanErrors, one_line
@@ -103,9 +105,12 @@ def setup_logging(verbose: int) -> None:
 
 
 for module in (plan_commands, run_commands, record_commands, image_commands,
-               use_commands, import_commands, serve_commands):
+               use_commands, import_commands, serve_commands, watch_commands):
     for command in module.COMMANDS:
         cli.add_command(command)
+# After boot (issue 15): what a reload would change.
+for command in change_commands.COMMANDS:
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -94,6 +94,20 @@ def print_status(data: dict[str, Any]) -> None:
                 click.echo(f"        {shown(exports)}")
     print_addresses({name: [i for i in svc["instances"] if i.get("state") != "missing"]
                      for name, svc in data["services"].items()})
+    print_outputs(data.get("outputs", {}), data.get("output_errors", {}))
+
+
+def print_outputs(values: dict[str, str], problems: dict[str, str], err: bool = False) -> None:
+    """The closing `outputs:` block (the plan's `outputs:`, rendered), one NAME VALUE a line."""
+    if not values and not problems:
+        return
+    shown = for_terminal if (sys.stderr if err else sys.stdout).isatty() else str
+    click.echo("outputs:", err=err)
+    width = max(len(k) for k in [*values, *problems])
+    for key, value in values.items():
+        click.echo(f"  {key:<{width}} {shown(value)}", err=err)
+    for key, problem in problems.items():
+        click.echo(f"  {key:<{width}} (cannot render: {problem})", err=err)
 
 
 def print_addresses(services: dict[str, list[dict[str, Any]]], err: bool = False) -> None:
@@ -230,11 +244,18 @@ def _terminate_one(env: Env, run: str, quiet: bool, as_json: bool, several: bool
               help="The run to load the plan into.")
 @var_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
+@click.option("--dry-run", is_flag=True,
+              help="Only say what the reload would do (as `cloudinitd diff`); change nothing.")
 @json_option
 @pass_env
 def reload(env: Env, plan: str, run: str, vars_: tuple[str, ...], quiet: bool,
-           as_json: bool) -> None:
+           dry_run: bool, as_json: bool) -> None:
     """Load an edited PLAN into an existing run, then repair it."""
+    if dry_run:
+        from cloudinitd.cli.change_commands import show_diff
+
+        show_diff(env, plan, run, vars_, scripts=False, as_json=as_json)
+        return
     from cloudinitd import api
 
     progress = output.progress_for_terminal(quiet)

@@ -23,6 +23,7 @@ from cloudinitd.cli.common import (
     json_option,
     pass_env,
 )
+from cloudinitd.errors import UsageError
 from cloudinitd.textsafe import for_terminal
 
 
@@ -133,12 +134,27 @@ def exec_(click_ctx: click.Context, env: Env, run: str, services: tuple[str, ...
 @json_option
 @pass_env
 def output_(env: Env, run: str, selector: str | None, raw: bool, as_json: bool) -> None:
-    """Addresses and exported values of RUN's live instances."""
-    from cloudinitd import api
+    """Addresses and exported values of RUN's live instances, and the plan's `outputs:`.
 
+    SELECTOR is a service, SERVICE.ATTR, or the name of one of the plan's outputs.
+    """
+    from cloudinitd import api
+    from cloudinitd.cli.run_commands import print_outputs
+
+    values, problems = api.plan_outputs(run, home=env.home)
+    if selector and (selector in values or selector in problems):
+        if selector in problems:
+            raise UsageError(f"output {selector}: {problems[selector]}")
+        if as_json:
+            output.emit_json(values[selector])
+        else:
+            shown = for_terminal if sys.stdout.isatty() and not raw else str
+            click.echo(shown(values[selector]))
+        return
     chosen = api.outputs(run, selector, home=env.home)
     if as_json:
-        output.emit_json(chosen)
+        output.emit_json(chosen if selector else {"services": chosen, "outputs": values,
+                                                  "output_errors": problems})
         return
     shown = for_terminal if sys.stdout.isatty() else str
     if isinstance(chosen, dict):  # the whole run
@@ -149,6 +165,7 @@ def output_(env: Env, run: str, selector: str | None, raw: bool, as_json: bool) 
         for value in chosen:
             click.echo(shown(value if isinstance(value, str) else json.dumps(value)))
         return
+    width = max((len(f"{name}/{item['index']}") for name, item in rows), default=0)
     for name, item in rows:
         if raw:
             click.echo(item["address"] or "")
@@ -157,8 +174,10 @@ def output_(env: Env, run: str, selector: str | None, raw: bool, as_json: bool) 
                            for k, v in item.items()
                            if k not in ("index", "address", "private_address", "hostname",
                                         "instance_id", "cloud"))
-        click.echo(f"{name}/{item['index']:<3} {item['address'] or '-':<16}"
+        click.echo(f"{name + '/' + str(item['index']):<{width}} {item['address'] or '-':<16}"
                    f" {item['hostname'] or '-':<20} {exports}".rstrip())
+    if not selector and not raw:
+        print_outputs(values, problems)
 
 
 @click.command()

@@ -190,3 +190,25 @@ def addresses(ctx: RunContext) -> dict[str, list[dict[str, Any]]]:
         out[name] = sorted(({"index": r["idx"], "address": r["address"]}
                             for r in rows if r["service"] == name), key=lambda i: i["index"])
     return out
+
+
+def plan_outputs(ctx: RunContext) -> tuple[dict[str, str], dict[str, str]]:
+    """The plan's `outputs:` rendered with the run's live world: (values, errors by name)."""
+    from cloudinitd.plan.outputs import render_outputs
+    from cloudinitd.sandbox import SESSION_SECONDS, render_session
+
+    if not ctx.plan.outputs:
+        return {}, {}
+    with render_session(SESSION_SECONDS):
+        return render_outputs(ctx.plan, ctx.run, ctx.world())
+
+
+def run_plan_outputs(store: Store, home: Path, run: str) -> tuple[dict[str, str], dict[str, str]]:
+    """`plan_outputs` of a recorded run; nothing when its plan cannot be loaded any more."""
+    from cloudinitd.engine.context import open_run
+
+    try:
+        ctx = open_run(home, store, run)
+    except CloudinitdError:
+        return {}, {}
+    return plan_outputs(ctx)

@@ -9,10 +9,14 @@ from typing import Any
 from cloudinitd.engine.context import Progress, RunContext, quiet, recorded_clouds
 from cloudinitd.engine.converge import Converger, RunResult
 from cloudinitd.graph import boot_levels, build_graph
+from cloudinitd.paths import display_path
 from cloudinitd.plan.model import Plan
+from cloudinitd.plan.samples import NOTES, quoted_values, sample_extra, sample_world, shown_values
 from cloudinitd.schedule import dry_run_schedule
 from cloudinitd.store import Store
 from cloudinitd.templates import (
+    is_shell_script,
+    is_template,
     placeholder_extra,
     placeholder_world,
     render_args,
@@ -38,15 +42,18 @@ def boot(ctx: RunContext) -> RunResult:
     return Converger(ctx).run()
 
 
-def dry_run(plan: Plan, run: str = "dry-run") -> dict[str, Any]:
+def dry_run(plan: Plan, run: str = "dry-run", show_values: bool = False) -> dict[str, Any]:
     """Render every script of every instance against placeholder addresses.
 
     Placeholders come from the documentation range 192.0.2.0/24: they are
-    printed, never contacted.
+    printed, never contacted. `show_values`: exports and values are realistic
+    samples (plan/samples.py) instead of `<svc.attr>`, so the scripts show how
+    values arrive. The report ends with notes on quoting and idempotency and a
+    warning for each value written inside shell quotes.
     """
     graph = build_graph(plan)
-    world = placeholder_world(plan)
-    extra = placeholder_extra()
+    world = sample_world(plan) if show_values else placeholder_world(plan)
+    extra = sample_extra() if show_values else placeholder_extra()
     launching = {name: svc.count for name, svc in plan.services.items() if svc.launches}
     rendered: list[dict[str, Any]] = []
     for name, svc in plan.services.items():
@@ -61,9 +68,22 @@ def dry_run(plan: Plan, run: str = "dry-run") -> dict[str, Any]:
                     entry.setdefault("args", {})[step] = render_args(script, **args)
             entry["env"] = render_env(**args)
             rendered.append(entry)
-    return {
+    warnings = []
+    for svc in plan.services.values():
+        for script in svc.scripts.values():
+            if is_template(script.path) and is_shell_script(script.path):
+                warnings += [f"{display_path(script.path)}:{line}: {{{{ {expr} }}}} is inside"
+                             " shell quotes, but values arrive already quoted: drop the"
+                             " quotes around it (or write |safe for the raw value)"
+                             for line, expr in quoted_values(script.source)]
+    report = {
         "plan": plan.name,
         "levels": boot_levels(graph),
         "schedule": dry_run_schedule(graph, launching),
         "instances": rendered,
+        "warnings": sorted(set(warnings)),
+        "notes": NOTES,
     }
+    if show_values:
+        report["sample_values"] = shown_values(world, plan)
+    return report

@@ -6,6 +6,7 @@ from typing import Any
 
 from cloudinitd import templates
 from cloudinitd.engine.context import RunContext, content_hash
+from cloudinitd.engine.inputs import input_key, input_parts, keep_source
 from cloudinitd.errors import PlanError, RemoteError
 from cloudinitd.plan.model import BUILTIN_ATTRIBUTES, SERVICE_ATTRIBUTES, ServiceSpec
 from cloudinitd.templates import render_script
@@ -49,6 +50,26 @@ def rendered_inputs(ctx: RunContext, svc: ServiceSpec, index: int,
     # Arguments are inputs too (a changed address given as an argument re-runs boot).
     hashed = script if not argv or script is None else script + "\0" + "\0".join(argv)
     return script, env, content_hash(hashed, env)
+
+
+def record_inputs(ctx: RunContext, svc: ServiceSpec, index: int, world: World,
+                  script: str | None, env: dict[str, str]) -> None:
+    """Keep what this boot was made of (keyed digests) so `diff` can say what changed."""
+    from cloudinitd.graph import service_references
+
+    # Once per command (the plan's references, the run's key); one assignment, so a
+    # thread never sees half of it.
+    state = ctx.__dict__.get("_input_state")
+    if state is None:
+        state = ctx.__dict__["_input_state"] = (service_references(ctx.plan),
+                                                 input_key(ctx.run_dir))
+    reads, key = state
+    argv = step_args(ctx, svc, "boot", index, world).get("args", [])
+    parts = input_parts(svc, reads.get(svc.name, set()), ctx.plan.vars, world, script, env,
+                        argv, key)
+    if "boot" in svc.scripts:  # the template text, so `diff --scripts` can show the old side
+        parts["source:boot"] = keep_source(ctx.run_dir, svc.scripts["boot"].source)
+    ctx.store.set_inputs(ctx.run, svc.name, index, parts)
 
 
 def own_values(ctx: RunContext, svc: ServiceSpec, index: int, world: World) -> dict[str, str]:
@@ -111,6 +132,7 @@ def configure_instance(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any],
         # earlier exports stay until a new boot replaces them)
         ctx.store.set_attributes(ctx.run, svc.name, index, values)
     if not has_scripts(svc):
+        record_inputs(ctx, svc, index, world, script, env)
         ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], svc.name,
                                   configured=1, boot_hash=digest)
         return
@@ -130,6 +152,7 @@ def configure_instance(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any],
     if "ready" in svc.scripts:
         ctx.progress(svc.name, index, "ready", "running ready script")
         run_ready(ctx, svc, row, world, env, timeout=svc.timeout)
+    record_inputs(ctx, svc, index, world, script, env)
     ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], svc.name,
                               configured=1, boot_hash=digest)
     ctx.store.event(ctx.run, "configured", "boot and ready done", svc.name, index)

@@ -68,6 +68,9 @@ class RunContext:
     progress: Progress = quiet
     # The engine's SSH steps go through here; a test puts cloudinitd.testing.FakeRemote.
     remote: Any = remote_module
+    # Clouds `watch` keeps away from for now (back-off): placed as if full, so
+    # launches overflow to the next cloud of the service.
+    avoid_clouds: set[str] = field(default_factory=set)
     _providers: dict[str, Provider] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _home: dict[str, Any] | None = None

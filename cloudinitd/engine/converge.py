@@ -98,8 +98,11 @@ def _failure(name: str, exc: BaseException, step: str) -> ServiceResult:
 
 class Converger:
     def __init__(self, ctx: RunContext, force: set[str] | None = None,
-                 unhealthy: set[tuple[str, int]] | None = None):
+                 unhealthy: set[tuple[str, int]] | None = None, hold: set[str] | None = None):
         self.ctx = ctx
+        # Services whose missing instances are not launched now (`watch` on services
+        # that do not preserve): what they have is still configured as needed.
+        self.hold = hold or set()
         self.graph = build_graph(ctx.plan)
         self.force = force or set()  # services to re-configure whatever their inputs
         self.unhealthy = unhealthy or set()  # (service, index) pairs that failed a check
@@ -156,7 +159,7 @@ class Converger:
                 warm_pool.submit(ctx.remote.prewarm, target, name)
             for name, svc in ctx.plan.services.items():
                 self.started[name] = time.monotonic()
-                if not svc.launches:
+                if not svc.launches or name in self.hold:
                     self._set(name, LAUNCHED)
                     continue
                 live = {r["idx"] for r in ctx.store.instances(ctx.run, name)}

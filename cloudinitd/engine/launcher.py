@@ -34,7 +34,16 @@ def _request(ctx: RunContext, svc: ServiceSpec, cloud: str, indexes: list[int],
         ssh_user=svc.ssh_user, ssh_public_key=ctx.keypair()[1],
         hostnames=[hostname_for(svc.name, i) for i in indexes], image=svc.image,
         size=svc.size, spot=svc.spot, options={**svc.options, **(options or {})},
+        expires=lease_end(ctx, svc),
     )
+
+
+def lease_end(ctx: RunContext, svc: ServiceSpec) -> float | None:
+    """When the service's instances must be gone (epoch seconds), counted from the run's
+    creation: the provider also enforces it, so it holds while no controller runs."""
+    if svc.lifetime is None:
+        return None
+    return float(ctx.store.run(ctx.run)["created"]) + svc.lifetime
 
 
 def _launch_on(ctx: RunContext, svc: ServiceSpec, cloud: str, request: LaunchRequest) -> set[int]:
@@ -119,7 +128,7 @@ def launch_missing(ctx: RunContext, svc: ServiceSpec, indexes: list[int],
         return
     live = ctx.store.instances(ctx.run, svc.name)
     current = Counter(row["cloud"] for row in live)
-    full: set[str] = set()
+    full: set[str] = set(ctx.avoid_clouds)  # clouds in back-off count as full
     remaining = sorted(indexes)
     while remaining:
         target = sum(current.values()) + len(remaining)

@@ -212,6 +212,15 @@ def remove_dead(ctx: RunContext) -> None:
 def scale(ctx: RunContext, service: str, count: int,
           limits: Limits | None = None) -> tuple[TerminateResult, RunResult]:
     """Change one service's instance count, then converge the run (dependents included)."""
+    removed = set_count(ctx, service, count, limits)
+    ctx.store.event(ctx.run, "scale", f"{service} -> {count}", service)
+    return removed, Converger(ctx).run()
+
+
+def set_count(ctx: RunContext, service: str, count: int,
+              limits: Limits | None = None) -> TerminateResult:
+    """Record a service's new count and remove its instances over it (last cloud first);
+    the caller converges (which launches what is missing and re-configures dependents)."""
     svc = ctx.plan.services.get(service)
     if svc is None:
         raise UsageError(f"run {ctx.run!r} has no service {service!r}"
@@ -231,8 +240,7 @@ def scale(ctx: RunContext, service: str, count: int,
     counts = ctx.store.run(ctx.run)["counts"]
     counts[service] = count
     ctx.store.update_run(ctx.run, counts=counts)
-    ctx.store.event(ctx.run, "scale", f"{service} -> {count}", service)
-    return removed, Converger(ctx).run()
+    return removed
 
 
 def _check_scale_limits(ctx: RunContext, service: str, count: int, limits: Limits) -> None:

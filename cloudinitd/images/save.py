@@ -37,13 +37,17 @@ class Saved:
 def pick(store: Any, run: str, target: str) -> dict[str, Any]:
     """The store row of SERVICE[/INDEX] in `run` (exactly one)."""
     service, _, index_text = target.partition("/")
+    from cloudinitd.engine.access import require_run
+
+    require_run(store, run)  # an unknown run: exit 2 naming the runs there are
     rows = store.instances(run, service)
     if index_text:
         if not index_text.isdigit():
             raise UsageError(f"{target}: INDEX must be a number")
         rows = [r for r in rows if r["idx"] == int(index_text)]
     if not rows:
-        raise UsageError(f"run {run!r} has no instance {target}")
+        there = ", ".join(f"{r['service']}/{r['idx']}" for r in store.instances(run))
+        raise UsageError(f"run {run!r} has no instance {target}; instances: {there or 'none'}")
     if len(rows) > 1:
         raise UsageError(f"run {run!r}: {service} has {len(rows)} instances; name one as "
                          f"{service}/INDEX (indexes {', '.join(str(r['idx']) for r in rows)})")

@@ -17,6 +17,7 @@ from cloudinitd.cloudspec import validate_cloud
 from cloudinitd.errors import PlanError, PlanErrors
 from cloudinitd.graph import build_graph
 from cloudinitd.paths import display_path
+from cloudinitd.plan.autoscale import parse_autoscale
 from cloudinitd.plan.bundles import BundleError, check_bundle
 from cloudinitd.plan.durations import parse_duration
 from cloudinitd.plan.fields import (
@@ -39,6 +40,7 @@ from cloudinitd.plan.model import (
     ScriptSpec,
     ServiceSpec,
 )
+from cloudinitd.plan.outputs import check_outputs
 from cloudinitd.plan.schema import PROVIDER_OPTIONS, did_you_mean, validate_plan_data
 from cloudinitd.plan.scripts import resolve_script
 from cloudinitd.plan.yamlpos import PosDict, PosList, load_yaml
@@ -47,7 +49,8 @@ from cloudinitd.templates import render_vars
 BUILTIN_CLOUDS = {"local": "local", "qemu": "qemu"}
 # Keys that only mean something for a service that launches instances.
 LAUNCH_ONLY = frozenset(
-    {"cloud", "clouds", "image", "size", "count", "spot", "lifetime", *PROVIDER_OPTIONS}
+    {"cloud", "clouds", "image", "size", "count", "spot", "lifetime", "preserve", "autoscale",
+     *PROVIDER_OPTIONS}
 )
 # Settings a service on another service's host takes from that service unless it sets them.
 SSH_KEYS = ("ssh_user", "ssh_key", "ssh_port")
@@ -260,6 +263,10 @@ class _Loader:
         spec.lifetime = self.duration(name, "lifetime", v, at, None)
         if "spot" in v:
             spec.spot = plain(v["spot"])
+        spec.preserve = v.get("preserve") is True
+        if "autoscale" in v and host is None:
+            spec.autoscale = parse_autoscale(name, spec, v["autoscale"], at("autoscale"),
+                                             self.limits.per_service, self.error, self.script)
         for key in PROVIDER_OPTIONS:
             if key in v:
                 value = plain(v[key])
@@ -437,9 +444,12 @@ class _Loader:
                 lifetime = parse_duration(self.data["lifetime"])
             except ValueError as exc:
                 self.error(f"lifetime: {exc}", self.data.key_line("lifetime"))
+        preserve = self.data.get("preserve") is True
         for spec in specs.values():
             if spec.lifetime is None and spec.launches:
                 spec.lifetime = lifetime
+            if spec.launches and "preserve" not in spec.field_pos:
+                spec.preserve = preserve  # the run-level option, unless the service says
         total = sum(spec.count for spec in specs.values() if spec.launches)
         if total > self.limits.per_run:
             self.error(
@@ -448,14 +458,28 @@ class _Loader:
                 self.data.key_line("services"),
             )
         self.inherit_host_ssh(specs, services)
-        return Plan(
+        plan = Plan(
             name=self.plan_name(),
             path=self.path.resolve(),
             vars=plan_vars,
             clouds=clouds,
             services=specs,
             lifetime=lifetime,
+            preserve=preserve,
         )
+        self.outputs(plan)
+        return plan
+
+    def outputs(self, plan: Plan) -> None:
+        """Plan-level `outputs:`: templates, checked like scripts once the graph is built."""
+        given: PosDict = self.data.get("outputs") or PosDict()
+        for key, value in given.items():
+            line = given.key_line(key)
+            if key in plan.services:
+                self.error(f"outputs: {key!r} is also a service; `output RUN {key}` must"
+                           " mean one of them", line)
+            plan.outputs[key] = str(value).lower() if isinstance(value, bool) else str(value)
+            plan.outputs_pos[key] = self.pos(line)
 
     def inherit_host_ssh(self, specs: dict[str, ServiceSpec], services: PosDict) -> None:
         """A service on another service's machine logs in as that service does."""
@@ -509,4 +533,5 @@ def load_plan(
     if loader.errors:
         raise PlanErrors(sorted(loader.errors, key=lambda e: e.line or 0))
     build_graph(plan)
+    check_outputs(plan)
     return plan

@@ -68,6 +68,27 @@ class ScriptSpec:
     files: list[Path] = field(default_factory=list)  # uploaded beside the script
 
 
+@dataclass(frozen=True)
+class AutoscaleSpec:
+    """`autoscale:`: keep a service between `min` and `max` instances by a sensor's readings.
+
+    The sensor is a step printing one number: run on each instance, or once on
+    this machine when the plan says `local: true` inside `autoscale:`. Either
+    `above`/`below` thresholds (add or remove `step` instances) or a `target`
+    value per instance (the count that brings the mean reading to it).
+    """
+
+    min: int
+    max: int
+    sensor: ScriptSpec
+    local: bool = False
+    above: float | None = None
+    below: float | None = None
+    step: int = 1
+    target: float | None = None
+    cooldown: float = 60.0  # seconds between two scaling actions of the service
+
+
 # The address recorded for a `local: true` service (this machine).
 LOCAL_ADDRESS = "127.0.0.1"
 
@@ -96,6 +117,8 @@ class ServiceSpec:
     adopt: list[str] = field(default_factory=list)  # `instance_id:`: existing instances
     terminate_adopted: bool = False  # terminate also ends adopted instances
     local: bool = False  # `local: true`: its steps run on this machine (remote/local.py)
+    preserve: bool = False  # `watch` replaces its dead or unhealthy instances
+    autoscale: AutoscaleSpec | None = None  # `watch` scales it by a sensor
     field_pos: dict[str, Pos] = field(default_factory=dict)  # key -> where it was written
 
     @property
@@ -115,6 +138,10 @@ class Plan:
     clouds: dict[str, CloudSpec]
     services: dict[str, ServiceSpec]
     lifetime: float | None = None
+    # Plan-level `outputs:` (name -> template) and where each was written.
+    outputs: dict[str, str] = field(default_factory=dict)
+    outputs_pos: dict[str, Pos] = field(default_factory=dict)
+    preserve: bool = False  # the run-level default of every launching service's `preserve`
 
     @property
     def directory(self) -> Path:

@@ -133,6 +133,30 @@ SERVICE_PROPERTIES: dict[str, Any] = {
         },
         "additionalProperties": False,
     },
+    "preserve": {"type": "boolean", "x-expect": "true or false"},
+    "autoscale": {
+        "type": "object",
+        "properties": {
+            "min": {"type": "integer", "minimum": 0, "x-expect": "a whole number >= 0"},
+            "max": {"type": "integer", "minimum": 0, "x-expect": "a whole number >= 0"},
+            "sensor": _SCRIPT,
+            "local": {"type": "boolean", "x-expect": "true or false"},
+            "thresholds": {
+                "type": "object",
+                "properties": {
+                    "above": {"type": "number", "x-expect": "a number"},
+                    "below": {"type": "number", "x-expect": "a number"},
+                    "step": {"type": "integer", "minimum": 1, "maximum": 1000,
+                             "x-expect": "a whole number from 1 to 1000"},
+                },
+                "additionalProperties": False,
+            },
+            "target": {"type": "number", "exclusiveMinimum": 0, "x-expect": "a number > 0"},
+            "cooldown": _DURATION,
+        },
+        "required": ["min", "max", "sensor"],
+        "additionalProperties": False,
+    },
     # Provider extras: kept in ServiceSpec.options for the provider to use.
     "user_data": {"type": "string"},
     "security_groups": _STRINGS,
@@ -181,9 +205,20 @@ PLAN_SCHEMA: dict[str, Any] = {
             "additionalProperties": _SERVICE,
         },
         "lifetime": _DURATION,
+        "preserve": {"type": "boolean", "x-expect": "true or false"},
     },
     "required": ["services"],
     "additionalProperties": False,
+}
+
+# Plan-level `outputs:` (issue 15): templates rendered with the run's world at the end of
+# `boot` and `status` and by `output RUN` (`url: "http://{{ web.address }}"`).
+PLAN_SCHEMA["properties"]["outputs"] = {
+    "type": "object",
+    "x-expect": "a mapping of names to templates (e.g. url: \"http://{{ web.address }}\")",
+    "propertyNames": {"pattern": IDENTIFIER, "x-expect": _IDENT_WORDS},
+    "additionalProperties": {"type": ["string", "number", "boolean"],
+                             "x-expect": "a string, number or boolean"},
 }
 
 _VALIDATOR = Draft202012Validator(PLAN_SCHEMA)

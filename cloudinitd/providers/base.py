@@ -65,6 +65,9 @@ class LaunchRequest:
     size: str | None = None
     spot: dict[str, Any] | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # Lease end (epoch seconds): a provider that can make the instance end itself
+    # then does (ec2: shutdown = terminate; local: a timer on this machine).
+    expires: float | None = None
 
 
 OnLaunched = Callable[[int, InstanceInfo], None]

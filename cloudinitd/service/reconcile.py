@@ -4,23 +4,28 @@
 group (today: `maintain.repair`, which resumes a dead process's unanswered
 launches with their own client tokens, adopts or removes strays, terminates
 dead instances and launches their replacements in overflow order); the
-per-run watcher can take its place here (note: a group's run starts as
-`booting`, which the watcher leaves to `repair`, so the first pass stays a
-repair). `Reconciler` runs it for every
-group each interval, never twice at once for one group, in a few daemon
-threads, so a slow cloud does not hold up the other groups.
+per-run watcher is not used for groups (a group's run starts as `booting`,
+which the watcher leaves to `repair`). `Reconciler` runs it for every group
+each interval and, for every other run whose plan asks to be kept
+(`preserve`, `autoscale`, `lifetime`: engine.watch.runs_to_watch), one
+`watch_tick`; never two passes at once for one run, in a few daemon threads,
+so a slow cloud does not hold up the others.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from cloudinitd.engine.context import open_run, open_run_without_plan
 from cloudinitd.engine.maintain import refresh, repair
 from cloudinitd.engine.terminate import terminate_run
+from cloudinitd.engine.watch import runs_to_watch, watch_tick
 from cloudinitd.errors import CloudinitdError, PlanError, RunNotFound, one_line
 from cloudinitd.providers.base import RUNNING
 from cloudinitd.service.groups import SERVICE, plan_path
@@ -69,8 +74,10 @@ def delete_group(home: Path, store: Store, run: str) -> bool:
 class Reconciler:
     """Background reconciliation of every group; `stop()` waits for passes under way."""
 
-    def __init__(self, home: Path, store: Store, state: ServiceState, interval: float):
+    def __init__(self, home: Path, store: Store, state: ServiceState, interval: float,
+                 remote: Any = None):
         self.home, self.store, self.state, self.interval = home, store, state, interval
+        self.remote = remote  # the SSH seam of watched runs (cloudinitd.testing in tests)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._busy: dict[str, threading.Thread] = {}
@@ -101,7 +108,8 @@ class Reconciler:
         self._stop.set()
         self._wake.set()
         deadline = time.monotonic() + grace
-        self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._thread.ident is not None:  # started (a test may call tick() alone)
+            self._thread.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
             busy = list(self._busy.values())
         for worker in busy:
@@ -118,53 +126,73 @@ class Reconciler:
             self._wake.clear()
 
     def tick(self) -> None:
-        """Start a pass for every group that is not in one and not backing off."""
+        """Start a pass for every group, then every watched run, not in one and not
+        backing off."""
+        groups = self.state.groups()
+        passes: list[tuple[str, Callable[[], bool]]] = [
+            (group.run, functools.partial(self._group_pass, group)) for group in groups]
+        try:
+            watched = runs_to_watch(self.home, self.store, skip={g.run for g in groups})
+        except CloudinitdError as exc:
+            _log.warning("listing the runs to watch: %s", one_line(str(exc)))
+            watched = []
+        passes += [(run, functools.partial(self._watch_pass, run)) for run in watched]
         now = time.monotonic()
-        for group in self.state.groups():
+        for run, work in passes:
             if self._stop.is_set():
                 return
             with self._lock:
-                if group.run in self._busy:
+                if run in self._busy:
                     continue
-                _, next_try = self._failures.get(group.run, (0, 0.0))
+                _, next_try = self._failures.get(run, (0, 0.0))
                 if now < next_try:
                     continue
                 if not self._slots.acquire(blocking=False):
                     return  # all workers busy: the rest at the next tick
-                worker = threading.Thread(target=self._pass, args=(group,),
-                                          name=f"reconcile-{group.run}", daemon=True)
-                self._busy[group.run] = worker
+                worker = threading.Thread(target=self._pass, args=(run, work),
+                                          name=f"reconcile-{run}", daemon=True)
+                self._busy[run] = worker
             worker.start()
 
-    def _pass(self, group: Group) -> None:
+    def _watch_pass(self, run: str) -> bool:
+        report = watch_tick(self.home, run, store=self.store, remote=self.remote)
+        for action in report.actions:
+            _log.info("run %s: %s %s", run, action.kind, action.detail)
+        for error in report.errors:
+            _log.warning("run %s: %s", run, one_line(error))
+        return report.ok or report.state in ("busy", "booting")
+
+    def _group_pass(self, group: Group) -> bool:
+        if group.status == DELETING:
+            ok = delete_group(self.home, self.store, group.run)
+            if ok:
+                self.state.remove_group(group.run)
+                plan_path(self.home, group.run).unlink(missing_ok=True)
+                _log.info("group %s/%s deleted (run %s)", group.owner, group.name, group.run)
+            return ok
+        outcome = reconcile_group(self.home, self.store, group.run, group.desired)
+        if outcome != "steady":
+            _log.info("group %s/%s: %s", group.owner, group.name, outcome)
+        return outcome != "failed"
+
+    def _pass(self, run: str, work: Callable[[], bool]) -> None:
         ok = False
         requests = self._requests
         try:
-            if group.status == DELETING:
-                ok = delete_group(self.home, self.store, group.run)
-                if ok:
-                    self.state.remove_group(group.run)
-                    plan_path(self.home, group.run).unlink(missing_ok=True)
-                    _log.info("group %s/%s deleted (run %s)", group.owner, group.name,
-                              group.run)
-            else:
-                outcome = reconcile_group(self.home, self.store, group.run, group.desired)
-                ok = outcome != "failed"
-                if outcome != "steady":
-                    _log.info("group %s/%s: %s", group.owner, group.name, outcome)
+            ok = work()
         except CloudinitdError as exc:
-            _log.warning("group %s/%s: %s", group.owner, group.name, one_line(str(exc)))
+            _log.warning("%s: %s", run, one_line(str(exc)))
         except Exception:
-            _log.exception("group %s/%s: reconcile failed", group.owner, group.name)
+            _log.exception("%s: pass failed", run)
         finally:
             with self._lock:
                 if ok:
-                    self._failures.pop(group.run, None)
+                    self._failures.pop(run, None)
                 else:  # back off: interval, 2x, 4x ... up to MAX_BACKOFF
-                    n = self._failures.get(group.run, (0, 0.0))[0] + 1
+                    n = self._failures.get(run, (0, 0.0))[0] + 1
                     delay = min(MAX_BACKOFF, self.interval * 2 ** (n - 1))
-                    self._failures[group.run] = (n, time.monotonic() + delay)
-                self._busy.pop(group.run, None)
+                    self._failures[run] = (n, time.monotonic() + delay)
+                self._busy.pop(run, None)
             self._slots.release()
             if self._requests != requests:
                 self._wake.set()  # a request came while this pass ran on older values

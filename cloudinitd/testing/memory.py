@@ -15,6 +15,8 @@ Faults are data, from the cloud entry or set between steps with
 - `stall: true`: instances never reach running (wait_running times out at once);
 - `fail_terminate: MESSAGE`: terminate raises ProviderError(MESSAGE).
 `lose(service, index)` makes an instance vanish, `crash(...)` puts it in error.
+Like EC2's ClientToken, a launch with a token seen before makes nothing new for
+the indexes that token already got: it reports those instances again.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class MemoryCloud:
     tags: dict[str, dict[str, str]] = field(default_factory=dict)
     launches: list[tuple[str, list[int]]] = field(default_factory=list)  # (service, indexes)
     terminated: list[str] = field(default_factory=list)
+    by_token: dict[tuple[str, int], str] = field(default_factory=dict)  # (token, index) -> id
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -129,6 +132,11 @@ class MemoryProvider(Provider):
             capacity = self._fault("capacity")
             started: list[InstanceInfo] = []
             for index, hostname in zip(request.indexes, request.hostnames, strict=True):
+                known = cloud.by_token.get((request.client_token, index))
+                if known is not None:  # the same token again: the same instance
+                    on_launched(index, replace(cloud.instances[known]))
+                    started.append(replace(cloud.instances[known]))
+                    continue
                 if capacity is not None and len(cloud.live()) >= capacity:
                     raise CapacityError(f"{self.cloud.name}: full ({capacity} instances)",
                                         launched=started)
@@ -137,6 +145,7 @@ class MemoryProvider(Provider):
                                     hostname=hostname, index=index, service=request.service)
                 cloud.instances[info.instance_id] = info
                 cloud.tags[info.instance_id] = {**request.tags, "index": str(index)}
+                cloud.by_token[(request.client_token, index)] = info.instance_id
                 on_launched(index, replace(info))
                 started.append(replace(info))
             return started

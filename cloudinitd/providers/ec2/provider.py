@@ -34,6 +34,7 @@ from cloudinitd.providers.ec2.client import error_code, make_client, method_name
 from cloudinitd.providers.ec2.images import Ec2ImageHooks
 from cloudinitd.providers.ec2.options import Ec2Options, parse_options
 from cloudinitd.providers.ec2.tags import TAG_PREFIX, index_from_tags, index_tags, launch_tags
+from cloudinitd.providers.ec2.userdata import with_shutdown
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +226,11 @@ class Ec2Provider(Ec2ImageHooks, Provider):
         if subnet:
             params["SubnetId"] = subnet
         user_data = request.options.get("user_data") or self.opts.user_data
+        if request.expires is not None:
+            # The lease holds while no controller runs: the instance powers itself off
+            # at the lease end, and a shutdown from inside terminates it.
+            params["InstanceInitiatedShutdownBehavior"] = "terminate"
+            user_data = with_shutdown(user_data, request.expires)
         if user_data:
             params["UserData"] = user_data
         return params

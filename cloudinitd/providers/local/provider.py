@@ -27,7 +27,7 @@ from typing import Any
 from cloudinitd.bytesize import disk_size, format_size
 from cloudinitd.errors import ProviderError
 from cloudinitd.plan.model import CloudSpec
-from cloudinitd.providers import hostnet
+from cloudinitd.providers import hostnet, lease
 from cloudinitd.providers.base import (
     ERROR,
     PENDING,
@@ -212,6 +212,7 @@ class LocalProvider(LocalImageHooks, Provider):
                 raise ProviderError("; ".join(failures))
         for index in request.indexes:
             if index in existing:
+                self._keep_lease(request, existing[index])
                 on_launched(index, self._infos([existing[index]])[0])
         if not todo:
             return self._infos([existing[i] for i in request.indexes])
@@ -223,6 +224,7 @@ class LocalProvider(LocalImageHooks, Provider):
                     self.lxcpath, self.home, request, index, image_name, lower, self.disk_size
                 )
                 created[index] = name
+                self._keep_lease(request, name)
                 on_launched(index, self._infos([name])[0])
             refresh_hosts(self.lxcpath, request.run)
             failures = boot.start_all(self.lxcpath, list(created.values()))
@@ -230,6 +232,25 @@ class LocalProvider(LocalImageHooks, Provider):
             raise ProviderError("; ".join(failures))
         names = [existing.get(i) or created[i] for i in request.indexes]
         return self._infos(names)
+
+    def _lease_log(self, name: str) -> Path:
+        """Beside the containers, not in one: what a keeper says outlives the container."""
+        folder = Path(self.home) / "local" / "leases"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{name}.log"
+
+    def _keep_lease(self, request: LaunchRequest, name: str) -> None:
+        """With a lease end, a keeper on this machine terminates the container then
+        (lease.py), also when no cloudinitd runs; its pid is kept in the sidecar."""
+        directory = self.lxcpath / name
+        meta = inst.read_sidecar(directory)
+        if request.expires is None or meta is None or meta.get("lease_pid"):
+            return
+        meta["expires"] = request.expires
+        meta["lease_pid"] = lease.start_keeper(
+            self.kind, self.cloud.name, self.cloud.options, Path(self.home), name,
+            request.expires, directory, self._lease_log(name))
+        inst.write_sidecar(directory, meta)
 
     def wait_running(self, instance_ids: Sequence[str], timeout: float) -> list[InstanceInfo]:
         deadline = time.monotonic() + timeout
@@ -302,6 +323,9 @@ class LocalProvider(LocalImageHooks, Provider):
             metas[name] = meta
             if meta:
                 runs.add(meta.get("run"))
+
+        for name, meta in metas.items():
+            lease.stop_keeper((meta or {}).get("lease_pid"), name)
 
         def destroy(name: str) -> str | None:
             try:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cloudinitd.errors import ProviderError
 from cloudinitd.plan.model import CloudSpec
-from cloudinitd.providers import hostnet
+from cloudinitd.providers import hostnet, lease
 from cloudinitd.providers.base import (
     ERROR,
     PENDING,
@@ -118,6 +118,12 @@ class QemuProvider(QemuImageHooks, Provider):
         infos = []
         for index, hostname in zip(request.indexes, request.hostnames, strict=True):
             info = self._launch_one(request, index, hostname, base, accel, memory, cpus)
+            if request.expires is not None:
+                # The lease holds with no controller running (providers/lease.py).
+                files = self._files(info.instance_id)
+                files.update(expires=request.expires, lease_pid=lease.start_keeper(
+                    self.kind, self.cloud.name, self.cloud.options, Path(self.home),
+                    info.instance_id, request.expires, files.dir, files.dir / "lease.log"))
             on_launched(index, info)
             infos.append(info)
         return infos
@@ -245,6 +251,7 @@ class QemuProvider(QemuImageHooks, Provider):
     def terminate(self, instance_ids: Sequence[str], timeout: float = 600.0) -> None:
         errors = []
         for iid in instance_ids:
+            lease.stop_keeper(self._files(iid).read().get("lease_pid"), iid)
             try:
                 self._destroy(self._files(iid), timeout)
             except ProviderError as exc:
