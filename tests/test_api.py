@@ -163,3 +163,11 @@ def test_errors_are_the_cloudinitd_error_classes(tmp_path):
     bad = write_plan(tmp_path / "bad", "name: bad\nservices:\n  a:\n    after: [b]\n")
     with pytest.raises((PlanError, UsageError)):
         api.load(bad, home=home)
+
+
+def test_every_public_name_is_there() -> None:
+    missing = [name for name in api.__all__ if not hasattr(api, name)]
+    assert missing == []
+    for name in ("boot", "status", "check", "repair", "scale", "reload", "terminate", "runs",
+                 "history", "logs", "clean", "exec", "load", "run_plan", "plan_outputs"):
+        assert callable(getattr(api, name)) and name in api.__all__, name

@@ -26,6 +26,7 @@ from cloudinitd.api.lifecycle import (
     quiet,
     reload,
     repair,
+    run_plan,
     scale,
     status,
     terminate,
@@ -63,5 +64,5 @@ __all__ = [
     "LogFile", "Progress", "RunOutcome", "RunStatus", "RunSummary", "ServiceOutcome",
     "ServiceStatus", "boot", "check", "choose", "clean", "clouds", "dry_run", "exec", "history",
     "instances", "load", "login_argv", "logs", "outputs", "plan_file", "plan_outputs", "quiet", "reload",
-    "repair", "runs", "scale", "status", "terminate",
+    "repair", "run_plan", "runs", "scale", "status", "terminate",
 ]
