@@ -61,6 +61,7 @@ lint: venv
 
 bench: deps image
 	$(PY) bench/bench_fanout.py
+	$(PY) bench/round_trips.py
 	$(PY) bench/bench_local.py
 	$(PY) bench/bench_ec2.py
 	$(PY) bench/bench_nfs.py

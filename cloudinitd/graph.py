@@ -227,7 +227,7 @@ class _Scan:
     def check_one_instance(self, node: nodes.Node, svc: str, attr: str) -> None:
         """`svc.address` only means something when svc has exactly one instance."""
         spec = self.plan.services[svc]
-        if attr in SERVICE_ATTRIBUTES or not spec.launches or spec.count == 1:
+        if attr in SERVICE_ATTRIBUTES or spec.count == 1 or not (spec.launches or spec.hosts):
             return
         self.error(
             node,

@@ -7,6 +7,7 @@ installed cloudinitd finds them from any directory.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -32,6 +33,13 @@ def shipped_dir(name: str) -> Path:
     if checkout.is_dir() and (_PACKAGE.parent / "pyproject.toml").is_file():
         return checkout
     return _PACKAGE / "data" / name
+
+
+@functools.cache
+def _shipped_resolved(name: str) -> Path:
+    """shipped_dir(name), resolved once per process: a plan's load names every script
+    file, and resolving the shipped folders each time was a third of loading a plan."""
+    return shipped_dir(name).resolve()
 
 
 def find_plan(arg: str | os.PathLike[str]) -> Path:
@@ -76,7 +84,7 @@ def display_path(path: str | os.PathLike[str]) -> str:
         return str(p)
     for name in SHIPPED:
         try:
-            return f"{name}/{resolved.relative_to(shipped_dir(name).resolve()).as_posix()}"
+            return f"{name}/{resolved.relative_to(_shipped_resolved(name)).as_posix()}"
         except ValueError:
             pass
     try:

@@ -461,7 +461,7 @@ def placeholder_world(plan: Plan) -> dict[str, list[dict[str, Any]]]:
     addresses = _placeholder_addresses()
     world: dict[str, list[dict[str, Any]]] = {}
     for name, spec in plan.services.items():
-        count = 1 if not spec.launches else spec.count
+        count = spec.count if spec.launches or spec.hosts else 1
         cloud = spec.clouds[0].cloud if spec.clouds else "static"
         instances = []
         for i in range(count):
@@ -481,6 +481,10 @@ def placeholder_world(plan: Plan) -> dict[str, list[dict[str, Any]]]:
     # A service on an existing host, or on another service's machine, has that address.
     for name, spec in plan.services.items():
         if spec.launches:
+            continue
+        if spec.hosts:  # `hosts:`: each instance is its listed machine
+            for item, host in zip(world[name], spec.hosts, strict=True):
+                item.update(address=host.address, private_address=host.address)
             continue
         root, seen = spec, {name}
         while root.host in plan.services and root.host not in seen:

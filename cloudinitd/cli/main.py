@@ -7,6 +7,7 @@ on stdout and nothing else there.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import traceback
@@ -15,21 +16,59 @@ from typing import Any
 
 import click
 
-from cloudinitd.cli import (
-    change_commands,
-    image_commands,
-    import_commands,
-    output,
-    plan_commands,
-    record_commands,
-    run_commands,
-    serve_commands,
-    use_commands,
-    watch_commands,
-)
+from cloudinitd.cli import output
 from cloudinitd.cli.common import Env
 from cloudinitd.errors import CloudinitdError, PlanErrors, one_line
 from cloudinitd.settings import settings
+
+# Every command: the module that defines it (in its COMMANDS) and its short help.
+# `cloudinitd --help` lists them from here and a command's module is imported only
+# when that command runs: importing them all (paramiko, jsonschema, starlette,
+# jinja2, rich) was most of the start-up. tests/test_cli_lazy.py keeps this table
+# equal to the modules' COMMANDS and help texts.
+_PLAN, _RUN, _RECORD = "plan_commands", "run_commands", "record_commands"
+_USE, _IMAGE, _IMPORT = "use_commands", "image_commands", "import_commands"
+_SERVE, _WATCH, _CHANGE = "serve_commands", "watch_commands", "change_commands"
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "boot": (_PLAN, "Launch and configure PLAN; prints the run name."),
+    "clean": (_RECORD, "Remove leftovers: with RUN, terminate whatever of it still lives"
+              " (found by tag too) and forget it; without, terminate runs whose lifetime is"
+              " over and remove local containers/VMs whose run is gone."),
+    "clouds": (_RECORD, "The cloud catalog ($CLOUDINITD_HOME/clouds.yml)."),
+    "diff": (_CHANGE, "What `reload PLAN --name RUN` would do: instances added and removed per"
+             " cloud, services re-configured and which input changed, scale overrides"
+             " dropped."),
+    "exec": (_USE, "Run `-- COMMAND` on every instance of RUN (or of --service) in parallel."),
+    "graph": (_PLAN, "The dependency graph of PLAN and its boot levels, or of a recorded RUN"
+              " with each service's state and its instances' addresses."),
+    "history": (_RECORD, "Every instance RUN ever launched, and its events."),
+    "image": (_IMAGE, "Images: list, save, stage, delete and test them on ec2, local and qemu"
+              " clouds."),
+    "import": (_IMPORT, "Convert an original cloudinit.d launch plan (TOP.conf) into a plan"
+               " directory."),
+    "list": (_RECORD, "Every recorded run with its status and live instance count."),
+    "logs": (_RECORD, "The boot / ready / terminate logs of RUN (or of one SERVICE)."),
+    "output": (_USE, "Addresses and exported values of RUN's live instances, and the plan's"
+               " `outputs:`."),
+    "reload": (_RUN, "Load an edited PLAN into an existing run, then repair it."),
+    "repair": (_RUN, "Re-launch / re-boot what is unhealthy, then re-configure dependents whose"
+               " inputs changed."),
+    "scale": (_RUN, "Change SERVICE's instance count in RUN (overflow policy applies)."),
+    "serve": (_SERVE, "Serve the AWS Auto Scaling Query API (as Nimbus Phantom did) and keep"
+              " every group at its desired capacity."),
+    "user": (_SERVE, "Access keys for `cloudinitd serve` ($CLOUDINITD_HOME/users.json, mode"
+             " 0600)."),
+    "schema": (_USE, "The JSON Schema of a plan file (for editors, e.g. yaml-language-server)."),
+    "ssh": (_USE, "Log in to an instance of RUN (or run `-- COMMAND` there) with the system"
+            " ssh."),
+    "status": (_RUN, "Every service and instance of RUN, from the store."),
+    "terminate": (_RUN, "Terminate scripts in reverse dependency order, then the instances;"
+                  " waits until gone."),
+    "watch": (_WATCH, "Keep RUN healthy: replace dead or unhealthy instances of services that"
+              " `preserve`, scale services by their `autoscale` sensor, end the run at its"
+              " `lifetime`."),
+    "validate": (_PLAN, "Load and check PLAN; nothing is launched."),
+}
 
 
 def handle_errors(fn):
@@ -73,10 +112,45 @@ def handle_errors(fn):
 
 
 class Group(click.Group):
-    """Click's own usage errors already exit 2; ours go through `handle_errors`."""
+    """Click's own usage errors already exit 2; ours go through `handle_errors`.
+
+    Commands load lazily (see LAZY_COMMANDS)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         return handle_errors(super().invoke)(ctx)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in LAZY_COMMANDS:
+            load_commands(LAZY_COMMANDS[cmd_name][0])
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of `--help`, from the table: no command module is imported."""
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            if name in LAZY_COMMANDS and name not in self.commands:
+                # Shortened as click shortens a command's own help.
+                stand_in = click.Command(name, help=LAZY_COMMANDS[name][1])
+                rows.append((name, stand_in.get_short_help_str(limit)))
+                continue
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def load_commands(module: str) -> None:
+    """Import one command module and register its COMMANDS."""
+    for command in importlib.import_module(f"cloudinitd.cli.{module}").COMMANDS:
+        cli.add_command(command)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -103,14 +177,6 @@ def setup_logging(verbose: int) -> None:
     ours.setLevel(logging.INFO if verbose == 1 else logging.DEBUG)
     ours.propagate = False
 
-
-for module in (plan_commands, run_commands, record_commands, image_commands,
-               use_commands, import_commands, serve_commands, watch_commands):
-    for command in module.COMMANDS:
-        cli.add_command(command)
-# After boot (issue 15): what a reload would change.
-for command in change_commands.COMMANDS:
-    cli.add_command(command)
 
 
 def main() -> None:

@@ -115,7 +115,8 @@ class RunContext:
                                label=f"{service.name}-{row['idx']}")
         # The loader already gave services on another service's host that host's login.
         key = service.ssh_key if service.ssh_key else self.keypair()[0]
-        return SshTarget(address=row["address"], port=service.ssh_port, user=service.ssh_user,
+        return SshTarget(address=row["address"], port=service.ssh_port_of(row["idx"]),
+                         user=service.ssh_user,
                          key_path=Path(key), known_hosts=self.known_hosts,
                          label=f"{service.name}-{row['idx']}", scope=self.remote_scope)
 

@@ -25,6 +25,7 @@ from cloudinitd.remote.session import SshTarget
 from cloudinitd.schedule import CONFIGURING, FAILED, LAUNCHED, READY, SKIPPED, WAITING
 
 CLOUD_POOL = 8  # concurrent cloud API calls (launch + wait) across services
+WARM_POOL = 8  # connections opened ahead of need at once (see _prewarm_targets)
 # After Ctrl-C: how long to wait for cloud calls already under way to answer
 # (so every instance they made is recorded). A second Ctrl-C stops waiting.
 SETTLE_TIMEOUT = 120.0
@@ -153,10 +154,11 @@ class Converger:
         cloud_pool = ThreadPoolExecutor(CLOUD_POOL, thread_name_prefix="cloud")
         ssh_pool = ThreadPoolExecutor(ssh_pool_size(hosts), thread_name_prefix="ssh")
         warm = self._prewarm_targets()
-        warm_pool = ThreadPoolExecutor(max(1, min(len(warm), 32)), thread_name_prefix="warm")
+        # Few threads: a key exchange is CPU work, and each thread started is a wait
+        # of the main thread (~8 ms on a busy machine) before anything is handed out.
+        warm_pool = ThreadPoolExecutor(max(1, min(len(warm), WARM_POOL)),
+                                       thread_name_prefix="warm")
         try:
-            for target, name in warm:
-                warm_pool.submit(ctx.remote.prewarm, target, name)
             for name, svc in ctx.plan.services.items():
                 self.started[name] = time.monotonic()
                 if not svc.launches or name in self.hold:
@@ -171,6 +173,10 @@ class Converger:
             # (and write their logs) before the summary is printed.
             while True:
                 self._start_ready_services(ssh_pool)
+                # After the first hand-out: what can start now starts first.
+                for target, name in warm:
+                    warm_pool.submit(ctx.remote.prewarm, target, name)
+                warm = []
                 if not self.pending:
                     break
                 done, _ = wait(list(self.pending), return_when=FIRST_COMPLETED)
@@ -207,20 +213,21 @@ class Converger:
             return out
         recorded = ctx.store.services(ctx.run)
         for name, svc in ctx.plan.services.items():
-            if (svc.launches or not svc.host or svc.host in ctx.plan.services
-                    or not has_scripts(svc)
+            if (svc.launches or svc.host in ctx.plan.services or not has_scripts(svc)
                     or not any(True for _ in self.graph.predecessors(name))
                     or (recorded.get(name, {}).get("status") == READY and name not in self.force)):
                 continue
-            try:
-                target = ctx.target(svc, {"address": svc.host, "idx": 0})
-            except Exception:  # noqa: BLE001 (the service's own step reports it)
-                continue
-            if not isinstance(target, SshTarget):  # a `local: true` step opens no connection
-                continue
-            if target.key not in seen:
-                seen.add(target.key)
-                out.append((target, name))
+            addresses = [h.address for h in svc.hosts] if svc.hosts else [svc.host]
+            for idx, address in enumerate(addresses):
+                try:
+                    target = ctx.target(svc, {"address": address, "idx": idx})
+                except Exception:  # noqa: BLE001 (the service's own step reports it)
+                    continue
+                if not isinstance(target, SshTarget):  # a `local: true` step connects nowhere
+                    continue
+                if target.key not in seen:
+                    seen.add(target.key)
+                    out.append((target, name))
         return out
 
     def _start_ready_services(self, ssh_pool: ThreadPoolExecutor) -> None:

@@ -179,6 +179,8 @@ def launch_static(ctx: RunContext, svc: ServiceSpec) -> None:
     if svc.host in ctx.plan.services:
         rows = ctx.store.instances(ctx.run, svc.host)
         addresses = [r["address"] for r in sorted(rows, key=lambda r: r["idx"])]
+    elif svc.hosts:  # `hosts:`: one instance per listed machine
+        addresses = [h.address for h in svc.hosts]
     else:
         addresses = [svc.host]
     have = {r["idx"] for r in ctx.store.instances(ctx.run, svc.name)}

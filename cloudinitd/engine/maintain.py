@@ -225,6 +225,10 @@ def set_count(ctx: RunContext, service: str, count: int,
     if svc is None:
         raise UsageError(f"run {ctx.run!r} has no service {service!r}"
                          f" (services: {', '.join(sorted(ctx.plan.services))})")
+    if svc.hosts:
+        raise UsageError(f"service {service!r} runs on the {len(svc.hosts)} host(s) its plan"
+                         " lists (hosts:); a static service cannot be scaled: edit its hosts"
+                         " and run `cloudinitd reload PLAN --name RUN`")
     if not svc.launches:
         raise UsageError(f"service {service!r} runs on existing host {svc.host!r}; only"
                          " services that launch instances can be scaled")

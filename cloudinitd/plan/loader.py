@@ -30,10 +30,8 @@ from cloudinitd.plan.fields import (
 from cloudinitd.plan.limits import DEFAULT_LIMITS, Limits, read_text
 from cloudinitd.plan.model import (
     BUILTIN_ATTRIBUTES,
-    LOCAL_ADDRESS,
     SERVICE_ATTRIBUTES,
     STEPS,
-    CloudPlacement,
     CloudSpec,
     Plan,
     Pos,
@@ -41,17 +39,13 @@ from cloudinitd.plan.model import (
     ServiceSpec,
 )
 from cloudinitd.plan.outputs import check_outputs
+from cloudinitd.plan.placement import LAUNCH_ONLY, PlacementMixin
 from cloudinitd.plan.schema import PROVIDER_OPTIONS, did_you_mean, validate_plan_data
 from cloudinitd.plan.scripts import resolve_script
 from cloudinitd.plan.yamlpos import PosDict, PosList, load_yaml
 from cloudinitd.templates import render_vars
 
 BUILTIN_CLOUDS = {"local": "local", "qemu": "qemu"}
-# Keys that only mean something for a service that launches instances.
-LAUNCH_ONLY = frozenset(
-    {"cloud", "clouds", "image", "size", "count", "spot", "lifetime", "preserve", "autoscale",
-     *PROVIDER_OPTIONS}
-)
 # Settings a service on another service's host takes from that service unless it sets them.
 SSH_KEYS = ("ssh_user", "ssh_key", "ssh_port")
 DEFAULT_TIMEOUT = 1200.0
@@ -62,7 +56,7 @@ _TEMPLATE_MARKS = ("{{", "{%", "{#")
 _HOST = re.compile(r"^[A-Za-z0-9_.:%\[\]-]{1,253}$")
 
 
-class _Loader:
+class _Loader(PlacementMixin):
     def __init__(
         self,
         path: Path,
@@ -128,7 +122,7 @@ class _Loader:
     def merged(self, name: str, entry: PosDict) -> tuple[dict[str, Any], dict[str, Pos]]:
         """A service's keys over the defaults, and where each one was written."""
         defaults: PosDict = self.data.get("defaults") or PosDict()
-        on_host = "host" in entry or "host" in defaults
+        on_host = "host" in entry or "host" in defaults or "hosts" in entry
         values: dict[str, Any] = {}
         where: dict[str, Pos] = {}
         for key, value in defaults.items():
@@ -207,7 +201,9 @@ class _Loader:
         spec = ServiceSpec(name=name, pos=self.pos(line), clouds=[], field_pos=where)
         spec.host = host
         spec.local = v.get("local") is True
-        if host is None:
+        if "hosts" in v:
+            self.static_hosts(name, spec, entry, v, at)
+        if host is None and not spec.hosts and "hosts" not in v:
             spec.clouds = self.placements(name, v, where, clouds, line)
             spec.count = self.count(name, v.get("count", 1), at("count"), plan_vars)
             limits = [p.max for p in spec.clouds]
@@ -301,72 +297,6 @@ class _Loader:
             self.error(f"service {name!r}: {step} files: two entries named {dup!r}",
                        given.key_line("files"))
 
-    def adoption(self, name: str, spec: ServiceSpec, v: dict[str, Any], at: Any) -> None:
-        """`instance_id:`: take existing instances into the run instead of launching."""
-        if "instance_id" not in v:
-            self.error(f"service {name!r}: terminate_adopted needs instance_id",
-                       at("terminate_adopted"))
-            return
-        ids = v["instance_id"]
-        spec.adopt = [ids] if isinstance(ids, str) else [str(i) for i in ids]
-        spec.terminate_adopted = v.get("terminate_adopted") is True
-        if spec.host is not None:
-            self.error(f"service {name!r}: instance_id adopts a cloud instance; it does not"
-                       " go with host or local", at("instance_id"))
-            return
-        if len(spec.clouds) != 1:
-            self.error(f"service {name!r}: instance_id needs exactly one cloud (cloud: NAME)",
-                       at("instance_id"))
-        if "count" in v and spec.count != len(spec.adopt):
-            self.error(f"service {name!r}: count {spec.count} but {len(spec.adopt)}"
-                       " instance id(s)", at("count"))
-        if len(set(spec.adopt)) != len(spec.adopt):
-            self.error(f"service {name!r}: an instance id is listed twice", at("instance_id"))
-        spec.count = len(spec.adopt)
-
-    def local_service(self, name: str, entry: PosDict, v: dict[str, Any], at: Any) -> None:
-        """`local: true`: this machine, declared by the service itself (never by defaults)."""
-        if "local" not in entry:
-            self.error(f"service {name!r}: `local: true` runs steps on this machine; write it"
-                       " in the service itself, not in defaults", at("local"))
-        for key in sorted(set(entry) & (LAUNCH_ONLY | {"host", "ssh_user", "ssh_key",
-                                                        "ssh_port"})):
-            self.error(f"service {name!r}: {key!r} does not apply to a local service",
-                       entry.key_line(key))
-        v["host"] = LOCAL_ADDRESS
-
-    def placements(
-        self,
-        name: str,
-        v: dict[str, Any],
-        where: dict[str, Pos],
-        clouds: dict[str, CloudSpec],
-        line: int,
-    ) -> list[CloudPlacement]:
-        if "cloud" in v and "clouds" in v:
-            self.error(f"service {name!r}: use 'cloud' or 'clouds', not both", where["clouds"].line)
-            return []
-        if "clouds" in v:
-            wanted = [
-                (c["cloud"], c.get("max", -1), where[f"clouds[{i}]"].line)
-                for i, c in enumerate(v["clouds"])
-            ]
-        else:
-            cloud = v.get("cloud", "local")
-            wanted = [(cloud, -1, where["cloud"].line if "cloud" in where else line)]
-        out: list[CloudPlacement] = []
-        for cloud, limit, at in wanted:
-            if cloud not in clouds:
-                hint = (
-                    did_you_mean(cloud, sorted(clouds)) or f" (known: {', '.join(sorted(clouds))})"
-                )
-                self.error(f"service {name!r}: unknown cloud {cloud!r}{hint}", at)
-            elif any(p.cloud == cloud for p in out):
-                self.error(f"service {name!r}: cloud {cloud!r} listed twice", at)
-            else:
-                out.append(CloudPlacement(cloud, limit))
-        return out
-
     def render_field(
         self, name: str, key: str, text: str, line: int, plan_vars: dict[str, Any]
     ) -> str | None:
@@ -381,31 +311,6 @@ class _Loader:
                 self.rendering_stopped = True
             self.error(f"service {name!r}: {key}: {exc.message}", line)
             return None
-
-    def count(self, name: str, value: Any, line: int, plan_vars: dict[str, Any]) -> int:
-        if isinstance(value, int):
-            number = value
-            text = str(value)
-        else:
-            rendered = self.render_field(name, "count", value, line, plan_vars)
-            if rendered is None:
-                return 0
-            text = rendered
-            try:
-                number = int(text) if len(text) <= 20 else -1
-            except ValueError:
-                number = -1
-        if number < 0:
-            self.error(f"service {name!r}: count must be a whole number >= 0, got {text!r}", line)
-            return 0
-        if number > self.limits.per_service:
-            self.error(
-                f"service {name!r}: count {number} is above the limit of "
-                f"{self.limits.per_service} instances per service (see --max-instances)",
-                line,
-            )
-            return 0
-        return number
 
     def duration(
         self, name: str, key: str, v: dict[str, Any], at: Any, default: float | None
@@ -491,10 +396,14 @@ class _Loader:
                 source = specs[target]
                 for key in SSH_KEYS:
                     if key not in own:
-                        setattr(spec, key, getattr(source, key))
+                        # A one-machine `hosts:` entry may carry its own port.
+                        value = (source.ssh_port_of(0) if key == "ssh_port"
+                                 else getattr(source, key))
+                        setattr(spec, key, value)
                         spec.field_pos.pop(key, None)
                 target = source.host
-            if spec.host in specs and specs[spec.host].launches and specs[spec.host].count != 1:
+            machine = specs.get(spec.host) if isinstance(spec.host, str) else None
+            if machine and (machine.launches or machine.hosts) and machine.count != 1:
                 self.error(
                     f"service {spec.name!r}: host {spec.host!r} has "
                     f"{specs[spec.host].count} instances; host: needs a one-instance "

@@ -93,6 +93,17 @@ class AutoscaleSpec:
 LOCAL_ADDRESS = "127.0.0.1"
 
 
+@dataclass(frozen=True)
+class StaticHost:
+    """One existing machine of a `hosts:` service (plan/inventory.py): where SSH goes,
+    and where the address was written (the plan, or an inventory file)."""
+
+    address: str
+    port: int | None  # None: the service's ssh_port
+    file: str
+    line: int
+
+
 @dataclass
 class ServiceSpec:
     name: str
@@ -117,14 +128,22 @@ class ServiceSpec:
     adopt: list[str] = field(default_factory=list)  # `instance_id:`: existing instances
     terminate_adopted: bool = False  # terminate also ends adopted instances
     local: bool = False  # `local: true`: its steps run on this machine (remote/local.py)
+    # `hosts:`: existing machines, one instance each (count is their number).
+    hosts: list[StaticHost] = field(default_factory=list)
     preserve: bool = False  # `watch` replaces its dead or unhealthy instances
     autoscale: AutoscaleSpec | None = None  # `watch` scales it by a sensor
     field_pos: dict[str, Pos] = field(default_factory=dict)  # key -> where it was written
 
     @property
     def launches(self) -> bool:
-        """True when the service creates instances (False for `host:` services)."""
-        return self.host is None
+        """True when the service creates instances (False for `host:` / `hosts:` services)."""
+        return self.host is None and not self.hosts
+
+    def ssh_port_of(self, index: int) -> int:
+        """The SSH port of instance `index`: its `hosts:` entry's port, else `ssh_port`."""
+        if 0 <= index < len(self.hosts) and self.hosts[index].port is not None:
+            return self.hosts[index].port
+        return self.ssh_port
 
     def pos_of(self, key: str) -> Pos:
         return self.field_pos.get(key, self.pos)

@@ -84,6 +84,18 @@ SERVICE_PROPERTIES: dict[str, Any] = {
     "after": _STRINGS,
     "host": {"type": "string", "minLength": 1},
     "local": {"type": "boolean", "x-expect": "true or false"},
+    # Existing machines, one instance each (plan/inventory.py checks every address).
+    "hosts": {
+        "x-expect": "a list of addresses (HOST or HOST:PORT), or {file: PATH, group: NAME}",
+        "oneOf": [
+            {"type": "array", "minItems": 1,
+             "items": {"type": "string", "minLength": 1, "x-expect": "an address"}},
+            {"type": "object",
+             "properties": {"file": {"type": "string", "minLength": 1},
+                            "group": {"type": "string", "minLength": 1}},
+             "required": ["file"], "additionalProperties": False},
+        ],
+    },
     "instance_id": {
         "x-expect": "an instance id or a list of them (one per instance)",
         "oneOf": [

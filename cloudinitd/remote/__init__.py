@@ -1,4 +1,4 @@
-"""Remote execution over SSH (Fabric): wait for hosts, run steps, pin host keys.
+"""Remote execution over SSH (paramiko): wait for hosts, run steps, pin host keys.
 
 Public surface used by the engine; see the submodules for the why:
 `session` (connections, wait_for_ssh), `hostkeys` (TOFU pinning),
@@ -13,6 +13,7 @@ from cloudinitd.remote import local as _local
 from cloudinitd.remote import steps as _steps
 from cloudinitd.remote.hostkeys import fingerprint, known_hosts_name
 from cloudinitd.remote.local import LocalTarget
+from cloudinitd.remote.script import interpreter, parse_export
 from cloudinitd.remote.session import (
     Session,
     SshTarget,
@@ -24,7 +25,6 @@ from cloudinitd.remote.session import (
     session_for,
 )
 from cloudinitd.remote.session import wait_for_ssh as _wait_for_ssh
-from cloudinitd.remote.steps import interpreter, parse_export
 
 
 # A `local: true` service's target is a LocalTarget: its steps run here (remote/local.py).
@@ -51,8 +51,10 @@ def reported_hostname(target: Any, service: str) -> str | None:
     if isinstance(target, LocalTarget):
         name = socket.gethostname()
     else:
-        status, out = session_for(target, service).run("hostname", timeout=30)
-        name = out.strip().splitlines()[0].strip() if status == 0 and out.strip() else ""
+        sess = session_for(target, service)
+        if not sess.probed:  # the probe (wait_for_ssh) learns it with $HOME
+            sess.probe()
+        name = sess.hostname or ""
     return name if _HOSTNAME.match(name) else None
 
 

@@ -109,7 +109,7 @@ def with_env_source(script: str, env_path: str) -> str:
 
 def build_command(
     workdir: str, script_path: str, argv: list[str], env_path: str, timeout: float, sudo: bool,
-    args: Sequence[str] = (),
+    args: Sequence[str] = (), clear_export: bool = True,
 ) -> str:
     """The shell command line that runs one step (see the module doc of `steps` for why so).
 
@@ -125,10 +125,74 @@ def build_command(
         run = f"sh -c {loader} sh {shlex.quote(env_path)} {run}"
     limit = max(1, math.ceil(timeout))
     return (
-        f"cd {shlex.quote(workdir)} && rm -f export && echo $$ > pid && "
+        f"cd {shlex.quote(workdir)} && {'rm -f export && ' if clear_export else ''}"
+        "echo $$ > pid && "
         f"if command -v timeout >/dev/null 2>&1; then T='timeout -k {KILL_AFTER} {limit}'; "
         f"else T=; fi && exec {'sudo -n ' if sudo else ''}$T {run} </dev/null 2>&1"
     )
+
+
+# --- one channel per step ------------------------------------------------------------
+
+# The exit status of the one-shot command when the private folder or the step's files
+# could not be written (the reason is in the step's output).
+PREP_FAILED = 198
+MAX_EXPORT = 1 << 20
+
+
+def oneshot_command(workdir: str, step: str, env_bytes: int, run_command: str,
+                    sudo: bool) -> str:
+    """One exec channel for a whole step (the SFTP way took ~15 round trips).
+
+    On stdin: the env file (`env_bytes` long, read byte by byte by `dd` so
+    nothing past it is consumed), then the script (the rest). The folder and
+    both files are made 0700/0600 (umask 077), replacing whatever was there
+    (a link left by an earlier step is removed, not followed). The step runs
+    as `run_command` (build_command) with its output on stdout; afterwards
+    stderr carries only a trailer: `STATUS SIZE` and the export file's bytes
+    (`STATUS -` when there is none, `STATUS ?` when it cannot be read), so the
+    export comes back on the same channel.
+    """
+    d, env, scr = (shlex.quote(x) for x in (workdir, f"{step}.env", f"{step}.script"))
+    # Few programs: each one started costs a fork and exec on the host (`[`,
+    # `printf`, `cd` are shell builtins). `run_command` must not remove `export`
+    # again (build_command(clear_export=False)).
+    send = (f"n=$(wc -c < $f); printf '%s %s\\n' $s $n >&2; "
+            f"if [ $n -le {MAX_EXPORT} ]; then cat $f >&2; fi")
+    root_copy = ("elif sudo -n cat export > .export 2>/dev/null; then f=.export; "
+                 f"{send}; rm -f .export; " if sudo else "")
+    return (
+        f"umask 077; {{ {{ [ -d {d} ] || mkdir -p {d}; }} && cd {d} && "
+        f"rm -f {env} {scr} export .export && "
+        f"dd ibs=1 count={int(env_bytes)} of={env} 2>/dev/null && cat > {scr}; }} 2>&1 "
+        f"|| exit {PREP_FAILED}; "
+        f"sh -c {shlex.quote(run_command)}; s=$?; "
+        f"if [ ! -e export ]; then printf '%s -\\n' $s >&2; "
+        f"elif [ -r export ]; then f=export; {send}; "
+        f"{root_copy}"
+        f"else printf '%s ?\\n' $s >&2; fi; exit $s"
+    )
+
+
+def parse_trailer(data: bytes) -> tuple[int, str, bytes] | None:
+    """The one-shot trailer: (status, "-" | "?" | size, export bytes); None if incomplete."""
+    head, nl, rest = data.partition(b"\n")
+    if not nl:
+        return None
+    words = head.decode(errors="replace").split()
+    if len(words) != 2 or not words[0].lstrip("-").isdigit():
+        raise ValueError(f"unexpected step trailer {head[:80]!r}")
+    status, state = int(words[0]), words[1]
+    if state in ("-", "?"):
+        return status, state, b""
+    if not state.isdigit():
+        raise ValueError(f"unexpected step trailer {head[:80]!r}")
+    size = int(state)
+    if size > MAX_EXPORT:
+        return status, state, b""
+    if len(rest) < size:
+        return None
+    return status, state, rest[:size]
 
 
 def parse_export(text: str, where: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
+import paramiko.agent
 from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 
@@ -31,6 +32,15 @@ from cloudinitd.remote.hostkeys import (
     bad_host_key_message,
     known_hosts_name,
 )
+
+# The first command on a connection: $HOME (the steps' folders are under it) and
+# the host's own name, in one round trip.
+PROBE = 'printf "%s\\n" "${HOME:-$(pwd)}"; hostname 2>/dev/null || uname -n 2>/dev/null || true'
+
+
+class ProbeFailed(OSError):
+    """The probe ran but did not answer as a POSIX shell does (retried like a refusal)."""
+
 
 # Errors that mean "not reachable (yet)": worth retrying while a VM boots.
 # AuthenticationException is among them because cloud-init often installs the
@@ -81,11 +91,18 @@ def _load_pins(client: paramiko.SSHClient, known: Path, name: str) -> None:
 
 
 class Session:
-    """An open Fabric Connection to one target, with the few helpers steps need."""
+    """An open Fabric Connection to one target, with the few helpers steps need.
+
+    Steps open their own channels on the connection's transport (one exec channel
+    per step, see steps.py); `conn.run` (Invoke's runner) serves `exec`, where
+    streaming output to the terminal is what it does best.
+    """
 
     def __init__(self, target: SshTarget):
         self.target = target
         self._home: str | None = None
+        self.hostname: str | None = None  # what `hostname` answered at the probe
+        self.probed = False  # a command has run on this connection: the login works
         self.conn = Connection(
             host=target.address,
             user=target.user,
@@ -108,10 +125,24 @@ class Session:
         client.set_missing_host_key_policy(TofuPolicy(known, target.label))
         self.conn.client = client
 
+    @property
+    def transport(self) -> paramiko.Transport:
+        transport = self.conn.transport
+        if transport is None:
+            raise paramiko.SSHException("not connected")
+        return transport
+
+    def channel(self) -> paramiko.Channel:
+        """A new session channel (with the agent forwarded when the target asks)."""
+        chan = self.transport.open_session(timeout=15)
+        if self.target.forward_agent:
+            paramiko.agent.AgentRequestHandler(chan)
+        return chan
+
     def open(self, service: str, connect_timeout: float = 10.0) -> None:
         """Connect; a changed host key becomes a RemoteError, other failures propagate."""
-        self.conn.connect_timeout = max(1, int(round(connect_timeout)))
         name = known_hosts_name(self.target.address, self.target.port)
+        self.conn.connect_timeout = max(1, int(round(connect_timeout)))
         try:
             self.conn.open()
         except HostKeyChanged as e:
@@ -126,11 +157,11 @@ class Session:
             self.close()
             raise
         # Keepalives notice a vanished VM instead of hanging on a dead socket.
-        self.conn.transport.set_keepalive(15)
+        self.transport.set_keepalive(15)
         # paramiko leaves Nagle on; a small request sent right after another
         # (a channel close, then an SFTP open) then waits ~40 ms for the peer's
         # delayed ACK. OpenSSH's own client sets TCP_NODELAY for the same reason.
-        sock = self.conn.transport.sock
+        sock = self.transport.sock
         if isinstance(sock, socket.socket):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -146,20 +177,50 @@ class Session:
             self.conn.close()
 
     def run(self, command: str, timeout: float | None = 60) -> tuple[int, str]:
-        """Run a short helper command; return (exit status, combined output)."""
-        result = self.conn.run(
-            command, hide=True, warn=True, in_stream=False, timeout=timeout, pty=False
-        )
-        return result.exited, result.stdout + result.stderr
+        """Run a short helper command; return (exit status, combined output).
+
+        One channel, read here (not Invoke's runner, which starts three threads
+        per command). Past `timeout` seconds: TimeoutError (a TRANSIENT error).
+        """
+        chan = self.channel()
+        try:
+            chan.set_combine_stderr(True)
+            chan.settimeout(timeout)
+            chan.exec_command(command)
+            chan.shutdown_write()
+            deadline = None if timeout is None else time.monotonic() + timeout
+            out = bytearray()
+            while True:
+                data = chan.recv(65536)  # socket.timeout (a TimeoutError) past `timeout`
+                if not data:
+                    break
+                out += data
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"command still running after {timeout:g}s")
+            if not chan.status_event.wait(timeout):
+                raise TimeoutError(f"no exit status after {timeout:g}s")
+            return chan.exit_status, out.decode(errors="replace")
+        finally:
+            chan.close()
+
+    def probe(self) -> None:
+        """One command that proves the login works and learns $HOME and the host's name."""
+        status, out = self.run(PROBE, timeout=30)
+        lines = out.splitlines()
+        if status != 0 or not lines or not lines[0].startswith("/"):
+            raise ProbeFailed(f"probe exited {status}: {out.strip()[-200:]}")
+        self._home = lines[0]
+        self.hostname = lines[1].strip() if len(lines) > 1 else None
+        self.probed = True
 
     def sftp(self) -> paramiko.SFTPClient:
-        return self.conn.sftp()
+        return self.conn.sftp()  # Fabric opens it once per connection
 
     @property
     def home(self) -> str:
-        """The SSH user's home directory (absolute), looked up once per connection."""
+        """The SSH user's home directory (absolute), learned once per connection."""
         if self._home is None:
-            self._home = self.sftp().normalize(".")
+            self.probe()
         return self._home
 
 
@@ -219,7 +280,9 @@ def prewarm(target: SshTarget, service: str, connect_timeout: float = 10.0) -> b
     sess = Session(target)
     try:
         sess.open(service, connect_timeout)
+        sess.probe()  # $HOME and hostname too: the step's wait_for_ssh then asks nothing
     except Exception:  # noqa: BLE001 (the step itself will meet and report it)
+        sess.close()
         return False
     with _all_lock:
         _all.append(sess)
@@ -309,11 +372,14 @@ def wait_for_ssh(target: SshTarget, timeout: float, service: str) -> None:
         remaining = deadline - time.monotonic()
         try:
             sess = session_for(target, service, connect_timeout=min(max(remaining, 1.0), 10.0))
-            status, out = sess.run("true", timeout=max(remaining, 5.0))
-            if status == 0:
+            if sess.probed:  # this connection already ran a command: nothing to wait for
                 return
-            last = RuntimeError(f"`true` exited {status}: {out.strip()[-200:]}")
-            drop(sess)
+            try:
+                sess.probe()
+                return
+            except ProbeFailed as e:
+                last = e
+                drop(sess)
         except RemoteError:
             raise
         except (*TRANSIENT, CommandTimedOut) as e:

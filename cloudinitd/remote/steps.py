@@ -26,9 +26,6 @@ backs it up in case the host stops answering.
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import io
 import shlex
 import time
 from collections.abc import Sequence
@@ -36,12 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from invoke.exceptions import CommandTimedOut
-
 from cloudinitd.errors import RemoteError
-from cloudinitd.plan.bundles import BundleError, walk_bundle
+from cloudinitd.remote import upload
 from cloudinitd.remote.script import (
     KILL_AFTER,
+    MAX_EXPORT,
+    PREP_FAILED,
     StepLog,
     build_command,
     check_inputs,
@@ -49,21 +46,22 @@ from cloudinitd.remote.script import (
     env_file,
     interpreter,
     is_shell,
-    parse_export,
+    oneshot_command,
+    parse_trailer,
     step_env,
     with_env_source,
 )
 from cloudinitd.remote.session import (
     TRANSIENT,
+    CommandTimedOut,
     Session,
     SshTarget,
     describe,
     forget_session,
     session_for,
 )
+from cloudinitd.remote.upload import REMOTE_ROOT
 
-REMOTE_ROOT = ".cloudinitd-remote"
-MAX_EXPORT = 1 << 20
 # After the script exits, how long to keep reading output that a background
 # process it started may still hold open before giving up on it.
 EXIT_GRACE = 1.0
@@ -75,6 +73,9 @@ class _Outcome:
     timed_out: bool
     elapsed: float
     tail: str
+    # One-shot steps: the trailer's export state ("-" none, "?" unreadable, else its
+    # size) and bytes; None when the step went the SFTP way (read the export then).
+    export: tuple[str, bytes] | None = None
 
 
 # --- remote side --------------------------------------------------------------------
@@ -85,69 +86,28 @@ def remote_run_dir(run: str, target: SshTarget) -> str:
     return f"{run}.{target.scope}" if target.scope else run
 
 
-def _private_dir(sess: Session, run: str, service: str, index: int) -> str:
-    """Absolute path of the step directory, created 0700 level by level if missing.
+def _exec(sess: Session, command: str, log: StepLog, limit: float,
+          stdin: bytes | None = None) -> tuple[int | None, bool, bytes]:
+    """Run `command`, streaming its output to `log`; (exit status, hit local deadline, stderr).
 
-    `run` is the folder name (remote_run_dir), not always the bare run name.
+    Without `stdin` the command's stderr joins its output (the SFTP way);
+    with it, `stdin` is sent first and stderr is kept apart for the one-shot
+    trailer (script.oneshot_command), which is read until complete.
     """
-    sftp = sess.sftp()
-    leaf = f"{sess.home.rstrip('/')}/{REMOTE_ROOT}/{run}/{service}-{index}"
+    chan = sess.channel()
+    err = bytearray()
     try:
-        if (sftp.stat(leaf).st_mode or 0) & 0o040000:
-            return leaf  # the usual case after the first step: one round trip
-    except FileNotFoundError:
-        pass
-    path = sess.home.rstrip("/")
-    for part in (REMOTE_ROOT, run, f"{service}-{index}"):
-        path = f"{path}/{part}"
-        try:
-            sftp.mkdir(path, 0o700)
-        except OSError:
-            # Already there (or a real problem, which stat reports).
-            st = sftp.stat(path)
-            if not (st.st_mode or 0) & 0o040000:
-                raise NotADirectoryError(errno.ENOTDIR, f"{path} is not a directory") from None
-    return path
-
-
-def _upload(sess: Session, path: str, text: str) -> None:
-    sftp = sess.sftp()
-    sftp.putfo(io.BytesIO(text.encode()), path, confirm=False)
-    sftp.chmod(path, 0o600)
-
-
-def _upload_files(sess: Session, workdir: str, files: Sequence[Path], service: str,
-                  step: str) -> None:
-    """A step's `files:` into its private folder, beside the script (owner-only modes)."""
-    if not files:
-        return
-    sftp = sess.sftp()
-    try:
-        for entry in files:
-            # Walked again here: a symlink planted after load is refused too.
-            for path, rel, is_dir in walk_bundle(Path(entry)):
-                remote = f"{workdir}/{rel}"
-                if is_dir:
-                    with contextlib.suppress(OSError):  # there from an earlier step
-                        sftp.mkdir(remote, 0o700)
-                    continue
-                sftp.put(str(path), remote, confirm=False)
-                sftp.chmod(remote, (path.stat().st_mode & 0o700) | 0o600)
-    except (BundleError, OSError) as e:
-        raise RemoteError(service, step, f"uploading files: {e}") from None
-
-
-def _exec(sess: Session, command: str, log: StepLog, limit: float) -> tuple[int | None, bool]:
-    """Run `command`, streaming combined output to `log`; (exit status, hit local deadline)."""
-    chan = sess.conn.transport.open_session(timeout=15)
-    try:
-        chan.set_combine_stderr(True)
+        chan.set_combine_stderr(stdin is None)
         chan.exec_command(command)
+        if stdin:
+            chan.sendall(stdin)
         chan.shutdown_write()
         chan.settimeout(0.25)
         deadline = time.monotonic() + limit
         exited_at: float | None = None
         while True:
+            while chan.recv_stderr_ready():
+                err += chan.recv_stderr(65536)
             try:
                 data = chan.recv(65536)
             except TimeoutError:
@@ -167,15 +127,34 @@ def _exec(sess: Session, command: str, log: StepLog, limit: float) -> tuple[int 
                     )
                     break
             if now > deadline:
-                return None, True
+                return None, True, bytes(err)
         while not chan.status_event.wait(0.25):
             if time.monotonic() > deadline:
-                return None, True
+                return None, True, bytes(err)
             if chan.closed:
                 break
-        return (chan.exit_status if chan.exit_status_ready() else None), False
+        if stdin is not None:
+            _drain_trailer(chan, err, min(deadline, time.monotonic() + 5))
+        return (chan.exit_status if chan.exit_status_ready() else None), False, bytes(err)
     finally:
         chan.close()
+
+
+def _drain_trailer(chan: Any, err: bytearray, until: float) -> None:
+    """The rest of stderr: the trailer may trail the exit status by a moment."""
+    while True:
+        while chan.recv_stderr_ready():
+            err += chan.recv_stderr(65536)
+        try:
+            if parse_trailer(bytes(err)) is not None:
+                return
+        except ValueError:
+            return
+        if chan.eof_received or time.monotonic() > until:
+            while chan.recv_stderr_ready():
+                err += chan.recv_stderr(65536)
+            return
+        time.sleep(0.01)
 
 
 def _attempt(
@@ -196,24 +175,51 @@ def _attempt(
     argv = interpreter(script)
     shell = is_shell(argv)
     sess = session_for(target, service)
-    workdir = _private_dir(sess, remote_run_dir(run, target), service, index)
+    sudo = target.user != "root"
+    # `files:` bundles go the SFTP way (many files, modes each); a step without
+    # them is one exec channel: folder, env file, script, run, export.
+    oneshot = not files
+    if oneshot:
+        workdir = (f"{sess.home.rstrip('/')}/{REMOTE_ROOT}/{remote_run_dir(run, target)}"
+                   f"/{service}-{index}")
+    else:
+        workdir = upload.private_dir(sess, remote_run_dir(run, target), service, index)
     script_path = f"{workdir}/{step}.script"
     env_path = f"{workdir}/{step}.env"
     try:
         env_text = env_file(step_env(run, service, index, step, f"{workdir}/export", env), shell)
     except ValueError as e:
         raise RemoteError(service, step, str(e)) from None
-    # The env file first: a shell script sources it on its first line.
-    _upload(sess, env_path, env_text)
-    _upload(sess, script_path, with_env_source(script, env_path) if shell else script)
-    _upload_files(sess, workdir, files, service, step)
-    command = build_command(
-        workdir, script_path, argv, env_path, timeout, sudo=target.user != "root", args=args
-    )
+    body = with_env_source(script, env_path) if shell else script
+    command = build_command(workdir, script_path, argv, env_path, timeout, sudo=sudo, args=args,
+                            clear_export=not oneshot)
+    stdin = None
+    if oneshot:
+        env_bytes = env_text.encode()
+        stdin = env_bytes + body.encode()
+        command = oneshot_command(workdir, step, len(env_bytes), command, sudo)
+    else:
+        # The env file first: a shell script sources it on its first line.
+        upload.upload(sess, env_path, env_text)
+        upload.upload(sess, script_path, body)
+        upload.upload_files(sess, workdir, files, service, step)
     log.header(header)
     start = time.monotonic()
-    status, local_deadline = _exec(sess, command, log, timeout + KILL_AFTER + 10)
+    status, local_deadline, err = _exec(sess, command, log, timeout + KILL_AFTER + 10, stdin)
     elapsed = time.monotonic() - start
+    export = None
+    if oneshot and not local_deadline:
+        try:
+            trailer = parse_trailer(err)
+        except ValueError as e:
+            raise RemoteError(service, step, f"on {target.label}: {e}") from None
+        if trailer is None and status == PREP_FAILED:
+            raise RemoteError(service, step, f"could not write the step's files into {workdir}"
+                              f" on {target.label}: {log.tail()[-300:]}",
+                              log_tail=log.tail()) from None
+        if trailer is not None:
+            status, state, data = trailer
+            export = (state, data)
     timed_out = local_deadline or (status in (124, 137) and elapsed >= timeout - 1)
     if local_deadline:
         _kill_leftover(target, service, workdir)
@@ -222,7 +228,7 @@ def _attempt(
         if timed_out
         else f"exit status {status} after {elapsed:.1f}s"
     )
-    return _Outcome(status, timed_out, elapsed, log.tail()), sess, workdir
+    return _Outcome(status, timed_out, elapsed, log.tail(), export), sess, workdir
 
 
 def _kill_leftover(target: SshTarget, service: str, workdir: str) -> None:
@@ -237,35 +243,18 @@ def _kill_leftover(target: SshTarget, service: str, workdir: str) -> None:
         pass
 
 
-def _read_export(
-    sess: Session, target: SshTarget, workdir: str, service: str, step: str
-) -> dict[str, Any]:
-    path = f"{workdir}/export"
-    where = f"{target.label}:{path}"
-    try:
-        with sess.sftp().open(path, "rb") as f:
-            raw = f.read(MAX_EXPORT + 1)
-    except FileNotFoundError:
+def _export_from_trailer(export: tuple[str, bytes], target: SshTarget, workdir: str,
+                         service: str, step: str) -> dict[str, Any]:
+    """The export file as the one-shot trailer brought it back (see oneshot_command)."""
+    state, raw = export
+    where = f"{target.label}:{workdir}/export"
+    if state == "-":
         return {}
-    except PermissionError:
-        # Written by root through sudo under a umask of 077: read it the same way.
-        res = sess.conn.run(
-            f"sudo -n cat {shlex.quote(path)}", hide=True, warn=True, in_stream=False, timeout=30
-        )
-        if res.exited != 0:
-            raise RemoteError(
-                service, step, f"cannot read export file {where}: {res.stderr.strip()}"
-            ) from None
-        out = res.stdout
-        raw = out.encode()
-    if len(raw) > MAX_EXPORT:
+    if state == "?":
+        raise RemoteError(service, step, f"cannot read export file {where}")
+    if int(state) > MAX_EXPORT:
         raise RemoteError(service, step, f"export file {where} is larger than {MAX_EXPORT} bytes")
-    try:
-        return parse_export(raw.decode("utf-8"), where)
-    except UnicodeDecodeError:
-        raise RemoteError(service, step, f"malformed export file {where}: not UTF-8") from None
-    except ValueError as e:
-        raise RemoteError(service, step, str(e)) from None
+    return upload.parse_export_bytes(raw, where, service, step)
 
 
 def _failure(o: _Outcome, timeout: float) -> str:
@@ -339,7 +328,9 @@ def run_step(
             service, step, _failure(outcome, timeout), log_tail=outcome.tail, log_path=str(log_path)
         )
     try:
-        return _read_export(sess, target, workdir, service, step)
+        if outcome.export is not None:
+            return _export_from_trailer(outcome.export, target, workdir, service, step)
+        return upload.read_export(sess, target, workdir, service, step)
     except (*TRANSIENT, CommandTimedOut) as e:
         forget_session(target)
         raise RemoteError(
