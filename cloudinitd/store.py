@@ -21,6 +21,7 @@ from typing import Any
 
 from cloudinitd.errors import RunNotFound, UsageError
 from cloudinitd.providers.base import LIVE_STATES, InstanceInfo
+from cloudinitd.records import Event, Instance, Launch, Run, ServiceRecord
 
 _log = logging.getLogger("cloudinitd.events")  # shown by `cloudinitd -v`
 
@@ -252,7 +253,7 @@ class Store:
                 return candidate
         raise UsageError("could not find a free run name")
 
-    def run(self, name: str) -> dict[str, Any]:
+    def run(self, name: str) -> Run:
         rows = self._rows("SELECT * FROM runs WHERE name = ?", (name,))
         if not rows:
             raise RunNotFound(name)
@@ -260,11 +261,13 @@ class Store:
         row["vars"] = json.loads(row.pop("vars_json"))
         row["counts"] = json.loads(row.pop("counts_json"))
         row["clouds"] = json.loads(row.pop("clouds_json"))
-        return row
+        return Run.from_row(row)
 
-    def runs(self) -> list[dict[str, Any]]:
-        return self._rows("SELECT name, plan_name, plan_path, status, created, updated, expires"
-                          " FROM runs ORDER BY created")
+    def runs(self) -> list[Run]:
+        """Every run, oldest first (without vars, counts and clouds: `run(name)` has them)."""
+        return [Run.from_row(r) for r in self._rows(
+            "SELECT name, plan_name, plan_path, status, created, updated, expires"
+            " FROM runs ORDER BY created")]
 
     def update_run(self, name: str, **fields: Any) -> None:
         if "vars" in fields:
@@ -314,8 +317,9 @@ class Store:
             (run, name, status, step, error, log_path, time.time()),
         )
 
-    def services(self, run: str) -> dict[str, dict[str, Any]]:
-        return {r["name"]: r for r in self._rows("SELECT * FROM services WHERE run = ?", (run,))}
+    def services(self, run: str) -> dict[str, ServiceRecord]:
+        return {r["name"]: ServiceRecord.from_row(r)
+                for r in self._rows("SELECT * FROM services WHERE run = ?", (run,))}
 
     # launches and instances --------------------------------------------
     def record_launch_intent(self, run: str, service: str, cloud: str, client_token: str,
@@ -330,12 +334,12 @@ class Store:
     def finish_launch(self, client_token: str, status: str) -> None:
         self._exec("UPDATE launches SET status = ? WHERE client_token = ?", (status, client_token))
 
-    def launches(self, run: str) -> list[dict[str, Any]]:
+    def launches(self, run: str) -> list[Launch]:
         rows = self._rows("SELECT * FROM launches WHERE run = ? ORDER BY id", (run,))
         for r in rows:
             r["indexes"] = json.loads(r.pop("indexes_json"))
             r["tags"] = json.loads(r.pop("tags_json"))
-        return rows
+        return [Launch.from_row(r) for r in rows]
 
     def record_instance(self, run: str, service: str, index: int, cloud: str, provider: str,
                         info: InstanceInfo, client_token: str | None = None) -> None:
@@ -385,7 +389,7 @@ class Store:
         self.update_instance(run, cloud, info.instance_id, **fields)
 
     def instances(self, run: str, service: str | None = None,
-                  live_only: bool = True) -> list[dict[str, Any]]:
+                  live_only: bool = True) -> list[Instance]:
         sql = "SELECT * FROM instances WHERE run = ?"
         args: list[Any] = [run]
         if service is not None:
@@ -397,7 +401,7 @@ class Store:
         rows = self._rows(sql + " ORDER BY service, idx, id", args)
         for r in rows:
             r["extra"] = json.loads(r.pop("extra_json"))
-        return rows
+        return [Instance.from_row(r) for r in rows]
 
     # attributes ----------------------------------------------------------
     def set_attributes(self, run: str, service: str, index: int, attrs: dict[str, Any]) -> None:
@@ -450,6 +454,7 @@ class Store:
         self._exec("INSERT INTO events (run, ts, service, idx, kind, message)"
                    " VALUES (?, ?, ?, ?, ?, ?)", (run, time.time(), service, index, kind, message))
 
-    def events(self, run: str) -> list[dict[str, Any]]:
-        return self._rows("SELECT ts, service, idx, kind, message FROM events WHERE run = ?"
-                          " ORDER BY id", (run,))
+    def events(self, run: str) -> list[Event]:
+        return [Event.from_row(r) for r in self._rows(
+            "SELECT ts, service, idx, kind, message FROM events WHERE run = ? ORDER BY id",
+            (run,))]
