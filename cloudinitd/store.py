@@ -23,118 +23,16 @@ from cloudinitd.errors import RunNotFound, UsageError
 from cloudinitd.providers.base import LIVE_STATES, InstanceInfo
 from cloudinitd.records import Event, Instance, Launch, Run, ServiceRecord
 
+# The schema, the instance field groups and the upgrade of older stores live in
+# storeschema.py (issue 10: module size); re-exported here (`X as X`) because
+# callers and tests read them as cloudinitd.store.SCHEMA and so on.
+from cloudinitd.storeschema import INSTANCE_FIELDS as INSTANCE_FIELDS
+from cloudinitd.storeschema import MACHINE_FIELDS as MACHINE_FIELDS
+from cloudinitd.storeschema import SCHEMA as SCHEMA
+from cloudinitd.storeschema import SERVICE_FIELDS as SERVICE_FIELDS
+from cloudinitd.storeschema import _create_private, upgrade_instance_key
+
 _log = logging.getLogger("cloudinitd.events")  # shown by `cloudinitd -v`
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    name TEXT PRIMARY KEY,
-    plan_name TEXT NOT NULL,
-    plan_path TEXT NOT NULL,
-    vars_json TEXT NOT NULL DEFAULT '{}',
-    counts_json TEXT NOT NULL DEFAULT '{}',
-    clouds_json TEXT NOT NULL DEFAULT '{}',
-    status TEXT NOT NULL,
-    created REAL NOT NULL,
-    updated REAL NOT NULL,
-    expires REAL
-);
-CREATE TABLE IF NOT EXISTS services (
-    run TEXT NOT NULL,
-    name TEXT NOT NULL,
-    status TEXT NOT NULL,
-    step TEXT,
-    error TEXT,
-    log_path TEXT,
-    updated REAL NOT NULL,
-    PRIMARY KEY (run, name)
-);
-CREATE TABLE IF NOT EXISTS launches (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run TEXT NOT NULL,
-    service TEXT NOT NULL,
-    cloud TEXT NOT NULL,
-    client_token TEXT NOT NULL UNIQUE,
-    indexes_json TEXT NOT NULL,
-    tags_json TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS instances (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run TEXT NOT NULL,
-    service TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    cloud TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    instance_id TEXT NOT NULL,
-    client_token TEXT,
-    state TEXT NOT NULL,
-    address TEXT,
-    private_address TEXT,
-    hostname TEXT,
-    extra_json TEXT NOT NULL DEFAULT '{}',
-    boot_hash TEXT,
-    configured INTEGER NOT NULL DEFAULT 0,
-    launched REAL NOT NULL,
-    terminated REAL,
-    UNIQUE (run, service, cloud, instance_id)
-);
-CREATE TABLE IF NOT EXISTS attributes (
-    run TEXT NOT NULL,
-    service TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    key TEXT NOT NULL,
-    value_json TEXT NOT NULL,
-    PRIMARY KEY (run, service, idx, key)
-);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run TEXT NOT NULL,
-    ts REAL NOT NULL,
-    service TEXT,
-    idx INTEGER,
-    kind TEXT NOT NULL,
-    message TEXT NOT NULL
-);
--- What each instance's last boot was made of, as keyed digests (engine/inputs.py):
--- `diff` names the input that changed. Its own table, so older stores gain it as is.
-CREATE TABLE IF NOT EXISTS inputs (
-    run TEXT NOT NULL,
-    service TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    parts_json TEXT NOT NULL,
-    PRIMARY KEY (run, service, idx)
-);
-CREATE TABLE IF NOT EXISTS watch_state (
-    run TEXT NOT NULL,
-    key TEXT NOT NULL,
-    value_json TEXT NOT NULL,
-    PRIMARY KEY (run, key)
-);
-CREATE INDEX IF NOT EXISTS instances_run ON instances (run, service, state);
-CREATE INDEX IF NOT EXISTS events_run ON events (run, id);
-"""
-
-# An instance record is one service's use of one machine: several services may
-# share a machine (two services on one static address, `host: OTHER`), so the
-# record's identity is (run, service, cloud, instance_id). Facts about the
-# machine (its state, addresses) hold for every record of it; what a service
-# did on it (configured, the inputs it booted with) is that service's own.
-MACHINE_FIELDS = ("state", "address", "private_address", "hostname", "extra_json",
-                  "terminated")
-SERVICE_FIELDS = ("boot_hash", "configured")
-INSTANCE_FIELDS = MACHINE_FIELDS + SERVICE_FIELDS
-# Stores made before services could share a machine keyed records without the service.
-_OLD_INSTANCE_KEY = "UNIQUE (run, cloud, instance_id)"
-
-
-def _create_private(path: Path) -> None:
-    """Create the database file 0600 before SQLite opens it (SQLite follows the umask)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
-    os.chmod(path, 0o600)
 
 
 class Store:
@@ -159,33 +57,8 @@ class Store:
 
     def _upgrade_instance_key(self) -> None:
         """Rebuild an older `instances` table keyed without the service (same columns)."""
-        def table_sql() -> str:
-            return self._db.execute("SELECT sql FROM sqlite_master WHERE type = 'table'"
-                                    " AND name = 'instances'").fetchone()[0]
-
         with self._lock:
-            if _OLD_INSTANCE_KEY not in table_sql():
-                return
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                old_sql = table_sql()  # another process may have upgraded it meanwhile
-                if _OLD_INSTANCE_KEY not in old_sql:
-                    self._db.execute("COMMIT")
-                    return
-                new_sql = old_sql.replace(_OLD_INSTANCE_KEY,
-                                          "UNIQUE (run, service, cloud, instance_id)")
-                new_sql = new_sql.replace("CREATE TABLE instances", "CREATE TABLE instances_new",
-                                          1)
-                self._db.execute(new_sql)
-                self._db.execute("INSERT INTO instances_new SELECT * FROM instances")
-                self._db.execute("DROP TABLE instances")
-                self._db.execute("ALTER TABLE instances_new RENAME TO instances")
-                self._db.execute("CREATE INDEX IF NOT EXISTS instances_run"
-                                 " ON instances (run, service, state)")
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            upgrade_instance_key(self._db)
 
     def close(self) -> None:
         with self._lock:
