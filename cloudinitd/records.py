@@ -91,7 +91,7 @@ class ServiceRecord(Record):
 
 @dataclass(frozen=True)
 class Instance(Record):
-    """One service's use of one machine (see store.py: several services may share one)."""
+    """One service's use of one machine (see storeschema.py: several services may share one)."""
 
     id: int
     run: str
