@@ -97,12 +97,11 @@ def describe_catalog(
             "source": str(spec.pos) if spec.pos else None,
         }
         if check:
-            from cloudinitd.errors import CloudinitdError
             from cloudinitd.providers import get_provider
 
             try:
                 row["check"] = get_provider(spec, Path(home or ".")).check()
-            except CloudinitdError as exc:
+            except Exception as exc:  # noqa: BLE001 (any failure is this cloud's row, not the command's)
                 row["error"] = str(exc)
         rows.append(row)
     return rows

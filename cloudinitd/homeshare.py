@@ -145,6 +145,11 @@ def _ensure_key(path: Path, comment: str) -> tuple[str, str]:
             serialization.NoEncryption(),
         )
         _write_private(path, pem)
+    return _read_key(path, comment)
+
+
+def _read_key(path: Path, comment: str) -> tuple[str, str]:
+    """(private text, public line) of the key at `path`."""
     private = path.read_bytes()
     key = serialization.load_ssh_private_key(private, password=None)
     public = key.public_key().public_bytes(
@@ -344,18 +349,32 @@ def ensure_home_share(
                 d / "share.json", json.dumps({**wanted, "port": share_port, "pid": new_pid}) + "\n"
             )
         _gateway_ports(run_dir, listen_address, [share_port])
-        host_field = listen_address if share_port == 22 else f"[{listen_address}]:{share_port}"
-        key_type, key_b64 = host_public.split()[:2]
-        return HomeShare(
-            host=listen_address,
-            port=share_port,
-            user=user,
-            dir=home_dir,
-            key=private,
-            known_host=f"{host_field} {key_type} {key_b64}",
-            read_only=read_only,
-            confined=confined,
-        )
+        return _share(listen_address, share_port, user, home_dir, private, host_public,
+                      read_only, confined)
+
+
+def _share(host: str, port: int, user: str, home_dir: str, private: str, host_public: str,
+           read_only: bool, confined: bool) -> HomeShare:
+    host_field = host if port == 22 else f"[{host}]:{port}"
+    key_type, key_b64 = host_public.split()[:2]
+    return HomeShare(host=host, port=port, user=user, dir=home_dir, key=private,
+                     known_host=f"{host_field} {key_type} {key_b64}", read_only=read_only,
+                     confined=confined)
+
+
+def recorded_home_share(run_dir: Path) -> HomeShare | None:
+    """The run's share as it was last started, read from its folder: starts nothing, and
+    the same data `ensure_home_share` gave then (so rendered inputs hash the same).
+    None when it never started."""
+    d = Path(run_dir) / SUBDIR
+    state = _read_state(d)
+    try:
+        private, _ = _read_key(d / "home_key", "")
+        _, host_public = _read_key(d / "ssh_host_ed25519_key", "cloudinitd-home-share")
+        return _share(state["host"], int(state["port"]), state["user"], state["dir"], private,
+                      host_public, bool(state["read_only"]), bool(state["confined"]))
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
 
 
 def share_info(run_dir: Path) -> dict:
@@ -366,29 +385,10 @@ def share_info(run_dir: Path) -> dict:
 
 
 def recorded_share(run_dir: Path) -> dict | None:
-    """The share as the run last served it, read only: what `diff` renders `home` with.
-
-    Nothing is started or written (None if the run never had a share).
-    """
-    d = Path(run_dir) / SUBDIR
-    state = _read_state(d) if d.is_dir() else {}
-    try:
-        private = (d / "home_key").read_bytes()
-        host_key = serialization.load_ssh_private_key(
-            (d / "ssh_host_ed25519_key").read_bytes(), password=None)
-    except (OSError, ValueError):
-        return None
-    if not state.get("host") or not state.get("port"):
-        return None
-    host, port = state["host"], int(state["port"])
-    host_field = host if port == 22 else f"[{host}]:{port}"
-    key_type, key_b64 = host_key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode().split()[:2]
-    return asdict(HomeShare(host=host, port=port, user=state.get("user", ""),
-                            dir=state.get("dir", ""), key=private.decode(),
-                            known_host=f"{host_field} {key_type} {key_b64}",
-                            read_only=bool(state.get("read_only")),
-                            confined=bool(state.get("confined"))))
+    """`recorded_home_share` as template data (what `diff` renders `home` with); None if
+    the run never had a share. Nothing is started or written."""
+    share = recorded_home_share(run_dir)
+    return asdict(share) if share is not None else None
 
 
 def _gateway_ports(run_dir: Path, address: str, ports: list[int]) -> None:

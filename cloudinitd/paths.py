@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from cloudinitd.errors import UsageError
+from cloudinitd.settings import settings
 
 _PACKAGE = Path(__file__).resolve().parent
 SHIPPED = ("plans", "bootlevels")
@@ -19,8 +20,7 @@ SHIPPED = ("plans", "bootlevels")
 
 def cloudinitd_home() -> Path:
     """$CLOUDINITD_HOME, default ~/.cloudinitd (not created here)."""
-    value = os.environ.get("CLOUDINITD_HOME")
-    return Path(value).expanduser() if value else Path.home() / ".cloudinitd"
+    return settings().home_path
 
 
 def shipped_dir(name: str) -> Path:

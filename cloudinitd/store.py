@@ -21,119 +21,18 @@ from typing import Any
 
 from cloudinitd.errors import RunNotFound, UsageError
 from cloudinitd.providers.base import LIVE_STATES, InstanceInfo
+from cloudinitd.records import Event, Instance, Launch, Run, ServiceRecord
+
+# The schema, the instance field groups and the upgrade of older stores live in
+# storeschema.py (issue 10: module size); re-exported here (`X as X`) because
+# callers and tests read them as cloudinitd.store.SCHEMA and so on.
+from cloudinitd.storeschema import INSTANCE_FIELDS as INSTANCE_FIELDS
+from cloudinitd.storeschema import MACHINE_FIELDS as MACHINE_FIELDS
+from cloudinitd.storeschema import SCHEMA as SCHEMA
+from cloudinitd.storeschema import SERVICE_FIELDS as SERVICE_FIELDS
+from cloudinitd.storeschema import _create_private, upgrade_instance_key
 
 _log = logging.getLogger("cloudinitd.events")  # shown by `cloudinitd -v`
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    name TEXT PRIMARY KEY,
-    plan_name TEXT NOT NULL,
-    plan_path TEXT NOT NULL,
-    vars_json TEXT NOT NULL DEFAULT '{}',
-    counts_json TEXT NOT NULL DEFAULT '{}',
-    clouds_json TEXT NOT NULL DEFAULT '{}',
-    status TEXT NOT NULL,
-    created REAL NOT NULL,
-    updated REAL NOT NULL,
-    expires REAL
-);
-CREATE TABLE IF NOT EXISTS services (
-    run TEXT NOT NULL,
-    name TEXT NOT NULL,
-    status TEXT NOT NULL,
-    step TEXT,
-    error TEXT,
-    log_path TEXT,
-    updated REAL NOT NULL,
-    PRIMARY KEY (run, name)
-);
-CREATE TABLE IF NOT EXISTS launches (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run TEXT NOT NULL,
-    service TEXT NOT NULL,
-    cloud TEXT NOT NULL,
-    client_token TEXT NOT NULL UNIQUE,
-    indexes_json TEXT NOT NULL,
-    tags_json TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS instances (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run TEXT NOT NULL,
-    service TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    cloud TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    instance_id TEXT NOT NULL,
-    client_token TEXT,
-    state TEXT NOT NULL,
-    address TEXT,
-    private_address TEXT,
-    hostname TEXT,
-    extra_json TEXT NOT NULL DEFAULT '{}',
-    boot_hash TEXT,
-    configured INTEGER NOT NULL DEFAULT 0,
-    launched REAL NOT NULL,
-    terminated REAL,
-    UNIQUE (run, service, cloud, instance_id)
-);
-CREATE TABLE IF NOT EXISTS attributes (
-    run TEXT NOT NULL,
-    service TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    key TEXT NOT NULL,
-    value_json TEXT NOT NULL,
-    PRIMARY KEY (run, service, idx, key)
-);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run TEXT NOT NULL,
-    ts REAL NOT NULL,
-    service TEXT,
-    idx INTEGER,
-    kind TEXT NOT NULL,
-    message TEXT NOT NULL
-);
--- What each instance's last boot was made of, as keyed digests (engine/inputs.py):
--- `diff` names the input that changed. Its own table, so older stores gain it as is.
-CREATE TABLE IF NOT EXISTS inputs (
-    run TEXT NOT NULL,
-    service TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    parts_json TEXT NOT NULL,
-    PRIMARY KEY (run, service, idx)
-);
-CREATE TABLE IF NOT EXISTS watch_state (
-    run TEXT NOT NULL,
-    key TEXT NOT NULL,
-    value_json TEXT NOT NULL,
-    PRIMARY KEY (run, key)
-);
-CREATE INDEX IF NOT EXISTS instances_run ON instances (run, service, state);
-CREATE INDEX IF NOT EXISTS events_run ON events (run, id);
-"""
-
-# An instance record is one service's use of one machine: several services may
-# share a machine (two services on one static address, `host: OTHER`), so the
-# record's identity is (run, service, cloud, instance_id). Facts about the
-# machine (its state, addresses) hold for every record of it; what a service
-# did on it (configured, the inputs it booted with) is that service's own.
-MACHINE_FIELDS = ("state", "address", "private_address", "hostname", "extra_json",
-                  "terminated")
-SERVICE_FIELDS = ("boot_hash", "configured")
-INSTANCE_FIELDS = MACHINE_FIELDS + SERVICE_FIELDS
-# Stores made before services could share a machine keyed records without the service.
-_OLD_INSTANCE_KEY = "UNIQUE (run, cloud, instance_id)"
-
-
-def _create_private(path: Path) -> None:
-    """Create the database file 0600 before SQLite opens it (SQLite follows the umask)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
-    os.chmod(path, 0o600)
 
 
 class Store:
@@ -158,33 +57,8 @@ class Store:
 
     def _upgrade_instance_key(self) -> None:
         """Rebuild an older `instances` table keyed without the service (same columns)."""
-        def table_sql() -> str:
-            return self._db.execute("SELECT sql FROM sqlite_master WHERE type = 'table'"
-                                    " AND name = 'instances'").fetchone()[0]
-
         with self._lock:
-            if _OLD_INSTANCE_KEY not in table_sql():
-                return
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                old_sql = table_sql()  # another process may have upgraded it meanwhile
-                if _OLD_INSTANCE_KEY not in old_sql:
-                    self._db.execute("COMMIT")
-                    return
-                new_sql = old_sql.replace(_OLD_INSTANCE_KEY,
-                                          "UNIQUE (run, service, cloud, instance_id)")
-                new_sql = new_sql.replace("CREATE TABLE instances", "CREATE TABLE instances_new",
-                                          1)
-                self._db.execute(new_sql)
-                self._db.execute("INSERT INTO instances_new SELECT * FROM instances")
-                self._db.execute("DROP TABLE instances")
-                self._db.execute("ALTER TABLE instances_new RENAME TO instances")
-                self._db.execute("CREATE INDEX IF NOT EXISTS instances_run"
-                                 " ON instances (run, service, state)")
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            upgrade_instance_key(self._db)
 
     def close(self) -> None:
         with self._lock:
@@ -252,7 +126,7 @@ class Store:
                 return candidate
         raise UsageError("could not find a free run name")
 
-    def run(self, name: str) -> dict[str, Any]:
+    def run(self, name: str) -> Run:
         rows = self._rows("SELECT * FROM runs WHERE name = ?", (name,))
         if not rows:
             raise RunNotFound(name)
@@ -260,11 +134,13 @@ class Store:
         row["vars"] = json.loads(row.pop("vars_json"))
         row["counts"] = json.loads(row.pop("counts_json"))
         row["clouds"] = json.loads(row.pop("clouds_json"))
-        return row
+        return Run.from_row(row)
 
-    def runs(self) -> list[dict[str, Any]]:
-        return self._rows("SELECT name, plan_name, plan_path, status, created, updated, expires"
-                          " FROM runs ORDER BY created")
+    def runs(self) -> list[Run]:
+        """Every run, oldest first (without vars, counts and clouds: `run(name)` has them)."""
+        return [Run.from_row(r) for r in self._rows(
+            "SELECT name, plan_name, plan_path, status, created, updated, expires"
+            " FROM runs ORDER BY created")]
 
     def update_run(self, name: str, **fields: Any) -> None:
         if "vars" in fields:
@@ -314,8 +190,9 @@ class Store:
             (run, name, status, step, error, log_path, time.time()),
         )
 
-    def services(self, run: str) -> dict[str, dict[str, Any]]:
-        return {r["name"]: r for r in self._rows("SELECT * FROM services WHERE run = ?", (run,))}
+    def services(self, run: str) -> dict[str, ServiceRecord]:
+        return {r["name"]: ServiceRecord.from_row(r)
+                for r in self._rows("SELECT * FROM services WHERE run = ?", (run,))}
 
     # launches and instances --------------------------------------------
     def record_launch_intent(self, run: str, service: str, cloud: str, client_token: str,
@@ -330,12 +207,12 @@ class Store:
     def finish_launch(self, client_token: str, status: str) -> None:
         self._exec("UPDATE launches SET status = ? WHERE client_token = ?", (status, client_token))
 
-    def launches(self, run: str) -> list[dict[str, Any]]:
+    def launches(self, run: str) -> list[Launch]:
         rows = self._rows("SELECT * FROM launches WHERE run = ? ORDER BY id", (run,))
         for r in rows:
             r["indexes"] = json.loads(r.pop("indexes_json"))
             r["tags"] = json.loads(r.pop("tags_json"))
-        return rows
+        return [Launch.from_row(r) for r in rows]
 
     def record_instance(self, run: str, service: str, index: int, cloud: str, provider: str,
                         info: InstanceInfo, client_token: str | None = None) -> None:
@@ -385,7 +262,7 @@ class Store:
         self.update_instance(run, cloud, info.instance_id, **fields)
 
     def instances(self, run: str, service: str | None = None,
-                  live_only: bool = True) -> list[dict[str, Any]]:
+                  live_only: bool = True) -> list[Instance]:
         sql = "SELECT * FROM instances WHERE run = ?"
         args: list[Any] = [run]
         if service is not None:
@@ -397,7 +274,7 @@ class Store:
         rows = self._rows(sql + " ORDER BY service, idx, id", args)
         for r in rows:
             r["extra"] = json.loads(r.pop("extra_json"))
-        return rows
+        return [Instance.from_row(r) for r in rows]
 
     # attributes ----------------------------------------------------------
     def set_attributes(self, run: str, service: str, index: int, attrs: dict[str, Any]) -> None:
@@ -450,6 +327,7 @@ class Store:
         self._exec("INSERT INTO events (run, ts, service, idx, kind, message)"
                    " VALUES (?, ?, ?, ?, ?, ?)", (run, time.time(), service, index, kind, message))
 
-    def events(self, run: str) -> list[dict[str, Any]]:
-        return self._rows("SELECT ts, service, idx, kind, message FROM events WHERE run = ?"
-                          " ORDER BY id", (run,))
+    def events(self, run: str) -> list[Event]:
+        return [Event.from_row(r) for r in self._rows(
+            "SELECT ts, service, idx, kind, message FROM events WHERE run = ? ORDER BY id",
+            (run,))]

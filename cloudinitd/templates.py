@@ -13,7 +13,6 @@ scripts are sent verbatim (a plain shell script may well contain `{#`).
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import shlex
 from collections.abc import Mapping
@@ -21,16 +20,26 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, nodes
-from jinja2.exceptions import SecurityError, TemplateRuntimeError
-from jinja2.utils import generate_lorem_ipsum, missing
+from jinja2 import Template, TemplateError, TemplateSyntaxError, nodes
+from jinja2.exceptions import SecurityError
+from jinja2.utils import generate_lorem_ipsum
 from markupsafe import Markup
 
 from cloudinitd.errors import PlanError
 from cloudinitd.paths import display_path
-from cloudinitd.plan.model import BUILTIN_ATTRIBUTES, Plan, ScriptSpec, ServiceSpec
+
+# The template views and the dry-run world live in their own modules (issue 10:
+# module size); the public ones are re-exported here (`X as X`) because callers
+# (plan.outputs, plan.samples, engine.context, the CLI, tests) import them from
+# cloudinitd.templates.
+from cloudinitd.placeholders import placeholder_extra as placeholder_extra
+from cloudinitd.placeholders import placeholder_world as placeholder_world
+from cloudinitd.plan.model import Plan, ScriptSpec, ServiceSpec
 from cloudinitd.sandbox import BoundedSandbox, bound_tree, render_bounded
 from cloudinitd.secretcheck import secret_key_name
+from cloudinitd.templateviews import _SELF, SelfView, _Labelled, _Undefined
+from cloudinitd.templateviews import InstanceView as InstanceView
+from cloudinitd.templateviews import ServiceView as ServiceView
 
 # Names every template may use besides the services. `home` is the run's
 # home share (host, port, user, dir, key, known_host: see homeshare.py),
@@ -40,11 +49,6 @@ CONTEXT_NAMES = frozenset({"vars", "run", "self", "env", "home", "environ"})
 Extra = Mapping[str, Any] | None
 TEMPLATE_SUFFIX = ".j2"
 _SHELL_SUFFIXES = frozenset({"", ".sh", ".bash"})
-# Placeholder addresses for dry runs: the documentation ranges (RFC 5737),
-# which belong to nobody and are never contacted.
-_TEST_NETS = [
-    ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")
-]
 
 
 def is_template(path: Path | str) -> bool:
@@ -57,125 +61,6 @@ def is_shell_script(path: Path | str) -> bool:
     if name.endswith(TEMPLATE_SUFFIX):
         name = name[: -len(TEMPLATE_SUFFIX)]
     return Path(name).suffix in _SHELL_SUFFIXES
-
-
-class _Undefined(StrictUndefined):
-    """StrictUndefined whose message names the full expression (`head.export_dir`)."""
-
-    __slots__ = ()
-
-    @property
-    def _undefined_message(self) -> str:
-        if self._undefined_hint:
-            return self._undefined_hint
-        name, obj = self._undefined_name, self._undefined_obj
-        label = getattr(obj, "_cid_label", None)
-        if obj is missing:
-            what = "self" if name == _SELF else str(name)
-        elif label is None:
-            what = f"{name!r} of a {type(obj).__name__} value"
-            return f"undefined {what}"
-        elif isinstance(name, str):
-            what = f"{label}.{name}"
-        else:
-            what = f"{label}[{name!r}]"
-        return f"undefined {what!r}"
-
-
-class _Labelled(dict):
-    """A dict (vars, env) that knows its name, for error messages."""
-
-    def __init__(self, label: str, data: Mapping[str, Any]):
-        super().__init__(data)
-        self._cid_label = label
-
-
-class _LabelledList(list):
-    def __init__(self, label: str, items: list[Any]):
-        super().__init__(items)
-        self._cid_label = label
-
-
-class InstanceView:
-    """One instance's attributes, as `c.address` / `c["address"]` in a template."""
-
-    def __init__(self, label: str, attrs: Mapping[str, Any]):
-        self._cid_label = label
-        self._attrs = dict(attrs)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        try:
-            return self._attrs[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def __getitem__(self, name: str) -> Any:
-        return self._attrs[name]
-
-    def __str__(self) -> str:
-        raise TemplateRuntimeError(
-            f"'{self._cid_label}' is an instance, not a value: use {self._cid_label}.address "
-            "or another attribute"
-        )
-
-
-class ServiceView:
-    """A service: `.instances`, `.count`, and for one instance its attributes directly."""
-
-    def __init__(self, name: str, instances: list[Mapping[str, Any]]):
-        self._cid_label = name
-        self._instances = _LabelledList(
-            f"{name}.instances",
-            [InstanceView(f"{name}.instances[{i}]", a) for i, a in enumerate(instances)],
-        )
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        if name == "instances":
-            return self._instances
-        if name == "count":
-            return len(self._instances)
-        if len(self._instances) == 1:
-            return getattr(self._instances[0], name)
-        known = set(BUILTIN_ATTRIBUTES)
-        for inst in self._instances:
-            known.update(inst._attrs)
-        if name in known:
-            svc = self._cid_label
-            raise TemplateRuntimeError(
-                f"service '{svc}' has {len(self._instances)} instances: use "
-                f"{svc}.instances (e.g. {{% for i in {svc}.instances %}}{{{{ i.{name} }}}}"
-                f"{{% endfor %}}), not {svc}.{name}"
-            )
-        raise AttributeError(name)
-
-    def __getitem__(self, name: str) -> Any:
-        try:
-            return self.__getattr__(name)
-        except AttributeError:
-            raise KeyError(name) from None
-
-    def __str__(self) -> str:
-        raise TemplateRuntimeError(
-            f"'{self._cid_label}' is a service, not a value: use {self._cid_label}.address "
-            "or another attribute"
-        )
-
-
-class SelfView(InstanceView):
-    """This instance, plus `self.instances` / `self.count` of its service."""
-
-    def __init__(self, service: ServiceView, attrs: Mapping[str, Any]):
-        super().__init__("self", attrs)
-        self._service = service
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("instances", "count") and name not in self._attrs:
-            return getattr(self._service, name)
-        return super().__getattr__(name)
 
 
 def _shell_finalize(value: Any) -> Any:
@@ -216,11 +101,8 @@ SHELL_ENV = _make_env(shell=True)
 RAW_ENV = _make_env(shell=False)
 
 
-# Jinja reserves `self` (a TemplateReference for blocks); plans use it for
-# "this instance", so templates are compiled with `self` renamed to this.
-_SELF = "cid_self_"
-
-
+# Jinja reserves `self`; plans use it for "this instance", so it is compiled as
+# _SELF (templateviews.py), the name the context gives SelfView.
 @lru_cache(maxsize=256)
 def _compile(source: str, filename: str, shell: bool) -> Template:
     env = SHELL_ENV if shell else RAW_ENV
@@ -442,59 +324,3 @@ def render_vars(text: str, plan_vars: Mapping[str, Any], where: str) -> str:
         return _render(str(text), f"<{where}>", False, {"vars": _Labelled("vars", plan_vars)}, "")
     except PlanError as exc:
         raise PlanError(exc.message, where) from None
-
-
-def placeholder_extra() -> dict[str, Any]:
-    """Dry-run stand-ins for the extra context names (`home`), never contacted."""
-    home = {k: f"<home.{k}>" for k in ("user", "dir", "key", "known_host")}
-    return {"home": {**home, "host": "192.0.2.254", "port": 22}}
-
-
-def _placeholder_addresses():
-    while True:
-        for net in _TEST_NETS:
-            yield from (str(a) for a in net.hosts())
-
-
-def placeholder_world(plan: Plan) -> dict[str, list[dict[str, Any]]]:
-    """A world for dry runs: TEST-NET addresses and `<svc.attr>` exports, nothing launched."""
-    addresses = _placeholder_addresses()
-    world: dict[str, list[dict[str, Any]]] = {}
-    for name, spec in plan.services.items():
-        count = spec.count if spec.launches or spec.hosts else 1
-        cloud = spec.clouds[0].cloud if spec.clouds else "static"
-        instances = []
-        for i in range(count):
-            address = next(addresses)
-            attrs: dict[str, Any] = {
-                "address": address,
-                "private_address": address,
-                "hostname": f"{name}-{i}",
-                "instance_id": f"dry-run-{name}-{i}",
-                "cloud": cloud,
-                "index": i,
-                "name": name,
-            }
-            attrs.update({attr: f"<{name}.{attr}>" for attr in [*spec.exports, *spec.values]})
-            instances.append(attrs)
-        world[name] = instances
-    # A service on an existing host, or on another service's machine, has that address.
-    for name, spec in plan.services.items():
-        if spec.launches:
-            continue
-        if spec.hosts:  # `hosts:`: each instance is its listed machine
-            for item, host in zip(world[name], spec.hosts, strict=True):
-                item.update(address=host.address, private_address=host.address)
-            continue
-        root, seen = spec, {name}
-        while root.host in plan.services and root.host not in seen:
-            seen.add(root.host)
-            root = plan.services[root.host]
-        if root.launches and world[root.name]:
-            machine = world[root.name][0]
-            keys = ("address", "private_address", "hostname", "instance_id", "cloud")
-            world[name][0].update({k: machine[k] for k in keys})
-        elif root.host:
-            world[name][0].update(address=root.host, private_address=root.host)
-    return world
-

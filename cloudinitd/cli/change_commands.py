@@ -34,8 +34,8 @@ def reason(name: str) -> str:
 def compute_diff(env: Env, plan: str, run: str, vars_: tuple[str, ...],
                  scripts: bool = False) -> RunDiff:
     """Load PLAN with the run's recorded vars (and new ones) and compare; read only."""
+    from cloudinitd.api import plan_file
     from cloudinitd.catalog import load_catalog
-    from cloudinitd.cli.import_commands import plan_path
     from cloudinitd.engine.access import require_run
     from cloudinitd.engine.diff import plan_diff, read_run
     from cloudinitd.engine.inputs import input_key
@@ -46,7 +46,7 @@ def compute_diff(env: Env, plan: str, run: str, vars_: tuple[str, ...],
     from cloudinitd.templates import placeholder_extra
 
     recorded = require_run(env.store, run)
-    path = find_plan(plan_path(env, plan)).resolve()
+    path = find_plan(plan_file(plan, env.home, output.info)).resolve()
     overrides = {**recorded["vars"], **parse_vars(vars_)}
     run_dir = env.store.run_dir(run)
     with render_session(SESSION_SECONDS):

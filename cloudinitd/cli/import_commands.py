@@ -1,4 +1,5 @@
-"""`cloudinitd import TOP.conf [-o DIR]`, and the on-the-fly conversion for validate/graph/boot."""
+"""`cloudinitd import TOP.conf [-o DIR]` (the on-the-fly conversion for validate/graph/boot
+is `cloudinitd.api.plan_file`)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,6 @@ import click
 
 from cloudinitd.cli import output
 from cloudinitd.cli.common import Env, json_option, pass_env
-
-
-def plan_path(env: Env, arg: str) -> str:
-    """PLAN as given, or for an original TOP.conf the plan converted into the home's imports."""
-    from cloudinitd.importer import import_dir, import_plan, is_original
-
-    if not is_original(arg):
-        return arg
-    path, notes = import_plan(Path(arg), import_dir(env.home, Path(arg)))
-    for note in notes:
-        output.info(f"import: {note}")
-    return str(path)
 
 
 @click.command(name="import")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import sys
 import traceback
 from functools import wraps
@@ -20,6 +19,7 @@ import click
 from cloudinitd.cli import output
 from cloudinitd.cli.common import Env
 from cloudinitd.errors import CloudinitdError, PlanErrors, one_line
+from cloudinitd.settings import settings
 
 # Every command: the module that defines it (in its COMMANDS) and its short help.
 # `cloudinitd --help` lists them from here and a command's module is imported only
@@ -102,7 +102,7 @@ def handle_errors(fn):
             output.error(one_line(f"{exc.strerror or exc}{where}"))
             sys.exit(1)
         except Exception as exc:  # a bug or an unexpected environment problem
-            if os.environ.get("CLOUDINITD_DEBUG"):
+            if settings().debug:
                 traceback.print_exc()
             output.error(one_line(f"{type(exc).__name__}: {exc}") +
                          " (set CLOUDINITD_DEBUG=1 for a traceback)")

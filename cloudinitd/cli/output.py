@@ -17,7 +17,7 @@ from cloudinitd.textsafe import for_terminal
 if TYPE_CHECKING:  # the engine, rich: imported when used, so `--help` starts fast
     from rich.table import Table
 
-    from cloudinitd.engine.converge import RunResult
+    from cloudinitd.api import RunOutcome
 
 
 def emit_json(data: Any) -> None:
@@ -135,14 +135,14 @@ def progress_for_terminal(quiet: bool = False) -> Progress:
     return LiveProgress() if sys.stderr.isatty() else PlainProgress()
 
 
-def print_failures(result: RunResult) -> None:
+def print_failures(result: RunOutcome) -> None:
     """Each failed service with its step and the tail of its log; then what was skipped."""
-    for svc in result.failures():
+    for svc in result.failed:
         error(f"service {svc.name} failed at step {svc.step}: {svc.error}")
         if svc.log_path:
             info(f"  log: {svc.log_path}")
         for line in (svc.log_tail or "").rstrip().splitlines()[-20:]:
             info(f"  | {line}")
-    skipped = [s.name for s in result.services.values() if s.state == "skipped"]
+    skipped = [s.name for s in result.skipped]
     if skipped:
         info(f"not run because a dependency failed: {', '.join(sorted(skipped))}")

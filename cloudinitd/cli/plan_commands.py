@@ -25,24 +25,11 @@ from cloudinitd.plan.model import Plan
 
 def load(env: Env, plan: str, vars_: tuple[str, ...],
          max_instances: int | None = None) -> tuple[Plan, dict[str, str]]:
-    from cloudinitd.catalog import load_catalog
-    from cloudinitd.cli.import_commands import plan_path
-    from cloudinitd.paths import find_plan
-    from cloudinitd.plan.limits import Limits
-    from cloudinitd.plan.loader import load_plan
+    from cloudinitd import api
 
     overrides = parse_vars(vars_)
-    from cloudinitd.sandbox import SESSION_SECONDS, render_session
-
-    limits = Limits.from_env(max_instances)
-    try:
-        path = find_plan(plan_path(env, plan))
-    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte
-        raise UsageError(f"no plan {plan[:80]!r}: {getattr(exc, 'strerror', None) or exc}") \
-            from None
-    with render_session(SESSION_SECONDS):  # count / host templates of every service
-        return load_plan(path, overrides=overrides, catalog=load_catalog(env.home),
-                         limits=limits), overrides
+    return api.load(plan, home=env.home, vars=overrides, max_instances=max_instances,
+                    on_note=output.info), overrides
 
 
 @click.command()
@@ -83,24 +70,23 @@ def _recorded_run(env: Env, name: str) -> str | None:
 
 def _graph_of_run(env: Env, run: str, fmt: str) -> str:
     """A recorded run's graph (its plan's, with each service's state and instances)."""
-    from cloudinitd.cli.run_commands import status_data
-    from cloudinitd.engine.context import open_run
+    from cloudinitd import api
     from cloudinitd.graph import boot_levels, build_graph
     from cloudinitd.plan.picture import run_dot
 
-    ctx = open_run(env.home, env.store, run)
-    g = build_graph(ctx.plan)
+    plan = api.run_plan(run, home=env.home)
+    g = build_graph(plan)
     levels = boot_levels(g)
-    data = status_data(env, run)
+    data = api.status(run, home=env.home).as_dict()
     if fmt == "json":
-        return json.dumps({"run": run, "plan": ctx.plan.name, "status": data["status"],
+        return json.dumps({"run": run, "plan": plan.name, "status": data["status"],
                            "levels": levels, "edges": [list(e) for e in sorted(g.edges)],
                            "services": {n: {"status": s.get("status"), "instances": [
                                {"index": i["index"], "state": i["state"],
                                 "address": i["address"]} for i in s.get("instances", [])]}
                                for n, s in data["services"].items()}}, indent=2) + "\n"
     if fmt == "text":
-        rows = [f"run {run} (plan {ctx.plan.name}): {data['status']}"]
+        rows = [f"run {run} (plan {plan.name}): {data['status']}"]
         for level, names in enumerate(levels):
             rows.append(f"level {level}:")
             for name in names:
@@ -110,7 +96,7 @@ def _graph_of_run(env: Env, run: str, fmt: str) -> str:
                 rows.append(f"  {name}: {svc.get('status', 'not recorded')}"
                             + (f" ({where})" if where else ""))
         return "\n".join(rows) + "\n"
-    return run_dot(ctx.plan, g, levels, data)
+    return run_dot(plan, g, levels, data)
 
 
 @click.command()
@@ -189,56 +175,53 @@ def boot(env: Env, plan: str, run_name: str | None, vars_: tuple[str, ...],
          max_instances: int | None, dry_run: bool, show_values: bool, quiet: bool,
          as_json: bool) -> None:
     """Launch and configure PLAN; prints the run name."""
-    from cloudinitd.engine.boot import boot as boot_run
-    from cloudinitd.engine.boot import dry_run as render_dry_run
-    from cloudinitd.engine.boot import start_run
-    from cloudinitd.engine.converge import Interrupted
+    from contextlib import ExitStack
+
+    from cloudinitd import api
+    from cloudinitd.cli.run_commands import exit_interrupted, print_addresses, print_outputs
 
     if show_values and not dry_run:
         raise UsageError("--show-values goes with --dry-run (it renders; it launches nothing)")
     loaded, overrides = load(env, plan, vars_, max_instances)
     if dry_run:
-        from cloudinitd.sandbox import SESSION_SECONDS, render_session
-
-        with render_session(SESSION_SECONDS):
-            report = render_dry_run(loaded, run_name or f"{loaded.name}-dry-run",
-                                    show_values=show_values)
+        report = api.dry_run(loaded, run_name, show_values=show_values)
         if as_json:
             output.emit_json(report)
         else:
             print_dry_run(report)
         return
     progress = output.progress_for_terminal(quiet)
-    ctx = start_run(env.home, env.store, loaded, overrides, run_name, progress=progress)
-    output.info(f"run {ctx.run}: booting plan {loaded.name} ({len(loaded.services)} services)")
+
+    def started(run: str) -> None:  # recorded, nothing launched yet: the display starts
+        output.info(f"run {run}: booting plan {loaded.name} ({len(loaded.services)} services)")
+        display.enter_context(progress)
+
     try:
-        with progress:
-            result = boot_run(ctx)
-    except Interrupted as exc:
-        from cloudinitd.cli.run_commands import exit_interrupted
-
-        exit_interrupted(ctx, exc, as_json)
-    from cloudinitd.cli.run_commands import print_addresses, print_outputs
-    from cloudinitd.engine.access import addresses, plan_outputs
-
-    where = addresses(ctx)
-    values, problems = plan_outputs(ctx)
+        with ExitStack() as display:
+            result = api.boot(loaded, home=env.home, name=run_name, vars=overrides,
+                              progress=progress, on_start=started)
+    except api.Interrupted as exc:
+        exit_interrupted(exc, as_json)
+    where = {name: [{"index": i.index, "address": i.address} for i in items]
+             for name, items in result.addresses().items()}
+    values, problems = dict(result.outputs), dict(result.output_errors)
     if as_json:
-        output.emit_json({"run": ctx.run, "ok": result.ok, "seconds": round(result.seconds, 2),
+        output.emit_json({"run": result.run, "ok": result.ok,
+                          "seconds": round(result.seconds, 2),
                           "services": {n: s.as_dict() for n, s in result.services.items()},
                           "addresses": {n: [i["address"] for i in items]
                                         for n, items in where.items()},
                           "outputs": values, "output_errors": problems})
     else:
-        click.echo(ctx.run)
+        click.echo(result.run)
         print_addresses(where, err=True)  # stdout stays the run name alone, for $(...)
         print_outputs(values, problems, err=True)
     if not result.ok:
         output.print_failures(result)
-        output.info(f"run {ctx.run} failed; fix and `cloudinitd repair {ctx.run}`, or"
-                    f" `cloudinitd terminate {ctx.run}`")
+        output.info(f"run {result.run} failed; fix and `cloudinitd repair {result.run}`, or"
+                    f" `cloudinitd terminate {result.run}`")
         raise SystemExit(1)
-    output.info(f"run {ctx.run} ready in {result.seconds:.1f}s")
+    output.info(f"run {result.run} ready in {result.seconds:.1f}s")
 
 
 def print_dry_run(report: dict) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from typing import Any
@@ -43,19 +42,18 @@ def print_table(headers: list[str], rows: list[list[Any]], title: str | None = N
 @pass_env
 def list_runs(env: Env, as_json: bool) -> None:
     """Every recorded run with its status and live instance count."""
-    runs = []
-    for row in env.store.runs():
-        row["live_instances"] = len(env.store.instances(row["name"]))
-        runs.append(row)
+    from cloudinitd import api
+
+    runs = api.runs(home=env.home)
     if as_json:
-        output.emit_json(runs)
+        output.emit_json([r.as_dict() for r in runs])
         return
     if not runs:
         click.echo("no runs")
         return
     print_table(["RUN", "STATUS", "LIVE", "CREATED", "PLAN"],
-                [[r["name"], r["status"], r["live_instances"], _when(r["created"]),
-                  r["plan_path"]] for r in runs])
+                [[r.name, r.status, r.live_instances, _when(r.created), r.plan_path]
+                 for r in runs])
 
 
 @click.command()
@@ -64,21 +62,21 @@ def list_runs(env: Env, as_json: bool) -> None:
 @pass_env
 def history(env: Env, run: str, as_json: bool) -> None:
     """Every instance RUN ever launched, and its events."""
-    env.store.run(run)
-    instances = env.store.instances(run, live_only=False)
-    events = env.store.events(run)
+    from cloudinitd import api
+
+    data = api.history(run, home=env.home).as_dict()
     if as_json:
-        output.emit_json({"run": run, "instances": instances, "events": events})
+        output.emit_json(data)
         return
     print_table(["SERVICE", "CLOUD", "INSTANCE", "STATE", "LAUNCHED", "TERMINATED"],
                 [[f"{i['service']}/{i['idx']}", i["cloud"], i["instance_id"], i["state"],
-                  _when(i["launched"]), _when(i["terminated"])] for i in instances],
+                  _when(i["launched"]), _when(i["terminated"])] for i in data["instances"]],
                 title="instances")
     click.echo()
     print_table(["TIME", "EVENT", "SERVICE", "MESSAGE"],
                 [[_when(ev["ts"]), ev["kind"],
                   (ev["service"] or "") + (f"/{ev['idx']}" if ev["idx"] is not None else ""),
-                  ev["message"]] for ev in events],
+                  ev["message"]] for ev in data["events"]],
                 title="events")
 
 
@@ -89,32 +87,19 @@ def history(env: Env, run: str, as_json: bool) -> None:
 @pass_env
 def logs(env: Env, run: str, service: str | None, as_json: bool) -> None:
     """The boot / ready / terminate logs of RUN (or of one SERVICE)."""
-    env.store.run(run)
-    if service:
-        from cloudinitd.engine.access import dependency_order
+    from cloudinitd import api
 
-        known = set(env.store.services(run)) | {
-            i["service"] for i in env.store.instances(run, live_only=False)}
-        if service not in known:
-            from cloudinitd.errors import UsageError
-
-            names = dependency_order(env.store, env.home, run, known)
-            raise UsageError(f"run {run!r} has no service {service!r}; services: "
-                             + (", ".join(names) or "none"))
-    folder = env.store.run_dir(run) / "logs"
-    files = sorted(folder.glob(f"{service}-*.log" if service else "*.log"))
-    if service:
-        files = [f for f in files if f.name.rsplit("-", 1)[0] == service]
+    files = api.logs(run, service, home=env.home)
     if as_json:
-        output.emit_json([{"file": str(f), "text": f.read_text(errors="replace")} for f in files])
+        output.emit_json([{"file": f.path, "text": f.text} for f in files])
         return
     if not files:
         click.echo(f"no logs for {run}{' ' + service if service else ''}")
     # A terminal would obey escape sequences the instance wrote; a pipe gets the log as is.
     shown = for_terminal if sys.stdout.isatty() else str
     for f in files:
-        click.echo(f"==> {f} <==")
-        click.echo(shown(f.read_text(errors="replace")), nl=False)
+        click.echo(f"==> {f.path} <==")
+        click.echo(shown(f.text), nl=False)
 
 
 @click.command()
@@ -125,23 +110,20 @@ def clean(env: Env, run: str | None, as_json: bool) -> None:
     """Remove leftovers: with RUN, terminate whatever of it still lives (found by tag too)
     and forget it; without, terminate runs whose lifetime is over and remove local
     containers/VMs whose run is gone."""
-    from cloudinitd.engine.context import open_run_without_plan
-    from cloudinitd.engine.terminate import TerminateResult, destroy_instances
+    from cloudinitd import api
 
-    report: dict[str, Any] = {}
+    result = api.clean(run, home=env.home, on_note=output.info)
+    for problem in result.errors:
+        output.error(problem)
+    if not result.ok:
+        raise SystemExit(1)
     if run:
-        ctx = open_run_without_plan(env.home, env.store, run)
-        result = TerminateResult(run)
-        destroy_instances(ctx, env.store.instances(run), result, sweep=True)
-        if result.errors:
-            for problem in result.errors:
-                output.error(problem)
-            raise SystemExit(1)
-        env.store.delete_run(run)
-        shutil.rmtree(env.store.run_dir(run), ignore_errors=True)
-        report = {"run": run, "terminated": result.terminated, "forgotten": True}
+        report: dict[str, Any] = {
+            "run": run, "forgotten": result.forgotten,
+            "terminated": [{"service": i.service, "index": i.index, "cloud": i.cloud,
+                            "instance_id": i.instance_id} for i in result.removed]}
     else:
-        report = {"expired": terminate_expired(env), "stale": clean_stale(env)}
+        report = {"expired": list(result.expired), "stale": list(result.stale)}
     if as_json:
         output.emit_json(report)
     elif run:
@@ -153,57 +135,21 @@ def clean(env: Env, run: str | None, as_json: bool) -> None:
         click.echo(f"removed {len(report['stale'])} stale local instance(s)")
 
 
-def terminate_expired(env: Env) -> list[str]:
-    """Runs whose `lifetime` has passed are terminated (run `clean` from cron)."""
-    from cloudinitd.engine.context import open_run
-    from cloudinitd.engine.terminate import terminate_run
-
-    done = []
-    for row in env.store.runs():
-        if row["expires"] and row["expires"] < time.time() and row["status"] != "terminated":
-            terminate_run(open_run(env.home, env.store, row["name"]))
-            done.append(row["name"])
-    return done
-
-
-def clean_stale(env: Env) -> list[str]:
-    """Ask each local provider for instances whose run no longer exists."""
-    from cloudinitd.errors import ProviderError
-    from cloudinitd.plan.model import CloudSpec
-    from cloudinitd.providers import get_provider, host_local_kinds
-
-    known = {r["name"] for r in env.store.runs()}
-    removed: list[str] = []
-    for kind in host_local_kinds():
-        try:
-            removed.extend(get_provider(CloudSpec(kind, kind), env.home).cleanup_stale(known))
-        except ProviderError as exc:  # e.g. qemu not installed: nothing of it to clean
-            output.info(f"{kind}: {exc}")
-    return removed
-
-
 @click.command()
 @click.option("--check", is_flag=True, help="Verify each cloud with one cheap call.")
 @json_option
 @pass_env
 def clouds(env: Env, check: bool, as_json: bool) -> None:
     """The cloud catalog ($CLOUDINITD_HOME/clouds.yml)."""
-    from cloudinitd.catalog import load_catalog
-    from cloudinitd.providers import get_provider
+    from cloudinitd import api
 
-    catalog = load_catalog(env.home)
-    rows = []
-    failed = False
-    for name, spec in sorted(catalog.items()):
-        row = {"name": name, "provider": spec.provider,
-               "endpoint": spec.options.get("endpoint"), "region": spec.options.get("region")}
-        if check:
-            try:
-                row["check"] = get_provider(spec, env.home).check()
-                row["ok"] = True
-            except Exception as exc:
-                row["check"], row["ok"], failed = str(exc), False, True
-        rows.append(row)
+    found = api.clouds(home=env.home, check=check)
+    rows = [{"name": c.name, "provider": c.provider, "endpoint": c.endpoint,
+             "region": c.region, "credentials": c.credentials, "source": c.source}
+            for c in found]
+    if check:  # `ok` and the check's summary or failure in `check`, as always
+        for row, cloud in zip(rows, found, strict=True):
+            row.update(ok=cloud.ok, check=cloud.error or cloud.check)
     if as_json:
         output.emit_json(rows)
     else:
@@ -212,10 +158,10 @@ def clouds(env: Env, check: bool, as_json: bool) -> None:
                        " `qemu` clouds need no entry)")
         for row in rows:
             where = row["endpoint"] or row["region"] or ""
-            status = ("  ok: " if row.get("ok") else "  FAILED: ") + row["check"] \
+            status = ("  ok: " if row.get("ok") else "  FAILED: ") + str(row["check"]) \
                 if check else ""
             click.echo(f"{row['name']:<16} {row['provider']:<8} {where}{status}")
-    if failed:
+    if check and not all(row["ok"] for row in rows):
         raise SystemExit(1)
 
 

@@ -6,7 +6,6 @@ import os
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -23,89 +22,52 @@ from cloudinitd.cli.common import (
 )
 from cloudinitd.textsafe import for_terminal
 
-if TYPE_CHECKING:  # the engine (paramiko, jinja2, ...) is imported when a command runs
-    from cloudinitd.engine.context import RunContext
-
-
-def _open(env: Env, run: str, quiet: bool = True, plan: Path | None = None,
-          overrides: dict[str, str] | None = None) -> tuple[RunContext, output.Progress]:
-    progress = output.progress_for_terminal(quiet)
-    from cloudinitd.engine.context import open_run
-
-    ctx = open_run(env.home, env.store, run, plan_path=plan, overrides=overrides,
-                   progress=progress)
-    return ctx, progress
-
+if TYPE_CHECKING:  # the API (and the engine below it) is imported when a command runs
+    from cloudinitd.api import Interrupted, RunOutcome
 
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
-def exit_interrupted(ctx: RunContext, exc: Any, as_json: bool = False) -> None:
+def exit_interrupted(exc: Interrupted, as_json: bool = False) -> None:
     """After Ctrl-C: say what is live (from the store, once launches under way were
     recorded) and both ways on, then exit 130 at once (SSH steps still running are
     dropped; `repair` re-runs them)."""
-    live = ctx.store.instances(ctx.run)
-    per_service = Counter(row["service"] for row in live)
-    unsettled = getattr(exc, "unsettled", [])
+    per_service = Counter(inst.service for inst in exc.live)
     if as_json:
-        output.emit_json({"run": ctx.run, "ok": False, "interrupted": True,
-                          "live": [{"service": r["service"], "index": r["idx"],
-                                    "cloud": r["cloud"], "instance_id": r["instance_id"],
-                                    "state": r["state"]} for r in live],
-                          "unanswered_launches": len(unsettled)})
+        output.emit_json({"run": exc.run, "ok": False, "interrupted": True,
+                          "live": [{"service": i.service, "index": i.index, "cloud": i.cloud,
+                                    "instance_id": i.instance_id, "state": i.state}
+                                   for i in exc.live],
+                          "unanswered_launches": exc.unsettled})
     shown = ", ".join(f"{name}: {n}" for name, n in sorted(per_service.items())) or "none"
-    output.error(f"interrupted: run {ctx.run} stopped launching; {len(live)} instance(s)"
+    output.error(f"interrupted: run {exc.run} stopped launching; {len(exc.live)} instance(s)"
                  f" live ({shown})")
-    if unsettled:
-        output.info(f"  {len(unsettled)} launch(es) got no answer yet; repair and terminate"
+    if exc.unsettled:
+        output.info(f"  {exc.unsettled} launch(es) got no answer yet; repair and terminate"
                     " find their instances by token and tag")
-    output.info(f"  resume:  cloudinitd repair {ctx.run}")
-    output.info(f"  remove:  cloudinitd terminate {ctx.run}")
+    output.info(f"  resume:  cloudinitd repair {exc.run}")
+    output.info(f"  remove:  cloudinitd terminate {exc.run}")
     sys.stdout.flush()
     sys.stderr.flush()
-    ctx.store.close()
     os._exit(INTERRUPTED_EXIT)
 
 
+def converging(progress: output.Progress, as_json: bool, work: Any) -> Any:
+    """Run `work()` under the progress display; Ctrl-C reports what is live, exit 130."""
+    from cloudinitd.api import Interrupted
+
+    try:
+        with progress:
+            return work()
+    except Interrupted as exc:
+        exit_interrupted(exc, as_json)
+
+
 def status_data(env: Env, run: str) -> dict[str, Any]:
-    row = env.store.run(run)
-    services = env.store.services(run)
-    instances = env.store.instances(run)
-    attrs = env.store.attributes(run)
-    out: dict[str, Any] = {
-        "run": run, "plan": row["plan_name"], "plan_path": row["plan_path"],
-        "status": row["status"], "created": row["created"], "expires": row["expires"],
-        "services": {},
-    }
-    from cloudinitd.engine.access import dependency_order
+    """`status --json` of RUN (from the store; `api.status` is the typed form)."""
+    from cloudinitd import api
 
-    # Dependency order (the plan's boot levels), as the run was configured.
-    names = set(services) | {inst["service"] for inst in instances}
-    for name in dependency_order(env.store, env.home, run, names):
-        svc = services.get(name)
-        if svc is None:
-            continue
-        out["services"][name] = {"status": svc["status"], "step": svc["step"],
-                                 "error": svc["error"], "log": svc["log_path"], "instances": []}
-    # Where a service's instance count comes from: the plan, or a `scale` of this
-    # run (dropped again by `reload`).
-    for name, entry in out["services"].items():
-        if name in row["counts"]:
-            entry.update(count=int(row["counts"][name]), count_source="scale")
-        else:
-            entry["count_source"] = "plan"
-    for inst in instances:
-        entry = out["services"].setdefault(inst["service"], {"status": "unknown",
-                                                             "instances": []})
-        entry["instances"].append({
-            "index": inst["idx"], "cloud": inst["cloud"], "instance_id": inst["instance_id"],
-            "state": inst["state"], "address": inst["address"], "hostname": inst["hostname"],
-            "attributes": attrs.get((inst["service"], inst["idx"]), {}), **inst["extra"],
-        })
-    from cloudinitd.engine.access import run_plan_outputs
-
-    out["outputs"], out["output_errors"] = run_plan_outputs(env.store, env.home, run)
-    return out
+    return api.status(run, home=env.home).as_dict()
 
 
 def print_status(data: dict[str, Any]) -> None:
@@ -167,61 +129,29 @@ def print_addresses(services: dict[str, list[dict[str, Any]]], err: bool = False
 @pass_env
 def status(env: Env, run: str, check: bool, as_json: bool) -> None:
     """Every service and instance of RUN, from the store."""
-    ok = env.store.run(run)["status"] in ("ready",)
-    if check:
-        from cloudinitd.engine.maintain import check as check_run
+    from cloudinitd import api
 
-        ctx, _ = _open(env, run)
-        health = check_run(ctx)
-        data = status_data(env, run)
-        for item in health.instances:
-            for inst in data["services"].get(item["service"], {}).get("instances", []):
-                if inst["index"] == item["index"]:
-                    inst.update(healthy=item["healthy"], detail=item["detail"])
-            if item["state"] == "missing":
-                data["services"].setdefault(item["service"], {"instances": []})
-                data["services"][item["service"]]["instances"].append(
-                    {"index": item["index"], "state": "missing", "address": None,
-                     "cloud": "-", "instance_id": "-", "healthy": False,
-                     "detail": item["detail"]})
-        # One unhealthy or missing instance makes its service and the run unhealthy.
-        for name in {service for service, _ in health.unhealthy}:
-            entry = data["services"].setdefault(name, {"instances": []})
-            entry["status"] = "unhealthy"
-        if not health.ok:
-            data["status"] = "unhealthy"
-        data["healthy"] = health.ok
-        ok = ok and health.ok
-    else:
-        data = status_data(env, run)
+    data = api.status(run, home=env.home, check=check)
     if as_json:
-        output.emit_json(data)
+        output.emit_json(data.as_dict())
     else:
-        print_status(data)
-    if not ok:
+        print_status(data.as_dict())
+    if not data.ok:
         raise SystemExit(1)
 
 
-def _report(env: Env, run: str, result, as_json: bool, extra: dict | None = None) -> None:
+def _report(result: RunOutcome, as_json: bool, extra: dict | None = None) -> None:
+    # The exit status is the services' (as it always was): instances `scale` could not
+    # remove are printed as errors before this, without failing the command.
+    ok = all(s.ok for s in result.services.values())
     if as_json:
-        output.emit_json({"run": run, "ok": result.ok, **(extra or {}),
+        output.emit_json({"run": result.run, "ok": ok, **(extra or {}),
                           "services": {n: s.as_dict() for n, s in result.services.items()}})
-    if not result.ok:
+    if not ok:
         output.print_failures(result)
         raise SystemExit(1)
     if not as_json:
-        click.echo(f"run {run}: ready")
-
-
-def _converging(ctx: RunContext, progress: output.Progress, as_json: bool, work: Any) -> Any:
-    """Run `work()` under the progress display; Ctrl-C reports what is live, exit 130."""
-    from cloudinitd.engine.converge import Interrupted
-
-    try:
-        with progress:
-            return work()
-    except Interrupted as exc:
-        exit_interrupted(ctx, exc, as_json)
+        click.echo(f"run {result.run}: ready")
 
 
 @click.command()
@@ -233,11 +163,11 @@ def _converging(ctx: RunContext, progress: output.Progress, as_json: bool, work:
 @pass_env
 def repair(env: Env, run: str, relaunch: bool, quiet: bool, as_json: bool) -> None:
     """Re-launch / re-boot what is unhealthy, then re-configure dependents whose inputs changed."""
-    from cloudinitd.engine.maintain import repair as repair_run
+    from cloudinitd import api
 
-    ctx, progress = _open(env, run, quiet)
-    result = _converging(ctx, progress, as_json, lambda: repair_run(ctx, relaunch=relaunch))
-    _report(env, run, result, as_json)
+    progress = output.progress_for_terminal(quiet)
+    _report(converging(progress, as_json, lambda: api.repair(
+        run, home=env.home, relaunch=relaunch, progress=progress)), as_json)
 
 
 @click.command()
@@ -252,17 +182,16 @@ def repair(env: Env, run: str, relaunch: bool, quiet: bool, as_json: bool) -> No
 def scale(env: Env, run: str, service: str, count: int, max_instances: int | None, quiet: bool,
           as_json: bool) -> None:
     """Change SERVICE's instance count in RUN (overflow policy applies)."""
-    from cloudinitd.engine.maintain import scale as scale_run
-    from cloudinitd.plan.limits import Limits
+    from cloudinitd import api
 
-    limits = Limits.from_env(max_instances)
-    ctx, progress = _open(env, run, quiet)
-    removed, result = _converging(ctx, progress, as_json,
-                                  lambda: scale_run(ctx, service, count, limits))
-    for problem in removed.errors:
+    progress = output.progress_for_terminal(quiet)
+    result = converging(progress, as_json, lambda: api.scale(
+        run, service, count, home=env.home, max_instances=max_instances, progress=progress))
+    for problem in result.errors:
         output.error(problem)
-    _report(env, run, result, as_json, {"service": service, "count": count,
-                                        "removed": removed.terminated})
+    removed = [{"service": i.service, "index": i.index, "cloud": i.cloud,
+                "instance_id": i.instance_id} for i in result.removed]
+    _report(result, as_json, {"service": service, "count": count, "removed": removed})
 
 
 @click.command()
@@ -286,20 +215,13 @@ def terminate(env: Env, runs: tuple[str, ...], quiet: bool, as_json: bool) -> No
 
 
 def _terminate_one(env: Env, run: str, quiet: bool, as_json: bool, several: bool) -> dict:
-    from cloudinitd.engine.terminate import terminate_run
-    from cloudinitd.errors import CloudinitdError, PlanError
+    from cloudinitd import api
+    from cloudinitd.errors import CloudinitdError
 
+    progress = output.progress_for_terminal(quiet)
     try:
-        try:
-            ctx, progress = _open(env, run, quiet)
-        except PlanError as exc:
-            output.error(f"{exc}; terminating instances without running terminate scripts")
-            progress = output.progress_for_terminal(quiet)
-            from cloudinitd.engine.context import open_run_without_plan
-
-            ctx = open_run_without_plan(env.home, env.store, run, progress=progress)
         with progress:
-            result = terminate_run(ctx)
+            result = api.terminate(run, home=env.home, progress=progress, on_note=output.error)
     except CloudinitdError as exc:  # e.g. no such run: say so, go on with the others
         if not several:
             raise
@@ -309,9 +231,11 @@ def _terminate_one(env: Env, run: str, quiet: bool, as_json: bool, several: bool
     for problem in result.errors:
         output.error(problem)
     if not as_json:
-        click.echo(f"run {run}: terminated {len(result.terminated)} instance(s)")
-    return {"run": run, "ok": result.ok, "terminated": result.terminated,
-            "errors": result.errors, "code": 0 if result.ok else 1}
+        click.echo(f"run {run}: terminated {len(result.removed)} instance(s)")
+    terminated = [{"service": i.service, "index": i.index, "cloud": i.cloud,
+                   "instance_id": i.instance_id} for i in result.removed]
+    return {"run": run, "ok": result.ok, "terminated": terminated,
+            "errors": list(result.errors), "code": 0 if result.ok else 1}
 
 
 @click.command()
@@ -332,26 +256,13 @@ def reload(env: Env, plan: str, run: str, vars_: tuple[str, ...], quiet: bool,
 
         show_diff(env, plan, run, vars_, scripts=False, as_json=as_json)
         return
-    from cloudinitd.cli.import_commands import plan_path
-    from cloudinitd.engine.maintain import repair as repair_run
-    from cloudinitd.paths import find_plan
+    from cloudinitd import api
 
-    path = find_plan(plan_path(env, plan)).resolve()  # TOP.conf: the original's reload
-    recorded = env.store.run(run)
-    overrides = {**recorded["vars"], **parse_vars(vars_)}
-    ctx, progress = _open(env, run, quiet, plan=path, overrides=overrides)
-    # The plan is the source of truth after a reload: `scale` overrides are dropped
-    # (and said so); scale again after the reload to keep another count.
-    dropped = recorded["counts"]
-    for service, count in sorted(dropped.items()):
-        svc = ctx.plan.services.get(service)
-        now = f"the plan's count {svc.count} applies" if svc else "service no longer in the plan"
-        output.info(f"reload: dropped the scale override {service}={count} ({now})")
-    env.store.update_run(run, plan_path=str(path), vars=overrides, counts={})
-    env.store.event(run, "reload", f"plan {path}"
-                    + (f"; scale overrides dropped: {dropped}" if dropped else ""))
-    result = _converging(ctx, progress, as_json, lambda: repair_run(ctx))
-    _report(env, run, result, as_json, {"dropped_scale_overrides": dropped})
+    progress = output.progress_for_terminal(quiet)
+    overrides = parse_vars(vars_)
+    result = converging(progress, as_json, lambda: api.reload(
+        plan, run, home=env.home, vars=overrides, progress=progress, on_note=output.info))
+    _report(result, as_json, {"dropped_scale_overrides": dict(result.dropped_scale_overrides)})
 
 
 COMMANDS = [status, repair, scale, terminate, reload]

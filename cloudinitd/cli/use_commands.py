@@ -1,7 +1,7 @@
 """Using a run after boot: ssh, exec, output; and `schema` for editors.
 
-Thin: the engine (`engine/access.py`, `engine/execute.py`) decides which
-instances and how to log in; these commands parse and format.
+Thin: the API (`cloudinitd.api`: choose, instances, login_argv, exec, outputs)
+decides which instances and how to log in; these commands parse and format.
 """
 
 from __future__ import annotations
@@ -37,24 +37,16 @@ class _DashDashCommand(click.Command):
         return super().parse_args(ctx, args)
 
 
-def _open(env: Env, run: str):  # noqa: ANN202 (a RunContext; imported lazily)
-    from cloudinitd.engine.access import require_run
-    from cloudinitd.engine.context import open_run
-
-    require_run(env.store, run)
-    return open_run(env.home, env.store, run)
-
-
-def _pick_interactively(ctx: Any, selector: str | None) -> Any:
+def _pick_interactively(env: Env, run: str, selector: str | None) -> Any:
     """On a terminal, several matching instances become a numbered question."""
-    from cloudinitd.engine.access import choose, instances
+    from cloudinitd import api
     from cloudinitd.errors import UsageError
 
     try:
-        return choose(ctx, selector)
+        return api.choose(run, selector, home=env.home)
     except UsageError:
         service = (selector or "").partition("/")[0]
-        found = instances(ctx, [service] if service else [])
+        found = api.instances(run, (service,) if service else (), home=env.home)
         if len(found) < 2 or not (sys.stdin.isatty() and sys.stderr.isatty()) \
                 or "/" in (selector or ""):
             raise
@@ -78,19 +70,16 @@ def ssh(click_ctx: click.Context, env: Env, run: str, instance: str | None,
     Uses the run's key and its pinned host keys only. Without SERVICE the
     run's only instance is used; with several, name one as SERVICE/INDEX.
     """
-    from cloudinitd.engine.access import ensure_pinned, ssh_argv
+    from cloudinitd import api
 
-    ctx = _open(env, run)
-    chosen = _pick_interactively(ctx, instance)
-    if not print_only:
-        ensure_pinned(chosen)
-    argv = ssh_argv(chosen.target, click_ctx.meta.get("remote_command") or None)
+    chosen = _pick_interactively(env, run, instance)
+    argv = api.login_argv(chosen, click_ctx.meta.get("remote_command") or None,
+                          pin=not print_only)
     if print_only:
         click.echo(shlex.join(argv))
         return
     sys.stdout.flush()
     sys.stderr.flush()
-    env.store.close()
     os.execvp(argv[0], argv)  # becomes ssh: its terminal, exit status and signals
 
 
@@ -111,32 +100,20 @@ def exec_(click_ctx: click.Context, env: Env, run: str, services: tuple[str, ...
     Output lines are prefixed by SERVICE/INDEX; exit status 1 if any instance
     failed or could not be reached, naming them.
     """
-    from cloudinitd.engine.access import instances
-    from cloudinitd.engine.execute import run_command
+    from cloudinitd import api
     from cloudinitd.errors import UsageError
 
     words = click_ctx.meta.get("remote_command") or []
     if not words:
         raise UsageError("exec needs a command after `--`, e.g. cloudinitd exec RUN -- uptime")
     command = " ".join(words)  # as ssh does: the remote shell parses it
-    ctx = _open(env, run)
-    targets = instances(ctx, services)
-    if not targets:
-        raise UsageError(f"run {run!r} has no live instance"
-                         + (f" of {', '.join(services)}" if services else ""))
 
     def show(label: str, stream: str, line: str) -> None:
         # Guest text: escape sequences would act on the operator's terminal.
         click.echo(f"{label}: {for_terminal(line)}", err=stream == "stderr")
 
-    result = run_command(targets, command, sudo=sudo, timeout=timeout,
-                         on_line=None if as_json else show)
-    # History keeps that a command ran, where and how it ended; never its text,
-    # which may hold a password (`exec -- mysql -psecret`).
-    failed = ", ".join(r.label for r in result.failed)
-    env.store.event(run, "exec", f"a command{' (sudo)' if sudo else ''} on"
-                    f" {len(result.results)} instance(s): "
-                    + (f"{len(result.failed)} failed ({failed})" if failed else "all succeeded"))
+    result = api.exec(run, command, home=env.home, services=services, sudo=sudo,
+                      timeout=timeout, on_line=None if as_json else show)
     if as_json:
         output.emit_json({"run": run, "ok": result.ok, "instances": result.as_list()})
     for failed in result.failed:
@@ -161,11 +138,10 @@ def output_(env: Env, run: str, selector: str | None, raw: bool, as_json: bool) 
 
     SELECTOR is a service, SERVICE.ATTR, or the name of one of the plan's outputs.
     """
+    from cloudinitd import api
     from cloudinitd.cli.run_commands import print_outputs
-    from cloudinitd.engine.access import outputs, require_run, run_plan_outputs, select_output
 
-    require_run(env.store, run)
-    values, problems = run_plan_outputs(env.store, env.home, run)
+    values, problems = api.plan_outputs(run, home=env.home)
     if selector and (selector in values or selector in problems):
         if selector in problems:
             raise UsageError(f"output {selector}: {problems[selector]}")
@@ -175,8 +151,7 @@ def output_(env: Env, run: str, selector: str | None, raw: bool, as_json: bool) 
             shown = for_terminal if sys.stdout.isatty() and not raw else str
             click.echo(shown(values[selector]))
         return
-    data = outputs(env.store, env.home, run)
-    chosen = select_output(data, run, selector)
+    chosen = api.outputs(run, selector, home=env.home)
     if as_json:
         output.emit_json(chosen if selector else {"services": chosen, "outputs": values,
                                                   "output_errors": problems})

@@ -56,7 +56,7 @@ def dependency_order(store: Store, home: Path, run: str, names: set[str]) -> lis
 
 def instances(ctx: RunContext, services: list[str] | tuple[str, ...] = ()) -> list[Instance]:
     """Live instances with an address, in dependency order; unknown services are a UsageError."""
-    known = service_order(ctx, {row["service"] for row in ctx.store.instances(ctx.run)}
+    known = service_order(ctx, {row.service for row in ctx.store.instances(ctx.run)}
                           | set(ctx.plan.services))
     for name in services:
         if name not in known:
@@ -65,12 +65,12 @@ def instances(ctx: RunContext, services: list[str] | tuple[str, ...] = ()) -> li
     rank = {name: i for i, name in enumerate(known)}
     out = []
     for row in ctx.store.instances(ctx.run):
-        if services and row["service"] not in services:
+        if services and row.service not in services:
             continue
-        spec = ctx.plan.services.get(row["service"])
-        if spec is None or not row["address"]:
+        spec = ctx.plan.services.get(row.service)
+        if spec is None or not row.address:
             continue  # no longer in the plan (no login known) or not yet addressed
-        out.append(Instance(row["service"], row["idx"], row["address"], ctx.target(spec, row)))
+        out.append(Instance(row.service, row.idx, row.address, ctx.target(spec, row)))
     return sorted(out, key=lambda i: (rank.get(i.service, len(rank)), i.index))
 
 
@@ -119,13 +119,13 @@ def outputs(store: Store, home: Path, run: str) -> dict[str, list[dict[str, Any]
     attrs = store.attributes(run)
     by_service: dict[str, list[dict[str, Any]]] = {}
     for row in store.instances(run):
-        item = dict(attrs.get((row["service"], row["idx"]), {}))
+        item = dict(attrs.get((row.service, row.idx), {}))
         # Built-ins over exports, as templates see them.
-        item |= {"index": row["idx"], "address": row["address"],
-                 "private_address": row["private_address"] or row["address"],
-                 "hostname": row["hostname"], "instance_id": row["instance_id"],
-                 "cloud": row["cloud"]}
-        by_service.setdefault(row["service"], []).append(item)
+        item |= {"index": row.idx, "address": row.address,
+                 "private_address": row.private_address or row.address,
+                 "hostname": row.hostname, "instance_id": row.instance_id,
+                 "cloud": row.cloud}
+        by_service.setdefault(row.service, []).append(item)
     for items in by_service.values():
         items.sort(key=lambda item: item["index"])
     return {name: by_service[name]
@@ -158,7 +158,7 @@ def require_run(store: Store, run: str) -> dict[str, Any]:
     try:
         return store.run(run)
     except RunNotFound:
-        names = [row["name"] for row in store.runs()]
+        names = [row.name for row in store.runs()]
         raise UsageError(f"no run named {run!r}; runs: {', '.join(names) or 'none'}") from None
 
 

@@ -16,7 +16,12 @@ from cloudinitd import remote as remote_module
 from cloudinitd.catalog import load_catalog
 from cloudinitd.errors import PlanError
 from cloudinitd.graph import context_uses
-from cloudinitd.homeshare import default_home_dir, ensure_home_share
+from cloudinitd.homeshare import (
+    HomeShare,
+    default_home_dir,
+    ensure_home_share,
+    recorded_home_share,
+)
 from cloudinitd.keys import ensure_run_keypair
 from cloudinitd.plan.loader import load_plan
 from cloudinitd.plan.model import CloudSpec, Plan, ServiceSpec
@@ -24,6 +29,7 @@ from cloudinitd.providers import get_provider
 from cloudinitd.providers.base import Provider
 from cloudinitd.remote import LocalTarget, SshTarget
 from cloudinitd.store import Store
+from cloudinitd.templates import placeholder_extra
 
 # A progress callback: (service, index or None, state, detail).
 Progress = Callable[[str, int | None, str, str], None]
@@ -96,7 +102,7 @@ class RunContext:
             return CloudSpec(name="static", provider="static")
         if cloud in self.plan.clouds:
             return self.plan.clouds[cloud]
-        recorded = self.store.run(self.run)["clouds"].get(cloud)
+        recorded = self.store.run(self.run).clouds.get(cloud)
         if recorded is None:
             raise PlanError(f"run {self.run!r} uses cloud {cloud!r}, which neither the plan"
                             " nor the run's record defines")
@@ -121,17 +127,41 @@ class RunContext:
         return hashlib.sha256(str(self.run_dir.resolve()).encode()).hexdigest()[:8]
 
     def extras(self, service: ServiceSpec) -> dict[str, Any] | None:
-        """Context beyond vars and services: `home`, only for services whose templates use it."""
+        """Context beyond vars and services: `home`, only for services whose templates use it.
+
+        Data only: rendering (and deciding whether to re-configure, and hashing)
+        never starts a process; the converge starts the share first (start_home_share).
+        """
         if "home" not in self.uses.get(service.name, ()):
             return None
-        return {"home": self.home_share(service)}
+        return {"home": self.home_data()}
 
     @cached_property
     def uses(self) -> dict[str, set[str]]:
         return context_uses(self.plan)
 
-    def home_share(self, service: ServiceSpec) -> dict[str, Any]:
-        """Start (once) the run's sftp-only share of the user's home; see homeshare.py.
+    def home_data(self) -> dict[str, Any]:
+        """The home share as templates see it: as started by this process, else as it was
+        last started for the run (read from its folder), else dry-run stand-ins (a run
+        whose share never started has configured no service that uses it)."""
+        with self._lock:
+            if self._home is not None:
+                return self._home
+        recorded = recorded_home_share(self.run_dir)
+        if recorded is None:
+            return placeholder_extra()["home"]
+        return self._home_view(recorded)
+
+    def _home_view(self, share: HomeShare) -> dict[str, Any]:
+        view = asdict(share)
+        if self.plan.vars.get("home_host"):
+            view["host"] = str(self.plan.vars["home_host"])
+        return view
+
+    def start_home_share(self, service: ServiceSpec) -> dict[str, Any]:
+        """Start (once per process) the run's sftp-only share of the user's home; see
+        homeshare.py. The converge calls this before configuring a service that uses
+        `home` (its cloud's bridge exists by then).
 
         It listens where the service's instances reach this machine (the local
         bridge), unless `vars.home_listen` says otherwise; `vars.home_host` is
@@ -152,9 +182,7 @@ class RunContext:
                                           port=v.get("home_port") or None,
                                           read_only=str(v.get("home_read_only", "")).lower()
                                           in ("1", "true", "yes", "on"))
-                self._home = asdict(share)
-                if v.get("home_host"):
-                    self._home["host"] = str(v["home_host"])
+                self._home = self._home_view(share)
             return self._home
 
     def _home_address(self, service: ServiceSpec) -> str | None:
@@ -166,7 +194,7 @@ class RunContext:
 
     def desired_count(self, service: ServiceSpec) -> int:
         """The plan's count, unless `scale` changed it for this run."""
-        counts = self.store.run(self.run)["counts"]
+        counts = self.store.run(self.run).counts
         return int(counts.get(service.name, service.count))
 
     def world(self) -> dict[str, list[dict[str, Any]]]:
@@ -174,21 +202,21 @@ class RunContext:
         attrs = self.store.attributes(self.run)
         world: dict[str, list[dict[str, Any]]] = {name: [] for name in self.plan.services}
         for row in self.store.instances(self.run):
-            if row["service"] not in world:
+            if row.service not in world:
                 continue
             # Exports first, built-ins over them: what dependents see of a machine
             # (where to connect, what it is) comes from its cloud, never from a script.
-            item = dict(attrs.get((row["service"], row["idx"]), {}))
+            item = dict(attrs.get((row.service, row.idx), {}))
             item |= {
-                "address": row["address"],
-                "private_address": row["private_address"] or row["address"],
-                "hostname": row["hostname"],
-                "instance_id": row["instance_id"],
-                "cloud": row["cloud"],
-                "index": row["idx"],
-                "name": row["service"],
+                "address": row.address,
+                "private_address": row.private_address or row.address,
+                "hostname": row.hostname,
+                "instance_id": row.instance_id,
+                "cloud": row.cloud,
+                "index": row.idx,
+                "name": row.service,
             }
-            world[row["service"]].append(item)
+            world[row.service].append(item)
         for items in world.values():
             items.sort(key=lambda item: item["index"])
         return world
@@ -198,11 +226,11 @@ def open_run(home: Path, store: Store, run: str, plan_path: Path | None = None,
              overrides: dict[str, str] | None = None, progress: Progress = quiet) -> RunContext:
     """Load the plan a run was booted from (or a new one for `reload`) with its vars."""
     row = store.run(run)
-    path = Path(plan_path or row["plan_path"])
+    path = Path(plan_path or row.plan_path)
     if not path.exists():
         raise PlanError(f"run {run!r} was booted from {path}, which no longer exists;"
                         " use `cloudinitd reload PLAN --name RUN`")
-    variables = dict(row["vars"])  # the run's --var overrides, as given
+    variables = dict(row.vars)  # the run's --var overrides, as given
     variables.update(overrides or {})
     plan = load_plan(path, overrides=variables, catalog=load_catalog(home))
     return RunContext(home=home, store=store, plan=plan, run=run, progress=progress)
@@ -212,7 +240,7 @@ def open_run_without_plan(home: Path, store: Store, run: str,
                           progress: Progress = quiet) -> RunContext:
     """For `terminate` when the plan is gone: no scripts, but every instance can still go."""
     row = store.run(run)
-    plan = Plan(name=row["plan_name"], path=Path(row["plan_path"]), vars={}, clouds={},
+    plan = Plan(name=row.plan_name, path=Path(row.plan_path), vars={}, clouds={},
                 services={})
     return RunContext(home=home, store=store, plan=plan, run=run, progress=progress)
 

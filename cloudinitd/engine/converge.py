@@ -259,6 +259,12 @@ class Converger:
                 if name in failed_static:
                     continue
                 svc = ctx.plan.services[name]
+                if "home" in ctx.uses.get(name, ()):
+                    try:  # the one effect of rendering's inputs, before any render reads them
+                        ctx.start_home_share(svc)
+                    except Exception as exc:
+                        self._finish(name, _failure(name, exc, "configure"))
+                        continue
                 try:
                     recorded = recorded_all.get(name, {})
                     was_ready = recorded.get("status") == READY

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cloudinitd import overflow, schedule
@@ -21,6 +22,7 @@ from cloudinitd.engine.terminate import (
 from cloudinitd.errors import ProviderError, UsageError
 from cloudinitd.plan.limits import LIMIT_ENV, Limits
 from cloudinitd.providers.base import ERROR, LIVE_STATES, RUNNING, TERMINATED
+from cloudinitd.records import Instance
 
 # Run states after `terminate` (or a terminate that died): `repair` would launch
 # the whole run again, which it does only when asked to (`--relaunch`).
@@ -42,24 +44,24 @@ class Health:
         return not self.unhealthy
 
 
-def refresh(ctx: RunContext) -> list[dict[str, Any]]:
+def refresh(ctx: RunContext) -> list[Instance]:
     """Ask each cloud about the run's live instances; record the ones that died."""
     rows = ctx.store.instances(ctx.run)
-    by_cloud: dict[str, list[dict[str, Any]]] = {}
+    by_cloud: dict[str, list[Instance]] = {}
     for row in rows:
-        by_cloud.setdefault(row["cloud"], []).append(row)
+        by_cloud.setdefault(row.cloud, []).append(row)
     for cloud, cloud_rows in by_cloud.items():
         infos = {i.instance_id: i for i in
-                 ctx.provider(cloud).describe([r["instance_id"] for r in cloud_rows])}
+                 ctx.provider(cloud).describe([r.instance_id for r in cloud_rows])}
         for row in cloud_rows:
-            info = infos.get(row["instance_id"])
+            info = infos.get(row.instance_id)
             state = info.state if info else TERMINATED
-            if state != row["state"]:
+            if state != row.state:
                 if state == TERMINATED:
                     forget(ctx, row)
-                ctx.store.update_instance(ctx.run, cloud, row["instance_id"], state=state)
+                ctx.store.update_instance(ctx.run, cloud, row.instance_id, state=state)
                 ctx.store.event(ctx.run, "state", f"{row['instance_id']} is {state}",
-                                row["service"], row["idx"])
+                                row.service, row.idx)
     return ctx.store.instances(ctx.run)
 
 
@@ -71,14 +73,15 @@ def check(ctx: RunContext, run_ready_scripts: bool = True) -> Health:
     jobs = []
     with ThreadPoolExecutor(schedule.ssh_fanout(len(rows))) as pool:
         for row in rows:
-            svc = ctx.plan.services.get(row["service"])
-            entry = {"service": row["service"], "index": row["idx"], "state": row["state"],
-                     "address": row["address"], "healthy": row["state"] == RUNNING,
-                     "detail": "" if row["state"] == RUNNING else f"instance is {row['state']}"}
+            svc = ctx.plan.services.get(row.service)
+            entry = {"service": row.service, "index": row.idx, "state": row.state,
+                     "address": row.address, "cloud": row.cloud,
+                     "instance_id": row.instance_id, "healthy": row.state == RUNNING,
+                     "detail": "" if row.state == RUNNING else f"instance is {row['state']}"}
             health.instances.append(entry)
             if (run_ready_scripts and entry["healthy"] and svc and "ready" in svc.scripts
-                    and row["configured"]):
-                ctx.progress(row["service"], row["idx"], "check", "running ready script")
+                    and row.configured):
+                ctx.progress(row.service, row.idx, "check", "running ready script")
                 jobs.append((entry, pool.submit(run_ready, ctx, svc, row, world, once=True)))
         for entry, fut in jobs:
             exc = fut.exception()
@@ -93,11 +96,11 @@ def check(ctx: RunContext, run_ready_scripts: bool = True) -> Health:
     return health
 
 
-def _missing_instances(ctx: RunContext, rows: list[dict[str, Any]]) -> list[tuple[str, int]]:
+def _missing_instances(ctx: RunContext, rows: list[Instance]) -> list[tuple[str, int]]:
     missing = []
     for name, svc in ctx.plan.services.items():
         if svc.launches:
-            have = {r["idx"] for r in rows if r["service"] == name}
+            have = {r.idx for r in rows if r.service == name}
             missing += [(name, i) for i in free_indexes(have, ctx.desired_count(svc))]
     return missing
 
@@ -140,10 +143,10 @@ def trim_surplus(ctx: RunContext) -> TerminateResult:
         victims = pick_victims(svc.clouds, rows, ctx.desired_count(svc))
         # Two live instances on one index (never wanted): keep the first.
         seen: set[int] = set()
-        for row in sorted(rows, key=lambda r: r["id"]):
-            if row["idx"] in seen and row not in victims:
+        for row in sorted(rows, key=lambda r: r.id):
+            if row.idx in seen and row not in victims:
                 victims.append(row)
-            seen.add(row["idx"])
+            seen.add(row.idx)
         if victims:
             ctx.store.event(ctx.run, "trim", f"{len(victims)} instance(s) over the count"
                             f" {ctx.desired_count(svc)}", name)
@@ -153,7 +156,7 @@ def trim_surplus(ctx: RunContext) -> TerminateResult:
 
 
 def _clouds_of_run(ctx: RunContext) -> set[str]:
-    clouds = {r["cloud"] for r in ctx.store.instances(ctx.run, live_only=False)}
+    clouds = {r.cloud for r in ctx.store.instances(ctx.run, live_only=False)}
     clouds |= {launch["cloud"] for launch in ctx.store.launches(ctx.run)}
     return clouds - {"static"}
 
@@ -163,9 +166,9 @@ def adopt_strays(ctx: RunContext) -> list[str]:
     adopt the ones filling a wanted, empty slot; terminate the rest. Returns the ids
     terminated."""
     removed: list[str] = []
-    known = {(r["cloud"], r["instance_id"]) for r in ctx.store.instances(ctx.run,
+    known = {(r.cloud, r.instance_id) for r in ctx.store.instances(ctx.run,
                                                                          live_only=False)}
-    taken = {(r["service"], r["idx"]) for r in ctx.store.instances(ctx.run)}
+    taken = {(r.service, r.idx) for r in ctx.store.instances(ctx.run)}
     for cloud in sorted(_clouds_of_run(ctx)):
         provider = ctx.provider(cloud)
         surplus = []
@@ -198,7 +201,7 @@ def adopt_strays(ctx: RunContext) -> list[str]:
 def remove_dead(ctx: RunContext) -> None:
     """Terminate instances in error (a stopped container, a failed VM) before repair
     replaces them: a replacement must not leave the dead one behind."""
-    dead = [r for r in ctx.store.instances(ctx.run, live_only=False) if r["state"] == ERROR]
+    dead = [r for r in ctx.store.instances(ctx.run, live_only=False) if r.state == ERROR]
     if dead:
         result = TerminateResult(ctx.run)
         destroy_instances(ctx, dead, result, sweep=False)
@@ -233,7 +236,7 @@ def set_count(ctx: RunContext, service: str, count: int,
         raise UsageError("instance count must be 0 or more")
     _check_scale_limits(ctx, service, count, limits or Limits.from_env())
     removed = TerminateResult(ctx.run)
-    rows = [r for r in ctx.store.instances(ctx.run, service) if r["state"] in LIVE_STATES]
+    rows = [r for r in ctx.store.instances(ctx.run, service) if r.state in LIVE_STATES]
     victims = pick_victims(svc.clouds, rows, count)
     if victims:
         run_terminate_scripts(ctx, victims, removed)
@@ -259,12 +262,22 @@ def _check_scale_limits(ctx: RunContext, service: str, count: int, limits: Limit
                          f"{limits.per_run} per run {hint}")
 
 
-def pick_victims(placements, rows: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+def pick_victims(placements, rows: list[Instance], count: int) -> list[Instance]:
     """Instances to remove when shrinking: last cloud first, highest index first."""
-    current = Counter(r["cloud"] for r in rows)
+    current = Counter(r.cloud for r in rows)
     removals = overflow.scale_down(placements, dict(current), count)
-    victims: list[dict[str, Any]] = []
+    victims: list[Instance] = []
     for cloud, n in removals.items():
-        on_cloud = sorted((r for r in rows if r["cloud"] == cloud), key=lambda r: -r["idx"])
+        on_cloud = sorted((r for r in rows if r.cloud == cloud), key=lambda r: -r.idx)
         victims.extend(on_cloud[:n])
     return victims
+
+
+def record_reload(ctx: RunContext, path: Path, overrides: dict[str, str],
+                  dropped: dict[str, int]) -> None:
+    """`reload`: the run now follows the plan at `path` with `overrides` (its --var values);
+    the plan is the source of truth, so the `scale` overrides (`dropped`) go, said in the
+    event."""
+    ctx.store.update_run(ctx.run, plan_path=str(path), vars=overrides, counts={})
+    ctx.store.event(ctx.run, "reload", f"plan {path}"
+                    + (f"; scale overrides dropped: {dropped}" if dropped else ""))

@@ -19,7 +19,8 @@ from cloudinitd.engine.converge import ssh_pool_size
 from cloudinitd.engine.launcher import ADOPTED
 from cloudinitd.graph import boot_levels, build_graph
 from cloudinitd.homeshare import stop_home_share
-from cloudinitd.providers.base import TERMINATED
+from cloudinitd.providers.base import TERMINATED, InstanceInfo
+from cloudinitd.records import Instance
 
 
 @dataclass
@@ -39,13 +40,13 @@ def _script_order(ctx: RunContext) -> list[list[str]]:
     return list(reversed(boot_levels(build_graph(ctx.plan))))
 
 
-def run_terminate_scripts(ctx: RunContext, rows: list[dict[str, Any]],
+def run_terminate_scripts(ctx: RunContext, rows: list[Instance],
                           result: TerminateResult) -> None:
     """Terminate scripts level by level, dependents first; a failure is noted, not fatal."""
     world = ctx.world()
-    by_service: dict[str, list[dict[str, Any]]] = {}
+    by_service: dict[str, list[Instance]] = {}
     for row in rows:
-        by_service.setdefault(row["service"], []).append(row)
+        by_service.setdefault(row.service, []).append(row)
     levels = _script_order(ctx)
     with ThreadPoolExecutor(ssh_pool_size(len(rows))) as pool:
         for level in levels:
@@ -55,35 +56,35 @@ def run_terminate_scripts(ctx: RunContext, rows: list[dict[str, Any]],
                 if "terminate" not in svc.scripts:
                     continue
                 for row in by_service.get(name, []):
-                    if row["configured"] and row["address"]:
-                        ctx.progress(name, row["idx"], "terminating", "running terminate script")
+                    if row.configured and row.address:
+                        ctx.progress(name, row.idx, "terminating", "running terminate script")
                         jobs.append((row, pool.submit(run_terminate, ctx, svc, row, world)))
             for row, fut in jobs:
                 exc = fut.exception()
                 if exc is not None:
                     result.errors.append(f"{row['service']}-{row['idx']}: terminate script: {exc}")
-                    ctx.store.event(ctx.run, "error", f"terminate script: {exc}", row["service"],
-                                    row["idx"])
+                    ctx.store.event(ctx.run, "error", f"terminate script: {exc}", row.service,
+                                    row.idx)
 
 
 def _clouds_used(ctx: RunContext) -> set[str]:
-    clouds = {r["cloud"] for r in ctx.store.instances(ctx.run, live_only=False)}
+    clouds = {r.cloud for r in ctx.store.instances(ctx.run, live_only=False)}
     clouds |= {launch["cloud"] for launch in ctx.store.launches(ctx.run)}
     return clouds
 
 
-def destroy_instances(ctx: RunContext, rows: Iterable[dict[str, Any]], result: TerminateResult,
+def destroy_instances(ctx: RunContext, rows: Iterable[Instance], result: TerminateResult,
                       sweep: bool) -> None:
     """Provider terminate per cloud; with `sweep`, also whatever the cloud finds by tag."""
-    by_cloud: dict[str, list[dict[str, Any]]] = {}
+    by_cloud: dict[str, list[Instance]] = {}
     for row in rows:
         if _keep_adopted(ctx, row):
             continue
-        by_cloud.setdefault(row["cloud"], []).append(row)
+        by_cloud.setdefault(row.cloud, []).append(row)
     clouds = set(by_cloud) | (_clouds_used(ctx) if sweep else set())
     for cloud in sorted(clouds):
         known = by_cloud.get(cloud, [])
-        ids = [r["instance_id"] for r in known]
+        ids = [r.instance_id for r in known]
         try:
             provider = ctx.provider(cloud)
             if sweep:
@@ -91,8 +92,7 @@ def destroy_instances(ctx: RunContext, rows: Iterable[dict[str, Any]], result: T
                 for info in leaked:
                     ctx.store.event(ctx.run, "leak", f"found {info.instance_id} on {cloud} by tag")
                     ids.append(info.instance_id)
-                    known.append({"service": info.service or "?", "idx": info.index or 0,
-                                  "cloud": cloud, "instance_id": info.instance_id})
+                    known.append(_leaked(ctx.run, cloud, provider.kind, info))
             if ids:
                 ctx.progress(cloud, None, "terminating", f"{len(ids)} instance(s)")
                 provider.terminate(ids)
@@ -106,33 +106,40 @@ def destroy_instances(ctx: RunContext, rows: Iterable[dict[str, Any]], result: T
             forget(ctx, row)
         with ctx.store.transaction():  # one commit for the cloud's whole answer
             for row in known:
-                ctx.store.update_instance(ctx.run, cloud, row["instance_id"], state=TERMINATED)
-                ctx.store.event(ctx.run, "terminated", row["instance_id"], row["service"],
-                                row["idx"])
+                ctx.store.update_instance(ctx.run, cloud, row.instance_id, state=TERMINATED)
+                ctx.store.event(ctx.run, "terminated", row.instance_id, row.service,
+                                row.idx)
         for row in known:
-            result.terminated.append({"service": row["service"], "index": row["idx"],
-                                      "cloud": cloud, "instance_id": row["instance_id"]})
+            result.terminated.append({"service": row.service, "index": row.idx,
+                                      "cloud": cloud, "instance_id": row.instance_id})
 
 
-def _keep_adopted(ctx: RunContext, row: dict[str, Any]) -> bool:
+def _leaked(run: str, cloud: str, kind: str, info: InstanceInfo) -> Instance:
+    """An instance a cloud found by tag that the store never heard of, as a record (without
+    its address: no host key of ours was pinned for it)."""
+    return Instance(0, run, info.service or "?", info.index or 0, cloud, kind, info.instance_id,
+                    None, info.state, None, None, info.hostname, None, 0, 0.0, None)
+
+
+def _keep_adopted(ctx: RunContext, row: Instance) -> bool:
     """An instance the run adopted (`instance_id:`) outlives it unless `terminate_adopted`."""
-    if row.get("client_token") != ADOPTED:
+    if row.client_token != ADOPTED:
         return False
-    svc = ctx.plan.services.get(row["service"])
+    svc = ctx.plan.services.get(row.service)
     if svc is not None and svc.terminate_adopted:
         return False
-    ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], row["service"],
+    ctx.store.update_instance(ctx.run, row.cloud, row.instance_id, row.service,
                               state=TERMINATED)
     ctx.store.event(ctx.run, "released", f"{row['instance_id']} left running (adopted)",
-                    row["service"], row["idx"])
+                    row.service, row.idx)
     return True
 
 
-def forget(ctx: RunContext, row: dict[str, Any]) -> None:
+def forget(ctx: RunContext, row: Instance) -> None:
     """A gone instance's address may come back with another machine: unpin its host key."""
-    svc = ctx.plan.services.get(row["service"])
-    if row.get("address") and row["cloud"] != "static":
-        ctx.remote.forget_host(ctx.known_hosts, row["address"], svc.ssh_port if svc else 22)
+    svc = ctx.plan.services.get(row.service)
+    if row.address and row.cloud != "static":
+        ctx.remote.forget_host(ctx.known_hosts, row.address, svc.ssh_port if svc else 22)
 
 
 def terminate_run(ctx: RunContext) -> TerminateResult:
@@ -141,7 +148,7 @@ def terminate_run(ctx: RunContext) -> TerminateResult:
     rows = ctx.store.instances(ctx.run)
     ctx.store.event(ctx.run, "terminate", f"terminate of {len(rows)} live instance(s)")
     run_terminate_scripts(ctx, rows, result)
-    _remove_remote_dirs(ctx, [r for r in rows if r["cloud"] == "static"])
+    _remove_remote_dirs(ctx, [r for r in rows if r.cloud == "static"])
     destroy_instances(ctx, rows, result, sweep=True)
     if stop_home_share(ctx.run_dir):
         ctx.store.event(ctx.run, "terminated", "home share stopped")
@@ -151,14 +158,14 @@ def terminate_run(ctx: RunContext) -> TerminateResult:
     return result
 
 
-def _remove_remote_dirs(ctx: RunContext, rows: list[dict[str, Any]]) -> None:
+def _remove_remote_dirs(ctx: RunContext, rows: list[Instance]) -> None:
     """Existing hosts outlive the run: take our private script folders off them."""
     jobs = []
     # In the SSH pool, not one host after another (each may need a fresh connection).
     with ThreadPoolExecutor(ssh_pool_size(len(rows))) as pool:
         for row in rows:
-            svc = ctx.plan.services.get(row["service"])
-            if svc is None or not row["address"]:
+            svc = ctx.plan.services.get(row.service)
+            if svc is None or not row.address:
                 continue
             jobs.append((row, pool.submit(ctx.remote.remove_run_dir, ctx.target(svc, row),
                                           ctx.run)))
@@ -166,4 +173,4 @@ def _remove_remote_dirs(ctx: RunContext, rows: list[dict[str, Any]]) -> None:
             exc = fut.exception()
             if exc is not None:  # best effort; the host may be gone
                 ctx.store.event(ctx.run, "warning", f"could not remove remote folder: {exc}",
-                                row["service"], row["idx"])
+                                row.service, row.idx)

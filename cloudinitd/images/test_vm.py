@@ -77,8 +77,8 @@ class ImageTest:
     # -- steps ----------------------------------------------------------------------
     def run(self, decide: Decide, make_bar: Callable[[], Any],
             boot_progress: Any = None) -> dict[str, Any]:
+        from cloudinitd.api.launchvm import ssh_command
         from cloudinitd.catalog import load_catalog
-        from cloudinitd.cli.launch_vm import ssh_command
         from cloudinitd.engine.boot import boot, start_run
         from cloudinitd.plan.loader import load_plan
 

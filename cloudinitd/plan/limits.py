@@ -8,11 +8,11 @@ parsed or expanded: file sizes here, nesting and alias expansion in
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from cloudinitd.errors import PlanError, UsageError
+from cloudinitd.settings import settings
 
 MAX_PLAN_BYTES = 256 * 1024
 MAX_SCRIPT_BYTES = 512 * 1024
@@ -33,7 +33,7 @@ class Limits:
     def from_env(cls, max_instances: int | None = None) -> Limits:
         """Defaults, raised by `--max-instances N` or $CLOUDINITD_MAX_INSTANCES (both limits)."""
         if max_instances is None:
-            text = os.environ.get(LIMIT_ENV, "").strip()
+            text = settings().max_instances or ""
             if text:
                 if not text.isdigit() or len(text) > 9:
                     raise UsageError(f"${LIMIT_ENV} must be a whole number, got {text[:40]!r}")

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cloudinitd.errors import ProviderError
+from cloudinitd.settings import settings
 
 if TYPE_CHECKING:  # hostnet imports this module (it re-exports the proxy's names)
     from cloudinitd.providers.hostnet import Bridge
@@ -41,7 +42,7 @@ RUN_ROOT = Path("/run/cloudinitd-acng")
 
 def host_debian_mirror() -> str:
     """The Debian mirror the machine's own apt uses (sources.list / deb822), with a trailing /."""
-    override = os.environ.get("CLOUDINITD_DEBIAN_MIRROR")
+    override = settings().debian_mirror
     if override:
         return override.rstrip("/") + "/"
     files = [Path("/etc/apt/sources.list")]
@@ -69,7 +70,7 @@ def conf_dir() -> Path:
 
 
 def apt_cache_dir() -> Path:
-    return Path(os.environ.get("CLOUDINITD_APT_CACHE", "/var/cache/cloudinitd/apt-cacher-ng"))
+    return Path(settings().apt_cache or "/var/cache/cloudinitd/apt-cacher-ng")
 
 
 def _pid_alive(pid: int, needle: str) -> bool:

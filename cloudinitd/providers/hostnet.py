@@ -30,6 +30,7 @@ from pathlib import Path
 
 from cloudinitd.errors import ProviderError
 from cloudinitd.providers import firewall
+from cloudinitd.settings import settings
 
 DEFAULT_BRIDGE = "cidbr0"
 DEFAULT_SUBNET = "10.177.0.0/24"
@@ -44,9 +45,9 @@ class Bridge:
 
 def bridge_config() -> Bridge:
     """The bridge we would use, from the environment; creates nothing."""
-    name = os.environ.get("CLOUDINITD_BRIDGE", DEFAULT_BRIDGE)
+    name = settings().bridge or DEFAULT_BRIDGE
     try:
-        network = ipaddress.IPv4Network(os.environ.get("CLOUDINITD_SUBNET", DEFAULT_SUBNET))
+        network = ipaddress.IPv4Network(settings().subnet or DEFAULT_SUBNET)
     except ValueError as exc:
         raise ProviderError(f"CLOUDINITD_SUBNET: {exc}") from None
     if network.num_addresses < 8:
@@ -55,7 +56,7 @@ def bridge_config() -> Bridge:
 
 
 def net_dir() -> Path:
-    return Path(os.environ.get("CLOUDINITD_NET_DIR", "/run/cloudinitd-net"))
+    return Path(settings().net_dir or "/run/cloudinitd-net")
 
 
 @contextlib.contextmanager

@@ -38,6 +38,7 @@ from pathlib import Path
 from cloudinitd.errors import ProviderError
 from cloudinitd.providers import hostnet
 from cloudinitd.providers.imagecache import check_private  # one cache rule for every kind
+from cloudinitd.settings import settings
 
 log = logging.getLogger("cloudinitd.local")
 
@@ -139,11 +140,7 @@ MASKED_UNITS = (
 
 
 def cache_dir() -> Path:
-    env = os.environ.get("CLOUDINITD_IMAGE_CACHE")
-    if env:
-        return Path(env)
-    home = Path(os.environ.get("CLOUDINITD_HOME", Path.home() / ".cloudinitd"))
-    return home / "images"
+    return settings().image_cache_path()
 
 
 def image_spec(name: str | None) -> ImageSpec:

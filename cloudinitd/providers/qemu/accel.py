@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from cloudinitd.errors import ProviderError
+from cloudinitd.settings import settings
 
 ENV = "CLOUDINITD_QEMU_ACCEL"
 PROBE_TIMEOUT = 20.0
@@ -25,7 +26,7 @@ PROBE_TIMEOUT = 20.0
 
 def choose_accel(kernel: Path, state_dir: Path, override: str | None = None) -> str:
     """'kvm' or 'tcg'. `override` (cloud option) or $CLOUDINITD_QEMU_ACCEL wins."""
-    forced = (override or os.environ.get(ENV) or "").strip().lower()
+    forced = (override or settings().qemu_accel or "").strip().lower()
     if forced:
         if forced not in ("kvm", "tcg"):
             raise ProviderError(f"{ENV}/accel must be 'kvm' or 'tcg', not {forced!r}")

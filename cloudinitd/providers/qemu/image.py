@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import os
 import shutil
 import subprocess
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from cloudinitd.errors import ProviderError
 from cloudinitd.providers.local.image import check_private
+from cloudinitd.settings import settings
 
 MIRROR = "http://deb.debian.org/debian"
 SUITE = "bookworm"
@@ -164,7 +164,7 @@ class BaseImage:
 
 
 def image_cache(home: Path) -> Path:
-    return Path(os.environ.get("CLOUDINITD_IMAGE_CACHE") or home / "images")
+    return settings().image_cache_path(home)
 
 
 def image_dir(cache: Path, image: str) -> Path:

@@ -1,0 +1,173 @@
+"""The public Python API (cloudinitd.api) on real OpenSSH servers (static hosts on 127.0.0.x).
+
+The README's example is run as it is written there; the other tests drive the
+same calls the command line makes and check the one partial-failure shape.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cloudinitd import api
+from cloudinitd.errors import PlanError, RunNotFound, UsageError
+from tests.support.cli import write_plan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_example() -> dict:
+    """The python block after the `api-example` marker in README.md, executed."""
+    text = (ROOT / "README.md").read_text()
+    found = re.search(r"<!-- api-example:[^>]*-->\n```python\n(.*?)```", text, re.S)
+    assert found, "README.md lost its api-example block"
+    namespace: dict = {"__name__": "readme_example"}
+    exec(compile(found.group(1), "README.md:api-example", "exec"), namespace)  # noqa: S102
+    return namespace
+
+
+@pytest.fixture(autouse=True)
+def _close_sessions() -> Iterator[None]:
+    yield
+    from cloudinitd.remote import close_all
+
+    close_all()  # the command line does this at exit; in-process, each test does
+
+
+def _host(name: str, host, extra: str) -> str:
+    return (f"  {name}:\n    host: {host.address}\n    ssh_port: {host.port}\n"
+            f"    ssh_key: {host.key_path}\n{extra}")
+
+
+def chain(tmp_path: Path, hosts, out: Path, db_boot: str = "echo token=t-1 > $CLOUDINITD_EXPORT\n"
+          ) -> Path:
+    db, web = hosts
+    text = (f"name: chain\nvars:\n  out: {out}\nservices:\n"
+            + _host("db", db, "    boot: db.sh.j2\n    exports: [token]\n"
+                    "    terminate: term.sh.j2\n")
+            + _host("web", web, "    boot: web.sh.j2\n    ready: ready.sh.j2\n"
+                    "    terminate: term.sh.j2\n"))
+    return write_plan(tmp_path / "chain", text, {
+        "db.sh.j2": db_boot,
+        "web.sh.j2": "echo {{ db.token }} > {{ vars.out }}/web-token\n",
+        "ready.sh.j2": "test -e {{ vars.out }}/web-token\n",
+        "term.sh.j2": "echo {{ self.name }} >> {{ vars.out }}/terminated\n",
+    })
+
+
+def test_the_readme_example_boots_a_plan_from_python(tmp_path, sshd_hosts, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    home = tmp_path / "home"
+    example = readme_example()
+    plan = chain(tmp_path, sshd_hosts(2), out)
+
+    outcome = example["boot_and_report"](plan, home)
+
+    printed = capsys.readouterr().out
+    assert outcome.ok and not outcome.failed
+    assert (out / "web-token").read_text() == "t-1\n"  # db's export reached web's script
+    assert [i.label for i in outcome.instances] == ["db/0", "web/0"]  # dependency order
+    for inst in outcome.instances:
+        assert f"{inst.label} running {inst.address}" in printed
+    assert "db: ready" in printed and "web: configuring" in printed  # the progress callback
+    assert f"run {outcome.run}: healthy" in printed
+    assert api.status(outcome.run, home=home).status == "ready"
+    assert [r.name for r in api.runs(home=home)] == [outcome.run]
+
+    assert example["tear_down"](outcome.run, home) is True
+    assert "terminated 2 instance(s)" in capsys.readouterr().out
+    assert (out / "terminated").read_text().split() == ["web", "db"]  # dependents first
+    assert api.status(outcome.run, home=home).status == "terminated"
+
+
+def test_a_failure_is_one_shape_for_services_and_instances(tmp_path, sshd_hosts):
+    out = tmp_path / "out"
+    out.mkdir()
+    home = tmp_path / "home"
+    plan = chain(tmp_path, sshd_hosts(2), out,
+                 db_boot="echo 'frobnicator exploded' >&2\nexit 3\n")
+
+    outcome = api.boot(plan, home=home, name="fails-1")
+
+    assert not outcome.ok
+    assert [s.name for s in outcome.failed] == ["db"]
+    db = outcome.services["db"]
+    assert (db.state, db.step, db.ok) == ("failed", "boot", False)
+    assert "frobnicator exploded" in db.log_tail
+    assert [s.name for s in outcome.skipped] == ["web"]
+    # Each instance carries its service's failure: a caller can walk instances alone.
+    failed = {i.label: i for i in outcome.failed_instances}
+    assert "db/0" in failed and failed["db/0"].detail == db.error
+    assert db.instances == (failed["db/0"],)
+    assert not (out / "web-token").exists()
+
+    status = api.status("fails-1", home=home)
+    assert not status.ok
+    assert status.services["db"].status == "failed"
+    assert status.services["web"].status == "skipped"
+    assert [f.path.rsplit("/", 1)[1] for f in api.logs("fails-1", "db", home=home)] \
+        == ["db-0.boot.log"]
+    assert "frobnicator exploded" in api.logs("fails-1", "db", home=home)[0].text
+
+    # Fix the plan, reload it: the same RunOutcome, now ok.
+    (plan.parent / "db.sh.j2").write_text("echo token=t-2 > $CLOUDINITD_EXPORT\n")
+    fixed = api.reload(plan, "fails-1", home=home)
+    assert fixed.ok and fixed.services["web"].state == "ready"
+    assert (out / "web-token").read_text() == "t-2\n"
+    history = api.history("fails-1", home=home)
+    assert {e.kind for e in history.events} >= {"boot", "failed", "reload", "ready"}
+    assert sorted(i.service for i in history.instances) == ["db", "web"]
+
+    done = api.clean("fails-1", home=home)
+    assert done.ok and done.forgotten
+    assert sorted(i.label for i in done.removed) == ["db/0", "web/0"]
+    assert api.runs(home=home) == ()
+
+
+def test_check_and_status_merge_health_per_instance(tmp_path, sshd_hosts):
+    out = tmp_path / "out"
+    out.mkdir()
+    home = tmp_path / "home"
+    plan = chain(tmp_path, sshd_hosts(2), out)
+    run = api.boot(plan, home=home).run
+
+    (out / "web-token").unlink()  # web's ready script fails from now on
+    health = api.check(run, home=home)
+    assert not health.ok
+    assert [i.label for i in health.failed_instances] == ["web/0"]
+    assert "ready script failed" in health.failed_instances[0].detail
+    assert health.services["db"].ok and not health.services["web"].ok
+
+    status = api.status(run, home=home, check=True)
+    assert status.healthy is False and status.status == "unhealthy" and not status.ok
+    web = status.services["web"]
+    assert web.status == "unhealthy" and web.instances[0].healthy is False
+    assert status.as_dict()["services"]["db"]["instances"][0]["healthy"] is True
+
+    repaired = api.repair(run, home=home)
+    assert repaired.ok and (out / "web-token").exists()
+    assert api.status(run, home=home, check=True).healthy is True
+    assert api.terminate(run, home=home).ok
+
+
+def test_errors_are_the_cloudinitd_error_classes(tmp_path):
+    home = tmp_path / "home"
+    with pytest.raises(RunNotFound):
+        api.status("no-such-run", home=home)
+    with pytest.raises(UsageError, match="no plan"):
+        api.load(tmp_path / "missing.yml", home=home)
+    bad = write_plan(tmp_path / "bad", "name: bad\nservices:\n  a:\n    after: [b]\n")
+    with pytest.raises((PlanError, UsageError)):
+        api.load(bad, home=home)
+
+
+def test_every_public_name_is_there() -> None:
+    missing = [name for name in api.__all__ if not hasattr(api, name)]
+    assert missing == []
+    for name in ("boot", "status", "check", "repair", "scale", "reload", "terminate", "runs",
+                 "history", "logs", "clean", "exec", "load", "run_plan", "plan_outputs"):
+        assert callable(getattr(api, name)) and name in api.__all__, name
