@@ -12,7 +12,7 @@ from cloudinitd.cloudspec import CREDENTIALS, PROVIDER_SCHEMAS, SECRET_NAME_HINT
 from cloudinitd.errors import PlanError, PlanErrors
 from cloudinitd.plan.loader import load_plan
 from cloudinitd.providers import KINDS
-from cloudinitd.secretcheck import looks_like_secret, secret_key_name
+from cloudinitd.secretcheck import looks_like_secret, secret_key_name, url_problem
 
 
 def write(home: Path, text: str) -> Path:
@@ -560,3 +560,115 @@ def test_readme_documents_every_cloud_key_and_its_example_loads():
             assert f"`{key}`" in rows[kind], f"README: {kind} row does not name `{key}`"
     for key in CREDENTIALS["properties"]:
         assert f"{key}" in section
+
+
+def test_catalog_that_is_not_a_mapping_is_refused_at_line_1(tmp_path):
+    path = write(tmp_path, "- hotel\n- aws\n")
+    with pytest.raises(PlanError) as info:
+        load_catalog(tmp_path)
+    assert (info.value.file, info.value.line) == (str(path), 1)
+    assert info.value.message == "the catalog must map cloud names to cloud entries"
+
+
+def test_the_first_problem_by_line_is_reported(tmp_path):
+    # Two bad entries: the one written first wins, whatever order validation found them in.
+    write(tmp_path, "a:\n  provider: ec2\n  colour: red\nb:\n  provider: nosuch\n")
+    with pytest.raises(PlanError) as info:
+        load_catalog(tmp_path)
+    assert info.value.line == 3 and "colour" in info.value.message
+
+
+@pytest.mark.parametrize(("options", "summary"), [
+    ({}, "-"),
+    ({"region": "r1"}, "default"),
+    ({"region": "r1", "credentials": {}}, "default"),
+    ({"credentials": {"profile": "p1"}}, "profile p1"),
+    ({"credentials": {"access_key_env": "AK"}}, "env AK"),
+    ({"credentials": {"secret_key_env": "SK"}}, "env SK"),
+    ({"credentials": {"access_key_env": "AK", "secret_key_env": "SK"}}, "env AK/SK"),
+    ({"credentials": {"other": "x"}}, "-"),
+])
+def test_credentials_summary_names_references_only(options, summary):
+    from cloudinitd.plan.model import CloudSpec
+
+    row = describe_catalog({"c": CloudSpec("c", "ec2", options)})[0]
+    assert row["credentials"] == summary
+    assert row["source"] is None and row["endpoint"] == options.get("endpoint")
+    assert (row["name"], row["provider"], row["region"]) == ("c", "ec2", options.get("region"))
+    assert "check" not in row and "error" not in row
+
+
+def test_format_catalog_aligns_columns_and_shows_checks():
+    rows = [
+        {"name": "a", "provider": "ec2", "endpoint": "https://e.example:8444", "region": None,
+         "credentials": "profile p", "check": "2 zone(s)"},
+        {"name": "longer-name", "provider": "local", "endpoint": None, "region": "r1",
+         "credentials": "-", "error": "credentials not set"},
+    ]
+    assert format_catalog(rows).splitlines() == [
+        "NAME         PROVIDER  ENDPOINT                REGION  CREDENTIALS",
+        "a            ec2       https://e.example:8444  -       profile p",
+        "    ok: 2 zone(s)",
+        "longer-name  local     -                       r1      -",
+        "    error: credentials not set",
+    ]
+    assert format_catalog([]) == "no clouds in the catalog"
+    wide = [{**rows[0], "credentials": "env A_LONG_KEY_VAR/A_LONG_SECRET_VAR"}]
+    assert format_catalog(wide).splitlines()[0] == (
+        "NAME  PROVIDER  ENDPOINT                REGION  CREDENTIALS")  # no trailing padding
+
+
+def test_a_catalog_that_cannot_be_read_is_one_located_line(tmp_path):
+    path = tmp_path / "clouds.yml"
+    path.write_bytes(b"hotel:\n  provider: ec2 \xff\n")
+    with pytest.raises(PlanError) as info:
+        load_catalog(tmp_path)
+    assert (info.value.file, info.value.message) == (str(path), "not UTF-8 text (byte 23)")
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(PlanError) as info:
+        load_catalog(tmp_path)
+    assert (info.value.file, info.value.message) == (
+        str(path), "cannot read the cloud catalog: Is a directory")
+
+
+@pytest.mark.parametrize(("value", "secret"), [
+    ("Abc1/Def2+Ghi3Jkl4", True),     # 16 letters and digits, base64 '/' and '+' inside
+    ("Abc1/Def2+Ghi3Jk4", False),     # 15: too short to be a key
+    ("/Abc1/Def2+Ghi3Jkl4", False),   # a path, not base64
+    ("Ab1Cd2Ef3GGhhhhhhhhh", True),   # 20 characters, 8 words: ratio 0.4
+    ("Ab1Cd2Ef3Ghhhhhhhhhh", False),  # 20 characters, 7 words: reads as a name
+    ("Ab1Cd2Ef3GGhhhhhhhh", False),   # 19 characters: too short without base64 joins
+    ("Ab1Cd2Ef3Gh4Ij5abcdefghijklmnop", False),   # 31 characters, 11 words: 0.35 < 0.4
+    ("Ab1Cd2Ef3Gh4Ij5abcdefghijklmnopq", True),   # 32 characters: 0.33 is enough
+    ("ab1cd2ef3gh4ij5klmno", False),  # no capitals
+    ("AB1CD2EF3GH4IJ5KLMNO", False),  # no small letters
+    ("AbcDefGhiJklMnoPqrSt", False),  # no digits
+    ("Ab1Cd2Ef3GGhhhh!hhhhh", False),  # not token characters
+])
+def test_random_looking_thresholds(value, secret):
+    assert looks_like_secret(value) is secret
+    assert looks_like_secret(f"x {value}.y") is secret  # one part of a longer text
+    assert looks_like_secret(value, name_like=False) is False  # free text: shapes only
+
+
+URL_SHAPE = "must be a URL like https://host[:port][/path]"
+URL_QUERY = "must not have a query or fragment (they can carry signatures or tokens)"
+URL_CREDENTIAL = "looks like it contains a credential; put keys in environment variables"
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("https://svc.example.org:8444/nimbus", None),
+    ("https://h.example.org/Ab1/Cd2/Ef3/Gh4/Ij5/Kl6/Mn7", None),  # short path parts
+    ("http://h.example.org:99999/", URL_SHAPE),  # a port out of range
+    ("ftp://h.example.org/", URL_SHAPE),
+    ("https:///path", URL_SHAPE),
+    ("https://h.example.org/?", URL_QUERY),  # an empty query still says "?"
+    ("https://h.example.org/#", URL_QUERY),
+    ("https://h.example.org/?X-Amz-Signature=abc", URL_QUERY),
+    ("https://h.example.org/#frag", URL_QUERY),
+    ("https://h.example.org/AKIAIOSFODNN7EXAMPLE/x", URL_CREDENTIAL),  # in the path
+    ("https://AKIAIOSFODNN7EXAMPLE.example.org/", URL_CREDENTIAL),  # in the host
+])
+def test_url_problems(url, problem):
+    assert url_problem(url) == problem

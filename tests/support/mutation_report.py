@@ -3,14 +3,19 @@
 mutmut keeps one `<module>.py.meta` JSON file per mutated module under
 mutants/, mapping each mutant to the exit code of its test run. This reads
 them and prints killed / survived / no tests / timeout per module, and the
-killed share of the mutants that were checked. Run from the checkout root:
+killed share of the mutants that were checked: `raw` over all of them,
+`score` without the survivors docs/mutation-survivors.md lists as
+equivalent (no input can tell them from the original code). `unlisted`
+counts the survivors that file does not list at all: each one is a gap to
+close with a test or to list with its reason. Run from the checkout root:
 
-    python -m tests.support.mutation_report [mutants]
+    python -m tests.support.mutation_report [mutants] [docs/mutation-survivors.md]
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -19,20 +24,67 @@ KILLED = {1, 3, 37}  # a failing test, a pytest internal error, the type checker
 SURVIVED = {0}
 NO_TESTS = {5, 33}
 TIMEOUT = {24, -24, 36, 152, 255}
+_SECTION = re.compile(r"^## (\S+)\.py\s*$")
+_FULL = re.compile(r"^(x\S*?__mutmut_)(\d+)$")
+_SHORT = re.compile(r"^_(\d+)$")
 
 
-def summarise(meta: Path) -> Counter:
-    codes = json.loads(meta.read_text())["exit_code_by_key"].values()
+def listed_survivors(doc: Path) -> dict[str, bool]:
+    """Mutant name -> listed as equivalent (True) or left on purpose (False).
+
+    A table row under `## store.py` names mutants in its first cell:
+    `x_name__mutmut_4`, then `_7` (same function), `_14` .. `_18` (a range).
+    The row is an equivalent one when its last cell starts with "equivalent".
+    """
+    out: dict[str, bool] = {}
+    if not doc.exists():
+        return out
+    module = None
+    for line in doc.read_text().splitlines():
+        section = _SECTION.match(line)
+        if section:
+            module = "cloudinitd." + section.group(1).replace("/", ".")
+            continue
+        if module is None or not line.startswith("| `"):
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        equivalent = cells[-1].startswith("equivalent")
+        prefix, last = None, None
+        parts = re.findall(r"`([^`]+)`|(\.\.)", cells[0])
+        ranged = False
+        for name, dots in parts:
+            if dots:
+                ranged = True
+                continue
+            full, short = _FULL.match(name), _SHORT.match(name)
+            if full:
+                prefix, number = full.group(1), int(full.group(2))
+            elif short and prefix:
+                number = int(short.group(1))
+            else:
+                continue
+            numbers = range(last + 1, number + 1) if ranged and last is not None else [number]
+            for n in numbers:
+                out[f"{module}.{prefix}{n}"] = equivalent
+            last, ranged = number, False
+    return out
+
+
+def summarise(meta: Path, listed: dict[str, bool] | None = None) -> Counter:
+    listed = listed or {}
+    codes = json.loads(meta.read_text())["exit_code_by_key"]
     counts: Counter = Counter()
-    for code in codes:
+    for name, code in codes.items():
         if code is None:
             counts["not checked"] += 1
         elif code in KILLED:
             counts["killed"] += 1
-        elif code in SURVIVED:
-            counts["survived"] += 1
-        elif code in NO_TESTS:
-            counts["no tests"] += 1
+        elif code in SURVIVED or code in NO_TESTS:
+            counts["survived" if code in SURVIVED else "no tests"] += 1
+            if listed.get(name):
+                counts["equivalent"] += 1
+            elif name not in listed:
+                counts["unlisted"] += 1
         elif code in TIMEOUT:
             counts["timeout"] += 1  # a mutant that hangs the tests is caught too
         else:
@@ -40,16 +92,18 @@ def summarise(meta: Path) -> Counter:
     return counts
 
 
-def main(root: str = "mutants") -> int:
+def main(root: str = "mutants", doc: str = "docs/mutation-survivors.md") -> int:
     metas = sorted(Path(root).rglob("*.py.meta"))
     if not metas:
         print(f"no results under {root}/: run `make mutate` first", file=sys.stderr)
         return 1
-    cols = ["killed", "timeout", "survived", "no tests", "not checked", "suspicious"]
-    print(f"{'module':<34}" + "".join(f"{c:>12}" for c in cols) + f"{'score':>8}")
+    listed = listed_survivors(Path(doc))
+    cols = ["killed", "timeout", "survived", "no tests", "equivalent", "unlisted", "not checked",
+            "suspicious"]
+    print(f"{'module':<30}" + "".join(f"{c:>12}" for c in cols) + f"{'raw':>6}{'score':>7}")
     total: Counter = Counter()
     for meta in metas:
-        counts = summarise(meta)
+        counts = summarise(meta, listed)
         if not sum(counts.values()):
             continue
         total += counts
@@ -61,8 +115,11 @@ def main(root: str = "mutants") -> int:
 def _row(name: str, counts: Counter, cols: list[str]) -> str:
     caught = counts["killed"] + counts["timeout"]
     checked = caught + counts["survived"] + counts["no tests"]
-    score = f"{100 * caught / checked:.0f}%" if checked else "-"
-    return f"{name:<34}" + "".join(f"{counts[c]:>12}" for c in cols) + f"{score:>8}"
+    raw = f"{100 * caught / checked:.0f}%" if checked else "-"
+    real = checked - counts["equivalent"]
+    score = f"{100 * caught / real:.0f}%" if real else "-"
+    return (f"{name:<30}" + "".join(f"{counts[c]:>12}" for c in cols)
+            + f"{raw:>6}{score:>7}")
 
 
 if __name__ == "__main__":
