@@ -322,6 +322,10 @@ FINE = {
     "guarded by tests": "{% if vars['q'] is defined %}{{ vars.q }}{% endif %}"
     "{% if self.q is undefined %}{% else %}{{ self.q }}{% endif %}",
     "guarded by filters": "{{ env.Q | d }} {{ db.q | default }} {{ zz | d }} {{ vars.q | d }}",
+    "guarded elsewhere by a filter": "{{ vars.q | d }} {{ vars.q }} {{ vars['r'] | d }} {{ vars.r }}",
+    "guard test over an expression": "{{ (nobody.x | int) is defined }}",
+    "guard filter over an expression": "{{ (nobody.x | int) | d }} {{ web.instances[zz].index | d }}",
+    "attribute of a plain loop variable": "{% for i in [1] %}{{ i.real }}{% endfor %}",
     "guarded loop attribute": "{% for c in web.instances %}{{ c.q | d }}{% endfor %}",
     "guarded instance": "{{ self.instances[0].q | d }} {{ web.instances[0].q | d }}",
     "guarded count": "{{ web.address | d }} {{ pool.address | d }}",
@@ -378,6 +382,13 @@ BAD = {
     "{% filter upper %}{{ nobody }}{% endfilter %}": "unknown service or variable 'nobody'",
     "{{ (nobody | d).x }}": None,
     "{{ nobody.x }}": "unknown service or variable 'nobody'",
+    "{{ nobody().x }}": "unknown service or variable 'nobody'",
+    "{{ nobody is number }}": "unknown service or variable 'nobody'",
+    "{{ nobody | int }}": "unknown service or variable 'nobody'",
+    "{{ a.nope }}": "service 'a' refers to itself as 'a.nope'; use 'self.nope'",
+    # Something guarded that _dotted cannot name guards nothing else.
+    "{{ range(1).x | d }} {{ nobody().x }}": "unknown service or variable 'nobody'",
+    "{{ range(1)['x'] | d }} {{ nobody()['x'] }}": "unknown service or variable 'nobody'",
     "{{ web[0] }} {{ nobody[0] }}": "unknown service or variable 'nobody'",
 }
 
@@ -397,6 +408,7 @@ REFS = {
     "{{ web.instances[0].index }}": {("web", "instances"), ("web", "index")},
     "{{ self.instances[0].index }} {% for c in self.instances %}{{ c.name }}{% endfor %}": set(),
     "{% set db = 1 %}{{ db }} {% for web in [1] %}{{ web }}{% endfor %}": set(),
+    "{% for c in db.port.instances %}{% endfor %}": {("db", "port")},
     "{% for pool in web.instances %}{{ pool.name }}{% endfor %}": {
         ("web", "instances"), ("web", "name")},
 }
@@ -410,11 +422,13 @@ def test_references_a_template_makes(tmp_path, template):
 def test_references_and_errors_carry_their_line(tmp_path):
     plan = plan_in(tmp_path, _PLAN, {"a.sh.j2": "x\n"})
     scan = scan_text(plan, plan.services["a"], "\n{{ db.port }}\n\n{% for c in web.instances %}\n"
-                     "{{ c.name }}{{ nobody }}{% endfor %}", "f.j2", 0, True)
+                     "{{ c.name }}{{ nobody }}{% endfor %}\n{{ web.instances[0].name }}", "f.j2", 0, True)
     assert [(r.source, r.target, r.attr, r.pos.file, r.pos.line) for r in scan.refs] == [
         ("a", "db", "port", "f.j2", 2),
         ("a", "web", "instances", "f.j2", 4),
         ("a", "web", "name", "f.j2", 5),
+        ("a", "web", "instances", "f.j2", 6),
+        ("a", "web", "name", "f.j2", 6),
     ]
     assert [(e.file, e.line) for e in scan.errors] == [("f.j2", 5)]
     # An env value or argument: everything at the plan line given.
@@ -442,20 +456,23 @@ services:
   a:
     boot:
       script: a.sh
-      args: ["{{ db.port }}", "{{ nobody }}"]
+      args: ["{{ db.port }}", "{{ nobody }}", "{{ env.W }}"]
     env: {W: "{{ web.address }}", E: "{{ env.W }}"}
     values:
       url: "{{ cache.name }}"
       bad: "{{ cache.nope }}"
+      env: "{{ env.W }}"
 """
     assert load_errors(tmp_path, text, {"a.sh": "echo {{ unread }}\n"}) == [
         "plan.yml:8: unknown service or variable 'nobody'",
+        "plan.yml:8: an env value cannot use 'env' (only scripts can)",
         "plan.yml:9: an env value cannot use 'env' (only scripts can)",
         "plan.yml:12: unknown attribute 'cache.nope': service 'cache' has no attribute 'nope' "
         "built in or in its exports",
+        "plan.yml:13: an env value cannot use 'env' (only scripts can)",
     ]
-    good = text.replace(', "{{ nobody }}"', "").replace(', E: "{{ env.W }}"', "")
-    good = good.replace('      bad: "{{ cache.nope }}"\n', "")
+    good = text.replace(', "{{ nobody }}", "{{ env.W }}"', "").replace(', E: "{{ env.W }}"', "")
+    good = good.replace('      bad: "{{ cache.nope }}"\n      env: "{{ env.W }}"\n', "")
     plan = plan_in(tmp_path, good, {"a.sh": "echo {{ unread }}\n"})
     assert service_references(plan)["a"] == {("db", "port"), ("web", "address"), ("cache", "name")}
     graph = build_graph(plan)
@@ -493,3 +510,29 @@ services:
   y: {after: [m]}
 """)
     assert errors == ["plan.yml:3: dependency cycle: m -> z -> m (each service needs the next)"]
+
+
+def test_service_references_refuses_a_plan_with_template_errors(tmp_path):
+    plan = plan_in(tmp_path, "services:\n  db: {}\n  a: {env: {X: '{{ db.address }}'}}\n")
+    assert service_references(plan)["a"] == {("db", "address")}
+    plan.services["a"].env["X"] = "{{ db.nope }}"  # as if loaded without the check
+    with pytest.raises(PlanErrors) as info:
+        service_references(plan)
+    assert [e.message for e in info.value.errors] == [
+        "unknown attribute 'db.nope': service 'db' has no attribute 'nope' built in or in "
+        "its exports"
+    ]
+
+
+def test_cycles_are_reported_in_the_order_they_are_written(tmp_path):
+    # a's cycle needs x's cycle: a graph search meets x's first, the message order is a's.
+    assert load_errors(tmp_path, """\
+services:
+  a: {after: [b, x]}
+  b: {after: [a]}
+  x: {after: [y]}
+  y: {after: [x]}
+""") == [
+        "plan.yml:2: dependency cycle: a -> b -> a (each service needs the next)",
+        "plan.yml:4: dependency cycle: x -> y -> x (each service needs the next)",
+    ]
