@@ -536,3 +536,9 @@ services:
         "plan.yml:2: dependency cycle: a -> b -> a (each service needs the next)",
         "plan.yml:4: dependency cycle: x -> y -> x (each service needs the next)",
     ]
+
+
+def test_after_written_as_one_name_is_reported_at_its_key(tmp_path):
+    assert load_errors(tmp_path, "services:\n  a:\n    after: zz\n") == [
+        "plan.yml:3: service 'a': unknown service 'zz' in after"
+    ]
