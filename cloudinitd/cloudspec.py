@@ -19,63 +19,20 @@ from typing import Any
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
-from cloudinitd.bytesize import DISK_LIMITS, valid_disk_size
+from cloudinitd import kinds
+from cloudinitd.bytesize import valid_disk_size
 from cloudinitd.errors import PlanError, UsageError
-from cloudinitd.images.naming import STORAGE_SCHEMA
+from cloudinitd.kinds.base import CREDENTIALS as CREDENTIALS  # the shared credentials schema
+from cloudinitd.kinds.base import Declaration
 from cloudinitd.plan.model import CloudSpec, Pos
 from cloudinitd.plan.yamlpos import line_of
 from cloudinitd.secretcheck import looks_like_secret, secret_key_name, url_problem
 
 CLOUD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
-_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-def _text(expect: str, pattern: str = _PRINTABLE) -> dict[str, Any]:
-    return {"type": "string", "maxLength": 255, "pattern": pattern, "x-expect": expect}
-
-
-def _name_map(expect: str) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "x-expect": f"a mapping of names to {expect}s",
-        "additionalProperties": _text(expect),
-    }
-
-
-_ENV = _text("the NAME of an environment variable (letters, digits, '_')", _ENV_NAME)
-_SECONDS = {
-    "type": "number",
-    "exclusiveMinimum": 0,
-    "maximum": 3600,
-    "x-expect": "seconds (a number above 0, at most 3600)",
-}
-CREDENTIALS = {
-    "type": "object",
-    "x-expect": "{profile: NAME} or {access_key_env: VAR, secret_key_env: VAR}",
-    "properties": {
-        "profile": _text("an AWS profile name", r"^[A-Za-z0-9_.@+-]{1,128}$"),
-        "access_key_env": _ENV,
-        "secret_key_env": _ENV,
-        "session_token_env": _ENV,
-    },
-    "additionalProperties": False,
-    "dependentRequired": {
-        "access_key_env": ["secret_key_env"],
-        "secret_key_env": ["access_key_env"],
-        "session_token_env": ["access_key_env"],
-    },
-    "x-message": "access_key_env and secret_key_env go together (session_token_env needs both)",
-    "if": {"required": ["profile"]},
-    "then": {
-        "maxProperties": 1,
-        "x-message": "give either profile or access_key_env/secret_key_env, not both",
-    },
-}
-
-
-def _entry(provider: str, properties: dict[str, Any]) -> dict[str, Any]:
+def _entry(provider: str, properties: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {"provider": {"const": provider}, **properties},
@@ -84,93 +41,36 @@ def _entry(provider: str, properties: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# Every key each provider reads from its cloud entry (and nothing else).
+# Every key each built-in provider reads from its cloud entry (and nothing else),
+# as the kinds declare them (cloudinitd/kinds/).
 PROVIDER_SCHEMAS: dict[str, dict[str, Any]] = {
-    "ec2": _entry(
-        "ec2",
-        {
-            "endpoint": {"type": "string", "x-expect": "a URL like https://host[:port][/path]"},
-            "region": _text("a region name", r"^[A-Za-z0-9._-]{1,64}$"),
-            "credentials": CREDENTIALS,
-            "key_name": _text("a key pair name"),
-            "security_groups": {
-                "x-expect": "a security group (name or sg- id) or a list of them",
-                "oneOf": [_text("a group"), {"type": "array", "items": _text("a group")}],
-            },
-            "subnet": _text("a subnet id"),
-            "user_data": {"type": "string", "maxLength": 16384, "x-expect": "text up to 16 KB"},
-            "address": {"enum": ["public", "private"]},
-            "instance_types": _name_map("instance type"),
-            "images": _name_map("image id"),
-            "spot": {
-                "type": "object",
-                "x-expect": "{max_price: PRICE, fallback: on-demand|none}",
-                "properties": {
-                    "max_price": {"type": ["number", "string"], "x-expect": "a price"},
-                    "fallback": {"enum": ["on-demand", "none"]},
-                },
-                "additionalProperties": False,
-            },
-            "max_attempts": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": 20,
-                "x-expect": "a whole number from 1 to 20",
-            },
-            "connect_timeout": _SECONDS,
-            "read_timeout": _SECONDS,
-            "poll_interval": _SECONDS,
-            "storage": STORAGE_SCHEMA,
-        },
-    ),
-    "local": _entry(
-        "local",
-        {
-            "lxcpath": _text("an absolute directory path", r"^/[^\x00]*$"),
-            # Each instance's own filesystem (providers/local/disk.py).
-            "disk": {
-                "type": "string",
-                "format": "disk-size",
-                "x-expect": f"a disk size {DISK_LIMITS}, like 8G or 512M (binary units)",
-            },
-        },
-    ),
-    "qemu": _entry(
-        "qemu",
-        {
-            "accel": {"enum": ["kvm", "tcg"]},
-            "sizes": {
-                "type": "object",
-                "x-expect": "a mapping of size names to [memory_mb, cpus]",
-                "additionalProperties": {
-                    "type": "array",
-                    "x-expect": "[memory_mb, cpus]",
-                    "prefixItems": [
-                        {"type": "integer", "minimum": 128, "x-expect": "memory in MB (>= 128)"},
-                        {"type": "integer", "minimum": 1, "x-expect": "a number of cpus (>= 1)"},
-                    ],
-                    "minItems": 2,
-                    "maxItems": 2,
-                },
-            },
-        },
-    ),
-    "static": _entry("static", {}),
+    kind: _entry(kind, d.cloud_options) for kind, d in kinds.BUILTIN.items()
 }
 _FORMATS = FormatChecker(formats=())
 _FORMATS.checks("disk-size")(valid_disk_size)
-_VALIDATORS = {
-    kind: Draft202012Validator(s, format_checker=_FORMATS) for kind, s in PROVIDER_SCHEMAS.items()
-}
+_VALIDATORS: dict[str, tuple[Declaration, Draft202012Validator]] = {}
+
+
+def _validator(provider: str) -> Draft202012Validator | None:
+    """The validator of a declared kind's entries, built once per declaration."""
+    declaration = kinds.declared().get(provider)
+    if declaration is None:
+        return None
+    cached = _VALIDATORS.get(provider)
+    if cached is None or cached[0] is not declaration:
+        schema = _entry(provider, declaration.cloud_options)
+        cached = (declaration, Draft202012Validator(schema, format_checker=_FORMATS))
+        _VALIDATORS[provider] = cached
+    return cached[1]
 
 
 def register_provider_schema(kind: str, properties: dict[str, Any]) -> None:
-    """A provider outside this table (a test double, a plug-in) describes its own keys.
+    """A provider outside the built-in kinds (a test double, a plug-in) describes its own keys.
 
     Its entries are then checked like any other; PROVIDER_SCHEMAS (and the kinds
     messages list) stay the built-in ones, whatever a process happened to import.
     """
-    _VALIDATORS[kind] = Draft202012Validator(_entry(kind, properties), format_checker=_FORMATS)
+    kinds.register(Declaration(kind=kind, cloud_options=properties))
 
 SECRET_NAME_HINT = (
     "would hold a secret: keep it in an environment variable and name the variable "
@@ -265,7 +165,9 @@ def entry_problems(provider: str, entry: Mapping[str, Any]) -> list[tuple[Path, 
     _scan(entry, (), found)
     if found:
         return found  # a pasted secret is the one thing to say about this entry
-    for error in _VALIDATORS[provider].iter_errors(entry):
+    validator = _validator(provider)
+    assert validator is not None, provider  # callers checked the provider first
+    for error in validator.iter_errors(entry):
         if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
             found.extend(_unknown(error))
         else:
@@ -291,7 +193,7 @@ def _provider_problem(entry: Any) -> str | None:
     provider = entry.get("provider")
     if provider is None:
         return "`provider:` is missing"
-    if isinstance(provider, str) and provider in _VALIDATORS:
+    if isinstance(provider, str) and _validator(provider) is not None:
         return None
     kinds = sorted(PROVIDER_SCHEMAS)
     if not isinstance(provider, str) or looks_like_secret(provider) or len(provider) > 40:

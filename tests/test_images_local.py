@@ -16,25 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import Cli, write_plan
+from tests.support.cli import Cli
+from tests.support.images import web_address, web_plan
 from tests.support.lxc import ssh
 
 SAVED = Path(os.environ.get("CLOUDINITD_IMAGE_CACHE") or Path(__file__).resolve().parents[1]
              / ".cache" / "images") / "saved" / "local"
-
-
-def _plan(folder: Path, name: str, image: str | None = None) -> Path:
-    image_line = f"\n            image: {image}" if image else ""
-    return write_plan(folder, f"""
-        name: {name}
-        services:
-          web:
-            cloud: local{image_line}
-    """)
-
-
-def _address(cli: Cli, run: str) -> str:
-    return cli("status", run, "--json").json()["services"]["web"]["instances"][0]["address"]
 
 
 def _drop(cli: Cli, name: str) -> None:
@@ -48,9 +35,9 @@ def test_save_a_container_boot_its_image_list_and_delete(local_cli: Cli, tmp_pat
     name = f"t{secrets.token_hex(3)}"
     marker = secrets.token_hex(8)
     try:
-        cli("boot", _plan(tmp_path / "orig", "orig"), "--name", "orig")
+        cli("boot", web_plan(tmp_path / "orig", "orig", "local"), "--name", "orig")
         old_key = cli.home / "runs" / "orig" / "id_ed25519"
-        address = _address(cli, "orig")
+        address = web_address(cli, "orig")
         # The guest plants links to this machine's paths: they must be saved as links.
         made = ssh(address, old_key, f"echo {marker} > /root/marker && ln -s /root /etc/x && "
                    "ln -s /etc/shadow /etc/leak && ln -s / /srv/up")
@@ -84,9 +71,9 @@ def test_save_a_container_boot_its_image_list_and_delete(local_cli: Cli, tmp_pat
         events = cli("history", "orig", "--json").json()["events"]
         assert any(e["kind"] == "image" and name in e["message"] for e in events)
 
-        cli("boot", _plan(tmp_path / "copy", "copy", name), "--name", "copy")
+        cli("boot", web_plan(tmp_path / "copy", "copy", "local", name), "--name", "copy")
         new_key = cli.home / "runs" / "copy" / "id_ed25519"
-        copy = _address(cli, "copy")
+        copy = web_address(cli, "copy")
         assert ssh(copy, new_key, "cat /root/marker").stdout.strip() == marker
         assert ssh(copy, new_key, "readlink /etc/x").stdout.strip() == "/root"
         # The first run's key does not open the copy.
@@ -230,9 +217,9 @@ def test_save_with_stop_shuts_the_container_down_then_terminates_it(local_cli: C
     cli = local_cli
     name = f"st{secrets.token_hex(3)}"
     try:
-        cli("boot", _plan(tmp_path / "orig", "orig"), "--name", "orig")
+        cli("boot", web_plan(tmp_path / "orig", "orig", "local"), "--name", "orig")
         key = cli.home / "runs" / "orig" / "id_ed25519"
-        assert ssh(_address(cli, "orig"), key, "echo kept > /root/kept").returncode == 0
+        assert ssh(web_address(cli, "orig"), key, "echo kept > /root/kept").returncode == 0
         saved = cli("image", "save", "orig", "web/0", name, "--stop", "--json")
         assert "shutting" in saved.err and "froze" not in saved.err
         assert saved.json()["stopped"] is True

@@ -14,25 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import Cli, write_plan
+from tests.support.cli import Cli
+from tests.support.images import web_address, web_plan
 from tests.support.lxc import ssh
 from tests.support.qemu import destroy_all, image_cache
 
 pytestmark = [pytest.mark.qemu]
-
-
-def _plan(folder: Path, name: str, image: str | None = None) -> Path:
-    image_line = f"\n            image: {image}" if image else ""
-    return write_plan(folder, f"""
-        name: {name}
-        services:
-          web:
-            cloud: qemu{image_line}
-    """)
-
-
-def _address(cli: Cli, run: str) -> str:
-    return cli("status", run, "--json").json()["services"]["web"]["instances"][0]["address"]
 
 
 @pytest.mark.slow
@@ -41,10 +28,10 @@ def test_save_a_vm_disk_and_boot_a_vm_from_it(qemu_net, tmp_path: Path):
     name = f"q{secrets.token_hex(3)}"
     marker = secrets.token_hex(8)
     try:
-        cli("boot", _plan(tmp_path / "orig", "orig"), "--name", "orig", timeout=1500)
+        cli("boot", web_plan(tmp_path / "orig", "orig", "qemu"), "--name", "orig", timeout=1500)
         key = cli.home / "runs" / "orig" / "id_ed25519"
         # Written and not synced: `image save` flushes the guest's page cache first.
-        made = ssh(_address(cli, "orig"), key, f"echo {marker} > /root/marker")
+        made = ssh(web_address(cli, "orig"), key, f"echo {marker} > /root/marker")
         assert made.returncode == 0, made.stderr
 
         saved = cli("image", "save", "orig", "web", name, "--json", timeout=900)
@@ -60,19 +47,19 @@ def test_save_a_vm_disk_and_boot_a_vm_from_it(qemu_net, tmp_path: Path):
         assert "backing-filename" not in facts  # standalone
         assert (folder / "vmlinuz").is_file() and (folder / "initrd.img").is_file()
         # The VM runs on after the save.
-        assert ssh(_address(cli, "orig"), key, "cat /root/marker").stdout.strip() == marker
+        assert ssh(web_address(cli, "orig"), key, "cat /root/marker").stdout.strip() == marker
         cli("terminate", "orig", timeout=600)  # one VM at a time on this machine
 
         listed = cli("image", "list", "--cloud", "qemu", "--json").json()["images"]
         [row] = [r for r in listed if r["name"] == name]
         assert row["size"] > 10 << 20 and row["source"] == "orig/web-0"
 
-        cli("boot", _plan(tmp_path / "copy", "copy", name), "--name", "copy", timeout=1500)
+        cli("boot", web_plan(tmp_path / "copy", "copy", "qemu", name), "--name", "copy", timeout=1500)
         copy_key = cli.home / "runs" / "copy" / "id_ed25519"
-        got = ssh(_address(cli, "copy"), copy_key, "cat /root/marker; hostname")
+        got = ssh(web_address(cli, "copy"), copy_key, "cat /root/marker; hostname")
         assert got.stdout.split() == [marker, "web-0"], got.stderr
         # The first run's key does not open the copy (cloud-init only adds keys).
-        assert ssh(_address(cli, "copy"), key, "true").returncode != 0
+        assert ssh(web_address(cli, "copy"), key, "true").returncode != 0
         busy = cli("image", "delete", name, "--cloud", "qemu", expect=2)
         assert "running VMs" in busy.err
         cli("terminate", "copy", timeout=600)

@@ -29,8 +29,7 @@ MIN_PART_SIZE = 5 * 1024 * 1024  # S3's smallest part (all but the last)
 IMAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._()/-]{0,127}$")
 STORAGE_KEYS = ("endpoint", "bucket", "prefix", "canonical_id", "part_size")
 
-# The `storage:` key of an ec2 cloud entry, in the style of cloudspec.PROVIDER_SCHEMAS
-# (for the lead to add under PROVIDER_SCHEMAS["ec2"]["properties"]).
+# The `storage:` key of an ec2 cloud entry (declared in cloudinitd/kinds/ec2.py).
 STORAGE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "x-expect": "{endpoint: URL, bucket: NAME, prefix: PATH, canonical_id: ID, part_size: BYTES}",

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from cloudinitd import kinds
 from cloudinitd.cloudspec import validate_cloud
 from cloudinitd.errors import PlanError, PlanErrors
 from cloudinitd.graph import build_graph
@@ -40,12 +41,13 @@ from cloudinitd.plan.model import (
 )
 from cloudinitd.plan.outputs import check_outputs
 from cloudinitd.plan.placement import LAUNCH_ONLY, PlacementMixin
-from cloudinitd.plan.schema import PROVIDER_OPTIONS, did_you_mean, validate_plan_data
+from cloudinitd.plan.schema import did_you_mean, validate_plan_data
 from cloudinitd.plan.scripts import resolve_script
 from cloudinitd.plan.yamlpos import PosDict, PosList, load_yaml
 from cloudinitd.templates import render_vars
 
-BUILTIN_CLOUDS = {"local": "local", "qemu": "qemu"}
+# Clouds that exist without an entry (`cloud: KIND`), as the built-in kinds declare.
+BUILTIN_CLOUDS = kinds.implicit_clouds(kinds.BUILTIN)
 # Settings a service on another service's host takes from that service unless it sets them.
 SSH_KEYS = ("ssh_user", "ssh_key", "ssh_port")
 DEFAULT_TIMEOUT = 1200.0
@@ -106,7 +108,8 @@ class _Loader(PlacementMixin):
         return out
 
     def clouds(self) -> dict[str, CloudSpec]:
-        out = {name: CloudSpec(name, kind) for name, kind in BUILTIN_CLOUDS.items()}
+        implicit = kinds.implicit_clouds(kinds.declared())
+        out = {name: CloudSpec(name, kind) for name, kind in implicit.items()}
         out.update(self.catalog)
         entries: PosDict = self.data.get("clouds") or PosDict()
         for name, entry in entries.items():
@@ -263,12 +266,12 @@ class _Loader(PlacementMixin):
         if "autoscale" in v and host is None:
             spec.autoscale = parse_autoscale(name, spec, v["autoscale"], at("autoscale"),
                                              self.limits.per_service, self.error, self.script)
-        for key in PROVIDER_OPTIONS:
+        declared = kinds.declared()
+        as_list = kinds.list_options(declared)
+        for key in kinds.service_options(declared):
             if key in v:
                 value = plain(v[key])
-                spec.options[key] = (
-                    [value] if key == "security_groups" and isinstance(value, str) else value
-                )
+                spec.options[key] = [value] if key in as_list and isinstance(value, str) else value
         return spec
 
     def step_extras(self, name: str, step: str, script: ScriptSpec, given: PosDict) -> None:

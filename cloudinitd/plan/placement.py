@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cloudinitd import kinds
 from cloudinitd.errors import PlanError
 from cloudinitd.plan.inventory import from_file, from_list
 from cloudinitd.plan.limits import Limits
@@ -19,6 +20,8 @@ from cloudinitd.plan.model import LOCAL_ADDRESS, CloudPlacement, CloudSpec, Pos,
 from cloudinitd.plan.schema import PROVIDER_OPTIONS, did_you_mean
 from cloudinitd.plan.yamlpos import PosDict, PosList
 
+# Where a service that names no cloud launches (a built-in kind declares it).
+DEFAULT_CLOUD = kinds.default_cloud(kinds.BUILTIN)
 # Keys that only mean something for a service that launches instances.
 LAUNCH_ONLY = frozenset(
     {"cloud", "clouds", "image", "size", "count", "spot", "lifetime", "preserve", "autoscale",
@@ -134,7 +137,7 @@ class PlacementMixin:
                 for i, c in enumerate(v["clouds"])
             ]
         else:
-            cloud = v.get("cloud", "local")
+            cloud = v.get("cloud", DEFAULT_CLOUD)
             wanted = [(cloud, -1, where["cloud"].line if "cloud" in where else line)]
         out: list[CloudPlacement] = []
         for cloud, limit, at in wanted:

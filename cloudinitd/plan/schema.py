@@ -13,7 +13,9 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from cloudinitd import kinds
 from cloudinitd.errors import PlanError
+from cloudinitd.kinds.base import STRINGS as _STRINGS
 from cloudinitd.plan.durations import DURATION_PATTERN
 from cloudinitd.plan.model import MAX_PLAN_NAME
 from cloudinitd.plan.yamlpos import line_of
@@ -30,10 +32,6 @@ _DURATION = {
         {"type": "number", "exclusiveMinimum": 0},
         {"type": "string", "pattern": DURATION_PATTERN},
     ],
-}
-_STRINGS = {
-    "x-expect": "a string or a list of strings",
-    "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
 }
 _SCRIPT_PATH = {"type": "string", "minLength": 1,
                 "x-expect": "a script path (e.g. role/boot.sh.j2)"}
@@ -60,7 +58,7 @@ _SCRIPT = {
     ],
 }
 
-SERVICE_PROPERTIES: dict[str, Any] = {
+_COMMON_PROPERTIES: dict[str, Any] = {
     "cloud": {"type": "string", "minLength": 1},
     "clouds": {
         "type": "array",
@@ -169,17 +167,27 @@ SERVICE_PROPERTIES: dict[str, Any] = {
         "required": ["min", "max", "sensor"],
         "additionalProperties": False,
     },
-    # Provider extras: kept in ServiceSpec.options for the provider to use.
-    "user_data": {"type": "string"},
-    "security_groups": _STRINGS,
-    "key_name": {"type": "string"},
-    "subnet": {"type": "string"},
 }
-PROVIDER_OPTIONS = ("user_data", "security_groups", "key_name", "subnet")
 
-_SERVICE = {"type": "object", "properties": SERVICE_PROPERTIES, "additionalProperties": False}
 
-PLAN_SCHEMA: dict[str, Any] = {
+def plan_schema(declared: dict[str, kinds.Declaration]) -> dict[str, Any]:
+    """The JSON Schema of a plan whose services may use these kinds' options.
+
+    A service takes the keys every kind understands, then each kind's own
+    (kept in ServiceSpec.options for the provider to use), as declared.
+    """
+    properties = {**_COMMON_PROPERTIES, **kinds.service_options(declared)}
+    service = {"type": "object", "properties": properties, "additionalProperties": False}
+    schema: dict[str, Any] = {**_PLAN_TOP, "properties": dict(_PLAN_TOP["properties"])}
+    schema["properties"]["defaults"] = service
+    schema["properties"]["services"] = {**_PLAN_TOP["properties"]["services"],
+                                        "additionalProperties": service}
+    return schema
+
+
+_SERVICE = {"type": "object", "properties": _COMMON_PROPERTIES, "additionalProperties": False}
+
+_PLAN_TOP: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "cloudinitd launch plan",
     "type": "object",
@@ -225,7 +233,7 @@ PLAN_SCHEMA: dict[str, Any] = {
 
 # Plan-level `outputs:` (issue 15): templates rendered with the run's world at the end of
 # `boot` and `status` and by `output RUN` (`url: "http://{{ web.address }}"`).
-PLAN_SCHEMA["properties"]["outputs"] = {
+_PLAN_TOP["properties"]["outputs"] = {
     "type": "object",
     "x-expect": "a mapping of names to templates (e.g. url: \"http://{{ web.address }}\")",
     "propertyNames": {"pattern": IDENTIFIER, "x-expect": _IDENT_WORDS},
@@ -233,7 +241,24 @@ PLAN_SCHEMA["properties"]["outputs"] = {
                              "x-expect": "a string, number or boolean"},
 }
 
+# The schema with the built-in kinds (`cloudinitd schema` prints it).
+PLAN_SCHEMA = plan_schema(kinds.BUILTIN)
+SERVICE_PROPERTIES: dict[str, Any] = PLAN_SCHEMA["properties"]["defaults"]["properties"]
+# The built-in kinds' service keys (user_data, ...): they apply to launched services only.
+PROVIDER_OPTIONS = tuple(kinds.service_options(kinds.BUILTIN))
 _VALIDATOR = Draft202012Validator(PLAN_SCHEMA)
+_PLUGGED: tuple[tuple[kinds.Declaration, ...], Draft202012Validator] | None = None
+
+
+def _validator() -> Draft202012Validator:
+    """The built-in validator, or one that also knows the registered kinds' options."""
+    global _PLUGGED
+    if not kinds.PLUGINS:
+        return _VALIDATOR
+    key = tuple(kinds.PLUGINS.values())
+    if _PLUGGED is None or _PLUGGED[0] != key:
+        _PLUGGED = (key, Draft202012Validator(plan_schema(kinds.declared())))
+    return _PLUGGED[1]
 
 
 def _where(path: list[Any]) -> str:
@@ -318,7 +343,7 @@ def validate_plan_data(data: Any, file: str) -> list[PlanError]:
         return [PlanError("a plan must be a mapping with at least a 'services' key", file, 1)]
     errors: list[PlanError] = []
     seen: set[str] = set()
-    for error in _VALIDATOR.iter_errors(data):
+    for error in _validator().iter_errors(data):
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             found = _unknown_keys(error, data, file)
         else:

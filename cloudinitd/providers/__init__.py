@@ -1,8 +1,11 @@
 """Providers: one small interface (`base.Provider`), one module per kind of cloud.
 
-Each kind describes itself here in one `Kind` record, so nothing outside
-`providers/` names a kind: the command line asks `host_local_kinds()`
-which providers keep instances on this machine, rather than listing them.
+Each kind is one `Kind` record here (where its class is, whether its
+instances live on this machine) plus its declaration in `cloudinitd.kinds`
+(its plan options: cloud-entry keys, service keys, docs), which the pure
+plan layer reads without importing a provider. So no other layer names a
+kind: the command line asks `host_local_kinds()` which providers keep
+instances on this machine, rather than listing them.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from cloudinitd import kinds
 from cloudinitd.errors import PlanError
 from cloudinitd.plan.model import CloudSpec
 from cloudinitd.providers.base import Provider
@@ -27,13 +31,15 @@ class Kind:
     doc: str = ""
 
 
+def _builtin(name: str, target: str, host_local: bool = False) -> Kind:
+    return Kind(target, host_local, doc=kinds.BUILTIN[name].doc)
+
+
 KINDS: dict[str, Kind] = {
-    "static": Kind("cloudinitd.providers.static:StaticProvider", doc="existing hosts"),
-    "local": Kind("cloudinitd.providers.local:LocalProvider", host_local=True,
-                  doc="LXC system containers on this machine"),
-    "ec2": Kind("cloudinitd.providers.ec2:Ec2Provider", doc="any EC2-compatible cloud"),
-    "qemu": Kind("cloudinitd.providers.qemu:QemuProvider", host_local=True,
-                 doc="full VMs under QEMU on this machine"),
+    "static": _builtin("static", "cloudinitd.providers.static:StaticProvider"),
+    "local": _builtin("local", "cloudinitd.providers.local:LocalProvider", host_local=True),
+    "ec2": _builtin("ec2", "cloudinitd.providers.ec2:Ec2Provider"),
+    "qemu": _builtin("qemu", "cloudinitd.providers.qemu:QemuProvider", host_local=True),
 }
 
 
@@ -44,7 +50,8 @@ PLUGINS: dict[str, Kind] = {}
 
 def register_kind(name: str, kind: Kind) -> None:
     """A kind from outside this package (the `memory` test double, a plug-in) joins the
-    registry; it registers its cloud-entry keys with `cloudspec.register_provider_schema`."""
+    registry; it declares its plan options with `cloudinitd.kinds.register` (or its
+    cloud-entry keys alone with `cloudspec.register_provider_schema`)."""
     PLUGINS[name] = kind
 
 
