@@ -462,3 +462,60 @@ def test_placeholder_addresses_go_through_all_three_test_nets_and_round_again(tm
     assert addresses[253:256] == ["192.0.2.254", "198.51.100.1", "198.51.100.2"]
     assert addresses[508:510] == ["203.0.113.1", "203.0.113.2"]
     assert addresses[761:] == ["203.0.113.254", "192.0.2.1"]
+
+
+def test_template_views_name_what_the_author_wrote():
+    from jinja2.exceptions import TemplateRuntimeError
+    from jinja2.utils import missing
+
+    from cloudinitd.templateviews import (
+        SelfView,
+        ServiceView,
+        _Labelled,
+        _LabelledList,
+        _Undefined,
+    )
+
+    web = ServiceView("web", [{"address": "a0", "port": 1}, {"address": "a1", "port": 2}])
+    one = ServiceView("db", [{"address": "d0", "url": "u"}])
+    assert web.count == 2 and web["count"] == 2 and one.count == 1
+    assert web.instances._cid_label == "web.instances"
+    assert [i._cid_label for i in web.instances] == ["web.instances[0]", "web.instances[1]"]
+    assert web.instances[1].address == "a1" and web.instances[1]["port"] == 2
+    assert (one.address, one.url, one["url"]) == ("d0", "u", "u")
+    for name in ("address", "port", "hostname"):  # built in, or an instance's own
+        with pytest.raises(TemplateRuntimeError) as info:
+            getattr(web, name)
+        assert str(info.value) == (
+            f"service 'web' has 2 instances: use web.instances (e.g. {{% for i in web.instances"
+            f" %}}{{{{ i.{name} }}}}{{% endfor %}}), not web.{name}")
+    for view in (web, one, web.instances[0]):
+        for name in ("nope", "_attrs_x", "_cid"):
+            with pytest.raises(AttributeError):
+                getattr(view, name)
+    with pytest.raises(KeyError):
+        web["nope"]
+    with pytest.raises(KeyError):
+        web.instances[0]["nope"]
+    with pytest.raises(TemplateRuntimeError, match=r"^'web' is a service, not a value: use "
+                       r"web\.address or another attribute$"):
+        str(web)
+    with pytest.raises(TemplateRuntimeError, match=r"^'web\.instances\[1\]' is an instance, not "
+                       r"a value: use web\.instances\[1\]\.address or another attribute$"):
+        str(web.instances[1])
+    me = SelfView(web, {"address": "a1", "index": 1})
+    assert (me.address, me.count, me.instances is web.instances, me._cid_label) == (
+        "a1", 2, True, "self")
+    assert SelfView(web, {"count": "own"}).count == "own"  # its own attribute comes first
+    with pytest.raises(AttributeError):
+        getattr(me, "nope")
+
+    def message(name, obj, hint=None):
+        return _Undefined(hint=hint, obj=obj, name=name)._undefined_message
+
+    assert message("cid_self_", missing) == "undefined 'self'"
+    assert message("nope", missing) == "undefined 'nope'"
+    assert message("x", {"a": 1}) == "undefined 'x' of a dict value"
+    assert message("x", _Labelled("vars", {})) == "undefined 'vars.x'"
+    assert message(5, _LabelledList("web.instances", [])) == "undefined 'web.instances[5]'"
+    assert message("x", missing, hint="told so") == "told so"
