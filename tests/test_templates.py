@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import re
 import subprocess
@@ -491,10 +492,15 @@ def test_template_views_name_what_the_author_wrote():
             f" %}}{{{{ i.{name} }}}}{{% endfor %}}), not web.{name}")
     for view in (web, one, web.instances[0]):
         for name in ("nope", "_attrs_x", "_cid"):
-            with pytest.raises(AttributeError):
+            with pytest.raises(AttributeError) as err:
                 getattr(view, name)
-    with pytest.raises(KeyError):
+            assert err.value.args == (name,)
+        # Copying looks up dunder names before __init__ has run: no recursion.
+        assert copy.copy(view)._cid_label == view._cid_label
+        assert copy.deepcopy(view)._cid_label == view._cid_label
+    with pytest.raises(KeyError) as key:
         web["nope"]
+    assert key.value.args == ("nope",)
     with pytest.raises(KeyError):
         web.instances[0]["nope"]
     with pytest.raises(TemplateRuntimeError, match=r"^'web' is a service, not a value: use "
