@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import re
 import subprocess
@@ -407,3 +408,119 @@ def test_a_render_session_bounds_all_renders_together(plan):
         render(plan, "ok\n")
     assert "templates too slow" in str(info.value)
     assert render(plan, "ok\n") == "ok\n"  # the session ended with its block
+
+
+def test_placeholder_extra_is_a_home_that_reaches_nobody():
+    assert placeholder_extra() == {"home": {
+        "user": "<home.user>", "dir": "<home.dir>", "key": "<home.key>",
+        "known_host": "<home.known_host>", "host": "192.0.2.254", "port": 22,
+    }}
+
+
+def test_placeholder_world_of_hosts_chains_and_addresses(tmp_path):
+    (tmp_path / "p.yml").write_text("""\
+services:
+  base: {exports: [port], values: {url: "u"}}
+  two: {count: 2}
+  pool: {hosts: [192.0.2.10, 192.0.2.11]}
+  on_base: {host: base}
+  on_on_base: {host: on_base, exports: [k]}
+  fixed: {host: 198.51.100.9}
+  on_fixed: {host: fixed}
+""")
+    world = placeholder_world(load_plan(tmp_path / "p.yml"))
+    [base0] = world["base"]
+    assert base0 == {
+        "address": "192.0.2.1", "private_address": "192.0.2.1", "hostname": "base-0",
+        "instance_id": "dry-run-base-0", "cloud": base0["cloud"], "index": 0, "name": "base",
+        "port": "<base.port>", "url": "<base.url>",
+    }
+    assert [(t["address"], t["index"], t["hostname"]) for t in world["two"]] == [
+        ("192.0.2.2", 0, "two-0"), ("192.0.2.3", 1, "two-1")]
+    pool = [(p["address"], p["private_address"], p["hostname"], p["cloud"]) for p in world["pool"]]
+    assert pool == [
+        ("192.0.2.10", "192.0.2.10", "pool-0", "static"),
+        ("192.0.2.11", "192.0.2.11", "pool-1", "static"),
+    ]
+    # On another service's machine, through any chain: that machine, under its own name.
+    machine = {k: base0[k] for k in ("address", "private_address", "hostname", "instance_id",
+                                     "cloud")}
+    for name in ("on_base", "on_on_base"):
+        assert len(world[name]) == 1
+        assert world[name][0] == {**machine, "index": 0, "name": name,
+                                  **({"k": "<on_on_base.k>"} if name == "on_on_base" else {})}
+    for name in ("fixed", "on_fixed"):
+        assert len(world[name]) == 1
+        one = world[name][0]
+        assert (one["address"], one["private_address"], one["hostname"], one["cloud"]) == (
+            "198.51.100.9", "198.51.100.9", f"{name}-0", "static")
+
+
+def test_placeholder_addresses_go_through_all_three_test_nets_and_round_again(tmp_path):
+    (tmp_path / "p.yml").write_text("services:\n  many: {count: 763}\n")
+    addresses = [a["address"] for a in placeholder_world(load_plan(tmp_path / "p.yml"))["many"]]
+    assert addresses[:2] == ["192.0.2.1", "192.0.2.2"]
+    assert addresses[253:256] == ["192.0.2.254", "198.51.100.1", "198.51.100.2"]
+    assert addresses[508:510] == ["203.0.113.1", "203.0.113.2"]
+    assert addresses[761:] == ["203.0.113.254", "192.0.2.1"]
+
+
+def test_template_views_name_what_the_author_wrote():
+    from jinja2.exceptions import TemplateRuntimeError
+    from jinja2.utils import missing
+
+    from cloudinitd.templateviews import (
+        SelfView,
+        ServiceView,
+        _Labelled,
+        _LabelledList,
+        _Undefined,
+    )
+
+    web = ServiceView("web", [{"address": "a0", "port": 1}, {"address": "a1", "port": 2}])
+    one = ServiceView("db", [{"address": "d0", "url": "u"}])
+    assert web.count == 2 and web["count"] == 2 and one.count == 1
+    assert web.instances._cid_label == "web.instances"
+    assert [i._cid_label for i in web.instances] == ["web.instances[0]", "web.instances[1]"]
+    assert web.instances[1].address == "a1" and web.instances[1]["port"] == 2
+    assert (one.address, one.url, one["url"]) == ("d0", "u", "u")
+    for name in ("address", "port", "hostname"):  # built in, or an instance's own
+        with pytest.raises(TemplateRuntimeError) as info:
+            getattr(web, name)
+        assert str(info.value) == (
+            f"service 'web' has 2 instances: use web.instances (e.g. {{% for i in web.instances"
+            f" %}}{{{{ i.{name} }}}}{{% endfor %}}), not web.{name}")
+    for view in (web, one, web.instances[0]):
+        for name in ("nope", "_attrs_x", "_cid"):
+            with pytest.raises(AttributeError) as err:
+                getattr(view, name)
+            assert err.value.args == (name,)
+        # Copying looks up dunder names before __init__ has run: no recursion.
+        assert copy.copy(view)._cid_label == view._cid_label
+        assert copy.deepcopy(view)._cid_label == view._cid_label
+    with pytest.raises(KeyError) as key:
+        web["nope"]
+    assert key.value.args == ("nope",)
+    with pytest.raises(KeyError):
+        web.instances[0]["nope"]
+    with pytest.raises(TemplateRuntimeError, match=r"^'web' is a service, not a value: use "
+                       r"web\.address or another attribute$"):
+        str(web)
+    with pytest.raises(TemplateRuntimeError, match=r"^'web\.instances\[1\]' is an instance, not "
+                       r"a value: use web\.instances\[1\]\.address or another attribute$"):
+        str(web.instances[1])
+    me = SelfView(web, {"address": "a1", "index": 1})
+    assert (me.address, me.count, me.instances is web.instances, me._cid_label) == (
+        "a1", 2, True, "self")
+    assert SelfView(web, {"count": "own"}).count == "own"  # its own attribute comes first
+    assert not hasattr(me, "nope")
+
+    def message(name, obj, hint=None):
+        return _Undefined(hint=hint, obj=obj, name=name)._undefined_message
+
+    assert message("cid_self_", missing) == "undefined 'self'"
+    assert message("nope", missing) == "undefined 'nope'"
+    assert message("x", {"a": 1}) == "undefined 'x' of a dict value"
+    assert message("x", _Labelled("vars", {})) == "undefined 'vars.x'"
+    assert message(5, _LabelledList("web.instances", [])) == "undefined 'web.instances[5]'"
+    assert message("x", missing, hint="told so") == "told so"
