@@ -104,10 +104,6 @@ class _Scan:
         at = self.pos(node)
         self.errors.append(PlanError(message, at.file, at.line))
 
-    def attributes_of(self, svc: str) -> list[str]:
-        spec = self.plan.services[svc]
-        return sorted(BUILTIN_ATTRIBUTES | set(spec.exports) | set(spec.values))
-
     # -- walking ---------------------------------------------------------
 
     def visit(self, node: nodes.Node, loops: dict[str, str], guarded: bool = False) -> None:
