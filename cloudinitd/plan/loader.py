@@ -1,7 +1,8 @@
 """Load a plan file into a resolved, checked `Plan`.
 
 Order: YAML (with lines) -> JSON Schema (shape, every error at once) ->
-meaning (vars, defaults, clouds, count, scripts; every error at once) ->
+meaning (vars, clouds, then each service: plan/services.py and
+plan/placement.py; every error at once) ->
 graph (references and cycles). Any problem raises PlanErrors whose lines
 read `FILE:LINE: message`.
 """
@@ -9,7 +10,6 @@ read `FILE:LINE: message`.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,47 +18,32 @@ from cloudinitd.cloudspec import validate_cloud
 from cloudinitd.errors import PlanError, PlanErrors
 from cloudinitd.graph import build_graph
 from cloudinitd.paths import display_path
-from cloudinitd.plan.autoscale import parse_autoscale
-from cloudinitd.plan.bundles import BundleError, check_bundle
 from cloudinitd.plan.durations import parse_duration
 from cloudinitd.plan.fields import (
     empty_sections,
     parse_override,
     plain,
     safe_plan_name,
-    usable_as_name,
 )
 from cloudinitd.plan.limits import DEFAULT_LIMITS, Limits, read_text
-from cloudinitd.plan.model import (
-    BUILTIN_ATTRIBUTES,
-    SERVICE_ATTRIBUTES,
-    STEPS,
-    CloudSpec,
-    Plan,
-    Pos,
-    ScriptSpec,
-    ServiceSpec,
-)
+from cloudinitd.plan.model import CloudSpec, Plan, ServiceSpec
 from cloudinitd.plan.outputs import check_outputs
-from cloudinitd.plan.placement import LAUNCH_ONLY, PlacementMixin
 from cloudinitd.plan.schema import did_you_mean, validate_plan_data
-from cloudinitd.plan.scripts import resolve_script
-from cloudinitd.plan.yamlpos import PosDict, PosList, load_yaml
-from cloudinitd.templates import render_vars
+from cloudinitd.plan.services import ServiceMixin
+from cloudinitd.plan.yamlpos import PosDict, load_yaml
+
+# `parse_override` is imported from here by the command line (cli/common.py).
+__all__ = ["BUILTIN_CLOUDS", "load_plan", "parse_override"]
 
 # Clouds that exist without an entry (`cloud: KIND`), as the built-in kinds declare.
 BUILTIN_CLOUDS = kinds.implicit_clouds(kinds.BUILTIN)
 # Settings a service on another service's host takes from that service unless it sets them.
 SSH_KEYS = ("ssh_user", "ssh_key", "ssh_port")
-DEFAULT_TIMEOUT = 1200.0
 # Vars the engine reads without a plan declaring them (the home share, engine/context.py).
 ENGINE_VARS = frozenset({"home_host", "home_listen", "home_dir", "home_user", "home_port"})
-_TEMPLATE_MARKS = ("{{", "{%", "{#")
-# A host: an IPv4/IPv6 address, a DNS name or a service name; no spaces or shell characters.
-_HOST = re.compile(r"^[A-Za-z0-9_.:%\[\]-]{1,253}$")
 
 
-class _Loader(PlacementMixin):
+class _Loader(ServiceMixin):
     def __init__(
         self,
         path: Path,
@@ -78,9 +63,6 @@ class _Loader(PlacementMixin):
 
     def error(self, message: str, line: int | None) -> None:
         self.errors.append(PlanError(message, self.file, line))
-
-    def pos(self, line: int) -> Pos:
-        return Pos(self.file, line)
 
     # -- plan-wide parts -------------------------------------------------
 
@@ -119,220 +101,6 @@ class _Loader(PlacementMixin):
             # A refused entry still counts as defined: services naming it get no second error.
             out[name] = spec or CloudSpec(name, "refused")
         return out
-
-    # -- services --------------------------------------------------------
-
-    def merged(self, name: str, entry: PosDict) -> tuple[dict[str, Any], dict[str, Pos]]:
-        """A service's keys over the defaults, and where each one was written."""
-        defaults: PosDict = self.data.get("defaults") or PosDict()
-        on_host = "host" in entry or "host" in defaults or "hosts" in entry
-        values: dict[str, Any] = {}
-        where: dict[str, Pos] = {}
-        for key, value in defaults.items():
-            if on_host and key in LAUNCH_ONLY:
-                continue  # defaults meant for launched services
-            if key in ("cloud", "clouds") and ({"cloud", "clouds"} & set(entry)):
-                continue  # the service chose its own placement
-            values[key], where[key] = value, self.pos(defaults.key_line(key))
-            if key == "env":
-                for k in value:
-                    where[f"env.{k}"] = self.pos(value.key_line(k))
-        for key, value in entry.items():
-            if key == "env" and "env" in values:
-                value = {**values["env"], **value}
-            values[key], where[key] = value, self.pos(entry.key_line(key))
-            if key == "env":
-                for k in entry["env"]:
-                    where[f"env.{k}"] = self.pos(entry["env"].key_line(k))
-        for key in ("after", "clouds"):
-            items = values.get(key)
-            if isinstance(items, PosList):
-                for i in range(len(items)):
-                    where[f"{key}[{i}]"] = self.pos(items.item_line(i))
-        return values, where
-
-    def service(
-        self,
-        name: str,
-        entry: PosDict,
-        line: int,
-        plan_vars: dict[str, Any],
-        clouds: dict[str, CloudSpec],
-        services: PosDict,
-    ) -> ServiceSpec:
-        if not usable_as_name(name):
-            self.error(f"service name {name!r} is reserved in templates; choose another", line)
-        v, where = self.merged(name, entry)
-
-        def at(key: str) -> int:
-            return where[key].line if key in where else line
-
-        if v.get("local") is True:
-            self.local_service(name, entry, v, at)
-        host = v.get("host")
-        if host in services and isinstance(services[host], dict) and services[host].get("local"):
-            self.error(f"service {name!r}: host {host!r} is a local service (this machine);"
-                       " give this service `local: true` instead", at("host"))
-        if isinstance(host, str) and any(m in host for m in _TEMPLATE_MARKS):
-            # Rendered now (vars only), so SSH never sees the template text.
-            rendered = self.render_field(name, "host", host, at("host"), plan_vars)
-            if rendered is not None and not _HOST.match(rendered):
-                self.error(f"service {name!r}: host renders to {rendered!r}, not an address "
-                           "or a service name", at("host"))
-            host = rendered if rendered and _HOST.match(rendered) else host
-        elif isinstance(host, str) and not _HOST.match(host):
-            self.error(f"service {name!r}: host {host!r} is not an address or a service name",
-                       at("host"))
-        if host is not None:
-            for key in sorted(LAUNCH_ONLY & set(entry)):
-                self.error(
-                    f"service {name!r}: {key!r} does not apply to a service on an "
-                    f"existing host (host: {host})",
-                    entry.key_line(key),
-                )
-            if host == name:
-                self.error(f"service {name!r}: host cannot be the service itself", at("host"))
-            elif host not in services and "." not in host and ":" not in host:
-                hint = did_you_mean(host, list(services))
-                if hint:
-                    self.error(
-                        f"service {name!r}: host {host!r} is not a service{hint}; "
-                        "write a full address for an existing host",
-                        at("host"),
-                    )
-
-        spec = ServiceSpec(name=name, pos=self.pos(line), clouds=[], field_pos=where)
-        spec.host = host
-        spec.local = v.get("local") is True
-        if "hosts" in v:
-            self.static_hosts(name, spec, entry, v, at)
-        if host is None and not spec.hosts and "hosts" not in v:
-            spec.clouds = self.placements(name, v, where, clouds, line)
-            spec.count = self.count(name, v.get("count", 1), at("count"), plan_vars)
-            limits = [p.max for p in spec.clouds]
-            if limits and -1 not in limits and spec.count > sum(limits):
-                self.error(
-                    f"service {name!r}: count {spec.count} is more than the clouds "
-                    f"allow in total ({sum(limits)})",
-                    at("count"),
-                )
-        if "instance_id" in v or "terminate_adopted" in v:
-            self.adoption(name, spec, v, at)
-        spec.image = v.get("image")
-        spec.size = v.get("size")
-        after = v.get("after", [])
-        spec.after = [after] if isinstance(after, str) else list(after)
-        spec.ssh_user = v.get("ssh_user", spec.ssh_user)
-        spec.ssh_port = v.get("ssh_port", spec.ssh_port)
-        if "ssh_key" in v:
-            key = Path(os.path.expanduser(v["ssh_key"]))
-            spec.ssh_key = key if key.is_absolute() else self.path.parent.resolve() / key
-        for step in STEPS:
-            if step in v:
-                given = v[step]
-                ref = given["script"] if isinstance(given, dict) else given
-                line = given.key_line("script") if isinstance(given, PosDict) else at(step)
-                script = self.script(name, step, ref, line)
-                if script is not None:
-                    if isinstance(given, PosDict):
-                        self.step_extras(name, step, script, given)
-                    spec.scripts[step] = script
-        spec.exports = list(dict.fromkeys(v.get("exports", [])))
-        for attr in spec.exports:
-            if attr in BUILTIN_ATTRIBUTES or attr in SERVICE_ATTRIBUTES:
-                self.error(
-                    f"service {name!r}: {attr!r} is built in; it cannot be exported", at("exports")
-                )
-        given = entry.get("values") or (self.data.get("defaults") or {}).get("values") or {}
-        for key, value in (v.get("values") or {}).items():
-            spec.values[key] = str(value).lower() if isinstance(value, bool) else str(value)
-            line_at = given.key_line(key) if isinstance(given, PosDict) else at("values")
-            where[f"values.{key}"] = self.pos(line_at)
-            if key in BUILTIN_ATTRIBUTES or key in SERVICE_ATTRIBUTES:
-                self.error(f"service {name!r}: value {key!r} is built in; choose another name",
-                           line_at)
-            elif key in spec.exports:
-                self.error(f"service {name!r}: {key!r} is both a value and an export",
-                           line_at)
-        spec.env = {
-            k: (str(x).lower() if isinstance(x, bool) else str(x))
-            for k, x in (v.get("env") or {}).items()
-        }
-        spec.timeout = self.duration(name, "timeout", v, at, DEFAULT_TIMEOUT)
-        spec.lifetime = self.duration(name, "lifetime", v, at, None)
-        if "spot" in v:
-            spec.spot = plain(v["spot"])
-        spec.preserve = v.get("preserve") is True
-        if "autoscale" in v and host is None:
-            spec.autoscale = parse_autoscale(name, spec, v["autoscale"], at("autoscale"),
-                                             self.limits.per_service, self.error, self.script)
-        declared = kinds.declared()
-        as_list = kinds.list_options(declared)
-        for key in kinds.service_options(declared):
-            if key in v:
-                value = plain(v[key])
-                spec.options[key] = [value] if key in as_list and isinstance(value, str) else value
-        return spec
-
-    def step_extras(self, name: str, step: str, script: ScriptSpec, given: PosDict) -> None:
-        """`args:` (templates, one argument each) and `files:` (checked bundles)."""
-        args = given.get("args") or []
-        for i, arg in enumerate(args):
-            script.args.append(str(arg).lower() if isinstance(arg, bool) else str(arg))
-            script.args_pos.append(self.pos(args.item_line(i) if isinstance(args, PosList)
-                                            else given.key_line("args")))
-        files = given.get("files") or []
-        for i, ref in enumerate(files):
-            line = files.item_line(i) if isinstance(files, PosList) else given.key_line("files")
-            path = Path(os.path.expanduser(ref))
-            path = path if path.is_absolute() else self.path.parent / path
-            if not path.exists() and not path.is_symlink():
-                self.error(f"service {name!r}: {step} file {ref!r} not found", line)
-                continue
-            try:
-                check_bundle(path, self.path.parent)
-            except (BundleError, OSError) as exc:
-                self.error(f"service {name!r}: {step} files: {exc}", line)
-                continue
-            script.files.append(path.absolute())
-        names = [p.name for p in script.files]
-        for dup in sorted({n for n in names if names.count(n) > 1}):
-            self.error(f"service {name!r}: {step} files: two entries named {dup!r}",
-                       given.key_line("files"))
-
-    def render_field(
-        self, name: str, key: str, text: str, line: int, plan_vars: dict[str, Any]
-    ) -> str | None:
-        """A field that may use `vars` (count, host), rendered at load time in the sandbox."""
-        if self.rendering_stopped:
-            return None
-        try:
-            return render_vars(text, plan_vars, str(self.pos(line))).strip()
-        except PlanError as exc:
-            if "not allowed in a template" in exc.message:
-                # One runaway template is reported; the others are not run too.
-                self.rendering_stopped = True
-            self.error(f"service {name!r}: {key}: {exc.message}", line)
-            return None
-
-    def duration(
-        self, name: str, key: str, v: dict[str, Any], at: Any, default: float | None
-    ) -> float | None:
-        if key not in v:
-            return default
-        try:
-            return parse_duration(v[key])
-        except ValueError as exc:
-            self.error(f"service {name!r}: {key}: {exc}", at(key))
-            return default
-
-    def script(self, name: str, step: str, ref: str, line: int) -> ScriptSpec | None:
-        try:
-            return resolve_script(self.path, name, step, ref, self.pos(line),
-                                  self.limits.script_bytes)
-        except PlanError as exc:
-            self.errors.append(exc)
-            return None
 
     # -- the whole plan --------------------------------------------------
 
