@@ -382,3 +382,39 @@ def test_derived_plan_names_fit_run_names(tmp_path):
     path = tmp_path / "my plan;x.yml"
     path.write_text("services: {a: {}}\n")
     assert load_plan(path).name == "my-plan-x"
+
+
+@pytest.mark.parametrize(("file", "name"), [
+    ("plan.yml", "folder-name"), ("plan.yaml", "folder-name"), ("other.yaml", "other"),
+    ("Plan.yml", "Plan"),
+])
+def test_a_plan_without_name_is_named_after_its_file_or_folder(tmp_path, file, name):
+    (tmp_path / "folder name").mkdir()
+    path = write(tmp_path / "folder name", "services: {a: {}}\n", file)
+    assert load_plan(path).name == name
+    assert load_plan(write(tmp_path, "name: given\nservices: {a: {}}\n", file)).name == "given"
+
+
+@pytest.mark.parametrize(("text", "overrides", "expected"), [
+    ("# a comment\n\nvars: {beta: 1, alpha: 2}\nservices: {a: {}}\n", {"zzz": "1"},
+     "plan.yml:3: --var zzz: the plan has no var 'zzz' (its vars: alpha, beta)"),
+    ("vars: {beta: 1}\nservices: {a: {}}\n", {"betta": "1"},
+     "plan.yml:1: --var betta: the plan has no var 'betta' (did you mean 'beta'?)"),
+    # No vars: the error is at the top of the file, not at the first key.
+    ("# a comment\n\nservices: {a: {}}\n", {"zzz": "1"},
+     "plan.yml:1: --var zzz: the plan has no var 'zzz' (it has no vars)"),
+    ("# a comment\n\nvars:\nservices: {a: {}}\n", {"zzz": "1"},
+     "plan.yml:3: --var zzz: the plan has no var 'zzz' (it has no vars)"),
+])
+def test_var_overrides_of_undeclared_vars(tmp_path, text, overrides, expected):
+    errors = _load_errors(tmp_path, text.encode(), overrides=overrides)
+    assert errors == [expected]
+
+
+def test_engine_vars_need_no_declaration_but_others_do(tmp_path):
+    path = write(tmp_path, "services: {a: {}}\n")
+    plan = load_plan(path, overrides={"home_host": "10.0.0.1", "home_port": "2222"})
+    assert plan.vars == {"home_host": "10.0.0.1", "home_port": 2222}
+    errors = _load_errors(tmp_path, b"services: {a: {}}\n", overrides={"home_hostx": "1"})
+    assert errors == ["plan.yml:1: --var home_hostx: the plan has no var 'home_hostx'"
+                      " (it has no vars)"]

@@ -5,9 +5,16 @@ from __future__ import annotations
 import pytest
 from jsonschema import Draft202012Validator
 
+from cloudinitd import kinds
 from cloudinitd.errors import PlanError
+from cloudinitd.kinds.base import Declaration
 from cloudinitd.plan.durations import parse_duration
-from cloudinitd.plan.schema import PLAN_SCHEMA, SERVICE_PROPERTIES, validate_plan_data
+from cloudinitd.plan.schema import (
+    PLAN_SCHEMA,
+    SERVICE_PROPERTIES,
+    plan_schema,
+    validate_plan_data,
+)
 from cloudinitd.plan.yamlpos import PosDict, PosList, line_of, load_yaml
 
 
@@ -140,3 +147,121 @@ def test_durations(value, seconds):
 def test_bad_durations(value):
     with pytest.raises(ValueError):
         parse_duration(value)
+
+
+# -- the schema assembled with a registered kind's options --------------------
+
+PLUGIN = Declaration(
+    kind="schematest",
+    doc="a plug-in kind, for the schema tests",
+    service_options={
+        "flavours": {"x-expect": "a flavour or a list of them",
+                     "oneOf": [{"type": "string"},
+                               {"type": "array", "items": {"type": "string"}}]},
+        # anyOf, and a oneOf whose branches overlap ("x" is both): a plug-in may write either.
+        "zones": {"x-expect": "a zone or a list of them",
+                  "anyOf": [{"type": "string"},
+                            {"type": "array", "items": {"type": "string"}}]},
+        "tier": {"x-expect": "a tier name", "oneOf": [{"type": "string"}, {"minLength": 1}]},
+        # A mapping whose key pattern carries no `x-expect`.
+        "labels": {"type": "object", "propertyNames": {"pattern": "^[a-z]+$"}},
+    },
+)
+
+
+@pytest.fixture
+def plugged():
+    kinds.register(PLUGIN)
+    yield PLUGIN
+    kinds.unregister(PLUGIN.kind)
+
+
+def test_a_registered_kind_s_options_are_valid_in_services_and_defaults(plugged):
+    assert errors_of("defaults: {flavours: big, zones: [n]}\n"
+                     "services:\n  a: {flavours: [big, small], zones: s, labels: {ab: x}}\n"
+                     "  b: {}\n") == []
+
+
+def test_with_a_registered_kind_unknown_keys_and_shapes_are_still_refused(plugged):
+    text = """\
+defaults: {imag: x}
+services:
+  a:
+    flavour: big
+    flavours: 5
+  b: 5
+  c:
+    zones: [n,
+      7]
+    labels: {Ab: x}
+    tier: x
+"""
+    assert errors_of(text) == [
+        "p.yml:1: unknown key 'imag' in defaults (did you mean 'image'?)",
+        "p.yml:4: unknown key 'flavour' in services.a (did you mean 'flavours'?)",
+        "p.yml:5: services.a.flavours: expected a flavour or a list of them, got 5",
+        "p.yml:6: services.b: expected object, got 5",
+        "p.yml:9: services.c.zones[1]: expected string, got 7",
+        "p.yml:10: services.c.labels: bad name 'Ab'",
+        "p.yml:11: services.c.tier: expected a tier name, got 'x'",
+    ]
+    assert errors_of("services: {}\n") == ["p.yml:1: services: must not be empty"]
+
+
+def test_the_schema_for_the_built_in_kinds_is_the_one_printed(plugged):
+    # `cloudinitd schema` prints PLAN_SCHEMA; assembling another must not change the parts
+    # they share, nor add keys a JSON Schema reader would not know.
+    with_plugin = plan_schema(kinds.declared())
+    assert set(with_plugin) == set(PLAN_SCHEMA)
+    assert set(with_plugin["properties"]) == set(PLAN_SCHEMA["properties"])
+    assert "flavours" in with_plugin["properties"]["services"]["additionalProperties"]["properties"]
+    assert plan_schema(kinds.BUILTIN) == PLAN_SCHEMA
+    assert "flavours" not in SERVICE_PROPERTIES
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("services: {}\n", ["p.yml:1: services: must not be empty"]),
+    ("clouds: {c: {provider: 5}}\nservices: {a: {}}\n",
+     ["p.yml:1: clouds.c.provider: expected string"]),
+    ("clouds: {c: {provider: ec2, region: 5}}\nservices: {a: {}}\n", []),
+    ("services: {a: {count: -1}}\n",
+     ["p.yml:1: services.a.count: expected a whole number >= 0 or a template string, got -1"]),
+    ("services: {a: {clouds: [{cloud: c, max: -2}]}}\n",
+     ["p.yml:1: services.a.clouds[0].max: expected a whole number >= -1, got -2"]),
+    ("services:\n  a:\n    after: [b,\n      7]\n",
+     ["p.yml:4: services.a.after[1]: expected string, got 7"]),
+    ("services:\n  a:\n    boot: {script: b.sh, args: [x, [1]]}\n",
+     ["p.yml:3: services.a.boot.args[1]: expected a string, number or boolean, got [1]"]),
+    ("services: {a: {lifetime: 0}}\n",
+     ["p.yml:1: services.a.lifetime: expected a duration (seconds, or e.g. 30s, 20m, 2h),"
+      " got 0"]),
+    ("vars: {1x: 2}\nservices: {a: {}}\n",
+     ["p.yml:1: vars: bad name '1x' (use letters, digits and '_', not starting with a digit)"]),
+    ("services: {a: {ssh_port: 0}}\n", ["p.yml:1: services.a.ssh_port: expected a port number,"
+                                        " got 0"]),
+    ("services: {a: {image: [1]}}\n", ["p.yml:1: services.a.image: expected string, got [1]"]),
+    ("services: {a: {host: ''}}\n", ["p.yml:1: services.a.host: '' should be non-empty"]),
+])
+def test_schema_messages(text, expected):
+    assert errors_of(text) == expected
+
+
+UNQUOTED = ("YAML reads an unquoted yes, no, on, off or number as a value, not text;"
+            " quote the name")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("vars: {no: 1}\nservices: {a: {}}\n", [f"p.yml:1: vars: bad name False: {UNQUOTED}"]),
+    ("services: {a: {}}\noutputs:\n  yes: x\n", [f"p.yml:3: outputs: bad name True: {UNQUOTED}"]),
+    ("services:\n  a:\n    env: {on: 1}\n", [f"p.yml:3: services.a.env: bad name True: {UNQUOTED}"]),
+    ("services:\n  a:\n    values:\n      7: x\n",
+     [f"p.yml:4: services.a.values: bad name 7: {UNQUOTED}"]),
+    ("clouds:\n  off: {provider: ec2}\nservices: {a: {}}\n",
+     [f"p.yml:2: clouds: bad name False: {UNQUOTED}"]),
+    ("services:\n  1: {}\n", [f"p.yml:2: services: bad name 1: {UNQUOTED}"]),
+    ("services:\n  a:\n    env: {'on': 1}\nvars: {'no': 1}\noutputs: {'yes': x}\n", []),
+])
+def test_names_yaml_reads_as_values_are_refused(text, expected):
+    # Without the check, `vars: {no: 1}` declared a var named False and `env: {on: 1}`
+    # an environment variable named True.
+    assert errors_of(text) == expected

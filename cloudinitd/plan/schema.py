@@ -116,7 +116,7 @@ _COMMON_PROPERTIES: dict[str, Any] = {
     "values": {
         "type": "object",
         "x-expect": "a mapping of names to values (templates) others read like exports",
-        "propertyNames": {"pattern": IDENTIFIER, "x-expect": _IDENT_WORDS},
+        "propertyNames": {"type": "string", "pattern": IDENTIFIER, "x-expect": _IDENT_WORDS},
         "additionalProperties": {
             "type": ["string", "number", "boolean"],
             "x-expect": "a string, number or boolean",
@@ -124,7 +124,7 @@ _COMMON_PROPERTIES: dict[str, Any] = {
     },
     "env": {
         "type": "object",
-        "propertyNames": {"pattern": IDENTIFIER, "x-expect": _IDENT_WORDS},
+        "propertyNames": {"type": "string", "pattern": IDENTIFIER, "x-expect": _IDENT_WORDS},
         "additionalProperties": {
             "type": ["string", "number", "boolean"],
             "x-expect": "a string, number or boolean",
@@ -200,11 +200,12 @@ _PLAN_TOP: dict[str, Any] = {
         },
         "vars": {
             "type": "object",
-            "propertyNames": {"pattern": IDENTIFIER, "x-expect": _IDENT_WORDS},
+            "propertyNames": {"type": "string", "pattern": IDENTIFIER, "x-expect": _IDENT_WORDS},
         },
         "clouds": {
             "type": "object",
             "propertyNames": {
+                "type": "string",
                 "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
                 "x-expect": "letters, digits, '_', '.', '-'",
             },
@@ -219,6 +220,7 @@ _PLAN_TOP: dict[str, Any] = {
             "type": "object",
             "minProperties": 1,
             "propertyNames": {
+                "type": "string",
                 "pattern": SERVICE_NAME,
                 "x-expect": "a letter, then letters, digits or '_'; templates use it as a name",
             },
@@ -236,7 +238,7 @@ _PLAN_TOP: dict[str, Any] = {
 _PLAN_TOP["properties"]["outputs"] = {
     "type": "object",
     "x-expect": "a mapping of names to templates (e.g. url: \"http://{{ web.address }}\")",
-    "propertyNames": {"pattern": IDENTIFIER, "x-expect": _IDENT_WORDS},
+    "propertyNames": {"type": "string", "pattern": IDENTIFIER, "x-expect": _IDENT_WORDS},
     "additionalProperties": {"type": ["string", "number", "boolean"],
                              "x-expect": "a string, number or boolean"},
 }
@@ -301,6 +303,13 @@ def _got(error: ValidationError) -> str:
     return "" if path[:1] == ["clouds"] else f", got {error.instance!r}"
 
 
+# Every name (of a var, service, cloud, env or value) is text; YAML 1.1 makes a plain
+# `no:` the boolean false, which would otherwise pass the name pattern (a non-string
+# is not matched against `pattern`) and declare a var named False.
+_NOT_TEXT = ("YAML reads an unquoted yes, no, on, off or number as a value, not text;"
+             " quote the name")
+
+
 def _message(error: ValidationError) -> str:
     path = list(error.absolute_path)
     what = _where(path)
@@ -309,6 +318,8 @@ def _message(error: ValidationError) -> str:
         where = f" in {what}" if path else ""
         return f"missing key {missing[0]!r}{where}"
     if _is_name_error(error):
+        if not isinstance(error.instance, str):  # the key's `type: string` failed
+            return f"{what}: bad name {error.instance!r}: {_NOT_TEXT}"
         expect = error.schema.get("x-expect")
         return f"{what}: bad name {error.instance!r}" + (f" (use {expect})" if expect else "")
     if error.validator == "enum":

@@ -111,7 +111,8 @@ class ServiceMixin(PlacementMixin):
             self.error(f"service {name!r}: host {host!r} is not an address or a service name",
                        at("host"))
         if host is not None:
-            for key in sorted(LAUNCH_ONLY & set(entry)):
+            # A local service's launch keys were refused just above (local_service): once.
+            for key in sorted(LAUNCH_ONLY & set(entry) if v.get("local") is not True else ()):
                 self.error(
                     f"service {name!r}: {key!r} does not apply to a service on an "
                     f"existing host (host: {host})",
