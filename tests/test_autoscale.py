@@ -152,3 +152,11 @@ def test_a_block_without_lines_reports_at_the_service_line():
                     lambda *a: None)
     assert errors == ["7: service 'w': autoscale min 3 is above max 1"]
     assert not isinstance(value, PosDict)
+
+
+def test_a_sensor_mapping_is_located_at_its_script_key():
+    # `script:` is not the mapping's first key here: its own line is the one reported.
+    spec, errors, calls = _parse("min: 1\nmax: 3\ntarget: 5\nsensor:\n  args: [CPU, false]\n"
+                                 "  script: load.sh\n")
+    assert errors == [] and calls == [("w", "sensor", "load.sh", 6)]
+    assert spec.sensor.args == ["CPU", "false"]

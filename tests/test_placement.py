@@ -120,8 +120,14 @@ CASES = {
             local: true
             image: x
             ssh_user: u
+            host: 10.0.0.1
+            ssh_key: k
+            ssh_port: 2
     """, ["plan.yml:4: service 'a': 'image' does not apply to a local service",
-          "plan.yml:5: service 'a': 'ssh_user' does not apply to a local service"]),
+          "plan.yml:5: service 'a': 'ssh_user' does not apply to a local service",
+          "plan.yml:6: service 'a': 'host' does not apply to a local service",
+          "plan.yml:7: service 'a': 'ssh_key' does not apply to a local service",
+          "plan.yml:8: service 'a': 'ssh_port' does not apply to a local service"]),
 }
 
 

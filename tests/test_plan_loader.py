@@ -13,7 +13,7 @@ import pytest
 from cloudinitd.errors import PlanErrors, UsageError
 from cloudinitd.paths import cloudinitd_home, display_path, find_plan, shipped_dir
 from cloudinitd.plan.loader import load_plan, parse_override
-from cloudinitd.plan.model import CloudPlacement, CloudSpec
+from cloudinitd.plan.model import CloudPlacement, CloudSpec, Pos
 
 PLANS = Path(__file__).parent / "plans"
 BAD = sorted((PLANS / "bad").glob("*.yml"))
@@ -418,3 +418,40 @@ def test_engine_vars_need_no_declaration_but_others_do(tmp_path):
     errors = _load_errors(tmp_path, b"services: {a: {}}\n", overrides={"home_hostx": "1"})
     assert errors == ["plan.yml:1: --var home_hostx: the plan has no var 'home_hostx'"
                       " (it has no vars)"]
+
+
+def test_two_undeclared_vars_are_both_reported(tmp_path):
+    errors = _load_errors(tmp_path, b"vars: {a: 1}\nservices: {s: {}}\n",
+                          overrides={"x": "1", "a": "2", "y": "3"})
+    assert errors == ["plan.yml:1: --var x: the plan has no var 'x' (its vars: a)",
+                      "plan.yml:1: --var y: the plan has no var 'y' (its vars: a)"]
+
+
+def test_clouds_built_in_catalog_and_plan_entries(tmp_path):
+    plan = load_plan(write(tmp_path, "clouds:\n  c: {provider: ec2, region: r}\n"
+                                     "services: {a: {cloud: c}}\n"))
+    assert plan.clouds["local"] == CloudSpec("local", "local")
+    assert plan.clouds["qemu"] == CloudSpec("qemu", "qemu")
+    assert (plan.clouds["c"].name, plan.clouds["c"].provider) == ("c", "ec2")
+    assert plan.clouds["c"].pos == Pos(str(tmp_path / "plan.yml"), 2)
+    errors = _load_errors(tmp_path, b"services: {a: {cloud: c}}\nclouds:\n  b: {provider: ec2}\n"
+                                    b"  c:\n    provider: ec2\n    regoin: x\n  d:\n    provider: nope\n")
+    # A refused entry is reported once, at its own line; the service naming it gets no error.
+    assert errors == ["plan.yml:6: cloud 'c': unknown key 'regoin' (did you mean 'region'?)",
+                      "plan.yml:8: cloud 'd': unknown provider 'nope' (known: ec2, local, qemu,"
+                      " static)"]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (b"services: {a: {}}\n\nlifetime: 0s\n",
+     "plan.yml:3: lifetime: a duration must be more than 0 seconds, got '0s'"),
+    (b"services: {a: {}}\nlifetime: 1 2\n",
+     "plan.yml:2: lifetime: not a duration: '1 2' (use seconds, or e.g. 30s, 20m, 2h, 1h30m)"),
+    (b"services:\n  a:\n    timeout: 0m\n",
+     "plan.yml:3: service 'a': timeout: a duration must be more than 0 seconds, got '0m'"),
+    (b"services:\n  a:\n    image: x\n    lifetime: 1 2\n",
+     "plan.yml:4: service 'a': lifetime: not a duration: '1 2' (use seconds, or e.g. 30s, 20m,"
+     " 2h, 1h30m)"),
+])
+def test_durations_the_schema_lets_through_are_checked_at_their_line(tmp_path, text, expected):
+    assert _load_errors(tmp_path, text) == [expected]
