@@ -50,14 +50,14 @@ def test_step_args_are_strings_with_one_line_each(folder):
             boot:
               script: b.sh
               args:
-                - plain
+                - Plain
                 - true
                 - 3
                 - "{{ vars.v }}"
         vars: {v: 1}
     """))
     boot = plan.services["a"].scripts["boot"]
-    assert boot.args == ["plain", "true", "3", "{{ vars.v }}"]
+    assert boot.args == ["Plain", "true", "3", "{{ vars.v }}"]
     assert boot.args_pos == [Pos("plan.yml", n) for n in (6, 7, 8, 9)]
     assert boot.pos == Pos("plan.yml", 4)
     assert boot.files == []
@@ -190,3 +190,18 @@ def test_an_ordinary_template_error_does_not_stop_the_others(folder):
         "plan.yml:3: service 'a': count: ZeroDivisionError: division by zero",
         "plan.yml:5: service 'b': host: undefined 'vars.nope'",
     ]
+
+
+def test_step_files_are_found_beside_the_plan_from_any_folder(folder, monkeypatch,
+                                                              tmp_path_factory):
+    (folder / "data.txt").write_text("data\n")
+    _write(folder, """
+        services:
+          a:
+            boot:
+              script: b.sh
+              files: [data.txt]
+    """)
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    plan = load_plan(folder / "plan.yml")
+    assert plan.services["a"].scripts["boot"].files == [folder / "data.txt"]

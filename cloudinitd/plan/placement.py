@@ -88,6 +88,8 @@ class PlacementMixin:
 
     def adoption(self, name: str, spec: ServiceSpec, v: dict[str, Any], at: Any) -> None:
         """`instance_id:`: take existing instances into the run instead of launching."""
+        if "hosts" in v:
+            return  # static_hosts refused these keys already: one error each
         if "instance_id" not in v:
             self.error(f"service {name!r}: terminate_adopted needs instance_id",
                        at("terminate_adopted"))
