@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from cloudinitd.errors import PlanErrors
-from cloudinitd.plan.loader import load_plan
 from cloudinitd.plan.limits import Limits
+from cloudinitd.plan.loader import load_plan
 from cloudinitd.plan.model import CloudPlacement
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from cloudinitd.errors import PlanErrors, UsageError
 from cloudinitd.paths import cloudinitd_home, display_path, find_plan, shipped_dir
+from cloudinitd.plan.limits import Limits
 from cloudinitd.plan.loader import load_plan, parse_override
 from cloudinitd.plan.model import CloudPlacement, CloudSpec, Pos
 
@@ -455,3 +456,120 @@ def test_clouds_built_in_catalog_and_plan_entries(tmp_path):
 ])
 def test_durations_the_schema_lets_through_are_checked_at_their_line(tmp_path, text, expected):
     assert _load_errors(tmp_path, text) == [expected]
+
+
+def test_host_ssh_settings_follow_a_chain_of_hosts(tmp_path):
+    # `top` is on `mid`'s machine, which is `base`'s: it logs in as `mid` does (mid's own
+    # user, base's port and key). The walk up the chain used to end with base's user.
+    (tmp_path / "k").write_text("key\n")
+    path = write(tmp_path, """
+services:
+  base: {ssh_user: debian, ssh_port: 2200, ssh_key: k}
+  mid: {host: base, ssh_user: mid}
+  top: {host: mid}
+  own: {host: top, ssh_port: 22, ssh_key: /keys/own}
+  fixed:
+    hosts: ["10.0.0.1:2022"]
+    ssh_user: ops
+  on_fixed: {host: fixed}
+  other: {host: 10.0.0.9}
+""")
+    s = load_plan(path).services
+    assert (s["mid"].ssh_user, s["mid"].ssh_port, s["mid"].ssh_key) == ("mid", 2200,
+                                                                       tmp_path / "k")
+    assert (s["top"].ssh_user, s["top"].ssh_port, s["top"].ssh_key) == ("mid", 2200,
+                                                                       tmp_path / "k")
+    assert (s["own"].ssh_user, s["own"].ssh_port) == ("mid", 22)
+    assert str(s["own"].ssh_key) == "/keys/own"
+    assert (s["on_fixed"].ssh_user, s["on_fixed"].ssh_port) == ("ops", 2022)
+    assert (s["other"].ssh_user, s["other"].ssh_port, s["other"].ssh_key) == ("root", 22, None)
+    # An inherited setting is shown at the service it comes from, not at the service.
+    assert "ssh_user" not in s["top"].field_pos and s["own"].field_pos["ssh_port"].line == 6
+
+
+def test_host_needs_a_one_instance_service(tmp_path):
+    errors = _load_errors(tmp_path, b"""services:
+  c: {count: 2}
+  h:
+    hosts: [10.0.0.1, 10.0.0.2]
+  z: {count: 0}
+  x: {host: c}
+  y:
+    host: h
+  w: {host: z}
+""")
+    assert errors == [
+        "plan.yml:6: service 'x': host 'c' has 2 instances; host: needs a one-instance service",
+        "plan.yml:8: service 'y': host 'h' has 2 instances; host: needs a one-instance service",
+        "plan.yml:9: service 'w': host 'z' has 0 instances; host: needs a one-instance service",
+    ]
+
+
+def test_plan_level_lifetime_and_preserve_reach_launched_services_only(tmp_path):
+    path = write(tmp_path, """
+lifetime: 2h
+preserve: true
+services:
+  a: {}
+  b: {lifetime: 10m, preserve: false}
+  c: {host: a}
+""")
+    plan = load_plan(path)
+    s = plan.services
+    assert (plan.lifetime, plan.preserve) == (7200.0, True)
+    assert (s["a"].lifetime, s["a"].preserve) == (7200.0, True)
+    assert (s["b"].lifetime, s["b"].preserve) == (600.0, False)
+    assert (s["c"].lifetime, s["c"].preserve) == (None, False)
+    plan = load_plan(write(tmp_path, "services: {a: {}}\n"))
+    assert (plan.lifetime, plan.preserve, plan.services["a"].lifetime) == (None, False, None)
+
+
+def test_the_run_limit_counts_launched_instances(tmp_path):
+    text = b"services:\n  a: {count: 2}\n  b: {count: 1}\n  c: {host: 10.0.0.1}\n"
+    (tmp_path / "plan.yml").write_bytes(text)
+    assert len(load_plan(tmp_path / "plan.yml", limits=Limits(per_run=3)).services) == 3
+    errors = _load_errors(tmp_path, b"# x\n" + text, limits=Limits(per_run=2))
+    assert errors == ["plan.yml:2: the plan launches 3 instances, above the limit of 2 per run"
+                      " (see --max-instances)"]
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    (b"- a\n", "plan.yml:1: a plan must be a mapping with at least a 'services' key"),
+    (b"services: {a: {}}\nservices: {}\n", "plan.yml:2: duplicate key 'services' (first at line 1)"),
+])
+def test_plans_that_are_not_plans(tmp_path, data, expected):
+    assert _load_errors(tmp_path, data) == [expected]
+
+
+def test_a_plan_folder_or_unreadable_plan_is_one_error(tmp_path):
+    (tmp_path / "dir.yml").mkdir()
+    with pytest.raises(PlanErrors) as info:
+        load_plan(tmp_path / "dir.yml")
+    assert str(info.value) == f"{tmp_path / 'dir.yml'}: cannot read plan: Is a directory"
+    (tmp_path / "big.yml").write_text("services: {a: {}}\n" + "#" * 300_000)
+    with pytest.raises(PlanErrors) as info:
+        load_plan(tmp_path / "big.yml")
+    assert str(info.value) == f"{tmp_path / 'big.yml'}:1: file is larger than the limit of 256 KiB"
+
+
+def test_errors_of_every_stage_come_sorted_by_line(tmp_path):
+    errors = _load_errors(tmp_path, b"""services:
+  b:
+    host: b
+  a:
+    cloud: nowhere
+    count: 2000
+""")
+    assert errors == [
+        "plan.yml:3: service 'b': host cannot be the service itself",
+        "plan.yml:5: service 'a': unknown cloud 'nowhere' (known: local, qemu)",
+        "plan.yml:6: service 'a': count 2000 is above the limit of 1000 instances per service"
+        " (see --max-instances)",
+    ]
+
+
+def test_the_limits_come_from_the_environment_when_not_given(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLOUDINITD_MAX_INSTANCES", "2")
+    errors = _load_errors(tmp_path, b"services:\n  a: {count: 3}\n")
+    assert errors == ["plan.yml:2: service 'a': count 3 is above the limit of 2 instances per"
+                      " service (see --max-instances)"]

@@ -14,7 +14,7 @@ import pytest
 
 from cloudinitd.errors import PlanErrors
 from cloudinitd.plan.loader import load_plan
-from cloudinitd.plan.model import Pos
+from cloudinitd.plan.model import CloudPlacement, Pos
 
 SCRIPTS = ("b.sh", "r.sh", "t.sh")
 
@@ -205,3 +205,169 @@ def test_step_files_are_found_beside_the_plan_from_any_folder(folder, monkeypatc
     monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
     plan = load_plan(folder / "plan.yml")
     assert plan.services["a"].scripts["boot"].files == [folder / "data.txt"]
+
+
+# -- one service, whole ------------------------------------------------------
+
+def test_a_service_normalised_whole(folder, monkeypatch, tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    plan = load_plan(_write(folder, """
+        defaults:
+          ssh_user: admin
+          env: {A: from-defaults, B: 1}
+          values: {shared: x}
+          timeout: 2m
+        services:
+          db:
+            image: debian
+            size: small
+            after: web
+            ssh_port: 2222
+            ssh_key: keys/id
+            exports: [token, token, url]
+            values: {flag: true, n: 3, Mixed: Up}
+            env: {B: false, C: "{{ vars.v }}"}
+            boot: b.sh
+            ready: {script: r.sh}
+            terminate: t.sh
+            lifetime: 1h
+            spot: {max_price: 0.5}
+            preserve: true
+            user_data: "#cloud-config"
+          web:
+            ssh_key: ~/k
+            after: []
+        vars: {v: 1}
+    """))
+    db, web = plan.services["db"], plan.services["web"]
+    assert (db.image, db.size, db.after) == ("debian", "small", ["web"])
+    assert (db.ssh_user, db.ssh_port) == ("admin", 2222)
+    assert db.ssh_key == folder / "keys" / "id"
+    assert web.ssh_key == home / "k"
+    assert (web.image, web.size, web.after, web.ssh_port) == (None, None, [], 22)
+    assert db.exports == ["token", "url"]
+    assert db.values == {"flag": "true", "n": "3", "Mixed": "Up"}  # values replace, env merges
+    assert web.values == {"shared": "x"}
+    assert db.env == {"A": "from-defaults", "B": "false", "C": "{{ vars.v }}"}
+    assert web.env == {"A": "from-defaults", "B": "1"}
+    assert list(db.scripts) == ["boot", "ready", "terminate"]
+    assert db.scripts["ready"].ref == "r.sh" and db.scripts["ready"].pos.line == 17
+    assert (db.timeout, db.lifetime, web.timeout, web.lifetime) == (120.0, 3600.0, 120.0, None)
+    assert db.spot == {"max_price": 0.5} and type(db.spot) is dict and web.spot is None
+    assert (db.preserve, web.preserve) == (True, False)
+    assert db.options == {"user_data": "#cloud-config"} and web.options == {}
+    assert db.pos == Pos("plan.yml", 7) and web.pos == Pos("plan.yml", 23)
+    assert db.field_pos["env.A"] == Pos("plan.yml", 3)
+    assert db.field_pos["env.C"] == Pos("plan.yml", 15)
+    assert db.field_pos["values.flag"] == Pos("plan.yml", 14)
+    assert web.field_pos["values.shared"] == Pos("plan.yml", 4)
+    assert db.field_pos["after"] == Pos("plan.yml", 10)
+
+
+def test_defaults_list_positions_and_placement_choice(folder):
+    plan = load_plan(_write(folder, """
+        defaults:
+          clouds:
+            - {cloud: qemu, max: 1}
+            - {cloud: local}
+        services:
+          a:
+            cloud: local
+          b: {}
+          c:
+            after: [b,
+              a]
+    """))
+    a, b, c = (plan.services[n] for n in "abc")
+    assert a.clouds == [CloudPlacement("local", -1)]
+    assert b.clouds == [CloudPlacement("qemu", 1), CloudPlacement("local", -1)]
+    assert b.field_pos["clouds[1]"] == Pos("plan.yml", 4)
+    assert c.after == ["b", "a"] and c.field_pos["after[1]"] == Pos("plan.yml", 11)
+    assert c.field_pos["after[0]"] == Pos("plan.yml", 10)
+
+
+SERVICE_ERRORS = {
+    "reserved name": ("""
+        services:
+          range: {}
+    """, ["plan.yml:2: service name 'range' is reserved in templates; choose another"]),
+    "host on a local service": ("""
+        services:
+          here:
+            local: true
+          web:
+            host: here
+    """, ["plan.yml:5: service 'web': host 'here' is a local service (this machine); give"
+          " this service `local: true` instead"]),
+    "bad hosts": ("""
+        vars: {h: "a;b", ok: 10.0.0.5}
+        services:
+          a:
+            host: "x y"
+          b:
+            host: "{{ vars.h }}"
+          c:
+            host: "{{ vars.ok }}"
+          d:
+            host: c
+          e:
+            host: e
+          f:
+            host: db1
+          db:
+            host: 10.0.0.9
+    """, ["plan.yml:4: service 'a': host 'x y' is not an address or a service name",
+          "plan.yml:6: service 'b': host renders to 'a;b', not an address or a service name",
+          "plan.yml:12: service 'e': host cannot be the service itself",
+          "plan.yml:14: service 'f': host 'db1' is not a service (did you mean 'db'?); write a"
+          " full address for an existing host"]),
+    "launch keys on a host": ("""
+        services:
+          a:
+            host: 10.0.0.1
+            size: big
+            image: x
+            autoscale: {min: 1, max: 2, sensor: b.sh, target: 1}
+    """, ["plan.yml:4: service 'a': 'size' does not apply to a service on an existing host"
+          " (host: 10.0.0.1)",
+          "plan.yml:5: service 'a': 'image' does not apply to a service on an existing host"
+          " (host: 10.0.0.1)",
+          "plan.yml:6: service 'a': 'autoscale' does not apply to a service on an existing host"
+          " (host: 10.0.0.1)"]),
+    "exports and values": ("""
+        services:
+          a:
+            exports: [address, count, token]
+            values:
+              token: x
+              name: y
+              instances: z
+              ok: 1
+    """, ["plan.yml:3: service 'a': 'address' is built in; it cannot be exported",
+          "plan.yml:3: service 'a': 'count' is built in; it cannot be exported",
+          "plan.yml:5: service 'a': 'token' is both a value and an export",
+          "plan.yml:6: service 'a': value 'name' is built in; choose another name",
+          "plan.yml:7: service 'a': value 'instances' is built in; choose another name"]),
+    "values from defaults at their line": ("""
+        defaults:
+          values:
+            index: 1
+        services:
+          a: {}
+    """, ["plan.yml:3: service 'a': value 'index' is built in; choose another name"]),
+    "bad step script": ("""
+        services:
+          a:
+            ready:
+              args: [x]
+              script: gone.sh
+    """, ["plan.yml:5: service 'a': ready script 'gone.sh' not found (looked in ./ and"
+          " bootlevels/./)"]),
+}
+
+
+@pytest.mark.parametrize("case", list(SERVICE_ERRORS))
+def test_service_errors(folder, case):
+    text, expected = SERVICE_ERRORS[case]
+    assert _errors(folder, text) == expected

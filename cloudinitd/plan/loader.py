@@ -158,20 +158,27 @@ class _Loader(ServiceMixin):
             plan.outputs_pos[key] = self.pos(line)
 
     def inherit_host_ssh(self, specs: dict[str, ServiceSpec], services: PosDict) -> None:
-        """A service on another service's machine logs in as that service does."""
+        """A service on another service's machine logs in as that service does.
+
+        Along a chain of `host:` services, each setting comes from the nearest one
+        that writes it, else from the machine's own service at the end of the chain.
+        """
         for spec in specs.values():
-            target, seen = spec.host, {spec.name}
             own = services[spec.name] or {}
-            while target in specs and target not in seen:
+            wanted = [key for key in SSH_KEYS if key not in own]
+            target, seen = spec.host, {spec.name}
+            while wanted and target in specs and target not in seen:
                 seen.add(target)
                 source = specs[target]
-                for key in SSH_KEYS:
-                    if key not in own:
-                        # A one-machine `hosts:` entry may carry its own port.
-                        value = (source.ssh_port_of(0) if key == "ssh_port"
-                                 else getattr(source, key))
-                        setattr(spec, key, value)
-                        spec.field_pos.pop(key, None)
+                written = services[target] or {}
+                last = source.host not in specs or source.host in seen
+                for key in [k for k in wanted if k in written or last]:
+                    # A one-machine `hosts:` entry may carry its own port.
+                    value = (source.ssh_port_of(0) if key == "ssh_port"
+                             else getattr(source, key))
+                    setattr(spec, key, value)
+                    spec.field_pos.pop(key, None)
+                    wanted.remove(key)
                 target = source.host
             machine = specs.get(spec.host) if isinstance(spec.host, str) else None
             if machine and (machine.launches or machine.hosts) and machine.count != 1:
