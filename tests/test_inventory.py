@@ -51,6 +51,8 @@ LONG = "x" * 70
     (f"-{LONG}", f"'-{LONG[:59]}' starts with '-' (it would read as an ssh option)"),
     (f"{LONG}@h", f"'{LONG[:60]}' names a user; give the address only and set ssh_user"
                   " for the login"),
+    (f"[{'1:' * 35}1]", f"'[{'1:' * 29}1' is not an IPv6 address"),
+    (f"{LONG}:0", f"'{LONG[:60]}': the port must be a number from 1 to 65535"),
 ])
 def test_refused_addresses_say_why(text, message):
     with pytest.raises(ValueError) as info:
@@ -84,7 +86,7 @@ def _addresses(hosts):
 
 
 def test_a_plain_file_skips_comments_and_blank_lines(tmp_path):
-    hosts = _file(tmp_path, "# machines\n10.0.0.1  # first\n\n; old\n  10.0.0.2:2222\n")
+    hosts = _file(tmp_path, "# machines\n10.0.0.1  # first # of two\n\n; old\n  10.0.0.2:2222\n")
     assert _addresses(hosts) == [("10.0.0.1", None, 2), ("10.0.0.2", 2222, 5)]
     assert hosts[0].file == str(tmp_path / "inv.ini")
 
@@ -116,6 +118,13 @@ def test_ini_groups_children_and_vars(tmp_path, group, expected):
     assert _addresses(_file(tmp_path, INI, group)) == expected
 
 
+def test_ini_host_variables(tmp_path):
+    hosts = _file(tmp_path, "[web]\n[2001:db8::1]:2200\nw1 ansible_host='webX' note=a=b\n"
+                            "w2 ansible_host=\"10.0.0.2\" ansible_port=2022\n")
+    assert _addresses(hosts) == [("2001:db8::1", 2200, 2), ("webX", None, 3), ("10.0.0.2", 2022, 4)]
+    assert all(h.file == str(tmp_path / "inv.ini") for h in hosts)
+
+
 def test_a_host_in_two_groups_is_kept_once(tmp_path):
     hosts = _file(tmp_path, "[a]\nh1\nh2\n[b]\nH1\nh2:22\n")
     assert _addresses(hosts) == [("h1", None, 2), ("h2", None, 3), ("h2", 22, 6)]
@@ -134,6 +143,15 @@ def test_a_host_in_two_groups_is_kept_once(tmp_path):
     ("# nothing\n", None, "inv.ini:1: the inventory lists no hosts"),
     ("[web]\n[db]\nh1\n", "web", "inv.ini:1: the inventory lists no hosts in group 'web'"),
     ("[web:children]\ndb\n", "web", "inv.ini:2: group 'web' names an unknown child group 'db'"),
+    ("[all:children]\nweb\n[web:children]\nnope\n", "all",
+     "inv.ini:4: group 'web' names an unknown child group 'nope'"),
+    ("[web]\n[db]\nh\n", "x", "inv.ini:1: no group 'x' in the inventory (groups: db, web)"),
+    ("h ansible_port=22=2\n", None, "inv.ini:1: 'h ansible_port=22=2': the port must be a number"
+                                     " from 1 to 65535"),
+    (f"h {LONG}\n", None, f"inv.ini:1: '{LONG[:60]}' is not KEY=VALUE after host 'h'"),
+    (f"{LONG} x\n", None, f"inv.ini:1: 'x' is not KEY=VALUE after host '{LONG[:60]}'"),
+    (f"a[1:3]{LONG}\n", None, f"inv.ini:1: host ranges ('{('a[1:3]' + LONG)[:60]}') are not"
+                              " supported; list each host"),
 ])
 def test_bad_inventories_are_located(tmp_path, text, group, message, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -87,6 +87,27 @@ CASES = {
           " (see --max-instances)",
           "plan.yml:11: service 'e': count 1001 is above the limit of 1000 instances per service"
           " (see --max-instances)"]),
+    # A count that cannot be used counts as 0: no second error about the clouds' room.
+    "unusable counts": ("""
+        services:
+          a:
+            clouds: [{cloud: local, max: 0}]
+            count: "{{ 1/0 }}"
+          b:
+            clouds: [{cloud: local, max: 0}]
+            count: "{{ vars.n }}"
+          c:
+            clouds: [{cloud: local, max: 0}]
+            count: 1001
+          d:
+            count: "{{ vars.twenty }}"
+        vars: {n: -3, twenty: "12345678901234567890"}
+    """, ["plan.yml:4: service 'a': count: ZeroDivisionError: division by zero",
+          "plan.yml:7: service 'b': count must be a whole number >= 0, got '-3'",
+          "plan.yml:10: service 'c': count 1001 is above the limit of 1000 instances per service"
+          " (see --max-instances)",
+          "plan.yml:12: service 'd': count 12345678901234567890 is above the limit of 1000"
+          " instances per service (see --max-instances)"]),
     "adoption": ("""
         services:
           a:

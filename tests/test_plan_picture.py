@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import textwrap
 
+import networkx as nx
 import pytest
 
 from cloudinitd.graph import boot_levels, build_graph
@@ -134,3 +135,32 @@ def test_a_picture_without_edges_or_exports(tmp_path, monkeypatch):
     dot = plan_dot(plan, graph, boot_levels(graph))
     assert dot.endswith('    "a" [label="a\\n2 x local"];\n  }\n}\n')
     assert "->" not in dot and "exports" not in dot
+
+
+def test_edge_reasons_values_only_and_a_zero_cloud_limit(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "b.sh.j2").write_text("echo {{ a.url }}\n")
+    (tmp_path / "two.yml").write_text(textwrap.dedent("""\
+        services:
+          a:
+            values: {url: x}
+            clouds: [{cloud: local, max: 0}, {cloud: qemu}]
+          b:
+            after: [a]
+            boot: b.sh.j2
+    """))
+    plan = load_plan("two.yml")
+    graph = build_graph(plan)
+    dot = plan_dot(plan, graph, boot_levels(graph))
+    assert '"a" [label="a\\n1 x local (max 0), then qemu\\nexports url"];' in dot
+    assert '"a" -> "b" [label="a.url, after"];' in dot
+    # A graph drawn from elsewhere may have edges without reasons: no label then.
+    bare = nx.DiGraph()
+    bare.add_edge("a", "b")
+    assert '  "a" -> "b";\n}\n' in plan_dot(plan, bare, [["a"], ["b"]])
+
+
+def test_a_run_without_services_shows_each_as_not_recorded(plan):
+    dot = run_dot(*plan, {"run": "r", "status": "new"})
+    assert '"web" [label="web: not recorded\\n3 x aws (max 2), then local", fillcolor="#fff3d1"];' in dot
+    assert 'label="run r (plan pic): new, 0 instances, 3 boot levels"' in dot

@@ -83,6 +83,9 @@ def test_the_sample_home():
     ("echo \"it's {{ a }}\"\n", [(1, "a")]),
     ("echo 'say \"{{ a }}'\n", [(1, "a")]),
     ("echo '' {{ a }}\n", []),
+    ('echo "a\\"" {{ a }}\n', []),
+    ('echo \\" "{{ a }}"\n', [(1, "a")]),
+    ("echo X{{ a }}\n", []),
 ])
 def test_values_inside_shell_quotes_are_found(text, found):
     assert quoted_values(text) == found
