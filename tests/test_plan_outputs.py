@@ -96,3 +96,36 @@ def test_bad_outputs_are_errors_at_their_line(outputs, expected):
 def test_a_plan_without_outputs_has_none():
     plan = _load("services:\n  db: {}\n")
     assert plan.outputs == {} and render_outputs(plan, "r", {}) == ({}, {})
+
+
+def test_render_errors_name_the_output_line_and_what_is_missing(monkeypatch):
+    monkeypatch.setenv("MUTPLAN_X", "hello")
+    plan = _load("""\
+        vars: {port: 80}
+        services:
+          web: {}
+        outputs:
+          z: "{{ 1/0 }}"
+          a: "{{ web.address }}"
+          e: "{{ environ.MUTPLAN_X }}"
+          v: "{{ vars.port }}"
+    """)
+    values, errors = render_outputs(plan, "r", {"web": []})
+    assert values == {"e": "hello", "v": "80"}
+    assert errors == {
+        "z": "plan.yml:5: ZeroDivisionError: division by zero",
+        "a": "plan.yml:6: service 'web' has 0 instances: use web.instances (e.g. {% for i in"
+             " web.instances %}{{ i.address }}{% endfor %}), not web.address",
+    }
+    # A recorded plan read back without one of its vars: the error names the var.
+    plan.vars.pop("port")
+    values, errors = render_outputs(plan, "r", {"web": [{"index": 0, "address": "10.0.0.1"}]})
+    assert values == {"a": "10.0.0.1", "e": "hello"}
+    assert errors["v"] == "plan.yml:8: undefined 'vars.port'"
+
+
+def test_an_output_cannot_read_env():
+    with pytest.raises(PlanErrors) as info:
+        _load('services:\n  web: {}\noutputs:\n  e: "{{ env.HOME }}"\n')
+    assert [str(e) for e in info.value.errors] == [
+        "plan.yml:4: an env value cannot use 'env' (only scripts can)"]
