@@ -430,7 +430,9 @@ def test_two_undeclared_vars_are_both_reported(tmp_path):
 
 def test_clouds_built_in_catalog_and_plan_entries(tmp_path):
     plan = load_plan(write(tmp_path, "clouds:\n  c: {provider: ec2, region: r}\n"
+                                     "  d: {provider: ec2, region: r}\n"
                                      "services: {a: {cloud: c}}\n"))
+    assert plan.clouds["d"].pos == Pos(str(tmp_path / "plan.yml"), 3)
     assert plan.clouds["local"] == CloudSpec("local", "local")
     assert plan.clouds["qemu"] == CloudSpec("qemu", "qemu")
     assert (plan.clouds["c"].name, plan.clouds["c"].provider) == ("c", "ec2")
@@ -528,7 +530,7 @@ def test_the_run_limit_counts_launched_instances(tmp_path):
     text = b"services:\n  a: {count: 2}\n  b: {count: 1}\n  c: {host: 10.0.0.1}\n"
     (tmp_path / "plan.yml").write_bytes(text)
     assert len(load_plan(tmp_path / "plan.yml", limits=Limits(per_run=3)).services) == 3
-    errors = _load_errors(tmp_path, b"# x\n" + text, limits=Limits(per_run=2))
+    errors = _load_errors(tmp_path, b"name: x\n" + text, limits=Limits(per_run=2))
     assert errors == ["plan.yml:2: the plan launches 3 instances, above the limit of 2 per run"
                       " (see --max-instances)"]
 
