@@ -8,6 +8,7 @@ dependencies are ready. A failure stops only what depends on it.
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import threading
 import time
@@ -21,6 +22,7 @@ from cloudinitd.engine.context import RunContext, free_indexes
 from cloudinitd.engine.launcher import Stopped, launch_service, launch_static
 from cloudinitd.errors import CapacityError, PlanError, RemoteError
 from cloudinitd.graph import build_graph
+from cloudinitd.host.waiting import wait_until
 from cloudinitd.remote.session import SshTarget
 from cloudinitd.schedule import CONFIGURING, FAILED, LAUNCHED, READY, SKIPPED, WAITING
 
@@ -123,15 +125,9 @@ class Converger:
 
     def _settle(self) -> list[dict[str, Any]]:
         """Wait until every cloud call this process made has answered and been recorded."""
-        deadline = time.monotonic() + SETTLE_TIMEOUT
-        while True:
-            try:
-                open_ = self._unanswered()
-                if not open_ or time.monotonic() > deadline:
-                    return open_
-                time.sleep(0.05)
-            except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
-                return self._unanswered()
+        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: stop waiting
+            wait_until(lambda: not self._unanswered(), SETTLE_TIMEOUT, interval=0.05)
+        return self._unanswered()
 
     # decisions -------------------------------------------------------------
     def _needs_configure(self, name: str, row: dict[str, Any], world: dict,
