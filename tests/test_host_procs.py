@@ -158,3 +158,19 @@ def test_holding_open_finds_who_has_a_file_under_a_folder_open(spawn, tmp_path) 
     child.kill()
     child.wait(10)
     assert child.pid not in procs.holding_open(f"{tmp_path / 'images'}/")
+
+
+def test_holding_open_counts_folders_and_deleted_files_too(spawn, tmp_path) -> None:
+    folder = tmp_path / "images"
+    (folder / "sub").mkdir(parents=True)
+    doomed = folder / "disk.raw"
+    doomed.write_bytes(b"x")
+    hold = "import os, sys, time; {}; print('open', flush=True); time.sleep(60)"
+    on_folder = spawn(sys.executable, "-c", hold.format(f"os.open({str(folder / 'sub')!r}, 0)"),
+                      stdout=subprocess.PIPE)
+    on_file = spawn(sys.executable, "-c", hold.format(f"f = open({str(doomed)!r}, 'rb')"),
+                    stdout=subprocess.PIPE)
+    assert on_folder.stdout.readline() == b"open\n" and on_file.stdout.readline() == b"open\n"
+    doomed.unlink()  # still open: still pins the folder's disk space
+    holders = procs.holding_open(f"{folder}/")
+    assert on_folder.pid in holders and on_file.pid in holders

@@ -108,12 +108,20 @@ def with_argument(needle: str) -> list[int]:
 
 
 def holding_open(prefix: str) -> list[int]:
-    """Pids of processes holding a file whose path starts with `prefix` open."""
+    """Pids of processes holding anything whose path starts with `prefix` open (a file,
+    a folder, a file deleted since: each still pins an image's disk).
+
+    Read from /proc/PID/fd by hand, not psutil's open_files(): that one lists only
+    regular files that still exist, and reads each descriptor's fdinfo besides.
+    """
     found = []
-    for proc in psutil.process_iter():
-        with contextlib.suppress(psutil.Error):
-            if any(f.path.startswith(prefix) for f in proc.open_files()):
-                found.append(proc.pid)
+    for pid in psutil.pids():
+        with contextlib.suppress(OSError):
+            for fd in os.scandir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd.path).startswith(prefix):
+                        found.append(pid)
+                        break
     return found
 
 
