@@ -74,8 +74,8 @@ def _where(ctx: RunContext, label: str) -> tuple[str, str, int]:
     """`web-1` -> (cloud, service, index), from the store."""
     service, _, index = label.rpartition("-")
     for row in ctx.store.instances(RUN, service):
-        if row["idx"] == int(index):
-            return row["cloud"], service, int(index)
+        if row.idx == int(index):
+            return row.cloud, service, int(index)
     raise AssertionError(f"no live instance {label} to lose or crash")
 
 
@@ -135,9 +135,9 @@ class Runner:
         recorded = self.store.services(RUN)
         for name, state in (expect.get("services") or {}).items():
             got = outcome.services[name].state if hasattr(outcome, "services") \
-                else recorded[name]["status"]
+                else recorded[name].status
             assert got == state, f"{name}: {got} (expected {state})"
-            assert recorded[name]["status"] == state, f"{name} recorded {recorded[name]}"
+            assert recorded[name].status == state, f"{name} recorded {recorded[name]}"
         if "ok" in expect:
             assert outcome.ok is expect["ok"]
         for rule in expect.get("order", []):
@@ -152,7 +152,7 @@ class Runner:
         for name, per_cloud in (expect.get("instances") or {}).items():
             live: dict[str, int] = {}
             for row in self.store.instances(RUN, name):
-                live[row["cloud"]] = live.get(row["cloud"], 0) + 1
+                live[row.cloud] = live.get(row.cloud, 0) + 1
             assert live == {c: n for c, n in per_cloud.items() if n}, f"{name}: {live}"
         for name, text in (expect.get("errors") or {}).items():
             error = outcome.services[name].error or ""

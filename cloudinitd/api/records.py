@@ -44,7 +44,7 @@ def logs(run: str, service: str | None = None, *, home: Home = None) -> tuple[Lo
         store.run(run)
         if service:
             known = set(store.services(run)) | {
-                i["service"] for i in store.instances(run, live_only=False)}
+                i.service for i in store.instances(run, live_only=False)}
             if service not in known:
                 names = dependency_order(store, convert.home_path(home), run, known)
                 raise UsageError(f"run {run!r} has no service {service!r}; services: "

@@ -112,13 +112,13 @@ class RunContext:
     def target(self, service: ServiceSpec, row: dict[str, Any]) -> SshTarget | LocalTarget:
         if service.local:
             return LocalTarget(root=self.run_dir / "local",
-                               label=f"{service.name}-{row['idx']}")
+                               label=f"{service.name}-{row.idx}")
         # The loader already gave services on another service's host that host's login.
         key = service.ssh_key if service.ssh_key else self.keypair()[0]
-        return SshTarget(address=row["address"], port=service.ssh_port_of(row["idx"]),
+        return SshTarget(address=row.address, port=service.ssh_port_of(row.idx),
                          user=service.ssh_user,
                          key_path=Path(key), known_hosts=self.known_hosts,
-                         label=f"{service.name}-{row['idx']}", scope=self.remote_scope)
+                         label=f"{service.name}-{row.idx}", scope=self.remote_scope)
 
     @cached_property
     def remote_scope(self) -> str:

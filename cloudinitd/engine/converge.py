@@ -113,13 +113,13 @@ class Converger:
         self.pending: dict[Future, tuple[str, str, int | None]] = {}
         self.stop = threading.Event()  # set by Ctrl-C: make no new cloud call
         # Launches a dead process left unanswered: not ours to wait for after Ctrl-C.
-        self.inherited = {launch["client_token"] for launch in ctx.store.launches(ctx.run)
-                          if launch["status"] == "requested"}
+        self.inherited = {launch.client_token for launch in ctx.store.launches(ctx.run)
+                          if launch.status == "requested"}
 
     def _unanswered(self) -> list[dict[str, Any]]:
         return [launch for launch in self.ctx.store.launches(self.ctx.run)
-                if launch["status"] == "requested"
-                and launch["client_token"] not in self.inherited]
+                if launch.status == "requested"
+                and launch.client_token not in self.inherited]
 
     def _settle(self) -> list[dict[str, Any]]:
         """Wait until every cloud call this process made has answered and been recorded."""
@@ -136,12 +136,12 @@ class Converger:
     # decisions -------------------------------------------------------------
     def _needs_configure(self, name: str, row: dict[str, Any], world: dict,
                          was_ready: bool) -> bool:
-        if not row["configured"] or name in self.force or not was_ready:
+        if not row.configured or name in self.force or not was_ready:
             return True
-        if (name, row["idx"]) in self.unhealthy:
+        if (name, row.idx) in self.unhealthy:
             return True
-        _, _, digest = rendered_inputs(self.ctx, self.ctx.plan.services[name], row["idx"], world)
-        return digest != row["boot_hash"]
+        _, _, digest = rendered_inputs(self.ctx, self.ctx.plan.services[name], row.idx, world)
+        return digest != row.boot_hash
 
     def _set(self, name: str, state: str, detail: str = "") -> None:
         self.states[name] = state
@@ -164,7 +164,7 @@ class Converger:
                 if not svc.launches or name in self.hold:
                     self._set(name, LAUNCHED)
                     continue
-                live = {r["idx"] for r in ctx.store.instances(ctx.run, name)}
+                live = {r.idx for r in ctx.store.instances(ctx.run, name)}
                 missing = free_indexes(live, ctx.desired_count(svc))
                 fut = cloud_pool.submit(launch_service, ctx, svc, self.stop)
                 self.pending[fut] = (name, "launch", None)
@@ -215,7 +215,8 @@ class Converger:
         for name, svc in ctx.plan.services.items():
             if (svc.launches or svc.host in ctx.plan.services or not has_scripts(svc)
                     or not any(True for _ in self.graph.predecessors(name))
-                    or (recorded.get(name, {}).get("status") == READY and name not in self.force)):
+                    or (name in recorded and recorded[name].status == READY
+                        and name not in self.force)):
                 continue
             addresses = [h.address for h in svc.hosts] if svc.hosts else [svc.host]
             for idx, address in enumerate(addresses):
@@ -266,8 +267,7 @@ class Converger:
                         self._finish(name, _failure(name, exc, "configure"))
                         continue
                 try:
-                    recorded = recorded_all.get(name, {})
-                    was_ready = recorded.get("status") == READY
+                    was_ready = name in recorded_all and recorded_all[name].status == READY
                     rows = [r for r in ctx.store.instances(ctx.run, name)
                             if self._needs_configure(name, r, world, was_ready)]
                 except Exception as exc:  # a render error, a vanished host service
@@ -280,7 +280,7 @@ class Converger:
                 ctx.store.set_service(ctx.run, name, CONFIGURING, step="boot")
                 for row in rows:
                     fut = ssh_pool.submit(configure_instance, ctx, svc, row, world)
-                    self.pending[fut] = (name, "configure", row["idx"])
+                    self.pending[fut] = (name, "configure", row.idx)
 
     def _collect(self, fut: Future) -> None:
         name, kind, _index = self.pending.pop(fut)

@@ -60,7 +60,7 @@ def refresh(ctx: RunContext) -> list[Instance]:
                 if state == TERMINATED:
                     forget(ctx, row)
                 ctx.store.update_instance(ctx.run, cloud, row.instance_id, state=state)
-                ctx.store.event(ctx.run, "state", f"{row['instance_id']} is {state}",
+                ctx.store.event(ctx.run, "state", f"{row.instance_id} is {state}",
                                 row.service, row.idx)
     return ctx.store.instances(ctx.run)
 
@@ -77,7 +77,7 @@ def check(ctx: RunContext, run_ready_scripts: bool = True) -> Health:
             entry = {"service": row.service, "index": row.idx, "state": row.state,
                      "address": row.address, "cloud": row.cloud,
                      "instance_id": row.instance_id, "healthy": row.state == RUNNING,
-                     "detail": "" if row.state == RUNNING else f"instance is {row['state']}"}
+                     "detail": "" if row.state == RUNNING else f"instance is {row.state}"}
             health.instances.append(entry)
             if (run_ready_scripts and entry["healthy"] and svc and "ready" in svc.scripts
                     and row.configured):
@@ -114,7 +114,7 @@ def repair(ctx: RunContext, relaunch: bool = False) -> RunResult:
     run but the store lacks are adopted (wanted index) or removed (surplus), and
     dead instances are terminated before their replacements are launched.
     """
-    status = ctx.store.run(ctx.run)["status"]
+    status = ctx.store.run(ctx.run).status
     if status in TERMINATED_RUN_STATES and not relaunch:
         raise UsageError(f"run {ctx.run!r} is {status}: `repair` would launch it all again;"
                          " say so with `cloudinitd repair --relaunch " + ctx.run + "`")
@@ -157,7 +157,7 @@ def trim_surplus(ctx: RunContext) -> TerminateResult:
 
 def _clouds_of_run(ctx: RunContext) -> set[str]:
     clouds = {r.cloud for r in ctx.store.instances(ctx.run, live_only=False)}
-    clouds |= {launch["cloud"] for launch in ctx.store.launches(ctx.run)}
+    clouds |= {launch.cloud for launch in ctx.store.launches(ctx.run)}
     return clouds - {"static"}
 
 
@@ -241,7 +241,7 @@ def set_count(ctx: RunContext, service: str, count: int,
     if victims:
         run_terminate_scripts(ctx, victims, removed)
         destroy_instances(ctx, victims, removed, sweep=False)
-    counts = ctx.store.run(ctx.run)["counts"]
+    counts = ctx.store.run(ctx.run).counts
     counts[service] = count
     ctx.store.update_run(ctx.run, counts=counts)
     return removed
@@ -253,7 +253,7 @@ def _check_scale_limits(ctx: RunContext, service: str, count: int, limits: Limit
     if count > limits.per_service:
         raise UsageError(f"{service}: {count} instances is over the limit of "
                          f"{limits.per_service} per service {hint}")
-    overrides = ctx.store.run(ctx.run)["counts"]
+    overrides = ctx.store.run(ctx.run).counts
     total = count + sum(overrides.get(name, spec.count)
                         for name, spec in ctx.plan.services.items()
                         if spec.launches and name != service)

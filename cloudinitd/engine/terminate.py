@@ -62,14 +62,14 @@ def run_terminate_scripts(ctx: RunContext, rows: list[Instance],
             for row, fut in jobs:
                 exc = fut.exception()
                 if exc is not None:
-                    result.errors.append(f"{row['service']}-{row['idx']}: terminate script: {exc}")
+                    result.errors.append(f"{row.service}-{row.idx}: terminate script: {exc}")
                     ctx.store.event(ctx.run, "error", f"terminate script: {exc}", row.service,
                                     row.idx)
 
 
 def _clouds_used(ctx: RunContext) -> set[str]:
     clouds = {r.cloud for r in ctx.store.instances(ctx.run, live_only=False)}
-    clouds |= {launch["cloud"] for launch in ctx.store.launches(ctx.run)}
+    clouds |= {launch.cloud for launch in ctx.store.launches(ctx.run)}
     return clouds
 
 
@@ -130,7 +130,7 @@ def _keep_adopted(ctx: RunContext, row: Instance) -> bool:
         return False
     ctx.store.update_instance(ctx.run, row.cloud, row.instance_id, row.service,
                               state=TERMINATED)
-    ctx.store.event(ctx.run, "released", f"{row['instance_id']} left running (adopted)",
+    ctx.store.event(ctx.run, "released", f"{row.instance_id} left running (adopted)",
                     row.service, row.idx)
     return True
 

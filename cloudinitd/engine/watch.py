@@ -104,8 +104,8 @@ def runs_to_watch(home: Path, store: Store, skip: set[str] = frozenset()) -> lis
     """
     wanted = []
     for row in store.runs():
-        name = row["name"]
-        if name in skip or row["status"] in (*TERMINATED_RUN_STATES, "booting"):
+        name = row.name
+        if name in skip or row.status in (*TERMINATED_RUN_STATES, "booting"):
             continue
         try:
             plan = open_run(home, store, name).plan
@@ -150,13 +150,13 @@ def watch_tick(home: Path, run_name: str, *, now: float | None = None,
             report.state = "busy"
             return report
         now = time.time() if now is None else now
-        if row["status"] in TERMINATED_RUN_STATES:
+        if row.status in TERMINATED_RUN_STATES:
             report.state = "terminated"
             return report
-        if row["status"] == "booting":  # `boot` is at work (or died: `repair` settles it)
+        if row.status == "booting":  # `boot` is at work (or died: `repair` settles it)
             report.state = "booting"
             return report
-        if row["expires"] and row["expires"] <= now:
+        if row.expires and row.expires <= now:
             _end_run(home, store, run_name, report, progress, remote, "the run's lifetime")
             return report
         ctx = open_run(home, store, run_name, progress=progress or quiet)
@@ -186,7 +186,7 @@ def _end_run(home: Path, store: Store, run: str, report: WatchReport,
 
 
 def _tick(ctx: RunContext, report: WatchReport, now: float) -> None:
-    created = float(ctx.store.run(ctx.run)["created"])
+    created = float(ctx.store.run(ctx.run).created)
     launching = {n: s for n, s in ctx.plan.services.items() if s.launches}
     refresh(ctx)  # first: instances a lease already ended get no terminate script
     ended = _expire_services(ctx, report, created, now, launching)
@@ -241,14 +241,14 @@ def _expire_services(ctx: RunContext, report: WatchReport, created: float, now: 
 def _replace(ctx: RunContext, report: WatchReport, health: Health, kept: set[str]) -> None:
     """Dead (error, gone) or unhealthy instances of kept services: the dead and unhealthy
     ones are terminated here, and the converge launches every empty slot."""
-    rows = {(r["service"], r["idx"]): r
-            for r in ctx.store.instances(ctx.run, live_only=False) if r["state"] != "terminated"}
+    rows = {(r.service, r.idx): r
+            for r in ctx.store.instances(ctx.run, live_only=False) if r.state != "terminated"}
     seen = {(i["service"], i["index"]): policy.Seen(i["service"], i["index"], i["state"],
                                                     i["healthy"], i["detail"])
             for i in health.instances}
     for key, row in rows.items():  # check() lists only live ones: a dead one is `missing`
-        if row["state"] == "error":
-            seen[key] = policy.Seen(row["service"], row["idx"], "error", False)
+        if row.state == "error":
+            seen[key] = policy.Seen(row.service, row.idx, "error", False)
     victims = []
     for item in policy.to_replace(seen.values(), kept):
         ctx.store.event(ctx.run, "replace", f"{item.reason}: replacing it", item.service,
@@ -292,12 +292,12 @@ def _needs_converge(ctx: RunContext, report: WatchReport, health: Health,
         return True
     if any(i["state"] == "missing" and i["service"] in kept for i in health.instances):
         return True
-    if ctx.store.run(ctx.run)["status"] == "interrupted":  # a check stopped half-way
+    if ctx.store.run(ctx.run).status == "interrupted":  # a check stopped half-way
         return True
     # A service that does not preserve stays as it is (its failed boot is not re-run
     # every interval); the others are brought back to ready.
     statuses = ctx.store.services(ctx.run)
-    return any(statuses.get(name, {}).get("status") != READY
+    return any(name not in statuses or statuses[name].status != READY
                for name, svc in ctx.plan.services.items()
                if name in kept or not svc.launches)
 
@@ -309,18 +309,18 @@ def _converge(ctx: RunContext, report: WatchReport, hold: set[str], now: float) 
     for cloud in sorted(ctx.avoid_clouds):
         report.act("backoff", f"{cloud}: skipped after {backoff[cloud].failures} failed"
                               " launch(es) in a row")
-    before = max((launch["id"] for launch in ctx.store.launches(ctx.run)), default=0)
+    before = max((launch.id for launch in ctx.store.launches(ctx.run)), default=0)
     try:
         result = Converger(ctx, hold=hold).run()
     finally:
-        launches = [launch for launch in ctx.store.launches(ctx.run) if launch["id"] > before]
+        launches = [launch for launch in ctx.store.launches(ctx.run) if launch.id > before]
         for launch in launches:
-            if launch["status"] in ("failed", "capacity"):
-                ctx.store.event(ctx.run, "launch-failed", f"{launch['cloud']}:"
-                                f" {launch['status']}", launch["service"])
-                report.act("launch-failed", f"{launch['cloud']}: {launch['status']}",
-                           launch["service"])
-        backoff = policy.after_launches(backoff, [(x["cloud"], x["status"]) for x in launches],
+            if launch.status in ("failed", "capacity"):
+                ctx.store.event(ctx.run, "launch-failed", f"{launch.cloud}:"
+                                f" {launch.status}", launch.service)
+                report.act("launch-failed", f"{launch.cloud}: {launch.status}",
+                           launch.service)
+        backoff = policy.after_launches(backoff, [(x.cloud, x.status) for x in launches],
                                         now)
         ctx.store.set_watch_state(ctx.run, BACKOFF_KEY,
                                   {c: asdict(h) for c, h in backoff.items()})

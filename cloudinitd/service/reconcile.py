@@ -46,15 +46,15 @@ def reconcile_group(home: Path, store: Store, run: str, desired: int) -> str:
     while every wanted instance is running and no launch is unanswered.
     """
     ctx = open_run(home, store, run)
-    counts = store.run(run)["counts"]
+    counts = store.run(run).counts
     if counts.get(SERVICE) != desired:
         counts[SERVICE] = desired
         store.update_run(run, counts=counts)
         store.event(run, "scale", f"{SERVICE} -> {desired} (desired capacity)", SERVICE)
     rows = refresh(ctx)
-    unanswered = any(launch["status"] == "requested" for launch in store.launches(run))
-    steady = (len(rows) == desired and all(r["state"] == RUNNING for r in rows)
-              and not unanswered and store.run(run)["status"] == "ready")
+    unanswered = any(launch.status == "requested" for launch in store.launches(run))
+    steady = (len(rows) == desired and all(r.state == RUNNING for r in rows)
+              and not unanswered and store.run(run).status == "ready")
     if steady:
         return "steady"
     return "repaired" if repair(ctx).ok else "failed"

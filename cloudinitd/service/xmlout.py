@@ -61,15 +61,15 @@ def group_member(parent: ET.Element, group: Group, instances: list[dict[str, Any
     members = element(m, "Instances")
     for row in instances:
         i = element(members, "member")
-        element(i, "InstanceId", row["instance_id"])
-        if row["extra"].get("instance_type"):
-            element(i, "InstanceType", row["extra"]["instance_type"])
-        element(i, "AvailabilityZone", row["cloud"])
-        lifecycle = "Terminating" if group.status == DELETING else LIFECYCLE.get(row["state"],
+        element(i, "InstanceId", row.instance_id)
+        if row.extra.get("instance_type"):
+            element(i, "InstanceType", row.extra["instance_type"])
+        element(i, "AvailabilityZone", row.cloud)
+        lifecycle = "Terminating" if group.status == DELETING else LIFECYCLE.get(row.state,
                                                                                  "Pending")
         element(i, "LifecycleState", lifecycle)
-        element(i, "HealthStatus", HEALTH.get(row["state"], "Unhealthy"))
-        element(i, "LaunchConfigurationName", f"{group.launch_config}@{row['cloud']}")
+        element(i, "HealthStatus", HEALTH.get(row.state, "Unhealthy"))
+        element(i, "LaunchConfigurationName", f"{group.launch_config}@{row.cloud}")
         element(i, "ProtectedFromScaleIn", False)
     element(m, "CreatedTime", timestamp(group.created))
     element(m, "SuspendedProcesses")
