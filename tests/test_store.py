@@ -300,7 +300,7 @@ def test_values_json_cannot_hold_are_stored_as_text(store, tmp_path):
     assert (run.vars, run.counts, run.status) == (
         {"n": 3, "at": "2026-11-26"}, {"web": "2026-11-26"}, "ready")
     assert run.clouds == {"c": {"provider": "ec2", "options": {"region": "r1"}}}
-    assert not any(k in run for k in ("vars_json", "counts_json", "clouds_json"))
+    assert not any(k in run.other for k in ("vars_json", "counts_json", "clouds_json"))
     store.record_instance("r", "web", 0, "c", "ec2",
                           InstanceInfo("i-1", extra={"launched": when, "n": 1}))
     assert store.instances("r", live_only=False)[0].extra == {"launched": "2026-11-26",
