@@ -9,6 +9,7 @@ from cloudinitd.engine.context import RunContext, content_hash
 from cloudinitd.engine.inputs import input_key, input_parts, keep_source
 from cloudinitd.errors import PlanError, RemoteError
 from cloudinitd.plan.model import BUILTIN_ATTRIBUTES, SERVICE_ATTRIBUTES, ServiceSpec
+from cloudinitd.records import Instance
 from cloudinitd.templates import render_script
 
 World = dict[str, list[dict[str, Any]]]
@@ -99,7 +100,7 @@ def step_args(ctx: RunContext, svc: ServiceSpec, step: str, index: int,
             "files": list(spec.files)}
 
 
-def learn_hostname(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any],
+def learn_hostname(ctx: RunContext, svc: ServiceSpec, row: Instance,
                    world: World) -> World:
     """An existing host's `hostname` is what it reports at first connect (kept in the store)."""
     target = ctx.target(svc, row)
@@ -119,7 +120,7 @@ def learn_hostname(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any],
     return {**world, svc.name: items}
 
 
-def configure_instance(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any],
+def configure_instance(ctx: RunContext, svc: ServiceSpec, row: Instance,
                        world: World) -> None:
     """Boot then ready on one instance; raises RemoteError naming the step."""
     index = row.idx
@@ -189,7 +190,7 @@ def declared_exports(ctx: RunContext, svc: ServiceSpec, index: int,
     return {key: exports[key] for key in svc.exports}
 
 
-def run_ready(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any], world: World,
+def run_ready(ctx: RunContext, svc: ServiceSpec, row: Instance, world: World,
               env: dict[str, str] | None = None, timeout: float | None = None,
               once: bool = False) -> int:
     """The ready script, retried until it exits 0 (or once, for health checks)."""
@@ -210,7 +211,7 @@ def run_ready(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any], world: Wor
                             timeout=timeout or svc.timeout, **extra)
 
 
-def run_terminate(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any], world: World) -> None:
+def run_terminate(ctx: RunContext, svc: ServiceSpec, row: Instance, world: World) -> None:
     """The terminate script, once, before the instance goes away."""
     index = row.idx
     script = render_script(svc.scripts["terminate"], **_render_args(ctx, svc, index, world))

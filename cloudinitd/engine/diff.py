@@ -25,6 +25,7 @@ from cloudinitd.engine.context import free_indexes
 from cloudinitd.engine.inputs import changed_parts, input_parts, kept_source
 from cloudinitd.graph import build_graph, service_references
 from cloudinitd.plan.model import Plan, ServiceSpec
+from cloudinitd.records import Instance
 from cloudinitd.schedule import READY
 from cloudinitd.store import Store
 
@@ -125,7 +126,7 @@ class _Renderer:
         return self.extra if "home" in self.uses.get(service.name, ()) else None
 
 
-def _placement(svc: ServiceSpec, rows: list[dict[str, Any]]) -> tuple[dict, dict]:
+def _placement(svc: ServiceSpec, rows: list[Instance]) -> tuple[dict, dict]:
     """(added, removed) cloud -> indexes, as trim_surplus then launch_missing would do."""
     current = Counter(r.cloud for r in rows)
     removed: dict[str, list[int]] = {}
@@ -214,7 +215,7 @@ def plan_diff(rec: RecordedRun, plan: Plan, extra: dict[str, Any] | None = None,
     graph = build_graph(plan)
     reads = service_references(plan)
     render = _Renderer(plan, rec.run, extra, context_uses(plan))
-    rows_of: dict[str, list[dict[str, Any]]] = {}
+    rows_of: dict[str, list[Instance]] = {}
     for row in rec.instances:
         rows_of.setdefault(row.service, []).append(row)
     changes: dict[str, tuple[dict, dict]] = {}

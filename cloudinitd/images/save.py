@@ -63,9 +63,10 @@ def flush_guest(home: Path, store: Any, run: str, row: dict[str, Any], say: Say)
         ctx = open_run(home, store, run)
         inst = access.choose(ctx, f"{row.service}/{row.idx}")
         done = execute.run_command([inst], "sync", sudo=inst.target.user != "root", timeout=120)
-        result = done.results[0]
+        result = done.instances[0]
         if not result.ok:
-            raise ProviderError(result.error or result.stderr.strip()[-200:] or "sync failed")
+            raise ProviderError((result.stderr.strip()[-200:] if result.exit is not None
+                                 else result.detail) or "sync failed")
         say(f"flushed the guest's writes ({inst.label}: sync)")
     except CloudinitdError as exc:
         say(f"could not flush the guest's writes over SSH ({exc}); the image holds what its "
@@ -92,10 +93,9 @@ def save_instance(home: Path, store: Any, run: str, target: str, name: str, *, s
                 f"({image_id}) on {row.cloud}", service=row.service, index=row.idx)
     stopped = False
     if stop:
-        from cloudinitd.engine.terminate import TerminateResult, destroy_instances
+        from cloudinitd.engine.terminate import destroy_instances
 
-        done = TerminateResult(run)
-        destroy_instances(ctx, [row], done, sweep=False)  # the engine's own bookkeeping
+        done = destroy_instances(ctx, [row], sweep=False)  # the engine's own bookkeeping
         if done.errors:
             raise ProviderError(f"image {name} saved, but {label} was not terminated: "
                                 + "; ".join(done.errors))
