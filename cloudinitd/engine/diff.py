@@ -41,7 +41,7 @@ class RecordedRun:
     vars: dict[str, Any]
     counts: dict[str, int]
     statuses: dict[str, str]
-    instances: list[dict[str, Any]]
+    instances: list[Instance]
     attributes: dict[tuple[str, int], dict[str, Any]]
     inputs: dict[tuple[str, int], dict[str, str]]
     key: bytes = b""

@@ -15,6 +15,7 @@ from typing import Any
 
 from cloudinitd.errors import CloudinitdError, ProviderError, UsageError
 from cloudinitd.providers.base import SaveRequest
+from cloudinitd.records import Instance
 
 Say = Callable[[str], None]
 
@@ -54,7 +55,7 @@ def pick(store: Any, run: str, target: str) -> dict[str, Any]:
     return rows[0]
 
 
-def flush_guest(home: Path, store: Any, run: str, row: dict[str, Any], say: Say) -> None:
+def flush_guest(home: Path, store: Any, run: str, row: Instance, say: Say) -> None:
     """`sync` on the instance over SSH (the run's key and pins); a failure is only said."""
     from cloudinitd.engine import access, execute
     from cloudinitd.engine.context import open_run
