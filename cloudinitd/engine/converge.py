@@ -22,9 +22,9 @@ from cloudinitd.engine.outcome import (
     Interrupted,
     RunOutcome,
     ServiceOutcome,
-    failure,
     live_instances,
 )
+from cloudinitd.engine.outcome import failure as _failure
 from cloudinitd.graph import build_graph
 from cloudinitd.records import Instance, Launch
 from cloudinitd.remote.session import SshTarget
@@ -52,10 +52,6 @@ def ssh_pool_size(hosts: int) -> int:
         except (ValueError, OSError):
             pass
     return max(1, min(max(hosts, 1), (soft - 50) // 3))
-
-
-def _failure(name: str, exc: BaseException, step: str) -> ServiceOutcome:
-    return failure(name, exc, step)
 
 
 def _done(name: str, state: str = READY, error: str | None = None) -> ServiceOutcome:
