@@ -203,3 +203,29 @@ def test_exec_answers_in_the_same_shape_per_instance(tmp_path, sshd_hosts):
     assert (web.ok, web.exit, web.step) == (False, None, "exec")
     assert "host key" in web.detail.lower() and web.stdout == ""
     assert not refused.ok and refused.failed_instances == (web,)
+
+
+def test_image_save_flushes_the_guest_through_the_exec_outcome(tmp_path, sshd_hosts):
+    """`image save` runs `sync` through the engine's exec (run_command) and reads its
+    outcome: on a reachable host it says so; on a host whose key changed it says why."""
+    from cloudinitd.images.save import flush_guest
+    from cloudinitd.store import Store
+
+    out = tmp_path / "out"
+    out.mkdir()
+    home = tmp_path / "home"
+    db_host, web_host = sshd_hosts(2)
+    run = api.boot(chain(tmp_path, (db_host, web_host), out), home=home).run
+    store = Store(home)
+    try:
+        said: list[str] = []
+        flush_guest(home, store, run, store.instances(run, "db")[0], said.append)
+        assert said == ["flushed the guest's writes (db/0: sync)"]
+
+        web_host.restart(new_host_key=True)
+        said.clear()
+        flush_guest(home, store, run, store.instances(run, "web")[0], said.append)
+        assert len(said) == 1 and said[0].startswith("could not flush the guest's writes")
+        assert "host key" in said[0].lower()
+    finally:
+        store.close()
