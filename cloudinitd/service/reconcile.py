@@ -166,8 +166,10 @@ class Reconciler:
         if group.status == DELETING:
             ok = delete_group(self.home, self.store, group.run)
             if ok:
-                self.state.remove_group(group.run)
+                # The plan file goes first: once the group is gone from the state,
+                # nothing of it may remain (delete_group copes with a missing plan).
                 plan_path(self.home, group.run).unlink(missing_ok=True)
+                self.state.remove_group(group.run)
                 _log.info("group %s/%s deleted (run %s)", group.owner, group.name, group.run)
             return ok
         outcome = reconcile_group(self.home, self.store, group.run, group.desired)
