@@ -465,7 +465,9 @@ def test_host_ssh_settings_follow_a_chain_of_hosts(tmp_path):
     # user, base's port and key). The walk up the chain used to end with base's user.
     (tmp_path / "k").write_text("key\n")
     path = write(tmp_path, """
+defaults: {ssh_user: admin}
 services:
+  early: {host: mid}
   base: {ssh_user: debian, ssh_port: 2200, ssh_key: k}
   mid: {host: base, ssh_user: mid}
   top: {host: mid}
@@ -481,12 +483,15 @@ services:
                                                                        tmp_path / "k")
     assert (s["top"].ssh_user, s["top"].ssh_port, s["top"].ssh_key) == ("mid", 2200,
                                                                        tmp_path / "k")
+    # Listed before `mid`, so found before mid's own settings were filled in.
+    assert (s["early"].ssh_user, s["early"].ssh_port) == ("mid", 2200)
     assert (s["own"].ssh_user, s["own"].ssh_port) == ("mid", 22)
     assert str(s["own"].ssh_key) == "/keys/own"
     assert (s["on_fixed"].ssh_user, s["on_fixed"].ssh_port) == ("ops", 2022)
-    assert (s["other"].ssh_user, s["other"].ssh_port, s["other"].ssh_key) == ("root", 22, None)
+    assert (s["other"].ssh_user, s["other"].ssh_port, s["other"].ssh_key) == ("admin", 22, None)
     # An inherited setting is shown at the service it comes from, not at the service.
-    assert "ssh_user" not in s["top"].field_pos and s["own"].field_pos["ssh_port"].line == 6
+    assert "ssh_user" not in s["top"].field_pos and s["own"].field_pos["ssh_port"].line == 8
+    assert s["other"].field_pos["ssh_user"].line == 2  # from defaults, on no service's machine
 
 
 def test_host_needs_a_one_instance_service(tmp_path):
@@ -575,3 +580,9 @@ def test_the_limits_come_from_the_environment_when_not_given(tmp_path, monkeypat
     errors = _load_errors(tmp_path, b"services:\n  a: {count: 3}\n")
     assert errors == ["plan.yml:2: service 'a': count 3 is above the limit of 2 instances per"
                       " service (see --max-instances)"]
+
+
+def test_a_cycle_of_hosts_is_reported_not_followed_forever(tmp_path):
+    errors = _load_errors(tmp_path, b"services:\n  a: {host: b}\n  b: {host: c}\n"
+                                    b"  c: {host: b}\n")
+    assert errors == ["plan.yml:3: dependency cycle: b -> c -> b (each service needs the next)"]

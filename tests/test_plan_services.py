@@ -371,3 +371,40 @@ SERVICE_ERRORS = {
 def test_service_errors(folder, case):
     text, expected = SERVICE_ERRORS[case]
     assert _errors(folder, text) == expected
+
+
+def test_launch_defaults_skip_services_on_existing_machines(folder):
+    plan = load_plan(_write(folder, """
+        defaults:
+          image: debian
+          lifetime: 1h
+          ssh_user: admin
+          size: small
+          env:
+            A: 1
+            B: 2
+        services:
+          launched: {}
+          on_address:
+            host: 10.0.0.1
+          listed:
+            hosts: [10.0.0.2]
+    """))
+    s = plan.services
+    assert (s["launched"].image, s["launched"].size, s["launched"].lifetime) == (
+        "debian", "small", 3600.0)
+    for name in ("on_address", "listed"):
+        assert (s[name].image, s[name].size, s[name].lifetime) == (None, None, None), name
+        assert s[name].ssh_user == "admin", name  # not a launch key: it still applies
+    assert s["listed"].field_pos["env.B"] == Pos("plan.yml", 8)
+
+
+def test_a_host_in_defaults_makes_launch_defaults_skip(folder):
+    plan = load_plan(_write(folder, """
+        defaults:
+          host: 10.0.0.1
+          image: debian
+        services:
+          a: {}
+    """))
+    assert (plan.services["a"].host, plan.services["a"].image) == ("10.0.0.1", None)
