@@ -322,6 +322,15 @@ SERVICE_ERRORS = {
           "plan.yml:12: service 'e': host cannot be the service itself",
           "plan.yml:14: service 'f': host 'db1' is not a service (did you mean 'db'?); write a"
           " full address for an existing host"]),
+    # A host that fails to render is still a host: its launch keys are refused too.
+    "unrendered host": ("""
+        services:
+          a:
+            host: "{{ 1/0 }}"
+            image: x
+    """, ["plan.yml:3: service 'a': host: ZeroDivisionError: division by zero",
+          "plan.yml:4: service 'a': 'image' does not apply to a service on an existing host"
+          " (host: {{ 1/0 }})"]),
     "launch keys on a host": ("""
         services:
           a:
@@ -408,3 +417,14 @@ def test_a_host_in_defaults_makes_launch_defaults_skip(folder):
           a: {}
     """))
     assert (plan.services["a"].host, plan.services["a"].image) == ("10.0.0.1", None)
+
+
+def test_a_host_with_a_dot_or_colon_is_an_address_even_near_a_service_name(folder):
+    plan = load_plan(_write(folder, """
+        services:
+          dbh: {}
+          db2: {}
+          a: {host: db.h}
+          b: {host: "db:2"}
+    """))
+    assert (plan.services["a"].host, plan.services["b"].host) == ("db.h", "db:2")
