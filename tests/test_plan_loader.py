@@ -586,3 +586,11 @@ def test_a_cycle_of_hosts_is_reported_not_followed_forever(tmp_path):
     errors = _load_errors(tmp_path, b"services:\n  a: {host: b}\n  b: {host: c}\n"
                                     b"  c: {host: b}\n")
     assert errors == ["plan.yml:3: dependency cycle: b -> c -> b (each service needs the next)"]
+
+
+def test_a_plan_path_that_cannot_be_opened_says_why(tmp_path):
+    # A path from a request may hold a NUL byte: one line, exit 2 (it used to be a traceback).
+    with pytest.raises(PlanErrors) as info:
+        load_plan(tmp_path / "a\0b.yml")
+    assert str(info.value) == f"{tmp_path}/a\\x00b.yml: cannot read plan: embedded null byte"
+    assert info.value.exit_code == 2

@@ -227,7 +227,7 @@ def test_a_service_normalised_whole(folder, monkeypatch, tmp_path_factory):
             ssh_key: keys/id
             exports: [token, token, url]
             values: {flag: true, n: 3, Mixed: Up}
-            env: {B: false, C: "{{ vars.v }}"}
+            env: {B: false, C: "{{ vars.v }}", D: Up}
             boot: b.sh
             ready: {script: r.sh}
             terminate: t.sh
@@ -249,7 +249,7 @@ def test_a_service_normalised_whole(folder, monkeypatch, tmp_path_factory):
     assert db.exports == ["token", "url"]
     assert db.values == {"flag": "true", "n": "3", "Mixed": "Up"}  # values replace, env merges
     assert web.values == {"shared": "x"}
-    assert db.env == {"A": "from-defaults", "B": "false", "C": "{{ vars.v }}"}
+    assert db.env == {"A": "from-defaults", "B": "false", "C": "{{ vars.v }}", "D": "Up"}
     assert web.env == {"A": "from-defaults", "B": "1"}
     assert list(db.scripts) == ["boot", "ready", "terminate"]
     assert db.scripts["ready"].ref == "r.sh" and db.scripts["ready"].pos.line == 17
@@ -280,6 +280,7 @@ def test_defaults_list_positions_and_placement_choice(folder):
               a]
     """))
     a, b, c = (plan.services[n] for n in "abc")
+    assert (a.timeout, a.lifetime, a.env, a.values, a.exports) == (1200.0, None, {}, {}, [])
     assert a.clouds == [CloudPlacement("local", -1)]
     assert b.clouds == [CloudPlacement("qemu", 1), CloudPlacement("local", -1)]
     assert b.field_pos["clouds[1]"] == Pos("plan.yml", 4)

@@ -9,6 +9,7 @@ from cloudinitd import kinds
 from cloudinitd.errors import PlanError
 from cloudinitd.kinds.base import Declaration
 from cloudinitd.plan.durations import parse_duration
+from cloudinitd.plan import schema
 from cloudinitd.plan.schema import (
     PLAN_SCHEMA,
     SERVICE_PROPERTIES,
@@ -163,6 +164,9 @@ PLUGIN = Declaration(
                   "anyOf": [{"type": "string"},
                             {"type": "array", "items": {"type": "string"}}]},
         "tier": {"x-expect": "a tier name", "oneOf": [{"type": "string"}, {"minLength": 1}]},
+        # The same condition twice (a plug-in may be redundant): one error, not two.
+        "mode": {"allOf": [{"type": "string", "x-expect": "a mode"},
+                           {"type": "string", "x-expect": "a mode"}]},
         # A mapping whose key pattern carries no `x-expect`.
         "labels": {"type": "object", "propertyNames": {"pattern": "^[a-z]+$"}},
     },
@@ -195,6 +199,7 @@ services:
       7]
     labels: {Ab: x}
     tier: x
+    mode: 5
 """
     assert errors_of(text) == [
         "p.yml:1: unknown key 'imag' in defaults (did you mean 'image'?)",
@@ -204,6 +209,7 @@ services:
         "p.yml:9: services.c.zones[1]: expected string, got 7",
         "p.yml:10: services.c.labels: bad name 'Ab'",
         "p.yml:11: services.c.tier: expected a tier name, got 'x'",
+        "p.yml:12: services.c.mode: expected a mode, got 5",
     ]
     assert errors_of("services: {}\n") == ["p.yml:1: services: must not be empty"]
 
@@ -265,3 +271,13 @@ def test_names_yaml_reads_as_values_are_refused(text, expected):
     # Without the check, `vars: {no: 1}` declared a var named False and `env: {on: 1}`
     # an environment variable named True.
     assert errors_of(text) == expected
+
+
+def test_the_plugged_validator_is_built_once_per_set_of_kinds(plugged, monkeypatch):
+    monkeypatch.setattr(schema, "_PLUGGED", None)  # as in a fresh process
+    first = schema._validator()
+    assert first is schema._validator()
+    assert errors_of("services: {a: {flavours: big}}\n") == []
+    kinds.unregister(PLUGIN.kind)
+    assert schema._validator() is schema._VALIDATOR
+    kinds.register(PLUGIN)

@@ -199,7 +199,10 @@ def load_plan(
     """Parse, validate and resolve a plan; raise PlanErrors listing every problem."""
     limits = limits or Limits.from_env()
     path = Path(path)
-    file = display_path(path)
+    try:
+        file = display_path(path)
+    except ValueError:  # a NUL byte in the name (a path from a request): say so, no traceback
+        file = str(path).encode("unicode_escape").decode("ascii")
     try:
         text = read_text(path, limits.plan_bytes, file)
     except PlanError as exc:
