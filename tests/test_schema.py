@@ -8,8 +8,8 @@ from jsonschema import Draft202012Validator
 from cloudinitd import kinds
 from cloudinitd.errors import PlanError
 from cloudinitd.kinds.base import Declaration
-from cloudinitd.plan.durations import parse_duration
 from cloudinitd.plan import schema
+from cloudinitd.plan.durations import parse_duration
 from cloudinitd.plan.schema import (
     PLAN_SCHEMA,
     SERVICE_PROPERTIES,
