@@ -278,6 +278,6 @@ def test_the_plugged_validator_is_built_once_per_set_of_kinds(plugged, monkeypat
     first = schema._validator()
     assert first is schema._validator()
     assert errors_of("services: {a: {flavours: big}}\n") == []
-    kinds.unregister(PLUGIN.kind)
-    assert schema._validator() is schema._VALIDATOR
+    kinds.unregister(PLUGIN.kind)  # other kinds may stay registered (the `memory` double)
+    assert schema._validator() is not first
     kinds.register(PLUGIN)
