@@ -383,7 +383,8 @@ def test_templates_cannot_run_code_here(plan, payload, tmp_path):
     ("{{ 'x'|center(10**9) }}", "too large"),
     ("{{ '%999999999d' % 1 }}", "too large"),
     ("{{ 2 ** (10 ** 9) }}", "number too large"),
-    ("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", "recursion"),
+    ("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
+     ":1: template recursion too deep while rendering service 'compute'$"),
     ("{% set ns = namespace(a='x') %}{% for i in range(60) %}{% set ns.a = ns.a ~ ns.a %}"
      "{% endfor %}", "too large"),
 ])
@@ -676,9 +677,10 @@ def test_the_environments_quote_keep_newlines_and_fail_on_undefined(shell):
     ("-3, false", 0, 0),
     ("1, false, 999, 10 ** 9", 999, 1),  # max at most 1000
     ("1, false, 10 ** 9, 1000", 999, 1),  # min at most 1000: an empty range, refused below
+    ("1, false, 1, -5", 1, 1),  # max at least 1: an empty range too
 ])
 def test_lipsum_is_bounded(plan, args, words, paragraphs):
-    if args.startswith("1, false, 10 ** 9"):
+    if args.startswith(("1, false, 10 ** 9", "1, false, 1, -5")):
         with pytest.raises(PlanError, match="ValueError"):
             render(plan, f"{{{{ lipsum({args}) }}}}", name="t.txt.j2")
         return
@@ -700,3 +702,20 @@ def test_lipsum_defaults_are_jinjas(plan):
         random.seed(7)
         assert render(plan, f"{{{{ {call} }}}}", name="t.txt.j2") == want
         assert want.startswith("<p>")
+    for seed in range(20):  # the default max is 100 (exclusive): 99 words exactly
+        random.seed(seed)
+        assert len(render(plan, "{{ lipsum(1, false, 99) }}", name="t.txt.j2").split()) == 99
+
+
+def test_reasons_name_what_went_wrong_without_a_message():
+    from jinja2 import TemplateError
+    from jinja2.exceptions import SecurityError
+
+    from cloudinitd.templates import _reason
+
+    assert _reason(SecurityError()) == "not allowed in a template: SecurityError"
+    assert _reason(SecurityError("no access to X.")) == "not allowed in a template: no access to X"
+    assert _reason(TemplateError()) == "TemplateError"
+    assert _reason(RecursionError("deep")) == "template recursion too deep"
+    assert _reason(MemoryError()) == "template needs too much memory"
+    assert _reason(KeyError("k")) == "KeyError: 'k'"
