@@ -282,10 +282,14 @@ def render_args(
     extra: Extra = None,
 ) -> list[str]:
     """A step's `args:`, rendered raw: each is one argument (quoted on the command line)."""
+    # An arg without a position of its own (a sensor's: plan/autoscale.py records none)
+    # is reported at the step's line; zip alone would drop it without a word.
+    missing = len(script.args) - len(script.args_pos)
+    positions = [*script.args_pos, *[script.pos] * missing]
     return [
         render_value(arg, plan=plan, run=run, service=service, index=index, world=world,
                      where=str(pos), extra=extra)
-        for arg, pos in zip(script.args, script.args_pos, strict=False)
+        for arg, pos in zip(script.args, positions, strict=True)
     ]
 
 

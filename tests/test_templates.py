@@ -719,3 +719,31 @@ def test_reasons_name_what_went_wrong_without_a_message():
     assert _reason(RecursionError("deep")) == "template recursion too deep"
     assert _reason(MemoryError()) == "template needs too much memory"
     assert _reason(KeyError("k")) == "KeyError: 'k'"
+
+
+def test_an_autoscale_sensors_args_are_rendered(tmp_path):
+    """The loader records no positions for a sensor's args (plan/autoscale.py): each arg
+    still renders, errors at the sensor's line (they were all dropped before)."""
+    from cloudinitd.templates import render_args
+
+    (tmp_path / "load.sh").write_text("echo 1\n")
+    (tmp_path / "p.yml").write_text("""\
+vars: {x: "7"}
+services:
+  web:
+    count: 2
+    autoscale:
+      min: 1
+      max: 4
+      sensor: {script: load.sh, args: ["{{ vars.x }}", "{{ self.index }}", "a b"]}
+      thresholds: {above: 80, below: 10}
+""")
+    plan = load_plan(tmp_path / "p.yml")
+    sensor = plan.services["web"].autoscale.sensor
+    kw = dict(plan=plan, run="r", service="web", index=1, world=placeholder_world(plan))
+    assert render_args(sensor, **kw) == ["7", "1", "a b"]
+    bad = replace(sensor, args=["{{ vars.nope }}"])
+    with pytest.raises(PlanError) as info:
+        render_args(bad, **kw)
+    assert str(info.value) == (f"{tmp_path / 'p.yml'}:8: undefined 'vars.nope' while rendering"
+                               " env of service 'web'")
