@@ -35,6 +35,7 @@ from typing import Any
 
 from cloudinitd.errors import RemoteError
 from cloudinitd.remote import upload
+from cloudinitd.remote.channel import stream_command
 from cloudinitd.remote.script import (
     KILL_AFTER,
     MAX_EXPORT,
@@ -62,10 +63,6 @@ from cloudinitd.remote.session import (
 )
 from cloudinitd.remote.upload import REMOTE_ROOT
 
-# After the script exits, how long to keep reading output that a background
-# process it started may still hold open before giving up on it.
-EXIT_GRACE = 1.0
-
 
 @dataclass
 class _Outcome:
@@ -84,77 +81,6 @@ class _Outcome:
 def remote_run_dir(run: str, target: SshTarget) -> str:
     """The run's folder name under ~/.cloudinitd-remote on a host (`RUN` or `RUN.SCOPE`)."""
     return f"{run}.{target.scope}" if target.scope else run
-
-
-def _exec(sess: Session, command: str, log: StepLog, limit: float,
-          stdin: bytes | None = None) -> tuple[int | None, bool, bytes]:
-    """Run `command`, streaming its output to `log`; (exit status, hit local deadline, stderr).
-
-    Without `stdin` the command's stderr joins its output (the SFTP way);
-    with it, `stdin` is sent first and stderr is kept apart for the one-shot
-    trailer (script.oneshot_command), which is read until complete.
-    """
-    chan = sess.channel()
-    err = bytearray()
-    try:
-        chan.set_combine_stderr(stdin is None)
-        chan.exec_command(command)
-        if stdin:
-            chan.sendall(stdin)
-        chan.shutdown_write()
-        chan.settimeout(0.25)
-        deadline = time.monotonic() + limit
-        exited_at: float | None = None
-        while True:
-            while chan.recv_stderr_ready():
-                err += chan.recv_stderr(65536)
-            try:
-                data = chan.recv(65536)
-            except TimeoutError:
-                data = None
-            if data:
-                log.write(data)
-                continue
-            if data == b"":  # EOF: every writer closed its end
-                break
-            now = time.monotonic()
-            if chan.exit_status_ready():
-                exited_at = exited_at or now
-                if now - exited_at > EXIT_GRACE:
-                    log.note(
-                        "the script exited but a background process keeps its output open; "
-                        "not waiting for it (redirect daemons' output to a file)"
-                    )
-                    break
-            if now > deadline:
-                return None, True, bytes(err)
-        while not chan.status_event.wait(0.25):
-            if time.monotonic() > deadline:
-                return None, True, bytes(err)
-            if chan.closed:
-                break
-        if stdin is not None:
-            _drain_trailer(chan, err, min(deadline, time.monotonic() + 5))
-        return (chan.exit_status if chan.exit_status_ready() else None), False, bytes(err)
-    finally:
-        chan.close()
-
-
-def _drain_trailer(chan: Any, err: bytearray, until: float) -> None:
-    """The rest of stderr: the trailer may trail the exit status by a moment."""
-    while True:
-        while chan.recv_stderr_ready():
-            err += chan.recv_stderr(65536)
-        try:
-            if parse_trailer(bytes(err)) is not None:
-                return
-        except ValueError:
-            return
-        if chan.eof_received or time.monotonic() > until:
-            while chan.recv_stderr_ready():
-                err += chan.recv_stderr(65536)
-            return
-        time.sleep(0.01)
 
 
 def _attempt(
@@ -205,7 +131,7 @@ def _attempt(
         upload.upload_files(sess, workdir, files, service, step)
     log.header(header)
     start = time.monotonic()
-    status, local_deadline, err = _exec(sess, command, log, timeout + KILL_AFTER + 10, stdin)
+    status, local_deadline, err = stream_command(sess, command, log, timeout + KILL_AFTER + 10, stdin)
     elapsed = time.monotonic() - start
     export = None
     if oneshot and not local_deadline:
