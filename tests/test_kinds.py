@@ -148,3 +148,26 @@ def test_without_the_registration_the_kind_and_its_options_are_refused(tmp_path)
         load_plan(_plan(tmp_path, "services:\n  a: {cloud: plugtest}\n"))
     _, errors = validate_cloud("z", {"provider": "plugtest"}, "c.yml", 3)
     assert "unknown provider 'plugtest'" in str(errors[0])
+
+
+def test_a_registered_kind_s_service_options_are_launch_only(plugin, tmp_path):
+    # LAUNCH_ONLY follows the declarations: a plug-in's own service key is refused on a
+    # service on existing hosts, and a default of it skips such services.
+    with pytest.raises(PlanErrors) as raised:
+        load_plan(_plan(tmp_path, """\
+            services:
+              a: {host: 192.0.2.1, flavours: big}
+              b: {hosts: [192.0.2.2], flavours: big}
+        """))
+    assert [line.split(": ", 1)[1] for line in str(raised.value).splitlines()] == [
+        "service 'a': 'flavours' does not apply to a service on an existing host"
+        " (host: 192.0.2.1)",
+        "service 'b': 'flavours' does not apply to a service on existing hosts (hosts:)"]
+    plan = load_plan(_plan(tmp_path, """\
+        defaults: {flavours: big}
+        services:
+          a: {cloud: plugtest}
+          b: {host: 192.0.2.1}
+    """))
+    assert plan.services["a"].options == {"flavours": ["big"]}
+    assert plan.services["b"].options == {}
