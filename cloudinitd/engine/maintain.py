@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cloudinitd import overflow, schedule
+from cloudinitd import kinds, overflow, schedule
 from cloudinitd.engine.configure import run_ready
 from cloudinitd.engine.context import RunContext, free_indexes
 from cloudinitd.engine.converge import Converger, RunResult
@@ -158,7 +158,7 @@ def trim_surplus(ctx: RunContext) -> TerminateResult:
 def _clouds_of_run(ctx: RunContext) -> set[str]:
     clouds = {r.cloud for r in ctx.store.instances(ctx.run, live_only=False)}
     clouds |= {launch["cloud"] for launch in ctx.store.launches(ctx.run)}
-    return clouds - {"static"}
+    return clouds - {kinds.HOSTS}
 
 
 def adopt_strays(ctx: RunContext) -> list[str]:

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from cloudinitd import kinds
 from cloudinitd.engine.configure import run_terminate
 from cloudinitd.engine.context import RunContext
 from cloudinitd.engine.converge import ssh_pool_size
@@ -138,7 +139,7 @@ def _keep_adopted(ctx: RunContext, row: Instance) -> bool:
 def forget(ctx: RunContext, row: Instance) -> None:
     """A gone instance's address may come back with another machine: unpin its host key."""
     svc = ctx.plan.services.get(row.service)
-    if row.address and row.cloud != "static":
+    if row.address and row.cloud != kinds.HOSTS:
         ctx.remote.forget_host(ctx.known_hosts, row.address, svc.ssh_port if svc else 22)
 
 
@@ -148,7 +149,7 @@ def terminate_run(ctx: RunContext) -> TerminateResult:
     rows = ctx.store.instances(ctx.run)
     ctx.store.event(ctx.run, "terminate", f"terminate of {len(rows)} live instance(s)")
     run_terminate_scripts(ctx, rows, result)
-    _remove_remote_dirs(ctx, [r for r in rows if r.cloud == "static"])
+    _remove_remote_dirs(ctx, [r for r in rows if r.cloud == kinds.HOSTS])
     destroy_instances(ctx, rows, result, sweep=True)
     if stop_home_share(ctx.run_dir):
         ctx.store.event(ctx.run, "terminated", "home share stopped")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+from cloudinitd import kinds
 from cloudinitd.catalog import load_catalog
 from cloudinitd.cloudspec import CLOUD_NAME
 from cloudinitd.errors import RunNotFound
@@ -69,7 +70,7 @@ def _catalog_cloud(api: Api, cloud: str) -> None:
     spec = load_catalog(api.home).get(cloud)
     if spec is None:
         raise validation(f"no cloud named {cloud!r} in this service's catalog")
-    if spec.provider == "static":  # existing hosts: nothing to launch or replace
+    if spec.provider == kinds.HOSTS:  # existing hosts: nothing to launch or replace
         raise validation(f"cloud {cloud!r} holds existing hosts, not instances to launch")
 
 
