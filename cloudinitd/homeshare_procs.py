@@ -1,9 +1,13 @@
-"""Processes and ports of the home share: which sshd is ours, its children, free ports."""
+"""Processes and ports of the home share: which sshd is ours, its children, free ports,
+stopping it with them."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
+import time
 from pathlib import Path
 
 from cloudinitd.homeshare_jail import HomeShareError
@@ -89,3 +93,21 @@ def log_tail(path: Path, lines: int = 8) -> str:
     with contextlib.suppress(OSError):
         return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
     return ""
+
+
+def kill_tree(pid: int, timeout: float = 5.0) -> None:
+    """Stop the listener and the connections it forked; wait until they are gone."""
+    victims = [*descendants(pid), pid]
+    for victim in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(alive(v) for v in victims):
+        time.sleep(0.05)
+    for victim in victims:
+        if alive(victim):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
+    # Our own child (same process as the starter): reap it so no zombie lingers.
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
