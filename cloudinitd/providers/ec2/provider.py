@@ -21,9 +21,7 @@ from cloudinitd.errors import CapacityError, ProviderError
 from cloudinitd.plan.model import CloudSpec
 from cloudinitd.providers.base import (
     ERROR,
-    PENDING,
     RUNNING,
-    STOPPING,
     TERMINATED,
     InstanceInfo,
     LaunchRequest,
@@ -33,20 +31,12 @@ from cloudinitd.providers.base import (
 from cloudinitd.providers.ec2.client import error_code, make_client, method_name, translate
 from cloudinitd.providers.ec2.images import Ec2ImageHooks
 from cloudinitd.providers.ec2.options import Ec2Options, parse_options
-from cloudinitd.providers.ec2.tags import TAG_PREFIX, index_from_tags, index_tags, launch_tags
-from cloudinitd.providers.ec2.userdata import with_shutdown
+from cloudinitd.providers.ec2.shapes import instance_info, run_params
+from cloudinitd.providers.ec2.tags import TAG_PREFIX, index_tags
 
 log = logging.getLogger(__name__)
 
 FIND_STATES = ["pending", "running", "stopping", "stopped"]
-STATES = {
-    "pending": PENDING,
-    "running": RUNNING,
-    "stopping": STOPPING,
-    "stopped": STOPPING,
-    "shutting-down": STOPPING,
-    "terminated": TERMINATED,
-}
 # Machine image ids (EC2's ami-/aki-/ari-, Eucalyptus' emi-): used as given.
 AMI_ID = re.compile(r"^[ae][mkr]i-[0-9a-fA-F]+$")
 TAG_WORKERS = 8
@@ -91,34 +81,7 @@ class Ec2Provider(Ec2ImageHooks, Provider):
             raise translate(exc, self.opts, action) from None
 
     def _info(self, inst: dict, index: int | None = None) -> InstanceInfo:
-        tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
-        public, private = inst.get("PublicIpAddress"), inst.get("PrivateIpAddress")
-        if self.opts.address == "private":
-            address = private
-        elif self.opts.address == "public":
-            address = public
-        else:
-            address = public or private
-        if index is None:
-            index = index_from_tags(inst, tags)
-        extra = {
-            "instance_type": inst.get("InstanceType"),
-            "lifecycle": inst.get("InstanceLifecycle") or "on-demand",
-            "ec2_state": inst.get("State", {}).get("Name"),
-        }
-        zone = inst.get("Placement", {}).get("AvailabilityZone")
-        if zone:
-            extra["availability_zone"] = zone
-        return InstanceInfo(
-            instance_id=inst["InstanceId"],
-            state=STATES.get(inst.get("State", {}).get("Name", ""), ERROR),
-            address=address,
-            private_address=private,
-            hostname=inst.get("PrivateDnsName") or inst.get("PublicDnsName") or None,
-            index=index,
-            service=tags.get(TAG_PREFIX + "service"),
-            extra=extra,
-        )
+        return instance_info(inst, self.opts.address, index)
 
     def _instances(self, filters: list[dict]) -> list[dict]:
         found: list[dict] = []
@@ -196,44 +159,10 @@ class Ec2Provider(Ec2ImageHooks, Provider):
         return cached
 
     def _run_params(self, request: LaunchRequest) -> dict[str, Any]:
-        tags = launch_tags(request)
-        params: dict[str, Any] = {
-            "ImageId": self._image_id(request.image),
-            "InstanceType": self.opts.instance_type(request.size),
-            "MinCount": 1,
-            "MaxCount": len(request.indexes),
-            "ClientToken": request.client_token,
-            "TagSpecifications": [
-                {
-                    "ResourceType": "instance",
-                    "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
-                }
-            ],
-        }
-        key_name = self._key_name(request)
-        if key_name:
-            params["KeyName"] = key_name
-        groups = request.options.get("security_groups") or self.opts.security_groups
-        if isinstance(groups, str):
-            groups = [groups]
-        ids = [g for g in groups if g.startswith("sg-")]
-        names = [g for g in groups if not g.startswith("sg-")]
-        if ids:
-            params["SecurityGroupIds"] = ids
-        if names:
-            params["SecurityGroups"] = names
-        subnet = request.options.get("subnet") or self.opts.subnet
-        if subnet:
-            params["SubnetId"] = subnet
-        user_data = request.options.get("user_data") or self.opts.user_data
-        if request.expires is not None:
-            # The lease holds while no controller runs: the instance powers itself off
-            # at the lease end, and a shutdown from inside terminates it.
-            params["InstanceInitiatedShutdownBehavior"] = "terminate"
-            user_data = with_shutdown(user_data, request.expires)
-        if user_data:
-            params["UserData"] = user_data
-        return params
+        # In this order: the image and type are checked before a key pair is imported.
+        image_id = self._image_id(request.image)
+        instance_type = self.opts.instance_type(request.size)
+        return run_params(request, self.opts, image_id, instance_type, self._key_name(request))
 
     def launch(self, request: LaunchRequest, on_launched: OnLaunched) -> list[InstanceInfo]:
         if not request.indexes:
