@@ -47,6 +47,7 @@ from cloudinitd.homeshare_state import (  # noqa: F401 (importers of the share's
     recorded_share,
     share_info,
 )
+from cloudinitd.hostports import listening
 
 SSHD = "/usr/sbin/sshd"
 DEFAULT_PORT = 2222
@@ -153,7 +154,7 @@ def _start_sshd(
                 f"home share: sshd on {address}:{port} exited with status {proc.returncode}:"
                 f" {procs.log_tail(log)}"
             )
-        if procs.listening(address, port):
+        if listening(address, port):
             return proc.pid
         time.sleep(0.05)
     procs.kill_tree(proc.pid)

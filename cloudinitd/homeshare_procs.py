@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from cloudinitd.homeshare_jail import HomeShareError
+from cloudinitd.hostports import port_free
 
 
 def is_our_sshd(pid: int, config: Path) -> bool:
@@ -52,16 +53,6 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def port_free(address: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((address, port))
-        except OSError:
-            return False
-    return True
-
-
 def free_port(address: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
@@ -79,14 +70,6 @@ def pick_port(address: str, preferred: list[int]) -> int:
         if port and port_free(address, port):
             return port
     return free_port(address)
-
-
-def listening(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def log_tail(path: Path, lines: int = 8) -> str:

@@ -16,7 +16,6 @@ import fcntl
 import logging
 import os
 import shutil
-import socket
 import sys
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -26,6 +25,7 @@ from typing import Any
 
 from cloudinitd.bytesize import disk_size, format_size
 from cloudinitd.errors import ProviderError
+from cloudinitd.hostports import listening
 from cloudinitd.plan.model import CloudSpec
 from cloudinitd.providers import hostnet, lease
 from cloudinitd.providers.base import (
@@ -61,14 +61,6 @@ def _default_progress(message: str) -> None:
     log.info(message)
     if not logging.getLogger().hasHandlers():
         print(message, file=sys.stderr, flush=True)
-
-
-def _port_open(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 class LocalProvider(LocalImageHooks, Provider):
@@ -117,17 +109,7 @@ class LocalProvider(LocalImageHooks, Provider):
             extra["limits"] = meta["limits_note"]
         if meta.get("boot_restarts"):
             extra["boot_restarts"] = meta["boot_restarts"]
-        return InstanceInfo(
-            instance_id=name,
-            state=state,
-            address=meta.get("address"),
-            private_address=meta.get("address"),
-            hostname=meta.get("hostname"),
-            index=meta.get("index"),
-            service=meta.get("service"),
-            extra=extra,
-            host_key=meta.get("host_key"),
-        )
+        return InstanceInfo.from_record(name, state, meta, extra)
 
     def _infos(self, names: Sequence[str]) -> list[InstanceInfo]:
         states = lxc.states(self.lxcpath)
@@ -289,7 +271,7 @@ class LocalProvider(LocalImageHooks, Provider):
                     info.state == RUNNING
                     and info.address
                     and self._ours(info.address)
-                    and _port_open(info.address, SSH_PORT)
+                    and listening(info.address, SSH_PORT)
                 ):
                     still.append(name)
             waiting = still
