@@ -31,6 +31,7 @@ import contextlib
 import json
 import os
 import pwd
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -47,7 +48,6 @@ from cloudinitd.homeshare_state import (  # noqa: F401 (importers of the share's
     recorded_share,
     share_info,
 )
-from cloudinitd.hostports import listening
 
 SSHD = "/usr/sbin/sshd"
 DEFAULT_PORT = 2222
@@ -154,14 +154,32 @@ def _start_sshd(
                 f"home share: sshd on {address}:{port} exited with status {proc.returncode}:"
                 f" {procs.log_tail(log)}"
             )
-        if listening(address, port):
+        if procs.listening(address, port):
             return proc.pid
         time.sleep(0.05)
-    procs.kill_tree(proc.pid)
+    _kill(proc.pid)
     raise HomeShareError(
         f"home share: sshd did not listen on {address}:{port} within"
         f" {START_TIMEOUT:.0f}s: {procs.log_tail(log)}"
     )
+
+
+def _kill(pid: int, timeout: float = 5.0) -> None:
+    """Stop the listener and the connections it forked; wait until they are gone."""
+    victims = [*procs.descendants(pid), pid]
+    for victim in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(procs.alive(v) for v in victims):
+        time.sleep(0.05)
+    for victim in victims:
+        if procs.alive(victim):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
+    # Our own child (same process as the starter): reap it so no zombie lingers.
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
 
 
 # --- the interface ----------------------------------------------------------------------
@@ -214,7 +232,7 @@ def ensure_home_share(
             share_port = int(state["port"])
         else:
             if running:
-                procs.kill_tree(pid)
+                _kill(pid)
             share_port = procs.pick_port(
                 listen_address, [port or 0, state.get("port", 0), DEFAULT_PORT]
             )
@@ -294,7 +312,7 @@ def stop_home_share(run_dir: Path) -> bool:
         pid = share_pid(run_dir)
         if pid is None:
             return False
-        procs.kill_tree(pid)
+        _kill(pid)
         jail.release(run_dir)
         state = stored.read_state(d)
         _gateway_ports(run_dir, state.get("host", ""), [])

@@ -1,17 +1,12 @@
-"""Processes and ports of the home share: which sshd is ours, its children, free ports,
-stopping it with them."""
+"""Processes and ports of the home share: which sshd is ours, its children, free ports."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
-import time
 from pathlib import Path
 
 from cloudinitd.homeshare_jail import HomeShareError
-from cloudinitd.hostports import port_free
 
 
 def is_our_sshd(pid: int, config: Path) -> bool:
@@ -53,6 +48,16 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def port_free(address: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port(address: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
@@ -72,25 +77,15 @@ def pick_port(address: str, preferred: list[int]) -> int:
     return free_port(address)
 
 
+def listening(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def log_tail(path: Path, lines: int = 8) -> str:
     with contextlib.suppress(OSError):
         return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
     return ""
-
-
-def kill_tree(pid: int, timeout: float = 5.0) -> None:
-    """Stop the listener and the connections it forked; wait until they are gone."""
-    victims = [*descendants(pid), pid]
-    for victim in victims:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(victim, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(alive(v) for v in victims):
-        time.sleep(0.05)
-    for victim in victims:
-        if alive(victim):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(victim, signal.SIGKILL)
-    # Our own child (same process as the starter): reap it so no zombie lingers.
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)

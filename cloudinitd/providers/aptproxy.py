@@ -22,13 +22,13 @@ import pwd
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cloudinitd.errors import ProviderError
-from cloudinitd.hostports import listening
 from cloudinitd.settings import settings
 
 if TYPE_CHECKING:  # hostnet imports this module (it re-exports the proxy's names)
@@ -91,6 +91,14 @@ def _proxy_pid(conf: Path) -> int | None:
     except (OSError, ValueError):
         return None
     return pid if _pid_alive(pid, "apt-cacher-ng") else None
+
+
+def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _acng_config(bridge: Bridge, conf: Path) -> str:
@@ -190,7 +198,7 @@ def ensure_apt_proxy(bridge: Bridge) -> str:
     from cloudinitd.providers.hostnet import locked
 
     with locked():
-        if _proxy_pid(conf) and listening(bridge.gateway, APT_PROXY_PORT):
+        if _proxy_pid(conf) and _port_open(bridge.gateway, APT_PROXY_PORT):
             return url
         _prepare(bridge, conf, user)
         _stop_legacy()
@@ -203,7 +211,7 @@ def ensure_apt_proxy(bridge: Bridge) -> str:
         )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            if _proxy_pid(conf) and listening(bridge.gateway, APT_PROXY_PORT):
+            if _proxy_pid(conf) and _port_open(bridge.gateway, APT_PROXY_PORT):
                 return url
             time.sleep(0.1)
         log_tail = ""

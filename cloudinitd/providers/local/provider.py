@@ -16,6 +16,7 @@ import fcntl
 import logging
 import os
 import shutil
+import socket
 import sys
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -25,7 +26,6 @@ from typing import Any
 
 from cloudinitd.bytesize import disk_size, format_size
 from cloudinitd.errors import ProviderError
-from cloudinitd.hostports import listening
 from cloudinitd.plan.model import CloudSpec
 from cloudinitd.providers import hostnet, lease
 from cloudinitd.providers.base import (
@@ -61,6 +61,14 @@ def _default_progress(message: str) -> None:
     log.info(message)
     if not logging.getLogger().hasHandlers():
         print(message, file=sys.stderr, flush=True)
+
+
+def _port_open(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 class LocalProvider(LocalImageHooks, Provider):
@@ -271,7 +279,7 @@ class LocalProvider(LocalImageHooks, Provider):
                     info.state == RUNNING
                     and info.address
                     and self._ours(info.address)
-                    and listening(info.address, SSH_PORT)
+                    and _port_open(info.address, SSH_PORT)
                 ):
                     still.append(name)
             waiting = still
