@@ -83,21 +83,36 @@ def remote_run_dir(run: str, target: SshTarget) -> str:
     return f"{run}.{target.scope}" if target.scope else run
 
 
-def _attempt(
-    target: SshTarget,
-    *,
-    run: str,
-    service: str,
-    index: int,
-    step: str,
-    script: str,
-    env: dict[str, str],
-    log: StepLog,
-    timeout: float,
-    header: str,
-    args: Sequence[str] = (),
-    files: Sequence[Path] = (),
-) -> tuple[_Outcome, Session, str]:
+@dataclass(frozen=True)
+class _Step:
+    """One step to run on a host: what each attempt at it needs, its names checked once."""
+
+    target: SshTarget
+    run: str
+    service: str
+    index: int
+    step: str
+    script: str
+    env: dict[str, str]
+    args: Sequence[str] = ()
+    files: Sequence[Path] = ()
+
+    def __post_init__(self) -> None:
+        check_name("run", self.run, self.service, self.step)
+        check_name("service", self.service, self.service, self.step)
+        check_name("step", self.step, self.service, self.step)
+        check_inputs(self.script, self.env, self.service, self.step)
+
+    def header(self, attempt: str = "") -> str:
+        """The step log's line before an attempt's output."""
+        return (f"{self.step} {self.service}-{self.index}{attempt} on {self.target.where}"
+                f" ({self.target.label})")
+
+
+def _attempt(st: _Step, log: StepLog, timeout: float,
+             header: str) -> tuple[_Outcome, Session, str]:
+    target, run, service, index, step = st.target, st.run, st.service, st.index, st.step
+    script, env, args, files = st.script, st.env, st.args, st.files
     argv = interpreter(script)
     shell = is_shell(argv)
     sess = session_for(target, service)
@@ -213,26 +228,10 @@ def run_step(
     Raises RemoteError on a non-zero exit, a timeout, an SSH failure or a
     malformed export file; the error carries the tail of the step's log.
     """
-    check_name("run", run, service, step)
-    check_name("service", service, service, step)
-    check_name("step", step, service, step)
-    check_inputs(script, env, service, step)
+    st = _Step(target, run, service, index, step, script, env, args, files)
     log = StepLog(log_path)
     try:
-        outcome, sess, workdir = _attempt(
-            target,
-            run=run,
-            service=service,
-            index=index,
-            step=step,
-            script=script,
-            env=env,
-            log=log,
-            timeout=timeout,
-            header=f"{step} {service}-{index} on {target.where} ({target.label})",
-            args=args,
-            files=files,
-        )
+        outcome, sess, workdir = _attempt(st, log, timeout, st.header())
     except RemoteError:
         log.close()
         raise
@@ -288,10 +287,7 @@ def run_ready(
     max(interval, 5) s. SSH trouble counts as a failed attempt (the host may
     be rebooting). After `timeout` seconds: RemoteError with the log tail.
     """
-    check_name("run", run, service, step)
-    check_name("service", service, service, step)
-    check_name("step", step, service, step)
-    check_inputs(script, env, service, step)
+    st = _Step(target, run, service, index, step, script, env, args, files)
     deadline = time.monotonic() + timeout
     delay = interval
     attempts = 0
@@ -302,20 +298,7 @@ def run_ready(
             attempts += 1
             remaining = max(deadline - time.monotonic(), 1.0)
             try:
-                outcome, _, _ = _attempt(
-                    target,
-                    run=run,
-                    service=service,
-                    index=index,
-                    step=step,
-                    script=script,
-                    env=env,
-                    log=log,
-                    timeout=remaining,
-                    header=f"{step} {service}-{index} attempt {attempts} on {target.where} ({target.label})",
-                    args=args,
-                    files=files,
-                )
+                outcome, _, _ = _attempt(st, log, remaining, st.header(f" attempt {attempts}"))
                 if outcome.status == 0 and not outcome.timed_out:
                     return attempts
                 last = _failure(outcome, remaining)
