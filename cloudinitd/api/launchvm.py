@@ -23,7 +23,7 @@ import yaml
 
 from cloudinitd import kinds
 from cloudinitd.api import lifecycle
-from cloudinitd.api.convert import home_path, opened_store
+from cloudinitd.api.home import home_path, opened_store
 from cloudinitd.api.results import RunOutcome
 from cloudinitd.errors import UsageError
 from cloudinitd.plan.model import Plan
