@@ -1,23 +1,25 @@
 """What a run's home share keeps in `RUN_DIR/homeshare/`: its keys, `share.json`, the lock.
 
 Split from homeshare.py (which writes the sshd config and starts and stops
-the server): the files, written private (0600 from the start), and the
-share read back from them without starting anything (`recorded_home_share`,
-what rendering and `diff` hand to templates as data).
+the server): the files (written private through host.files; one starter at a
+time through host.locks), and the share read back from them without starting
+anything (`recorded_home_share`, what rendering and `diff` hand to templates
+as data).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from cloudinitd.host import locks
+from cloudinitd.host.files import write_private as write_private  # the share's files use it
 
 SUBDIR = "homeshare"
 
@@ -41,17 +43,6 @@ def share_dir(run_dir: Path) -> Path:
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
     d.chmod(0o700)
     return d
-
-
-def write_private(path: Path, data: bytes | str, mode: int = 0o600) -> None:
-    """Write atomically with `mode` from the start (a key is never briefly world-readable)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
 
 
 def ensure_key(path: Path, comment: str) -> tuple[str, str]:
@@ -79,12 +70,8 @@ def read_key(path: Path, comment: str) -> tuple[str, str]:
 @contextlib.contextmanager
 def locked(share_dir: Path) -> Iterator[None]:
     """One starter per run at a time (threads configuring replicas, other processes)."""
-    fd = os.open(share_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with locks.exclusive(share_dir / ".lock"):
         yield
-    finally:
-        os.close(fd)
 
 
 def read_state(share_dir: Path) -> dict:
