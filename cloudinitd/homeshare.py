@@ -31,9 +31,7 @@ import contextlib
 import json
 import os
 import pwd
-import signal
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,6 +46,8 @@ from cloudinitd.homeshare_state import (  # noqa: F401 (importers of the share's
     recorded_share,
     share_info,
 )
+from cloudinitd.host import procs as host_procs
+from cloudinitd.host.waiting import wait_until
 
 SSHD = "/usr/sbin/sshd"
 DEFAULT_PORT = 2222
@@ -147,16 +147,16 @@ def _start_sshd(
             stderr=err,
             start_new_session=True,
         )
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
+    def up() -> bool:
         if proc.poll() is not None:
             raise HomeShareError(
                 f"home share: sshd on {address}:{port} exited with status {proc.returncode}:"
                 f" {procs.log_tail(log)}"
             )
-        if procs.listening(address, port):
-            return proc.pid
-        time.sleep(0.05)
+        return procs.listening(address, port)
+
+    if wait_until(up, START_TIMEOUT, 0.05):
+        return proc.pid
     _kill(proc.pid)
     raise HomeShareError(
         f"home share: sshd did not listen on {address}:{port} within"
@@ -166,20 +166,7 @@ def _start_sshd(
 
 def _kill(pid: int, timeout: float = 5.0) -> None:
     """Stop the listener and the connections it forked; wait until they are gone."""
-    victims = [*procs.descendants(pid), pid]
-    for victim in victims:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(victim, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(procs.alive(v) for v in victims):
-        time.sleep(0.05)
-    for victim in victims:
-        if procs.alive(victim):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(victim, signal.SIGKILL)
-    # Our own child (same process as the starter): reap it so no zombie lingers.
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+    host_procs.stop_all(host_procs.tree(pid), grace=timeout, kill_wait=timeout)
 
 
 # --- the interface ----------------------------------------------------------------------

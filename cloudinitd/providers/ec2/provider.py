@@ -12,12 +12,13 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cloudinitd.errors import CapacityError, ProviderError
+from cloudinitd.host.waiting import wait_until
 from cloudinitd.plan.model import CloudSpec
 from cloudinitd.providers.base import (
     ERROR,
@@ -42,6 +43,7 @@ AMI_ID = re.compile(r"^[ae][mkr]i-[0-9a-fA-F]+$")
 TAG_WORKERS = 8
 DESCRIBE_CHUNK = 200  # ids per filter value list
 TERMINATE_CHUNK = 1000
+T = TypeVar("T")
 # New instances may be missing from DescribeInstances for a moment on AWS
 # (eventual consistency): only after this long does "missing" mean "gone".
 VISIBILITY_GRACE = 30.0
@@ -250,8 +252,8 @@ class Ec2Provider(Ec2ImageHooks, Provider):
 
     def wait_running(self, instance_ids: Sequence[str], timeout: float) -> list[InstanceInfo]:
         start = time.monotonic()
-        interval = min(0.5, self.opts.poll_interval)
-        while True:
+
+        def running() -> list[InstanceInfo] | None:
             found = self._by_id(instance_ids)
             waited = time.monotonic() - start
             infos, ready = [], True
@@ -272,15 +274,21 @@ class Ec2Provider(Ec2ImageHooks, Provider):
                     )
                 ready = ready and info.state == RUNNING and bool(info.address)
                 infos.append(info)
-            if ready:
-                return infos
-            if waited >= timeout:
-                raise ProviderError(
-                    f"cloud {self.cloud.name!r}: instances not running with an address "
-                    f"after {timeout:.0f}s"
-                )
-            time.sleep(min(interval, max(timeout - waited, 0.05)))
-            interval = min(interval * 1.5, self.opts.poll_interval)
+            return infos if ready else None
+
+        infos = self._poll(running, timeout)
+        if infos is None:
+            raise ProviderError(
+                f"cloud {self.cloud.name!r}: instances not running with an address "
+                f"after {timeout:.0f}s"
+            )
+        return infos
+
+    def _poll(self, check: Callable[[], T], timeout: float) -> T:
+        """Ask the cloud until `check` holds: soon at first, then backing off to the
+        cloud's poll interval so a slow cloud is not asked too often."""
+        return wait_until(check, timeout, min(0.5, self.opts.poll_interval), backoff=1.5,
+                          max_interval=self.opts.poll_interval)
 
     def find_run_instances(self, run: str) -> list[InstanceInfo]:
         filters = [
@@ -299,23 +307,21 @@ class Ec2Provider(Ec2ImageHooks, Provider):
         for chunk in _chunks(live, TERMINATE_CHUNK):
             self._terminate_chunk(chunk)
         log.info("%s: TerminateInstances %s", self.cloud.name, " ".join(live))
-        start = time.monotonic()
-        interval = min(0.5, self.opts.poll_interval)
         pending = live
-        while pending:
+
+        def all_terminated() -> bool:
+            nonlocal pending
             found = self._by_id(pending)
             pending = [
                 i for i in pending if i in found and found[i]["State"]["Name"] != "terminated"
             ]
-            if not pending:
-                return
-            if time.monotonic() - start >= timeout:
-                raise ProviderError(
-                    f"cloud {self.cloud.name!r}: {len(pending)} instance(s) not terminated after "
-                    f"{timeout:.0f}s: {' '.join(pending)}"
-                )
-            time.sleep(interval)
-            interval = min(interval * 1.5, self.opts.poll_interval)
+            return not pending
+
+        if pending and not self._poll(all_terminated, timeout):
+            raise ProviderError(
+                f"cloud {self.cloud.name!r}: {len(pending)} instance(s) not terminated after "
+                f"{timeout:.0f}s: {' '.join(pending)}"
+            )
 
     def _terminate_chunk(self, chunk: list[str]) -> None:
         try:
