@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+from cloudinitd import kinds
 from cloudinitd.catalog import load_catalog
 from cloudinitd.cloudspec import CLOUD_NAME
 from cloudinitd.errors import RunNotFound
@@ -69,7 +70,7 @@ def _catalog_cloud(api: Api, cloud: str) -> None:
     spec = load_catalog(api.home).get(cloud)
     if spec is None:
         raise validation(f"no cloud named {cloud!r} in this service's catalog")
-    if spec.provider == "static":  # existing hosts: nothing to launch or replace
+    if spec.provider == kinds.HOSTS:  # existing hosts: nothing to launch or replace
         raise validation(f"cloud {cloud!r} holds existing hosts, not instances to launch")
 
 
@@ -134,15 +135,24 @@ def _page(p: dict[str, str], names: list[str], wanted: list[str]) -> tuple[list[
     return chosen, None
 
 
-def describe_launch_configurations(api: Api, user: str, p: dict[str, str]) -> ET.Element:
-    by_name = {lc.full_name: lc for lc in api.state.launch_configs(user)}
-    shown, token = _page(p, list(by_name), query.members(p, "LaunchConfigurationNames"))
-    result = ET.Element("DescribeLaunchConfigurationsResult")
-    out = element(result, "LaunchConfigurations")
-    for name in shown:
-        xmlout.launch_config_member(out, by_name[name])
+def _paged(p: dict[str, str], names: list[str], asked: str, result_tag: str,
+           list_tag: str) -> tuple[ET.Element, ET.Element, list[str]]:
+    """A Describe* answer: the result, its list element to fill with the names shown, and
+    its NextToken (after the list) when more remain."""
+    shown, token = _page(p, names, query.members(p, asked))
+    result = ET.Element(result_tag)
+    out = element(result, list_tag)
     if token:
         element(result, "NextToken", token)
+    return result, out, shown
+
+
+def describe_launch_configurations(api: Api, user: str, p: dict[str, str]) -> ET.Element:
+    by_name = {lc.full_name: lc for lc in api.state.launch_configs(user)}
+    result, out, shown = _paged(p, list(by_name), "LaunchConfigurationNames",
+                                "DescribeLaunchConfigurationsResult", "LaunchConfigurations")
+    for name in shown:
+        xmlout.launch_config_member(out, by_name[name])
     return result
 
 
@@ -222,7 +232,7 @@ def create_auto_scaling_group(api: Api, user: str, p: dict[str, str]) -> None:
             raise ApiError("LimitExceeded", f"at most {MAX_GROUPS} groups per user")
         _check_user_total(api, user, name, int(desired or 0))
         run = f"{user}.{name}"
-        if any(r["name"] == run for r in api.store.runs()):
+        if any(r.name == run for r in api.store.runs()):
             run = api.store.unique_run_name(run)
         groups.create_run(api.home, api.store, run, document)
         api.state.add_group(Group(owner=user, name=name, run=run, launch_config=lc_name,
@@ -275,18 +285,15 @@ def set_desired_capacity(api: Api, user: str, p: dict[str, str]) -> None:
 
 def describe_auto_scaling_groups(api: Api, user: str, p: dict[str, str]) -> ET.Element:
     by_name = {g.name: g for g in api.state.groups(user)}
-    shown, token = _page(p, list(by_name), query.members(p, "AutoScalingGroupNames"))
-    result = ET.Element("DescribeAutoScalingGroupsResult")
-    out = element(result, "AutoScalingGroups")
+    result, out, shown = _paged(p, list(by_name), "AutoScalingGroupNames",
+                                "DescribeAutoScalingGroupsResult", "AutoScalingGroups")
     for name in shown:
         group = by_name[name]
         try:
             rows = api.store.instances(group.run, groups.SERVICE, live_only=False)
         except RunNotFound:
             rows = []
-        xmlout.group_member(out, group, [r for r in rows if r["state"] != TERMINATED])
-    if token:
-        element(result, "NextToken", token)
+        xmlout.group_member(out, group, [r for r in rows if r.state != TERMINATED])
     return result
 
 

@@ -7,11 +7,12 @@ profile to boto3, never through our objects or messages).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 from cloudinitd.errors import ProviderError
+from cloudinitd.host.waiting import wait_until
+from cloudinitd.providers.base import Say, say_nothing
 from cloudinitd.providers.ec2.client import _env, translate
 from cloudinitd.providers.ec2.options import DEFAULT_REGION, Ec2Options
 
@@ -19,11 +20,7 @@ TAG_RUN = "cloudinitd:run"
 TAG_SOURCE = "cloudinitd:source"
 TAG_SIZE = "cloudinitd:size"
 TAG_LOCATION = "cloudinitd:location"
-Say = Callable[[str], None]
 
-
-def _quiet(_: str) -> None:
-    pass
 
 
 def make_s3_client(opts: Ec2Options) -> Any:
@@ -122,7 +119,7 @@ class Ec2Images:
                                 "already (`cloudinitd image delete` it first)")
 
     def save(self, instance_id: str, name: str, tags: dict[str, str], timeout: float = 1800,
-             say: Say = _quiet) -> str:
+             say: Say = say_nothing) -> str:
         """CreateImage of a running instance (NoReboot: it keeps running), wait available."""
         self._refuse_taken(name)
         answer = self._call(
@@ -146,25 +143,24 @@ class Ec2Images:
                    Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
         return image_id
 
-    def wait_available(self, image_id: str, timeout: float, say: Say = _quiet) -> None:
+    def wait_available(self, image_id: str, timeout: float, say: Say = say_nothing) -> None:
         """Poll DescribeImages with a growing interval, bounded by `timeout`."""
-        start, interval, last = time.monotonic(), 0.5, None
-        while True:
+        seen: list[str] = []  # the states so far: each new one is said once
+
+        def available() -> bool:
             images = self._call("DescribeImages", ImageIds=[image_id]).get("Images", [])
             state = images[0].get("State") if images else "missing"
-            if state != last:
+            if not seen or state != seen[-1]:
                 say(f"image {image_id}: {state}")
-                last = state
-            if state == "available":
-                return
+                seen.append(state)
             if state in ("failed", "error", "invalid", "deregistered"):
                 raise ProviderError(f"cloud {self.opts.cloud!r}: image {image_id} is {state}")
-            waited = time.monotonic() - start
-            if waited >= timeout:
-                raise ProviderError(f"cloud {self.opts.cloud!r}: image {image_id} not available "
-                                    f"after {timeout:.0f}s (state {state})")
-            time.sleep(min(interval, timeout - waited))
-            interval = min(interval * 1.5, max(self.opts.poll_interval, 0.5) * 5)
+            return state == "available"
+
+        if not wait_until(available, timeout, 0.5, backoff=1.5,
+                          max_interval=max(self.opts.poll_interval, 0.5) * 5):
+            raise ProviderError(f"cloud {self.opts.cloud!r}: image {image_id} not available "
+                                f"after {timeout:.0f}s (state {seen[-1]})")
 
     def deregister(self, image_id: str) -> None:
         try:
@@ -201,14 +197,14 @@ class Ec2ImageHooks:
     def has_image(self, name: str) -> bool:
         return Ec2Images(self).find(name) is not None
 
-    def save_image(self, request: Any, say: Say = _quiet) -> dict[str, Any]:
+    def save_image(self, request: Any, say: Say = say_nothing) -> dict[str, Any]:
         tags = {TAG_RUN: request.run, TAG_SOURCE: request.source, "Name": request.name}
         image_id = Ec2Images(self).save(request.instance_id, request.name, tags,
                                         timeout=request.timeout, say=say)
         return {"name": request.name, "image_id": image_id}
 
     def import_image(self, path: Any, name: str, sent: Callable[[int], None],
-                     say: Say = _quiet) -> dict[str, Any]:
+                     say: Say = say_nothing) -> dict[str, Any]:
         from cloudinitd.images.staging import Stager
 
         return Stager(self).stage(path, name, sent).as_dict()

@@ -33,10 +33,11 @@ from typing import Any
 import yaml
 
 from cloudinitd.errors import ProviderError, UsageError
+from cloudinitd.host.waiting import wait_until
 from cloudinitd.providers import imagecache
+from cloudinitd.providers.base import Say, say_nothing
 from cloudinitd.providers.qemu import vm
 
-Say = Callable[[str], None]
 MAX_VIRTUAL = 64 << 30
 EXT4_MAGIC_AT = 1080  # the superblock is at 1024; s_magic 0xEF53 at offset 56 in it
 _PERCENT = re.compile(rb"\((\d+(?:\.\d+)?)/100%\)")
@@ -73,9 +74,6 @@ def info(path: Path, fmt: str | None = None, shared: bool = False) -> dict[str, 
     return json.loads(proc.stdout)
 
 
-def _quiet(_: str) -> None:
-    pass
-
 
 def convert(source: Path, fmt: str, target: Path, say: Say, shared: bool = False,
             sent: Callable[[float], None] | None = None, to: str = "qcow2") -> None:
@@ -108,10 +106,7 @@ def held_still(files: vm.VmFiles, stop: bool, say: Say) -> Iterator[None]:
         say(f"powering {files.dir.name} down (--stop)")
         with contextlib.suppress(OSError, ProviderError, ValueError):
             qmp(files.qmp, "system_powerdown")
-        deadline = time.monotonic() + 90
-        while files.alive() and time.monotonic() < deadline:
-            time.sleep(1)
-        if not files.alive():
+        if wait_until(lambda: not files.alive(), 90, interval=1.0):
             yield
             return
         say("no clean power-down within 90 s: pausing it instead")
@@ -157,7 +152,7 @@ def save(files: vm.VmFiles, name: str, cache: Path, *, source: str, stop: bool,
         with held_still(files, stop, say):
             convert(files.overlay, "qcow2", raw, say, shared=True, to="raw")
         forget_identity(raw, _ssh_user(files), say)
-        convert(raw, "raw", work / "disk.qcow2", _quiet)
+        convert(raw, "raw", work / "disk.qcow2", say_nothing)
         raw.unlink()
         shutil.copy2(kernel, work / "vmlinuz")
         shutil.copy2(initrd, work / "initrd.img")
