@@ -19,6 +19,9 @@ may set cloud faults, lose or crash instances, and say what each script does
     rendered: {svc-0.boot: [TEXT]} TEXT is in that script as it ran
     raises: TEXT                  the step raised an error saying TEXT
     unhealthy: [svc-0]            `check` found exactly these unhealthy
+    failed_instances: {svc-0: STEP}  exactly these instances are not ok, each with the step
+                                  it failed at (null: its service failed or was skipped
+                                  as a whole)
     launches: {cloud: N}          provider launch calls made on that cloud, in all
 
 Adding a scenario is adding a file; the runner never changes per case.
@@ -35,8 +38,8 @@ import yaml
 
 from cloudinitd.engine.boot import boot, start_run
 from cloudinitd.engine.context import RunContext, open_run
-from cloudinitd.engine.outcome import RunOutcome
 from cloudinitd.engine.maintain import check, repair, scale
+from cloudinitd.engine.outcome import RunOutcome
 from cloudinitd.engine.terminate import terminate_run
 from cloudinitd.errors import CloudinitdError
 from cloudinitd.plan.loader import load_plan
@@ -47,7 +50,8 @@ CASES = Path(__file__).parent / "cases" / "converge"
 RUN = "case"
 DEFAULT_FILES = {"boot.sh": "true\n", "ready.sh": "true\n", "terminate.sh": "true\n"}
 EXPECT_KEYS = {"services", "ok", "order", "steps", "called", "not_called", "instances",
-               "errors", "rendered", "raises", "unhealthy", "launches", "result"}
+               "errors", "rendered", "raises", "unhealthy", "launches", "result",
+               "failed_instances"}
 STEP_KEYS = {"boot", "repair", "scale", "check", "terminate", "faults", "remote", "lose",
              "crash", "expect"}
 
@@ -151,6 +155,7 @@ class Runner:
         last = {s: (state, detail) for s, i, state, detail in self.progress if i is None}
         for name, result in outcome.services.items():
             assert result.name == name, f"{name}: result names {result.name!r}"
+            assert result.ok is (result.state == "ready"), result
             row = recorded[name]
             assert isinstance(result.seconds, float) and result.seconds == round(result.seconds, 2)
             # a share of the whole step's time (rounded to hundredths)
@@ -209,6 +214,17 @@ class Runner:
             assert scripts, f"{label} never ran: {fake.steps()}"
             for text in texts:
                 assert text in scripts[-1], f"{label}: {scripts[-1]!r}"
+        if "failed_instances" in expect:
+            got = {f"{i.service}-{i.index}": i.step for i in outcome.failed_instances}
+            assert got == expect["failed_instances"], outcome.failed_instances
+            for i in outcome.failed_instances:
+                assert i.ok is False and i.detail, i
+                if i.step is None:  # its service's error, as a whole
+                    assert i.detail == outcome.services[i.service].error, i
+                else:  # its own error, naming the step
+                    assert i.step in i.detail, i
+                if i.step in ("boot", "ready"):  # a script's: its own log and tail
+                    assert i.log_tail and i.log_path.endswith(f"-{i.index}.{i.step}.log"), i
         if "unhealthy" in expect:
             got = sorted(f"{i.service}-{i.index}" for i in outcome.failed_instances)
             assert got == sorted(expect["unhealthy"])
