@@ -219,10 +219,12 @@ class Runner:
             assert got == expect["failed_instances"], outcome.failed_instances
             for i in outcome.failed_instances:
                 assert i.ok is False and i.detail, i
-                if i.step is None:  # its service's error, as a whole
-                    assert i.detail == outcome.services[i.service].error, i
-                else:  # its own error, naming the step
-                    assert i.step in i.detail, i
+                service = outcome.services[i.service]
+                # its service's error (failed or skipped as a whole, or the first failure
+                # of the service), or its own, naming the service and the step
+                assert i.detail == service.error or (
+                    i.detail.startswith(f"{i.service}: ") and i.step in i.detail), i
+                assert i.step == service.step or i.detail != service.error, i
                 if i.step in ("boot", "ready"):  # a script's: its own log and tail
                     assert i.log_tail and i.log_path.endswith(f"-{i.index}.{i.step}.log"), i
         if "unhealthy" in expect:
