@@ -5,28 +5,21 @@ dataclasses named by their fields. Columns a newer store has and these
 classes do not name yet are kept in `other` (a store upgraded by another
 version never loses a value here).
 
-Transitional: `record["field"]` and `record.get("field")` still answer, so
-modules move to attribute access one at a time (issue 10); new code uses
-attributes.
+Fields are read as attributes only: `record["field"]` is a TypeError (the
+mapping-style stopgap of the move away from rows is gone, so it cannot come
+back unnoticed; tests/test_records.py holds it).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from functools import cache
 from typing import Any, TypeVar
 
 R = TypeVar("R", bound="Record")
 
 
-@cache
-def _names(cls: type) -> tuple[str, ...]:
-    """The record's field names (not `other`), in order."""
-    return tuple(f.name for f in fields(cls) if f.name != "other")
-
-
 class Record:
-    """Mapping-style reads over a dataclass's fields (and `other`)."""
+    """Built from a store row; plain data for --json. Not a mapping."""
 
     other: dict[str, Any]
 
@@ -35,26 +28,6 @@ class Record:
         names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
         known = {k: v for k, v in row.items() if k in names}
         return cls(**known, other={k: v for k, v in row.items() if k not in names})
-
-    def keys(self) -> list[str]:
-        return [*_names(type(self)), *self.other]
-
-    def __getitem__(self, key: str) -> Any:
-        if key in _names(type(self)):
-            return getattr(self, key)
-        try:
-            return self.other[key]
-        except KeyError:
-            raise KeyError(key) from None
-
-    def __contains__(self, key: object) -> bool:
-        return key in _names(type(self)) or key in self.other
-
-    def get(self, key: str, default: Any = None) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            return default
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data (for --json): the fields, then the other columns."""

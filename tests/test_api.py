@@ -171,3 +171,61 @@ def test_every_public_name_is_there() -> None:
     for name in ("boot", "status", "check", "repair", "scale", "reload", "terminate", "runs",
                  "history", "logs", "clean", "exec", "load", "run_plan", "plan_outputs"):
         assert callable(getattr(api, name)) and name in api.__all__, name
+
+
+def test_exec_answers_in_the_same_shape_per_instance(tmp_path, sshd_hosts):
+    """Per instance: the exit status and output, or (`exit` None) why it never ran."""
+    out = tmp_path / "out"
+    out.mkdir()
+    home = tmp_path / "home"
+    db_host, web_host = sshd_hosts(2)
+    run = api.boot(chain(tmp_path, (db_host, web_host), out), home=home).run
+    lines: list[tuple[str, str, str]] = []
+    command = (f'case "$SSH_CONNECTION" in *" {db_host.address} {db_host.port}")'
+               " echo broken >&2; exit 3;; esac; echo hi")
+
+    result = api.exec(run, command, home=home, on_line=lambda *line: lines.append(line))
+
+    assert isinstance(result, api.RunOutcome) and result.run == run and not result.ok
+    db, web = result.instances  # dependency order
+    assert (db.label, db.ok, db.exit, db.step, db.detail) == ("db/0", False, 3, "exec",
+                                                              "exit status 3")
+    assert (db.stderr, db.address) == ("broken\n", db_host.address)
+    assert (web.label, web.ok, web.exit, web.step, web.detail, web.stdout) == (
+        "web/0", True, 0, None, "", "hi\n")
+    assert [i.label for i in result.failed_instances] == ["db/0"]
+    assert (result.services["db"].ok, result.services["web"].ok) == (False, True)
+    assert ("web/0", "stdout", "hi") in lines and ("db/0", "stderr", "broken") in lines
+
+    web_host.restart(new_host_key=True)  # a pinned key that changed: never runs there
+    refused = api.exec(run, "echo hi", home=home, services=("web",))
+    (web,) = refused.instances
+    assert (web.ok, web.exit, web.step) == (False, None, "exec")
+    assert "host key" in web.detail.lower() and web.stdout == ""
+    assert not refused.ok and refused.failed_instances == (web,)
+
+
+def test_image_save_flushes_the_guest_through_the_exec_outcome(tmp_path, sshd_hosts):
+    """`image save` runs `sync` through the engine's exec (run_command) and reads its
+    outcome: on a reachable host it says so; on a host whose key changed it says why."""
+    from cloudinitd.images.save import flush_guest
+    from cloudinitd.store import Store
+
+    out = tmp_path / "out"
+    out.mkdir()
+    home = tmp_path / "home"
+    db_host, web_host = sshd_hosts(2)
+    run = api.boot(chain(tmp_path, (db_host, web_host), out), home=home).run
+    store = Store(home)
+    try:
+        said: list[str] = []
+        flush_guest(home, store, run, store.instances(run, "db")[0], said.append)
+        assert said == ["flushed the guest's writes (db/0: sync)"]
+
+        web_host.restart(new_host_key=True)
+        said.clear()
+        flush_guest(home, store, run, store.instances(run, "web")[0], said.append)
+        assert len(said) == 1 and said[0].startswith("could not flush the guest's writes")
+        assert "host key" in said[0].lower()
+    finally:
+        store.close()

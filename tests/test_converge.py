@@ -146,9 +146,9 @@ def test_a_service_waits_for_every_instance(tmp_path, engine_env, ec2_cloud, ssh
             assert (svc["web"].state, svc["web"].error) == (SKIPPED, "web: not run: nodes failed")
             assert result.ok is False
             recorded = ctx.store.services(ctx.run)
-            assert {n: r["status"] for n, r in recorded.items()} == {
+            assert {n: r.status for n, r in recorded.items()} == {
                 "nodes": FAILED, "app": SKIPPED, "web": SKIPPED}
-            assert ctx.store.run(ctx.run)["status"] == "failed"
+            assert ctx.store.run(ctx.run).status == "failed"
             assert ("nodes", READY) not in states
         else:
             assert result.ok is True
@@ -156,7 +156,7 @@ def test_a_service_waits_for_every_instance(tmp_path, engine_env, ec2_cloud, ssh
             # The dependent started only after both instances had finished.
             assert "slow-done" in (out / "app-saw").read_text().split()
             assert (out / "web-started").exists()
-            assert ctx.store.run(ctx.run)["status"] == "ready"
+            assert ctx.store.run(ctx.run).status == "ready"
             assert states.index(("nodes", READY)) < states.index(("app", "configuring"))
     finally:
         done = terminate_run(ctx)

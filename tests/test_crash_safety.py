@@ -28,6 +28,8 @@ from cloudinitd.providers import hostnet
 from tests.support.cli import BIN, Cli, write_plan
 from tests.support.lxc import local_cli_in, mounts_under, wait_no_loops
 from tests.support.testcloud import ACCESS_KEY, SECRET_KEY, TestCloud
+from tests.test_ec2_e2e import AK_ENV, SK_ENV
+from tests.test_ec2_e2e import crash_plan as ec2_crash_plan
 
 COUNT = 10
 LXC_TOOLS = ("lxc-start", "lxc-stop", "lxc-info", "lxc-destroy", "lxc-ls", "lxc-attach")
@@ -109,6 +111,15 @@ class Boot:
         except BaseException:
             self.stop()
             raise
+
+    def finish(self, timeout: float) -> tuple[int, str]:
+        """Wait for the boot to exit (killed if it outlives `timeout`): its status and stderr."""
+        try:
+            code = self.proc.wait(timeout=timeout)
+        finally:
+            self.stop()
+        self._reader.join(timeout=10)
+        return code, "".join(self.err)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -234,12 +245,7 @@ def test_ctrl_c_local_boot_records_every_container(crash_cli: Cli, crash_plan: P
     boot = Boot(cli, crash_plan, run)
     boot.kill_when(lambda s: s.events.get("launched", 0) >= 2, "two recorded",
                    sig=signal.SIGINT)
-    try:
-        code = boot.proc.wait(timeout=120)
-    finally:
-        boot.stop()
-    boot._reader.join(timeout=10)
-    err = "".join(boot.err)
+    code, err = boot.finish(timeout=120)
     try:
         assert code == 130, err
         status = cli("status", run, "--json", expect=None).json()
@@ -258,7 +264,6 @@ def test_ctrl_c_local_boot_records_every_container(crash_cli: Cli, crash_plan: P
 
 # -- EC2 test cloud ----------------------------------------------------------------------
 
-AK_ENV, SK_ENV = "CRASH_EC2_ACCESS_KEY", "CRASH_EC2_SECRET_KEY"
 
 # (action whose answer the cloud holds back, which call of it, then).
 EC2_POINTS = [
@@ -275,24 +280,6 @@ EC2_POINTS = [
     ("CreateTags", 5, "repair"),
     ("DescribeInstances", 1, "repair"),
 ]
-
-
-def ec2_plan(folder: Path, cloud: TestCloud) -> Path:
-    entry = (f'{{provider: ec2, endpoint: "{cloud.endpoint}", region: us-east-1, '
-             f"credentials: {{access_key_env: {AK_ENV}, secret_key_env: {SK_ENV}}}}}")
-    return write_plan(folder, f"""
-        name: crash
-        clouds:
-          k: {entry}
-        defaults:
-          cloud: k
-          image: ami-12345678
-        services:
-          web:
-            count: 7
-          db:
-            count: 3
-        """)
 
 
 @pytest.fixture
@@ -313,7 +300,7 @@ def _live_by_service(cloud: TestCloud, run: str) -> dict[str, list[int]]:
                          ids=[f"{a}{n}-{t}" for a, n, t in EC2_POINTS])
 def test_sigkill_ec2_boot(tmp_path, ec2_cloud, ec2cli, action, nth, then):
     cloud = ec2_cloud("k")
-    plan = ec2_plan(tmp_path / "p", cloud)
+    plan = ec2_crash_plan(tmp_path / "p", cloud)
     cloud.client().describe_regions()  # warm moto so the kill lands in the held answer
     cloud.slow(action, delay=2, count=nth)
     run = f"k-{action.lower()}-{nth}-{then}"
@@ -342,19 +329,14 @@ def test_sigkill_ec2_boot(tmp_path, ec2_cloud, ec2cli, action, nth, then):
 @pytest.mark.slow
 def test_ctrl_c_waits_for_launches_and_says_both_ways_on(tmp_path, ec2_cloud, ec2cli):
     cloud = ec2_cloud("k")
-    plan = ec2_plan(tmp_path / "p", cloud)
+    plan = ec2_crash_plan(tmp_path / "p", cloud)
     cloud.client().describe_regions()
     cloud.slow("RunInstances", delay=3, count=2)
     run = "ctrl-c"
     boot = Boot(ec2cli, plan, run)
     boot.kill_when(lambda s: cloud.calls("RunInstances") >= 1, "RunInstances",
                    sig=signal.SIGINT)
-    try:
-        code = boot.proc.wait(timeout=60)
-    finally:
-        boot.stop()
-    boot._reader.join(timeout=10)
-    err = "".join(boot.err)
+    code, err = boot.finish(timeout=60)
     assert code == 130, err
     live = cloud.live_instances(run)
     status = ec2cli("status", run, "--json", expect=None).json()
@@ -375,7 +357,7 @@ def test_repair_adopts_a_stray_for_an_empty_slot_and_removes_surplus(tmp_path, e
     """Instances the store never heard of (a cloud without ClientToken support, a lost
     store row): repair adopts one that fills a wanted, empty slot and removes the rest."""
     cloud = ec2_cloud("k")
-    plan = ec2_plan(tmp_path / "p", cloud)
+    plan = ec2_crash_plan(tmp_path / "p", cloud)
     ec2cli("boot", plan, "--name", "st", "--json")
     ec2 = cloud.client()
     web = {r["index"]: r["instance_id"]

@@ -35,6 +35,23 @@ def cloud_entry(cloud: TestCloud) -> str:
     )
 
 
+def crash_plan(folder: Path, cloud: TestCloud) -> Path:
+    """Ten instances in two services on one cloud: enough launches for a kill to land among."""
+    return write_plan(folder, f"""
+        name: crash
+        clouds:
+          k: {cloud_entry(cloud)}
+        defaults:
+          cloud: k
+          image: ami-12345678
+        services:
+          web:
+            count: 7
+          db:
+            count: 3
+        """)
+
+
 def overflow_plan(folder: Path, a: TestCloud, b: TestCloud, count: int, max_a: int = -1) -> Path:
     text = f"""
         name: overflow
@@ -144,20 +161,7 @@ def test_sigkill_during_boot_then_terminate_leaves_nothing(
     tmp_path, ec2_cloud, ec2cli, action, why
 ):
     cloud = ec2_cloud("k")
-    text = f"""
-        name: crash
-        clouds:
-          k: {cloud_entry(cloud)}
-        defaults:
-          cloud: k
-          image: ami-12345678
-        services:
-          web:
-            count: 7
-          db:
-            count: 3
-    """
-    plan = write_plan(tmp_path / "p", text)
+    plan = crash_plan(tmp_path / "p", cloud)
     cloud.client().describe_regions()  # warm moto so the kill lands in the held-back answer
     cloud.slow(action, delay=8)
     run = f"crash-{action.lower()}"

@@ -257,7 +257,7 @@ def test_exports_are_data_never_identity(tmp_path, cli: Cli, sshd_hosts):
     assert (out / "web-sees").read_text() == f"{db.address} t1\n"
     # Only declared exports are stored; the undeclared one is named in a warning.
     assert store.attributes("ident-1") == {("db", 0): {"token": "t1"}}
-    warnings = [e["message"] for e in store.events("ident-1") if e["kind"] == "warning"]
+    warnings = [e.message for e in store.events("ident-1") if e.kind == "warning"]
     assert any("undeclared" in m for m in warnings), warnings
 
     # Even a record that holds a built-in name (an older store) cannot override it.

@@ -28,7 +28,7 @@ def test_a_transaction_commits_its_writes_together_or_not_at_all(store, tmp_path
         store.event("r1", "ready", "ok", "web")
         raise RuntimeError("crash between two writes")
     assert store.services("r1") == {}
-    assert [e for e in store.events("r1") if e["service"] == "web"] == []
+    assert [e for e in store.events("r1") if e.service == "web"] == []
 
     with store.transaction():
         store.set_service("r1", "web", "ready")

@@ -170,5 +170,5 @@ def test_services_ready_together_are_all_handed_out_before_any_step_starts(tmp_p
     first_step = min(i for i, state in enumerate(states) if state in ("ssh", "boot"))
     assert last_handed_out < first_step, events
     # Recorded with them: each is `ready` in the store at the end, as before.
-    assert {name: row["status"] for name, row in conv.ctx.store.services(conv.ctx.run).items()
+    assert {name: row.status for name, row in conv.ctx.store.services(conv.ctx.run).items()
             } == {"s0": "ready", "s1": "ready", "s2": "ready"}

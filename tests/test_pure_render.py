@@ -81,7 +81,7 @@ def test_deciding_and_rendering_start_no_share_and_raise_nothing(run, no_process
     home, store, plan = run
     ctx = RunContext(home=home, store=store, plan=plan, run="r")
     row = store.instances("r")[0]
-    store.update_instance("r", "static", row["instance_id"], "vm", configured=1,
+    store.update_instance("r", "static", row.instance_id, "vm", configured=1,
                           boot_hash="recorded")
     row = store.instances("r")[0]
     script, _env, digest = rendered_inputs(ctx, plan.services["vm"], 0, ctx.world())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from cloudinitd.providers.base import RUNNING, InstanceInfo
 from cloudinitd.records import Event, Instance, Launch, Run, ServiceRecord
 from cloudinitd.store import Store
@@ -31,9 +33,8 @@ def test_the_store_answers_with_records(tmp_path):
                                                                   {"accel": "kvm"})
     (event,) = store.events("r")
     assert isinstance(event, Event) and (event.kind, event.idx) == ("boot", 0)
-    # Plain data for --json; the transitional mapping reads agree with the attributes.
+    # Plain data for --json.
     assert json.loads(json.dumps(inst.as_dict()))["instance_id"] == "i-1"
-    assert inst["instance_id"] == inst.instance_id and inst.get("nope", 5) == 5
     store.close()
 
 
@@ -44,6 +45,26 @@ def test_a_column_a_newer_store_added_is_kept(tmp_path):
     store._exec("INSERT INTO services (run, name, status, updated, note) VALUES"
                 " ('r', 'db', 'ready', 0, 'kept')")
     db = store.services("r")["db"]
-    assert db.other == {"note": "kept"} and db["note"] == "kept" and "note" in db
+    assert db.other == {"note": "kept"}
     assert db.as_dict()["note"] == "kept"
     store.close()
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Run("r", "p", "/p.yml", "ready", 0.0, 0.0),
+    lambda: ServiceRecord("r", "web", "ready"),
+    lambda: Instance(1, "r", "web", 0, "c", "static", "i-1", None, RUNNING, "10.0.0.1", None,
+                     None, None, 1, 0.0, None),
+    lambda: Launch(1, "r", "web", "c", "tok", "requested", 0.0),
+    lambda: Event(0.0, "boot", "plan p"),
+], ids=["run", "service", "instance", "launch", "event"])
+def test_a_record_is_not_a_mapping(make):
+    """Rows indexed by column name were the domain model once; records are read by
+    attribute only, so `record["status"]` cannot creep back in (it is a TypeError)."""
+    record = make()
+    with pytest.raises(TypeError):
+        record["status"]  # noqa: B018
+    for name in ("get", "keys", "__getitem__", "__contains__", "__iter__"):
+        assert not hasattr(record, name), name
+    with pytest.raises(TypeError):
+        dict(record)

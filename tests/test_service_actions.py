@@ -64,7 +64,7 @@ def phantom(api: Api, user: str, name: str, clouds: str, n: int) -> None:
 
 
 def per_cloud(api: Api, run: str) -> dict[str, int]:
-    return dict(Counter(r["cloud"] for r in api.store.instances(run)))
+    return dict(Counter(r.cloud for r in api.store.instances(run)))
 
 
 def reconcile(api: Api, user: str, name: str) -> str:
@@ -85,7 +85,7 @@ def test_overflow_replace_and_shrink_last_cloud_first(api):
     lost = memory_cloud(api.home, "m1").lose("vm", 0)
     crashed = memory_cloud(api.home, "m2").crash("vm", 2)
     assert reconcile(api, "alice", "web") == "repaired"
-    live = {r["instance_id"] for r in api.store.instances("alice.web")}
+    live = {r.instance_id for r in api.store.instances("alice.web")}
     assert len(live) == 3 and not live & {lost, crashed}
     assert crashed in memory_cloud(api.home, "m2").terminated  # the dead one is removed
     assert per_cloud(api, "alice.web") == {"m1": 2, "m2": 1}
@@ -93,7 +93,7 @@ def test_overflow_replace_and_shrink_last_cloud_first(api):
     call(api, "alice", "SetDesiredCapacity", AutoScalingGroupName="web", DesiredCapacity=1)
     reconcile(api, "alice", "web")
     assert per_cloud(api, "alice.web") == {"m1": 1}
-    assert api.store.run("alice.web")["counts"] == {"vm": 1}  # what `status` shows
+    assert api.store.run("alice.web").counts == {"vm": 1}  # what `status` shows
 
     call(api, "alice", "DeleteAutoScalingGroup", AutoScalingGroupName="web")
     assert code(api, "alice", "SetDesiredCapacity", AutoScalingGroupName="web",

@@ -21,10 +21,8 @@ from tests.support.testcloud import ACCESS_KEY, SECRET_KEY
 from tests.test_service_ec2 import AK_ENV, AMI, SK_ENV, write_catalog
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
-def test_stop_mid_replacement_then_restart_resumes_without_duplicates(tmp_path: Path, ec2_cloud,
-                                                                      sig):
+def _serve_group(tmp_path: Path, ec2_cloud, name: str, size: int):
+    """A serve process with user alice's group `name` of `size` instances in service."""
     cloud = ec2_cloud("k")
     cli = Cli(tmp_path / "home", env={AK_ENV: ACCESS_KEY, SK_ENV: SECRET_KEY})
     write_catalog(cli.home, k=cloud)
@@ -34,9 +32,22 @@ def test_stop_mid_replacement_then_restart_resumes_without_duplicates(tmp_path: 
         client = server.client(alice)
         client.create_launch_configuration(LaunchConfigurationName="lc@k", ImageId=AMI,
                                            InstanceType="m1.small")
-        client.create_auto_scaling_group(AutoScalingGroupName="r", LaunchConfigurationName="lc@k",
-                                         MinSize=3, MaxSize=3)
-        wait_for(lambda: len(in_service(client, "r")) == 3, why="3 in service")
+        client.create_auto_scaling_group(AutoScalingGroupName=name, LaunchConfigurationName="lc@k",
+                                         MinSize=size, MaxSize=size)
+        wait_for(lambda: len(in_service(client, name)) == size, why=f"{size} in service")
+    except BaseException:
+        server.stop(signal.SIGKILL)
+        raise
+    return cloud, cli, alice, server
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_stop_mid_replacement_then_restart_resumes_without_duplicates(tmp_path: Path, ec2_cloud,
+                                                                      sig):
+    cloud, cli, alice, server = _serve_group(tmp_path, ec2_cloud, "r", 3)
+    try:
+        client = server.client(alice)
         victim = sorted(i["InstanceId"] for i in in_service(client, "r"))[0]
         launches = cloud.calls("RunInstances")
         cloud.slow("RunInstances", delay=8)
@@ -72,18 +83,9 @@ def test_stop_mid_replacement_then_restart_resumes_without_duplicates(tmp_path: 
 
 @pytest.mark.slow
 def test_sigkill_during_delete_then_restart_finishes_the_deletion(tmp_path: Path, ec2_cloud):
-    cloud = ec2_cloud("k")
-    cli = Cli(tmp_path / "home", env={AK_ENV: ACCESS_KEY, SK_ENV: SECRET_KEY})
-    write_catalog(cli.home, k=cloud)
-    alice = add_user(cli, "alice")
-    server = Serve(cli).start()
+    cloud, cli, alice, server = _serve_group(tmp_path, ec2_cloud, "d", 2)
     try:
         client = server.client(alice)
-        client.create_launch_configuration(LaunchConfigurationName="lc@k", ImageId=AMI,
-                                           InstanceType="m1.small")
-        client.create_auto_scaling_group(AutoScalingGroupName="d", LaunchConfigurationName="lc@k",
-                                         MinSize=2, MaxSize=2)
-        wait_for(lambda: len(in_service(client, "d")) == 2, why="2 in service")
         terminations = cloud.calls("TerminateInstances")
         cloud.slow("TerminateInstances", delay=8)
         client.delete_auto_scaling_group(AutoScalingGroupName="d", ForceDelete=True)

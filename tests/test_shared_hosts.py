@@ -67,7 +67,7 @@ def test_many_services_on_one_vm_through_host_chains(tmp_path, cli: Cli, sshd_ho
     assert (out / "app").read_text() == "app 5432\n"  # db's export reached its neighbour
 
     rows = Store(cli.home).instances("stack-1")
-    assert sorted(r["service"] for r in rows) == ["app", "cron", "db", "vm", "web"]
+    assert sorted(r.service for r in rows) == ["app", "cron", "db", "vm", "web"]
     cli("terminate", "stack-1")
 
 
@@ -105,9 +105,9 @@ def test_store_keeps_one_record_per_service_on_a_shared_machine(tmp_path):
     info = InstanceInfo(instance_id="static:10.0.0.5#0", state="running", address="10.0.0.5")
     store.record_instance("r", "a", 0, "static", "static", info)
     store.record_instance("r", "b", 0, "static", "static", info)
-    assert [r["service"] for r in store.instances("r")] == ["a", "b"]
+    assert [r.service for r in store.instances("r")] == ["a", "b"]
     store.update_instance("r", "static", info.instance_id, service="b", configured=1)
-    configured = {r["service"]: r["configured"] for r in store.instances("r")}
+    configured = {r.service: r.configured for r in store.instances("r")}
     assert configured == {"a": 0, "b": 1}
     # A machine-wide fact (it is gone) reaches every service's record on it.
     store.update_instance("r", "static", info.instance_id, state="terminated")

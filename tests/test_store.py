@@ -36,25 +36,25 @@ def test_run_names_are_unique(store, tmp_path):
     assert store.unique_run_name("r") == "r-2"
     with pytest.raises(RunNotFound):
         store.run("nope")
-    assert store.run("r1")["vars"] == {"n": "2"}
-    assert store.run("r1")["status"] == "booting"
+    assert store.run("r1").vars == {"n": "2"}
+    assert store.run("r1").status == "booting"
 
 
 def test_intent_is_recorded_before_instances_and_history_is_kept(store, tmp_path):
     store.create_run("r", "p", tmp_path / "plan.yml", {}, {"c": {"provider": "ec2"}})
     store.record_launch_intent("r", "web", "c", "tok-1", [0, 1], {"cloudinitd:run": "r"})
-    assert store.launches("r")[0]["status"] == "requested"
+    assert store.launches("r")[0].status == "requested"
     store.record_instance("r", "web", 0, "c", "ec2", InstanceInfo("i-1"), "tok-1")
     store.record_instance("r", "web", 1, "c", "ec2", InstanceInfo("i-2"), "tok-1")
     store.update_from_info("r", "c", InstanceInfo("i-1", state="running", address="10.0.0.5"))
     store.update_instance("r", "c", "i-2", state="terminated")
     live = store.instances("r")
-    assert [(r["instance_id"], r["state"], r["address"]) for r in live] == [
+    assert [(r.instance_id, r.state, r.address) for r in live] == [
         ("i-1", "running", "10.0.0.5")]
     every = store.instances("r", live_only=False)
-    assert {r["instance_id"] for r in every} == {"i-1", "i-2"}
-    assert next(r for r in every if r["instance_id"] == "i-2")["terminated"] is not None
-    assert store.run("r")["clouds"] == {"c": {"provider": "ec2", "options": {}}}
+    assert {r.instance_id for r in every} == {"i-1", "i-2"}
+    assert next(r for r in every if r.instance_id == "i-2").terminated is not None
+    assert store.run("r").clouds == {"c": {"provider": "ec2", "options": {}}}
 
 
 def test_attributes_round_trip_json_values(store, tmp_path):
@@ -125,7 +125,7 @@ def test_delete_run_leaves_nothing_of_the_run_in_any_table(store, tmp_path):
     store.delete_run("gone-run")
     assert _rows_mentioning(store.path, "gone-run") == dict.fromkeys(before, 0)
     assert _rows_mentioning(store.path, "kept-run") == kept_before  # the neighbour is intact
-    assert [r["name"] for r in store.runs()] == ["kept-run"]
+    assert [r.name for r in store.runs()] == ["kept-run"]
 
 
 @pytest.mark.parametrize(
@@ -147,7 +147,7 @@ def test_unvalidated_cloud_entries_are_never_recorded(store, tmp_path, options):
     store.create_run("r", "p", tmp_path / "plan.yml", {}, {})
     with pytest.raises(UsageError):
         store.update_run("r", clouds={"c": {"provider": "ec2", "options": options}})
-    assert store.run("r")["clouds"] == {}
+    assert store.run("r").clouds == {}
     store.close()
     for path in store.path.parent.iterdir():
         if path.is_file():
@@ -172,7 +172,7 @@ def test_a_store_keyed_without_the_service_is_upgraded_in_place(tmp_path):
 
     s = Store(home)
     s.record_instance("r", "b", 0, "static", "static", InstanceInfo("static:h#0", "running"))
-    assert [r["service"] for r in s.instances("r")] == ["a", "b"]
+    assert [r.service for r in s.instances("r")] == ["a", "b"]
     s.close()
     Store(home).close()  # opening again is a no-op
 
@@ -184,10 +184,10 @@ def test_launches_keep_indexes_tags_and_status(store, tmp_path):
     store.record_launch_intent("r", "db", "c", "tok-2", [3], {"k": "v"})
     store.finish_launch("tok-1", "done")
     rows = store.launches("r")
-    assert [(r["service"], r["client_token"], r["indexes"], r["tags"], r["status"])
+    assert [(r.service, r.client_token, r.indexes, r.tags, r.status)
             for r in rows] == [("web", "tok-1", [0, 1], {"cloudinitd:run": "r"}, "done"),
                                ("db", "tok-2", [3], {"k": "v"}, "requested")]
-    assert "indexes_json" not in rows[0] and "tags_json" not in rows[0]
+    assert "indexes_json" not in rows[0].other and "tags_json" not in rows[0].other
 
 
 def test_update_instance_extra_and_field_checks(store, tmp_path):
@@ -195,15 +195,15 @@ def test_update_instance_extra_and_field_checks(store, tmp_path):
     for service in ("a", "b"):  # two services on one machine
         store.record_instance("r", service, 0, "c", "static", InstanceInfo("h#0", "running"))
     store.update_instance("r", "c", "h#0", extra={"zone": "z1", "when": 1.5})
-    assert [r["extra"] for r in store.instances("r")] == [{"zone": "z1", "when": 1.5}] * 2
-    assert "extra_json" not in store.instances("r")[0]
+    assert [r.extra for r in store.instances("r")] == [{"zone": "z1", "when": 1.5}] * 2
+    assert "extra_json" not in store.instances("r")[0].other
     with pytest.raises(ValueError, match=r"^unknown instance fields \{'colour'\}$"):
         store.update_instance("r", "c", "h#0", colour="red")
     with pytest.raises(ValueError, match=r"^\['configured'\] belong to one service's record"
                                          r": pass service=$"):
         store.update_instance("r", "c", "h#0", configured=1, state="running")
     store.update_instance("r", "c", "h#0", service="a", configured=1)
-    assert {r["service"]: r["configured"] for r in store.instances("r")} == {"a": 1, "b": 0}
+    assert {r.service: r.configured for r in store.instances("r")} == {"a": 1, "b": 0}
 
 
 def test_unique_run_name_gives_up_after_99999(store):
@@ -243,10 +243,10 @@ def test_terminated_time_is_set_once_and_only_for_termination(store, tmp_path):
                                                   extra={"zone": "z1"}))
     store.update_instance("r", "c", "i-2", state="terminated", terminated=123.0)
     store.update_instance("r", "c", "i-3", state="terminated")
-    rows = {r["instance_id"]: r for r in store.instances("r", live_only=False)}
-    assert rows["i-1"]["terminated"] is None and rows["i-1"]["extra"] == {"zone": "z1"}
-    assert rows["i-2"]["terminated"] == 123.0
-    assert rows["i-3"]["terminated"] > 123.0
+    rows = {r.instance_id: r for r in store.instances("r", live_only=False)}
+    assert rows["i-1"].terminated is None and rows["i-1"].extra == {"zone": "z1"}
+    assert rows["i-2"].terminated == 123.0
+    assert rows["i-3"].terminated > 123.0
 
 
 @pytest.mark.parametrize(("service", "index", "line"), [
@@ -262,7 +262,7 @@ def test_events_are_logged_with_who_they_concern(store, tmp_path, caplog, servic
         store.event("r", "boot", "started", service=service, index=index)
     assert [rec.getMessage() for rec in caplog.records if rec.name == "cloudinitd.events"] == [
         line]
-    assert [(e["service"], e["idx"], e["kind"], e["message"]) for e in store.events("r")] == [
+    assert [(e.service, e.idx, e.kind, e.message) for e in store.events("r")] == [
         (service, index, "boot", "started")]
 
 
@@ -292,21 +292,21 @@ def test_run_folder_is_private_and_may_already_exist(store, tmp_path):
 def test_values_json_cannot_hold_are_stored_as_text(store, tmp_path):
     when = datetime.date(2026, 11, 26)
     store.create_run("r", "p", tmp_path / "plan.yml", {"when": when}, {})
-    assert store.run("r")["vars"] == {"when": "2026-11-26"}
+    assert store.run("r").vars == {"when": "2026-11-26"}
     store.update_run("r", vars={"n": 3, "at": when}, counts={"web": when},
                      clouds={"c": {"provider": "ec2", "options": {"region": "r1"}}},
                      status="ready")
     run = store.run("r")
-    assert (run["vars"], run["counts"], run["status"]) == (
+    assert (run.vars, run.counts, run.status) == (
         {"n": 3, "at": "2026-11-26"}, {"web": "2026-11-26"}, "ready")
-    assert run["clouds"] == {"c": {"provider": "ec2", "options": {"region": "r1"}}}
-    assert not any(k in run for k in ("vars_json", "counts_json", "clouds_json"))
+    assert run.clouds == {"c": {"provider": "ec2", "options": {"region": "r1"}}}
+    assert not any(k in run.other for k in ("vars_json", "counts_json", "clouds_json"))
     store.record_instance("r", "web", 0, "c", "ec2",
                           InstanceInfo("i-1", extra={"launched": when, "n": 1}))
-    assert store.instances("r", live_only=False)[0]["extra"] == {"launched": "2026-11-26",
+    assert store.instances("r", live_only=False)[0].extra == {"launched": "2026-11-26",
                                                                   "n": 1}
     store.update_instance("r", "c", "i-1", extra={"seen": when})
-    assert store.instances("r", live_only=False)[0]["extra"] == {"seen": "2026-11-26"}
+    assert store.instances("r", live_only=False)[0].extra == {"seen": "2026-11-26"}
 
 
 def _old_store(home) -> None:
@@ -351,7 +351,7 @@ def test_upgrade_done_by_another_process_meanwhile_is_left_alone(tmp_path):
     s._db.close()
     assert "UNIQUE (run, service, cloud, instance_id)" in _instances_sql(home)
     s = Store(home)
-    assert [r["instance_id"] for r in s.instances("r")] == ["static:h#0"]
+    assert [r.instance_id for r in s.instances("r")] == ["static:h#0"]
     s.close()
 
 

@@ -58,7 +58,7 @@ class Harness:
         ctx = start_run(self.home, self.store, load_plan(folder / "plan.yml"), {}, RUN)
         ctx.remote = self.remote
         assert boot(ctx).ok
-        self.created = self.store.run(RUN)["created"]
+        self.created = self.store.run(RUN).created
 
     def cloud(self, name: str = "a"):
         return memory_cloud(self.home, name)
@@ -69,15 +69,15 @@ class Harness:
 
     def live(self, service: str) -> dict[int, str]:
         rows = self.store.instances(RUN, service)
-        assert len({r["idx"] for r in rows}) == len(rows), f"two instances on one index: {rows}"
-        return {r["idx"]: r["instance_id"] for r in rows}
+        assert len({r.idx for r in rows}) == len(rows), f"two instances on one index: {rows}"
+        return {r.idx: r.instance_id for r in rows}
 
     def cloud_live(self, service: str) -> list[str]:
         return sorted(i.instance_id for c in ("a", "b") for i in self.cloud(c).live()
                       if i.service == service)
 
     def events(self, kind: str) -> list[dict]:
-        return [e for e in self.store.events(RUN) if e["kind"] == kind]
+        return [e for e in self.store.events(RUN) if e.kind == kind]
 
     def boots(self, label: str) -> int:
         return self.remote.steps().count(f"{label}.boot")
@@ -109,7 +109,7 @@ def test_a_crashed_preserved_instance_is_replaced_and_its_dependent_reconfigured
     assert dead in h.cloud().terminated
     assert h.cloud_live("web") == sorted(after.values())
     assert h.boots("lb-0") == lb_boots + 1, "lb's input (web's addresses) changed"
-    assert [e["idx"] for e in h.events("replace")] == [1]
+    assert [e.idx for e in h.events("replace")] == [1]
     again = h.tick(2)
     assert again.actions == [] and h.live("web") == after
 
@@ -154,7 +154,7 @@ def test_lifetime_of_the_run_terminates_it(harness):
     assert h.tick(3599).state == "ok"
     report = h.tick(3601)
     assert report.state == "terminated" and report.actions[0].kind == "expired"
-    assert h.store.run(RUN)["status"] == "terminated"
+    assert h.store.run(RUN).status == "terminated"
     assert h.cloud().live() == []
     assert h.events("lifetime")
     assert h.tick(3700).state == "terminated"
@@ -166,7 +166,7 @@ def test_a_service_lifetime_ends_that_service_only(harness):
     report = h.tick(601)
     assert [(a.kind, a.service) for a in report.actions] == [("lifetime", "batch")]
     assert h.live("batch") == {} and len(h.live("web")) == 2
-    assert h.store.run(RUN)["status"] != "terminated"
+    assert h.store.run(RUN).status != "terminated"
     assert h.tick(700).actions == []
 
 
@@ -203,7 +203,7 @@ def test_a_sensor_above_its_threshold_grows_then_below_shrinks(harness):
         h.tick(t)
     assert len(h.live("web")) == 1, "min 1"
     assert len(h.cloud_live("web")) == 1
-    assert [e["message"].split(":")[0] for e in h.events("autoscale")] == \
+    assert [e.message.split(":")[0] for e in h.events("autoscale")] == \
         ["2 -> 3", "3 -> 4", "4 -> 3", "3 -> 2", "2 -> 1"]
 
 
@@ -221,7 +221,7 @@ def test_a_failing_sensor_moves_nothing_and_is_reported(harness):
     report = h.tick(1)
     assert report.readings == {"web": []}
     assert len(h.live("web")) == 2
-    assert any("not a number" in e["message"] for e in h.events("warning"))
+    assert any("not a number" in e.message for e in h.events("warning"))
 
 
 TWO_CLOUDS = PLAN.replace("""    count: 2
@@ -240,12 +240,12 @@ def test_a_failing_cloud_is_backed_off_and_the_replacement_overflows(harness):
     second = h.tick(2)
     assert any(a.kind == "backoff" for a in second.actions)
     assert second.ok, second
-    assert {r["cloud"] for r in h.store.instances(RUN, "web")} == {"a", "b"}
+    assert {r.cloud for r in h.store.instances(RUN, "web")} == {"a", "b"}
     assert [i.service for i in h.cloud("b").live()] == ["web"]
     h.cloud("a").faults.clear()
     h.cloud("b").crash("web", 1)
     h.tick(1000)  # past the back-off: a is tried again and takes it
-    assert {r["cloud"] for r in h.store.instances(RUN, "web")} == {"a"}
+    assert {r.cloud for r in h.store.instances(RUN, "web")} == {"a"}
     assert h.store.watch_state(RUN, "cloud_backoff") == {}
 
 
@@ -293,7 +293,7 @@ def test_a_run_still_booting_is_left_to_boot_and_an_interrupted_one_is_finished(
     assert report.state == "booting" and report.actions == [] and not report.ok
     h.store.update_run(RUN, status="interrupted")
     h.tick(2)
-    assert h.store.run(RUN)["status"] == "ready" and set(h.live("web")) == {0, 1}
+    assert h.store.run(RUN).status == "ready" and set(h.live("web")) == {0, 1}
 
 
 def test_a_run_wants_watching_when_it_preserves_scales_or_has_a_lifetime(tmp_path):
@@ -343,7 +343,7 @@ def test_the_loop_reports_each_check_stops_when_asked_and_ends_with_the_run(harn
     watch_loop(h.home, RUN, interval=0.01, stop=stop, on_report=on_report, store=h.store,
                remote=h.remote)
     assert seen == ["ok", "ok"]
-    assert [e["message"] for e in h.events("watch")] == ["watching every 0.01s", "stopped"]
+    assert [e.message for e in h.events("watch")] == ["watching every 0.01s", "stopped"]
     h.store.update_run(RUN, expires=h.created)  # the lease is over: the loop ends by itself
     last = watch_loop(h.home, RUN, interval=0.01, stop=threading.Event(), store=h.store,
                       remote=h.remote)
@@ -402,4 +402,4 @@ def test_serve_keeps_runs_that_ask_for_it_and_leaves_the_others(harness, tmp_pat
     assert loop.stop(grace=60), "the pass did not end"
     after = h.live("web")
     assert dead not in after.values() and len(after) == 2
-    assert [e["idx"] for e in h.events("replace")] == [1]
+    assert [e.idx for e in h.events("replace")] == [1]

@@ -10,9 +10,11 @@
 Every call takes plain arguments (`home`: the state folder, default
 $CLOUDINITD_HOME; run names; plan paths; options) and, where work happens,
 a `progress(service, index, state, detail)` callback. Results are frozen
-dataclasses (results.py) with one partial-failure shape: a `RunOutcome` holds
-a `ServiceOutcome` per service and an `InstanceOutcome` per instance, each
-with `ok`. Bad input raises cloudinitd.errors (UsageError, PlanError, ...);
+dataclasses (results.py) with one partial-failure shape, built by the engine
+itself: a `RunOutcome` holds a `ServiceOutcome` per service and an
+`InstanceOutcome` per instance, each with `ok` and, when not ok, the failed
+`step` and its `log_tail` (boot, repair, scale, reload, check, terminate; for
+`exec` the `exit`, `stdout` and `stderr`). Bad input raises cloudinitd.errors (UsageError, PlanError, ...);
 Ctrl-C during a converge raises `Interrupted`.
 """
 

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from cloudinitd.api import lifecycle
-from cloudinitd.api.convert import home_path, opened_store
+from cloudinitd.api.home import home_path, opened_store
 from cloudinitd.api.results import RunOutcome
 from cloudinitd.errors import UsageError
 from cloudinitd.plan.model import Plan

@@ -11,13 +11,13 @@ the result (`ok`, `failed`, `errors`). Ctrl-C during a converge raises
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cloudinitd.api import convert
-from cloudinitd.api.results import Interrupted, RunOutcome, RunStatus
+from cloudinitd.api.home import home_path, opened_store
+from cloudinitd.api.results import RunOutcome, RunStatus
 
 if TYPE_CHECKING:
     from cloudinitd.engine.context import RunContext
@@ -45,7 +45,7 @@ def plan_file(plan: str | Path, home: Home = None, on_note: Note = _silent) -> P
 
     arg = str(plan)
     if is_original(arg):
-        path, notes = import_plan(Path(arg), import_dir(convert.home_path(home), Path(arg)))
+        path, notes = import_plan(Path(arg), import_dir(home_path(home), Path(arg)))
         for note in notes:
             on_note(f"import: {note}")
         arg = str(path)
@@ -68,7 +68,7 @@ def load(plan: str | Path, *, home: Home = None, vars: Mapping[str, str] | None 
     path = plan_file(plan, home, on_note)
     with render_session(SESSION_SECONDS):  # count / host templates of every service
         return load_plan(path, overrides=dict(vars or {}),
-                         catalog=load_catalog(convert.home_path(home)), limits=limits)
+                         catalog=load_catalog(home_path(home)), limits=limits)
 
 
 def dry_run(plan: Plan, run: str | None = None, show_values: bool = False) -> dict[str, Any]:
@@ -83,19 +83,8 @@ def dry_run(plan: Plan, run: str | None = None, show_values: bool = False) -> di
 
 def run_plan(run: str, *, home: Home = None) -> Plan:
     """The plan a recorded run follows, loaded with its vars (PlanError if it cannot be)."""
-    with convert.opened_store(home) as store:
+    with opened_store(home) as store:
         return _open(store, home, run, quiet).plan
-
-
-@contextlib.contextmanager
-def _converging(ctx: RunContext) -> Iterator[None]:
-    """Ctrl-C inside: the engine stopped launching and recorded what it started."""
-    from cloudinitd.engine.converge import Interrupted as EngineInterrupted
-
-    try:
-        yield
-    except EngineInterrupted as exc:
-        raise Interrupted(ctx.run, convert.live_instances(ctx), len(exc.unsettled)) from None
 
 
 def boot(plan: Plan | str | Path, *, home: Home = None, name: str | None = None,
@@ -104,6 +93,7 @@ def boot(plan: Plan | str | Path, *, home: Home = None, name: str | None = None,
          on_note: Note = _silent) -> RunOutcome:
     """Record a new run of `plan` (a loaded Plan, or what `load` takes), launch and
     configure it. `on_start(run)` is called once the run is recorded, before any launch."""
+    from cloudinitd.engine.access import plan_outputs
     from cloudinitd.engine.boot import boot as converge
     from cloudinitd.engine.boot import start_run
 
@@ -111,21 +101,21 @@ def boot(plan: Plan | str | Path, *, home: Home = None, name: str | None = None,
     if not hasattr(plan, "services"):
         plan = load(plan, home=home, vars=overrides, max_instances=max_instances,
                     on_note=on_note)
-    with convert.opened_store(home) as store:
-        ctx = start_run(convert.home_path(home), store, plan, overrides, name,
+    with opened_store(home) as store:
+        ctx = start_run(home_path(home), store, plan, overrides, name,
                         progress=progress)
         if on_start is not None:
             on_start(ctx.run)
-        with _converging(ctx):
-            result = converge(ctx)
-        return convert.run_outcome(ctx, result, with_outputs=True)
+        result = converge(ctx)
+        values, problems = plan_outputs(ctx)
+        return replace(result, outputs=values, output_errors=problems)
 
 
 def _open(store: Any, home: Home, run: str, progress: Progress, plan: Path | None = None,
           overrides: dict[str, str] | None = None) -> RunContext:
     from cloudinitd.engine.context import open_run
 
-    return open_run(convert.home_path(home), store, run, plan_path=plan, overrides=overrides,
+    return open_run(home_path(home), store, run, plan_path=plan, overrides=overrides,
                     progress=progress)
 
 
@@ -134,23 +124,23 @@ def status(run: str, *, home: Home = None, check: bool = False,
     """The run from the store; with `check`, instances described and ready scripts run first."""
     from cloudinitd.api.statusview import recorded_status, with_health
 
-    with convert.opened_store(home) as store:
+    with opened_store(home) as store:
         store.run(run)  # an unknown run is RunNotFound before its plan is loaded
         health = _check(store, home, run, progress) if check else None
-        recorded = recorded_status(store, convert.home_path(home), run)
+        recorded = recorded_status(store, home_path(home), run)
         return with_health(recorded, health) if health is not None else recorded
 
 
 def _check(store: Any, home: Home, run: str, progress: Progress) -> RunOutcome:
     from cloudinitd.engine.maintain import check as check_run
 
-    return convert.health_outcome(run, check_run(_open(store, home, run, progress)))
+    return check_run(_open(store, home, run, progress))
 
 
 def check(run: str, *, home: Home = None, progress: Progress = quiet) -> RunOutcome:
     """Describe every instance and run each ready script once: one outcome per instance
     (missing ones included), a service ok when all its instances are."""
-    with convert.opened_store(home) as store:
+    with opened_store(home) as store:
         return _check(store, home, run, progress)
 
 
@@ -160,11 +150,9 @@ def repair(run: str, *, home: Home = None, relaunch: bool = False,
     changed. A terminated run is launched again only with `relaunch`."""
     from cloudinitd.engine.maintain import repair as repair_run
 
-    with convert.opened_store(home) as store:
+    with opened_store(home) as store:
         ctx = _open(store, home, run, progress)
-        with _converging(ctx):
-            result = repair_run(ctx, relaunch=relaunch)
-        return convert.run_outcome(ctx, result)
+        return repair_run(ctx, relaunch=relaunch)
 
 
 def scale(run: str, service: str, count: int, *, home: Home = None,
@@ -175,11 +163,10 @@ def scale(run: str, service: str, count: int, *, home: Home = None,
     from cloudinitd.plan.limits import Limits
 
     limits = Limits.from_env(max_instances)
-    with convert.opened_store(home) as store:
+    with opened_store(home) as store:
         ctx = _open(store, home, run, progress)
-        with _converging(ctx):
-            removed, result = scale_run(ctx, service, count, limits)
-        return convert.run_outcome(ctx, result, removed)
+        removed, result = scale_run(ctx, service, count, limits)
+        return result.plus(removed)
 
 
 def reload(plan: str | Path, run: str, *, home: Home = None,
@@ -192,7 +179,7 @@ def reload(plan: str | Path, run: str, *, home: Home = None,
     from cloudinitd.engine.maintain import repair as repair_run
 
     path = plan_file(plan, home, on_note).resolve()
-    with convert.opened_store(home) as store:
+    with opened_store(home) as store:
         recorded = store.run(run)
         overrides = {**recorded.vars, **dict(vars or {})}
         ctx = _open(store, home, run, progress, plan=path, overrides=overrides)
@@ -203,9 +190,7 @@ def reload(plan: str | Path, run: str, *, home: Home = None,
                    else "service no longer in the plan")
             on_note(f"reload: dropped the scale override {service}={count} ({now})")
         record_reload(ctx, path, overrides, dropped)
-        with _converging(ctx):
-            result = repair_run(ctx)
-        return convert.run_outcome(ctx, result, dropped_scale_overrides=dropped)
+        return replace(repair_run(ctx), dropped_scale_overrides=dropped)
 
 
 def terminate(run: str, *, home: Home = None, progress: Progress = quiet,
@@ -217,11 +202,11 @@ def terminate(run: str, *, home: Home = None, progress: Progress = quiet,
     from cloudinitd.engine.terminate import terminate_run
     from cloudinitd.errors import PlanError
 
-    with convert.opened_store(home) as store:
+    with opened_store(home) as store:
         try:
             ctx = _open(store, home, run, progress)
         except PlanError as exc:
             on_note(f"{exc}; terminating instances without running terminate scripts")
-            ctx = open_run_without_plan(convert.home_path(home), store, run,
+            ctx = open_run_without_plan(home_path(home), store, run,
                                         progress=progress)
-        return convert.terminate_outcome(terminate_run(ctx))
+        return terminate_run(ctx)

@@ -10,18 +10,24 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from cloudinitd.api import convert
+from cloudinitd.api.home import home_path, opened_store
 from cloudinitd.api.lifecycle import Home, Note, Progress, _silent, quiet
-from cloudinitd.api.results import CleanResult, CloudInfo, History, LogFile, RunSummary
+from cloudinitd.api.results import (
+    CleanResult,
+    CloudInfo,
+    History,
+    LogFile,
+    RunOutcome,
+    RunSummary,
+)
 
 if TYPE_CHECKING:
-    from cloudinitd.engine.execute import GroupResult
     from cloudinitd.store import Store
 
 
 def runs(*, home: Home = None) -> tuple[RunSummary, ...]:
     """Every recorded run, oldest first, with its live instance count."""
-    with convert.opened_store(home) as store:
+    with opened_store(home) as store:
         return tuple(RunSummary(row.name, row.plan_name, row.plan_path, row.status, row.created,
                                 row.updated, row.expires, len(store.instances(row.name)))
                      for row in store.runs())
@@ -29,7 +35,7 @@ def runs(*, home: Home = None) -> tuple[RunSummary, ...]:
 
 def history(run: str, *, home: Home = None) -> History:
     """Every instance the run ever launched (terminated ones too) and its events."""
-    with convert.opened_store(home) as store:
+    with opened_store(home) as store:
         store.run(run)
         return History(run, tuple(store.instances(run, live_only=False)),
                        tuple(store.events(run)))
@@ -40,13 +46,13 @@ def logs(run: str, service: str | None = None, *, home: Home = None) -> tuple[Lo
     from cloudinitd.engine.access import dependency_order
     from cloudinitd.errors import UsageError
 
-    with convert.opened_store(home) as store:
+    with opened_store(home) as store:
         store.run(run)
         if service:
             known = set(store.services(run)) | {
-                i["service"] for i in store.instances(run, live_only=False)}
+                i.service for i in store.instances(run, live_only=False)}
             if service not in known:
-                names = dependency_order(store, convert.home_path(home), run, known)
+                names = dependency_order(store, home_path(home), run, known)
                 raise UsageError(f"run {run!r} has no service {service!r}; services: "
                                  + (", ".join(names) or "none"))
         folder = store.run_dir(run) / "logs"
@@ -61,7 +67,7 @@ def clean(run: str | None = None, *, home: Home = None, progress: Progress = qui
     """With `run`: terminate whatever of it still lives (found by tag too) and forget it
     (kept when something could not be terminated: see `errors`). Without: terminate runs
     whose lifetime is over and remove host-local instances whose run is gone."""
-    with convert.opened_store(home) as store:
+    with opened_store(home) as store:
         if run:
             return _forget(store, home, run, progress)
         return CleanResult(expired=tuple(_terminate_expired(store, home, progress)),
@@ -70,12 +76,11 @@ def clean(run: str | None = None, *, home: Home = None, progress: Progress = qui
 
 def _forget(store: Store, home: Home, run: str, progress: Progress) -> CleanResult:
     from cloudinitd.engine.context import open_run_without_plan
-    from cloudinitd.engine.terminate import TerminateResult, destroy_instances
+    from cloudinitd.engine.terminate import destroy_instances
 
-    ctx = open_run_without_plan(convert.home_path(home), store, run, progress=progress)
-    result = TerminateResult(run)
-    destroy_instances(ctx, store.instances(run), result, sweep=True)
-    removed = convert.removed_instances(result.terminated)
+    ctx = open_run_without_plan(home_path(home), store, run, progress=progress)
+    result = destroy_instances(ctx, store.instances(run), sweep=True)
+    removed = result.removed
     if result.errors:
         return CleanResult(run, removed, errors=tuple(result.errors))
     store.delete_run(run)
@@ -91,7 +96,7 @@ def _terminate_expired(store: Store, home: Home, progress: Progress) -> list[str
     done = []
     for row in store.runs():
         if row.expires and row.expires < time.time() and row.status != "terminated":
-            terminate_run(open_run(convert.home_path(home), store, row.name,
+            terminate_run(open_run(home_path(home), store, row.name,
                                    progress=progress))
             done.append(row.name)
     return done
@@ -107,7 +112,7 @@ def _clean_stale(store: Store, home: Home, on_note: Note) -> list[str]:
     removed: list[str] = []
     for kind in host_local_kinds():
         try:
-            removed.extend(get_provider(CloudSpec(kind, kind), convert.home_path(home))
+            removed.extend(get_provider(CloudSpec(kind, kind), home_path(home))
                            .cleanup_stale(known))
         except ProviderError as exc:  # e.g. qemu not installed: nothing of it to clean
             on_note(f"{kind}: {exc}")
@@ -119,36 +124,39 @@ def clouds(*, home: Home = None, check: bool = False) -> tuple[CloudInfo, ...]:
     secret); with `check`, each provider's cheap call: `check` (its summary) or `error`."""
     from cloudinitd.catalog import describe_catalog, load_catalog
 
-    where = convert.home_path(home)
+    where = home_path(home)
     return tuple(CloudInfo(**row) for row in describe_catalog(load_catalog(where), where,
                                                              check=check))
 
 
 def exec(run: str, command: str, *, home: Home = None, services: tuple[str, ...] = (),  # noqa: A001
          sudo: bool = False, timeout: float | None = None,
-         on_line: Callable[[str, str, str], None] | None = None) -> GroupResult:
+         on_line: Callable[[str, str, str], None] | None = None) -> RunOutcome:
     """Run `command` on every live instance of the run (or of `services`) in parallel:
-    one InstanceResult each (exit, output, or why it never ran). `on_line(label, stream,
-    line)` gets output lines as they come. A run without such instances is a UsageError."""
+    one InstanceOutcome each (`exit`, `stdout`, `stderr`, or in `detail` why it never
+    ran), a service ok when all its instances are. `on_line(label, stream, line)` gets
+    output lines as they come. A run without such instances is a UsageError."""
     from cloudinitd.engine.access import instances, require_run
     from cloudinitd.engine.context import open_run
     from cloudinitd.engine.execute import run_command
     from cloudinitd.errors import UsageError
 
-    with convert.opened_store(home) as store:
+    with opened_store(home) as store:
         require_run(store, run)
-        targets = instances(open_run(convert.home_path(home), store, run), services)
+        targets = instances(open_run(home_path(home), store, run), services)
     if not targets:
         raise UsageError(f"run {run!r} has no live instance"
                          + (f" of {', '.join(services)}" if services else ""))
-    result = run_command(targets, command, sudo=sudo, timeout=timeout, on_line=on_line)
+    result = run_command(targets, command, run=run, sudo=sudo, timeout=timeout,
+                         on_line=on_line)
     # History keeps that a command ran, where and how it ended; never its text,
     # which may hold a password (`exec -- mysql -psecret`).
-    failed = ", ".join(r.label for r in result.failed)
-    with convert.opened_store(home) as store:
+    failed = ", ".join(r.label for r in result.failed_instances)
+    with opened_store(home) as store:
         store.event(run, "exec", f"a command{' (sudo)' if sudo else ''} on"
-                    f" {len(result.results)} instance(s): "
-                    + (f"{len(result.failed)} failed ({failed})" if failed else "all succeeded"))
+                    f" {len(result.instances)} instance(s): "
+                    + (f"{len(result.failed_instances)} failed ({failed})" if failed
+                       else "all succeeded"))
     return result
 
 
@@ -157,9 +165,9 @@ def plan_outputs(run: str, *, home: Home = None) -> tuple[dict[str, str], dict[s
     nothing when the plan cannot be loaded any more."""
     from cloudinitd.engine.access import require_run, run_plan_outputs
 
-    with convert.opened_store(home) as store:
+    with opened_store(home) as store:
         require_run(store, run)
-        return run_plan_outputs(store, convert.home_path(home), run)
+        return run_plan_outputs(store, home_path(home), run)
 
 
 def outputs(run: str, selector: str | None = None, *, home: Home = None) -> Any:
@@ -168,9 +176,9 @@ def outputs(run: str, selector: str | None = None, *, home: Home = None) -> Any:
     from cloudinitd.engine.access import outputs as read_outputs
     from cloudinitd.engine.access import require_run, select_output
 
-    with convert.opened_store(home) as store:
+    with opened_store(home) as store:
         require_run(store, run)
-        return select_output(read_outputs(store, convert.home_path(home), run), run, selector)
+        return select_output(read_outputs(store, home_path(home), run), run, selector)
 
 
 def instances(run: str, services: tuple[str, ...] = (), *, home: Home = None) -> list[Any]:
@@ -180,9 +188,9 @@ def instances(run: str, services: tuple[str, ...] = (), *, home: Home = None) ->
     from cloudinitd.engine.access import require_run
     from cloudinitd.engine.context import open_run
 
-    with convert.opened_store(home) as store:
+    with opened_store(home) as store:
         require_run(store, run)
-        return live(open_run(convert.home_path(home), store, run), services)
+        return live(open_run(home_path(home), store, run), services)
 
 
 def choose(run: str, selector: str | None, *, home: Home = None) -> Any:
@@ -192,9 +200,9 @@ def choose(run: str, selector: str | None, *, home: Home = None) -> Any:
     from cloudinitd.engine.access import require_run
     from cloudinitd.engine.context import open_run
 
-    with convert.opened_store(home) as store:
+    with opened_store(home) as store:
         require_run(store, run)
-        return pick(open_run(convert.home_path(home), store, run), selector)
+        return pick(open_run(home_path(home), store, run), selector)
 
 
 def login_argv(instance: Any, command: list[str] | None = None, *, pin: bool = True

@@ -2,9 +2,12 @@
 
 Like Fabric's `GroupResult`: a run's outcome holds one `ServiceOutcome` per
 service and one `InstanceOutcome` per instance, each with `ok` and, when not
-ok, why (`detail` / `error`). Converge (boot, repair, scale, reload), health
-checks and terminate all answer in these shapes; problems that belong to no
-single service (a cloud refusing a terminate) are the outcome's `errors`.
+ok, why (`detail`/`error`, the failed `step`, its `log_tail`; exec: `exit`,
+`stdout`, `stderr`). Converge (boot, repair, scale, reload), health checks,
+terminate and exec all answer in these shapes, which the engine itself builds
+(engine/outcome.py, re-exported here); problems that belong to no single
+instance (a cloud refusing a terminate) are the outcome's `errors`. Records
+(status, history, runs, clouds) have their own classes below.
 """
 
 from __future__ import annotations
@@ -13,91 +16,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from cloudinitd.engine.outcome import InstanceOutcome, Interrupted, RunOutcome, ServiceOutcome
 
-@dataclass(frozen=True)
-class InstanceOutcome:
-    """One instance of a run: what it is now and, when not `ok`, why."""
-
-    service: str
-    index: int
-    ok: bool
-    state: str  # running, pending, terminated, missing (a wanted instance with none), ...
-    cloud: str | None = None
-    instance_id: str | None = None
-    address: str | None = None
-    detail: str = ""
-
-    @property
-    def label(self) -> str:
-        return f"{self.service}/{self.index}"
-
-
-@dataclass(frozen=True)
-class ServiceOutcome:
-    """One service: its state (ready, failed, skipped, unhealthy, ...), where it failed, its
-    instances."""
-
-    name: str
-    state: str
-    ok: bool
-    step: str | None = None
-    error: str | None = None
-    log_tail: str = ""
-    log_path: str | None = None
-    seconds: float = 0.0
-    instances: tuple[InstanceOutcome, ...] = ()
-
-    def as_dict(self) -> dict[str, Any]:
-        """The service entry of `--json` output (as it has always been: no instances)."""
-        return {"name": self.name, "state": self.state, "step": self.step, "error": self.error,
-                "log_tail": self.log_tail, "log_path": self.log_path, "seconds": self.seconds}
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    """The result of boot, repair, scale, reload, check or terminate of one run.
-
-    `instances` are the run's live instances afterwards (check: every instance
-    looked at, missing ones included), in dependency order; `removed` the ones
-    this call terminated; `errors` problems not tied to one service.
-    """
-
-    run: str
-    services: Mapping[str, ServiceOutcome] = field(default_factory=dict)
-    instances: tuple[InstanceOutcome, ...] = ()
-    removed: tuple[InstanceOutcome, ...] = ()
-    errors: tuple[str, ...] = ()
-    seconds: float = 0.0
-    # reload: the `scale` counts the new plan replaced (service -> count)
-    dropped_scale_overrides: Mapping[str, int] = field(default_factory=dict)
-    # boot: the plan's `outputs:` rendered with the run's world, and those that could not be
-    outputs: Mapping[str, str] = field(default_factory=dict)
-    output_errors: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return (not self.errors and all(s.ok for s in self.services.values())
-                and all(i.ok for i in self.instances) and all(i.ok for i in self.removed))
-
-    @property
-    def failed(self) -> tuple[ServiceOutcome, ...]:
-        """Services that failed (not the ones skipped because of them)."""
-        return tuple(s for s in self.services.values() if s.state == "failed")
-
-    @property
-    def skipped(self) -> tuple[ServiceOutcome, ...]:
-        return tuple(s for s in self.services.values() if s.state == "skipped")
-
-    @property
-    def failed_instances(self) -> tuple[InstanceOutcome, ...]:
-        return tuple(i for i in (*self.instances, *self.removed) if not i.ok)
-
-    def addresses(self) -> dict[str, list[InstanceOutcome]]:
-        """Live instances with their addresses per service, in dependency order."""
-        out: dict[str, list[InstanceOutcome]] = {}
-        for inst in self.instances:
-            out.setdefault(inst.service, []).append(inst)
-        return out
+__all__ = ["CleanResult", "CloudInfo", "History", "InstanceOutcome", "InstanceStatus",
+           "Interrupted", "LogFile", "RunOutcome", "RunStatus", "RunSummary", "ServiceOutcome",
+           "ServiceStatus"]
 
 
 @dataclass(frozen=True)
@@ -247,15 +170,3 @@ class CleanResult:
     @property
     def ok(self) -> bool:
         return not self.errors
-
-
-class Interrupted(Exception):  # noqa: N818 (a Ctrl-C, not an error of the run)
-    """Ctrl-C during a converge: no new launch was started, every launch under way recorded.
-
-    `live` lists what lives now; `unsettled` counts launches still unanswered
-    (their instances are found again by `repair` and `terminate`, by token and tag).
-    """
-
-    def __init__(self, run: str, live: tuple[InstanceOutcome, ...], unsettled: int):
-        super().__init__(f"run {run}: interrupted")
-        self.run, self.live, self.unsettled = run, live, unsettled

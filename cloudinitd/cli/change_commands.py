@@ -47,7 +47,7 @@ def compute_diff(env: Env, plan: str, run: str, vars_: tuple[str, ...],
 
     recorded = require_run(env.store, run)
     path = find_plan(plan_file(plan, env.home, output.info)).resolve()
-    overrides = {**recorded["vars"], **parse_vars(vars_)}
+    overrides = {**recorded.vars, **parse_vars(vars_)}
     run_dir = env.store.run_dir(run)
     with render_session(SESSION_SECONDS):
         loaded = load_plan(path, overrides=overrides, catalog=load_catalog(env.home))

@@ -107,7 +107,7 @@ def run_names() -> list[str]:
     """Recorded runs, for shell completion (nothing, rather than an error, if unreadable)."""
     try:
         store = _existing_store()
-        return [row["name"] for row in store.runs()] if store else []
+        return [row.name for row in store.runs()] if store else []
     except Exception:  # completion must never print a traceback into the shell
         return []
 
@@ -128,7 +128,7 @@ def complete_instance(ctx: click.Context, param: click.Parameter,
         names = set(store.services(run)) if store else set()
     except Exception:
         return []
-    words = names | {r["service"] for r in rows} | {f"{r['service']}/{r['idx']}" for r in rows}
+    words = names | {r.service for r in rows} | {f"{r.service}/{r.idx}" for r in rows}
     return [CompletionItem(w) for w in sorted(words) if w.startswith(incomplete)]
 
 

@@ -61,7 +61,7 @@ def _recorded_run(env: Env, name: str) -> str | None:
         return None
     try:
         store = _existing_store()
-        if store is not None and any(r["name"] == name for r in store.runs()):
+        if store is not None and any(r.name == name for r in store.runs()):
             return name
     except Exception:  # an unreadable store: treat NAME as a plan, which reports its own error
         return None

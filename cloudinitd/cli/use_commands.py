@@ -115,13 +115,17 @@ def exec_(click_ctx: click.Context, env: Env, run: str, services: tuple[str, ...
     result = api.exec(run, command, home=env.home, services=services, sudo=sudo,
                       timeout=timeout, on_line=None if as_json else show)
     if as_json:
-        output.emit_json({"run": run, "ok": result.ok, "instances": result.as_list()})
-    for failed in result.failed:
-        why = f"exit {failed.exit}" if failed.exit is not None else f"not run: {failed.error}"
-        output.error(f"{failed.label} ({failed.address}) failed: {why}")
+        output.emit_json({"run": run, "ok": result.ok, "instances": [
+            {"service": i.service, "index": i.index, "address": i.address, "exit": i.exit,
+             "stdout": i.stdout, "stderr": i.stderr,
+             "error": i.detail if i.exit is None else None} for i in result.instances]})
+    failed = result.failed_instances
+    for inst in failed:
+        why = f"exit {inst.exit}" if inst.exit is not None else f"not run: {inst.detail}"
+        output.error(f"{inst.label} ({inst.address}) failed: {why}")
     if not result.ok:
-        output.error(f"{len(result.failed)} of {len(result.results)} instance(s) failed: "
-                     + ", ".join(r.label for r in result.failed))
+        output.error(f"{len(failed)} of {len(result.instances)} instance(s) failed: "
+                     + ", ".join(r.label for r in failed))
         raise SystemExit(1)
 
 

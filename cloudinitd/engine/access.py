@@ -186,9 +186,9 @@ def addresses(ctx: RunContext) -> dict[str, list[dict[str, Any]]]:
     """Live instances' `index` and `address` per service, in dependency order (boot's ending)."""
     rows = ctx.store.instances(ctx.run)
     out: dict[str, list[dict[str, Any]]] = {}
-    for name in service_order(ctx, {r["service"] for r in rows}):
-        out[name] = sorted(({"index": r["idx"], "address": r["address"]}
-                            for r in rows if r["service"] == name), key=lambda i: i["index"])
+    for name in service_order(ctx, {r.service for r in rows}):
+        out[name] = sorted(({"index": r.idx, "address": r.address}
+                            for r in rows if r.service == name), key=lambda i: i["index"])
     return out
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from cloudinitd.engine.context import Progress, RunContext, quiet, recorded_clouds
-from cloudinitd.engine.converge import Converger, RunResult
+from cloudinitd.engine.converge import Converger
+from cloudinitd.engine.outcome import RunOutcome
 from cloudinitd.graph import boot_levels, build_graph
 from cloudinitd.paths import display_path
 from cloudinitd.plan.model import Plan
@@ -38,7 +39,7 @@ def start_run(home: Path, store: Store, plan: Plan, overrides: dict[str, str],
     return ctx
 
 
-def boot(ctx: RunContext) -> RunResult:
+def boot(ctx: RunContext) -> RunOutcome:
     return Converger(ctx).run()
 
 

@@ -9,6 +9,7 @@ from cloudinitd.engine.context import RunContext, content_hash
 from cloudinitd.engine.inputs import input_key, input_parts, keep_source
 from cloudinitd.errors import PlanError, RemoteError
 from cloudinitd.plan.model import BUILTIN_ATTRIBUTES, SERVICE_ATTRIBUTES, ServiceSpec
+from cloudinitd.records import Instance
 from cloudinitd.templates import render_script
 
 World = dict[str, list[dict[str, Any]]]
@@ -99,31 +100,31 @@ def step_args(ctx: RunContext, svc: ServiceSpec, step: str, index: int,
             "files": list(spec.files)}
 
 
-def learn_hostname(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any],
+def learn_hostname(ctx: RunContext, svc: ServiceSpec, row: Instance,
                    world: World) -> World:
     """An existing host's `hostname` is what it reports at first connect (kept in the store)."""
     target = ctx.target(svc, row)
-    ctx.progress(svc.name, row["idx"], "ssh", f"waiting for SSH on {row['address']}")
+    ctx.progress(svc.name, row.idx, "ssh", f"waiting for SSH on {row.address}")
     ctx.remote.wait_for_ssh(target, timeout=svc.timeout, service=svc.name)
     try:
         name = ctx.remote.reported_hostname(target, svc.name)
     except Exception as exc:  # a name is nice to have; the address stays
-        ctx.store.event(ctx.run, "warning", f"hostname: {exc}", svc.name, row["idx"])
+        ctx.store.event(ctx.run, "warning", f"hostname: {exc}", svc.name, row.idx)
         return world
     if not name:
         return world
-    ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], svc.name,
+    ctx.store.update_instance(ctx.run, row.cloud, row.instance_id, svc.name,
                               hostname=name)
-    items = [dict(item, hostname=name) if item.get("index") == row["idx"] else item
+    items = [dict(item, hostname=name) if item.get("index") == row.idx else item
              for item in world.get(svc.name, [])]
     return {**world, svc.name: items}
 
 
-def configure_instance(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any],
+def configure_instance(ctx: RunContext, svc: ServiceSpec, row: Instance,
                        world: World) -> None:
     """Boot then ready on one instance; raises RemoteError naming the step."""
-    index = row["idx"]
-    if has_scripts(svc) and not svc.launches and row["hostname"] in (None, row["address"]):
+    index = row.idx
+    if has_scripts(svc) and not svc.launches and row.hostname in (None, row.address):
         world = learn_hostname(ctx, svc, row, world)
     script, env, digest = rendered_inputs(ctx, svc, index, world)
     values = own_values(ctx, svc, index, world)
@@ -133,13 +134,13 @@ def configure_instance(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any],
         ctx.store.set_attributes(ctx.run, svc.name, index, values)
     if not has_scripts(svc):
         record_inputs(ctx, svc, index, world, script, env)
-        ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], svc.name,
+        ctx.store.update_instance(ctx.run, row.cloud, row.instance_id, svc.name,
                                   configured=1, boot_hash=digest)
         return
     target = ctx.target(svc, row)
-    ctx.progress(svc.name, index, "ssh", f"waiting for SSH on {row['address']}")
+    ctx.progress(svc.name, index, "ssh", f"waiting for SSH on {row.address}")
     ctx.remote.wait_for_ssh(target, timeout=svc.timeout, service=svc.name)
-    ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], svc.name, configured=0)
+    ctx.store.update_instance(ctx.run, row.cloud, row.instance_id, svc.name, configured=0)
     if script is not None:
         ctx.progress(svc.name, index, "boot", "running boot script")
         exports = ctx.remote.run_step(
@@ -153,7 +154,7 @@ def configure_instance(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any],
         ctx.progress(svc.name, index, "ready", "running ready script")
         run_ready(ctx, svc, row, world, env, timeout=svc.timeout)
     record_inputs(ctx, svc, index, world, script, env)
-    ctx.store.update_instance(ctx.run, row["cloud"], row["instance_id"], svc.name,
+    ctx.store.update_instance(ctx.run, row.cloud, row.instance_id, svc.name,
                               configured=1, boot_hash=digest)
     ctx.store.event(ctx.run, "configured", "boot and ready done", svc.name, index)
 
@@ -189,11 +190,11 @@ def declared_exports(ctx: RunContext, svc: ServiceSpec, index: int,
     return {key: exports[key] for key in svc.exports}
 
 
-def run_ready(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any], world: World,
+def run_ready(ctx: RunContext, svc: ServiceSpec, row: Instance, world: World,
               env: dict[str, str] | None = None, timeout: float | None = None,
               once: bool = False) -> int:
     """The ready script, retried until it exits 0 (or once, for health checks)."""
-    index = row["idx"]
+    index = row.idx
     script = render_script(svc.scripts["ready"], **_render_args(ctx, svc, index, world))
     if env is None:
         env = render_env(ctx, svc, index, world)
@@ -210,9 +211,9 @@ def run_ready(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any], world: Wor
                             timeout=timeout or svc.timeout, **extra)
 
 
-def run_terminate(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any], world: World) -> None:
+def run_terminate(ctx: RunContext, svc: ServiceSpec, row: Instance, world: World) -> None:
     """The terminate script, once, before the instance goes away."""
-    index = row["idx"]
+    index = row.idx
     script = render_script(svc.scripts["terminate"], **_render_args(ctx, svc, index, world))
     env = render_env(ctx, svc, index, world)
     target = ctx.target(svc, row)

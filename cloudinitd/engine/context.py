@@ -27,6 +27,7 @@ from cloudinitd.plan.loader import load_plan
 from cloudinitd.plan.model import CloudSpec, Plan, ServiceSpec
 from cloudinitd.providers import get_provider
 from cloudinitd.providers.base import Provider
+from cloudinitd.records import Instance
 from cloudinitd.remote import LocalTarget, SshTarget
 from cloudinitd.store import Store
 from cloudinitd.templates import placeholder_extra
@@ -109,16 +110,21 @@ class RunContext:
         return CloudSpec(name=cloud, provider=recorded["provider"],
                          options=recorded.get("options", {}))
 
-    def target(self, service: ServiceSpec, row: dict[str, Any]) -> SshTarget | LocalTarget:
+    def target(self, service: ServiceSpec, row: Instance) -> SshTarget | LocalTarget:
+        """Where `service`'s steps for the recorded instance `row` run."""
+        return self.target_at(service, row.idx, row.address)
+
+    def target_at(self, service: ServiceSpec, index: int,
+                  address: str | None) -> SshTarget | LocalTarget:
         if service.local:
             return LocalTarget(root=self.run_dir / "local",
-                               label=f"{service.name}-{row['idx']}")
+                               label=f"{service.name}-{index}")
         # The loader already gave services on another service's host that host's login.
         key = service.ssh_key if service.ssh_key else self.keypair()[0]
-        return SshTarget(address=row["address"], port=service.ssh_port_of(row["idx"]),
+        return SshTarget(address=address, port=service.ssh_port_of(index),
                          user=service.ssh_user,
                          key_path=Path(key), known_hosts=self.known_hosts,
-                         label=f"{service.name}-{row['idx']}", scope=self.remote_scope)
+                         label=f"{service.name}-{index}", scope=self.remote_scope)
 
     @cached_property
     def remote_scope(self) -> str:

@@ -12,15 +12,22 @@ import resource
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import replace
 
 from cloudinitd import schedule
 from cloudinitd.engine.configure import configure_instance, has_scripts, rendered_inputs
 from cloudinitd.engine.context import RunContext, free_indexes
 from cloudinitd.engine.launcher import Stopped, launch_service, launch_static
-from cloudinitd.errors import CapacityError, PlanError, RemoteError
+from cloudinitd.engine.outcome import (
+    Interrupted,
+    RunOutcome,
+    ServiceOutcome,
+    live_instances,
+)
+from cloudinitd.engine.outcome import failure as _failure
 from cloudinitd.graph import boot_levels, build_graph
+from cloudinitd.plan.model import ServiceSpec
+from cloudinitd.records import Instance, Launch
 from cloudinitd.remote.session import SshTarget
 from cloudinitd.schedule import CONFIGURING, FAILED, LAUNCHED, READY, SKIPPED, WAITING
 
@@ -64,53 +71,8 @@ def _prestart(pool: ThreadPoolExecutor, workers: int) -> None:
     wait(held)
 
 
-class Interrupted(Exception):
-    """Ctrl-C during a converge: no new launch started; every launch under way recorded.
-
-    `unsettled` lists launch intents still unanswered when waiting stopped
-    (their instances are found again by `repair` and `terminate`)."""
-
-    def __init__(self, unsettled: list[dict[str, Any]] | None = None):
-        super().__init__("interrupted")
-        self.unsettled = unsettled or []
-
-
-@dataclass
-class ServiceResult:
-    name: str
-    state: str
-    step: str | None = None
-    error: str | None = None
-    log_tail: str = ""
-    log_path: str | None = None
-    seconds: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass
-class RunResult:
-    run: str
-    services: dict[str, ServiceResult] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return all(s.state == READY for s in self.services.values())
-
-    def failures(self) -> list[ServiceResult]:
-        return [s for s in self.services.values() if s.state == FAILED]
-
-
-def _failure(name: str, exc: BaseException, step: str) -> ServiceResult:
-    if isinstance(exc, RemoteError):
-        return ServiceResult(name, FAILED, exc.step, str(exc), exc.log_tail, exc.log_path)
-    if isinstance(exc, PlanError):
-        return ServiceResult(name, FAILED, "render", str(exc))
-    if isinstance(exc, CapacityError):
-        return ServiceResult(name, FAILED, "launch", f"{name}: capacity: {exc}")
-    return ServiceResult(name, FAILED, step, f"{name}: {step} failed: {exc}")
+def _done(name: str, state: str = READY, error: str | None = None) -> ServiceOutcome:
+    return ServiceOutcome(name, state, state == READY, None, error)
 
 
 class Converger:
@@ -124,21 +86,23 @@ class Converger:
         self.force = force or set()  # services to re-configure whatever their inputs
         self.unhealthy = unhealthy or set()  # (service, index) pairs that failed a check
         self.states: dict[str, str] = {}
-        self.results: dict[str, ServiceResult] = {}
+        self.results: dict[str, ServiceOutcome] = {}
+        # The instance whose step failed its service, with its own step and log tail.
+        self.own: dict[tuple[str, int], ServiceOutcome] = {}
         self.started: dict[str, float] = {}
         self.pending: dict[Future, tuple[str, str, int | None]] = {}
         self.stop = threading.Event()  # set by Ctrl-C: make no new cloud call
         self.prestarted = False  # the SSH pool's first workers were started (_prestart)
         # Launches a dead process left unanswered: not ours to wait for after Ctrl-C.
-        self.inherited = {launch["client_token"] for launch in ctx.store.launches(ctx.run)
-                          if launch["status"] == "requested"}
+        self.inherited = {launch.client_token for launch in ctx.store.launches(ctx.run)
+                          if launch.status == "requested"}
 
-    def _unanswered(self) -> list[dict[str, Any]]:
+    def _unanswered(self) -> list[Launch]:
         return [launch for launch in self.ctx.store.launches(self.ctx.run)
-                if launch["status"] == "requested"
-                and launch["client_token"] not in self.inherited]
+                if launch.status == "requested"
+                and launch.client_token not in self.inherited]
 
-    def _settle(self) -> list[dict[str, Any]]:
+    def _settle(self) -> list[Launch]:
         """Wait until every cloud call this process made has answered and been recorded."""
         deadline = time.monotonic() + SETTLE_TIMEOUT
         while True:
@@ -151,21 +115,21 @@ class Converger:
                 return self._unanswered()
 
     # decisions -------------------------------------------------------------
-    def _needs_configure(self, name: str, row: dict[str, Any], world: dict,
+    def _needs_configure(self, name: str, row: Instance, world: dict,
                          was_ready: bool) -> bool:
-        if not row["configured"] or name in self.force or not was_ready:
+        if not row.configured or name in self.force or not was_ready:
             return True
-        if (name, row["idx"]) in self.unhealthy:
+        if (name, row.idx) in self.unhealthy:
             return True
-        _, _, digest = rendered_inputs(self.ctx, self.ctx.plan.services[name], row["idx"], world)
-        return digest != row["boot_hash"]
+        _, _, digest = rendered_inputs(self.ctx, self.ctx.plan.services[name], row.idx, world)
+        return digest != row.boot_hash
 
     def _set(self, name: str, state: str, detail: str = "") -> None:
         self.states[name] = state
         self.ctx.progress(name, None, state, detail)
 
     # the walk ----------------------------------------------------------------
-    def run(self) -> RunResult:
+    def run(self) -> RunOutcome:
         ctx, t0 = self.ctx, time.monotonic()
         hosts = sum(max(1, ctx.desired_count(s)) for s in ctx.plan.services.values())
         cloud_pool = ThreadPoolExecutor(CLOUD_POOL, thread_name_prefix="cloud")
@@ -181,7 +145,7 @@ class Converger:
                 if not svc.launches or name in self.hold:
                     self._set(name, LAUNCHED)
                     continue
-                live = {r["idx"] for r in ctx.store.instances(ctx.run, name)}
+                live = {r.idx for r in ctx.store.instances(ctx.run, name)}
                 missing = free_indexes(live, ctx.desired_count(svc))
                 fut = cloud_pool.submit(launch_service, ctx, svc, self.stop)
                 self.pending[fut] = (name, "launch", None)
@@ -201,8 +165,8 @@ class Converger:
                     self._collect(fut)
             for name, state in self.states.items():
                 if state not in schedule.DONE_STATES:  # cannot happen unless the graph lies
-                    self._finish(name, ServiceResult(name, FAILED, "schedule",
-                                                     f"{name}: never became configurable"))
+                    self._finish(name, ServiceOutcome(name, FAILED, False, "schedule",
+                                                      f"{name}: never became configurable"))
         except KeyboardInterrupt:
             self.stop.set()
             for fut in self.pending:
@@ -210,14 +174,23 @@ class Converger:
             unsettled = self._settle()
             ctx.store.update_run(ctx.run, status="interrupted")
             ctx.store.event(ctx.run, "interrupted", "Ctrl-C: launching stopped")
-            raise Interrupted(unsettled) from None
+            raise Interrupted(ctx.run, live_instances(ctx), len(unsettled)) from None
         finally:
             cloud_pool.shutdown(wait=False, cancel_futures=True)
             ssh_pool.shutdown(wait=False, cancel_futures=True)
             warm_pool.shutdown(wait=False, cancel_futures=True)
-        result = RunResult(ctx.run, self.results, time.monotonic() - t0)
-        ctx.store.update_run(ctx.run, status="ready" if result.ok else "failed")
-        return result
+        ok = all(s.state == READY for s in self.results.values())
+        ctx.store.update_run(ctx.run, status="ready" if ok else "failed")
+        return self._outcome(time.monotonic() - t0)
+
+    def _outcome(self, seconds: float) -> RunOutcome:
+        """Each service with its live instances; a failed instance with its own step."""
+        whole = {n for n, s in self.results.items()
+                 if s.state == FAILED and not any(k[0] == n for k in self.own)}
+        instances = live_instances(self.ctx, self.results, self.own, whole)
+        services = {n: replace(s, instances=tuple(i for i in instances if i.service == n))
+                    for n, s in self.results.items()}
+        return RunOutcome(self.ctx.run, services, instances, seconds=seconds)
 
     def _warm(self, target: SshTarget, name: str) -> bool:
         """Connect and probe ahead of need, unless `name` can no longer run.
@@ -248,12 +221,13 @@ class Converger:
         for name, svc in sorted(ctx.plan.services.items(), key=lambda item: level[item[0]]):
             if (svc.launches or svc.host in ctx.plan.services or not has_scripts(svc)
                     or not any(True for _ in self.graph.predecessors(name))
-                    or (recorded.get(name, {}).get("status") == READY and name not in self.force)):
+                    or (name in recorded and recorded[name].status == READY
+                        and name not in self.force)):
                 continue
             addresses = [h.address for h in svc.hosts] if svc.hosts else [svc.host]
             for idx, address in enumerate(addresses):
                 try:
-                    target = ctx.target(svc, {"address": address, "idx": idx})
+                    target = ctx.target_at(svc, idx, address)
                 except Exception:  # noqa: BLE001 (the service's own step reports it)
                     continue
                 if not isinstance(target, SshTarget):  # a `local: true` step connects nowhere
@@ -272,7 +246,7 @@ class Converger:
             # One read of the run's world and service rows for all services ready now
             # (not one per service: that made the main thread's reads grow as n^2).
             failed_static: set[str] = set()
-            handout: list[tuple[str, Any, list[dict[str, Any]]]] = []
+            handout: list[tuple[str, ServiceSpec, list[Instance]]] = []
             for name in ready:
                 svc = ctx.plan.services[name]
                 if not svc.launches:
@@ -300,22 +274,21 @@ class Converger:
                         self._finish(name, _failure(name, exc, "configure"))
                         continue
                 try:
-                    recorded = recorded_all.get(name, {})
-                    was_ready = recorded.get("status") == READY
+                    was_ready = name in recorded_all and recorded_all[name].status == READY
                     rows = [r for r in ctx.store.instances(ctx.run, name)
                             if self._needs_configure(name, r, world, was_ready)]
                 except Exception as exc:  # a render error, a vanished host service
                     self._finish(name, _failure(name, exc, "render"))
                     continue
                 if not rows:
-                    self._finish(name, ServiceResult(name, READY))
+                    self._finish(name, _done(name))
                     continue
                 self._set(name, CONFIGURING, f"{len(rows)} instance(s)")
                 handout.append((name, svc, rows))
             self._hand_out(ssh_pool, handout, world)
 
     def _hand_out(self, ssh_pool: ThreadPoolExecutor,
-                  handout: list[tuple[str, Any, list[dict[str, Any]]]], world: dict) -> None:
+                  handout: list[tuple[str, ServiceSpec, list[Instance]]], world: dict) -> None:
         """Record every service handed out now in one commit, then submit their instances.
 
         No store call between two submits: once the first workers run (a key
@@ -336,27 +309,33 @@ class Converger:
         for name, svc, rows in handout:
             for row in rows:
                 fut = ssh_pool.submit(configure_instance, ctx, svc, row, world)
-                self.pending[fut] = (name, "configure", row["idx"])
+                self.pending[fut] = (name, "configure", row.idx)
 
     def _collect(self, fut: Future) -> None:
-        name, kind, _index = self.pending.pop(fut)
+        name, kind, index = self.pending.pop(fut)
         exc = fut.exception()
         if self.states.get(name) in schedule.DONE_STATES:
+            if exc is not None and index is not None and not isinstance(exc, Stopped):
+                self.own[(name, index)] = _failure(name, exc, kind)  # a sibling failed too
             return
         if isinstance(exc, Stopped):
             return
         if exc is not None:
             # Siblings of a failed instance still finish; the service is failed once.
-            self._finish(name, _failure(name, exc, kind))
+            failed = _failure(name, exc, kind)
+            if index is not None:
+                self.own[(name, index)] = failed
+            self._finish(name, failed)
             return
         if kind == "launch":
             self._set(name, LAUNCHED)
         elif not any(n == name for n, _, _ in self.pending.values()):
-            self._finish(name, ServiceResult(name, READY))
+            self._finish(name, _done(name))
 
-    def _finish(self, name: str, result: ServiceResult) -> None:
+    def _finish(self, name: str, result: ServiceOutcome) -> None:
         ctx = self.ctx
-        result.seconds = round(time.monotonic() - self.started.get(name, time.monotonic()), 2)
+        result = replace(result, seconds=round(
+            time.monotonic() - self.started.get(name, time.monotonic()), 2))
         self.results[name] = result
         self._set(name, result.state, result.error or f"{result.seconds:.1f}s")
         skipped: list[str] = []
@@ -366,8 +345,7 @@ class Converger:
             ctx.store.event(ctx.run, result.state, result.error or "ok", name)
             if result.state == FAILED:
                 for dep in schedule.to_skip(self.graph, name, self.states):
-                    self.results[dep] = ServiceResult(dep, SKIPPED, None,
-                                                      f"{dep}: not run: {name} failed")
+                    self.results[dep] = _done(dep, SKIPPED, f"{dep}: not run: {name} failed")
                     self.states[dep] = SKIPPED
                     ctx.store.set_service(ctx.run, dep, SKIPPED, error=f"{name} failed")
                     skipped.append(dep)

@@ -25,6 +25,7 @@ from cloudinitd.engine.context import free_indexes
 from cloudinitd.engine.inputs import changed_parts, input_parts, kept_source
 from cloudinitd.graph import build_graph, service_references
 from cloudinitd.plan.model import Plan, ServiceSpec
+from cloudinitd.records import Instance
 from cloudinitd.schedule import READY
 from cloudinitd.store import Store
 
@@ -40,7 +41,7 @@ class RecordedRun:
     vars: dict[str, Any]
     counts: dict[str, int]
     statuses: dict[str, str]
-    instances: list[dict[str, Any]]
+    instances: list[Instance]
     attributes: dict[tuple[str, int], dict[str, Any]]
     inputs: dict[tuple[str, int], dict[str, str]]
     key: bytes = b""
@@ -50,8 +51,8 @@ class RecordedRun:
 def read_run(store: Store, run: str, key: bytes = b"") -> RecordedRun:
     """The run's record, read only."""
     row = store.run(run)
-    return RecordedRun(run=run, vars=row["vars"], counts=row["counts"],
-                       statuses={n: s["status"] for n, s in store.services(run).items()},
+    return RecordedRun(run=run, vars=row.vars, counts=row.counts,
+                       statuses={n: s.status for n, s in store.services(run).items()},
                        instances=store.instances(run), attributes=store.attributes(run),
                        inputs=store.inputs(run), key=key, run_dir=store.run_dir(run))
 
@@ -125,18 +126,18 @@ class _Renderer:
         return self.extra if "home" in self.uses.get(service.name, ()) else None
 
 
-def _placement(svc: ServiceSpec, rows: list[dict[str, Any]]) -> tuple[dict, dict]:
+def _placement(svc: ServiceSpec, rows: list[Instance]) -> tuple[dict, dict]:
     """(added, removed) cloud -> indexes, as trim_surplus then launch_missing would do."""
-    current = Counter(r["cloud"] for r in rows)
+    current = Counter(r.cloud for r in rows)
     removed: dict[str, list[int]] = {}
     for cloud, n in overflow.scale_down(svc.clouds, dict(current), svc.count).items():
-        on_cloud = sorted((r["idx"] for r in rows if r["cloud"] == cloud), reverse=True)
+        on_cloud = sorted((r.idx for r in rows if r.cloud == cloud), reverse=True)
         removed[cloud] = sorted(on_cloud[:n])
     gone = {i for ix in removed.values() for i in ix}
-    have = {r["idx"] for r in rows} - gone
+    have = {r.idx for r in rows} - gone
     missing = free_indexes(have, svc.count)
     added: dict[str, list[int]] = {}
-    left = Counter(r["cloud"] for r in rows if r["idx"] not in gone)
+    left = Counter(r.cloud for r in rows if r.idx not in gone)
     adds = overflow.scale_up(svc.clouds, dict(left), len(have) + len(missing))
     for cloud, n in adds.items():
         added[cloud], missing = missing[:n], missing[n:]
@@ -149,16 +150,16 @@ def _world(plan: Plan, rec: RecordedRun, changes: dict[str, tuple[dict, dict]]) 
     """The world dependents would see after the launches and removals (exports as recorded)."""
     world: World = {name: [] for name in plan.services}
     for row in rec.instances:
-        name = row["service"]
+        name = row.service
         if name not in world:
             continue
         _, removed = changes.get(name, ({}, {}))
-        if row["idx"] in removed.get(row["cloud"], []):
+        if row.idx in removed.get(row.cloud, []):
             continue
-        item = dict(rec.attributes.get((name, row["idx"]), {}))
-        item |= {"address": row["address"], "private_address": row["private_address"]
-                 or row["address"], "hostname": row["hostname"],
-                 "instance_id": row["instance_id"], "cloud": row["cloud"], "index": row["idx"],
+        item = dict(rec.attributes.get((name, row.idx), {}))
+        item |= {"address": row.address, "private_address": row.private_address
+                 or row.address, "hostname": row.hostname,
+                 "instance_id": row.instance_id, "cloud": row.cloud, "index": row.idx,
                  "name": name}
         world[name].append(item)
     for name, (added, _) in changes.items():
@@ -214,9 +215,9 @@ def plan_diff(rec: RecordedRun, plan: Plan, extra: dict[str, Any] | None = None,
     graph = build_graph(plan)
     reads = service_references(plan)
     render = _Renderer(plan, rec.run, extra, context_uses(plan))
-    rows_of: dict[str, list[dict[str, Any]]] = {}
+    rows_of: dict[str, list[Instance]] = {}
     for row in rec.instances:
-        rows_of.setdefault(row["service"], []).append(row)
+        rows_of.setdefault(row.service, []).append(row)
     changes: dict[str, tuple[dict, dict]] = {}
     out: dict[str, ServiceDiff] = {}
     for name, svc in plan.services.items():
@@ -234,28 +235,28 @@ def plan_diff(rec: RecordedRun, plan: Plan, extra: dict[str, Any] | None = None,
     for name, svc in plan.services.items():
         entry = out[name]
         gone = {i for ix in entry.removed.values() for i in ix}
-        for row in sorted(rows_of.get(name, []), key=lambda r: r["idx"]):
-            if row["idx"] in gone:
+        for row in sorted(rows_of.get(name, []), key=lambda r: r.idx):
+            if row.idx in gone:
                 continue
-            script, env, digest = rendered_inputs(render, svc, row["idx"], world)
+            script, env, digest = rendered_inputs(render, svc, row.idx, world)
             why: list[str] = []
-            if not row["configured"]:
+            if not row.configured:
                 why = ["never finished configuring"]
             elif rec.statuses.get(name) != READY:  # as the converge decides
                 why = [f"service is {rec.statuses.get(name, 'not recorded')}:"
                        " repair re-runs it"]
-            elif digest != row["boot_hash"]:
-                full = with_values(render, svc, row["idx"], world)
-                argv = step_args(render, svc, "boot", row["idx"], full).get("args", [])
+            elif digest != row.boot_hash:
+                full = with_values(render, svc, row.idx, world)
+                argv = step_args(render, svc, "boot", row.idx, full).get("args", [])
                 new = input_parts(svc, reads.get(name, set()), plan.vars, full, script, env,
                                   argv, rec.key)
-                old = rec.inputs.get((name, row["idx"]))
+                old = rec.inputs.get((name, row.idx))
                 why = changed_parts(old, new) or ["inputs (not recorded which: configured"
                                                   " before cloudinitd kept them)"]
             if why:
-                item = Reconfigure(row["idx"], why)
+                item = Reconfigure(row.idx, why)
                 if scripts:
-                    item.script_diff = _script_diff(rec, plan, render, svc, row["idx"],
+                    item.script_diff = _script_diff(rec, plan, render, svc, row.idx,
                                                     world, script)
                 entry.reconfigure.append(item)
         if entry.state == "unchanged" and (entry.added or entry.removed or entry.reconfigure):
@@ -263,7 +264,7 @@ def plan_diff(rec: RecordedRun, plan: Plan, extra: dict[str, Any] | None = None,
     _knock_on(plan, graph, reads, out)
     vars_changed = sorted(k for k in set(rec.vars) | set(plan.vars)
                           if k in rec.vars and str(plan.vars.get(k)) != str(rec.vars[k]))
-    left = Counter(r["service"] for r in rec.instances if r["service"] not in plan.services)
+    left = Counter(r.service for r in rec.instances if r.service not in plan.services)
     return RunDiff(rec.run, plan.name, out, vars_changed, dict(sorted(left.items())))
 
 

@@ -1,7 +1,8 @@
 """`exec`: one command on many instances at once, with one result per instance.
 
-Like Fabric's `GroupResult`: every instance gets a result (its exit status
-and output, or why it could not be reached); the group fails if any did.
+Like Fabric's `GroupResult`, in the engine's one outcome shape (outcome.py):
+every instance gets an `InstanceOutcome` (its exit status and output, or why
+it could not be reached); the outcome fails if any did.
 Connections come from the engine's SSH layer (`remote.session_for`), so
 they use the run's key and pinned host keys.
 """
@@ -12,9 +13,9 @@ import shlex
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 
 from cloudinitd.engine.access import Instance
+from cloudinitd.engine.outcome import InstanceOutcome, RunOutcome, by_service
 from cloudinitd.errors import RemoteError
 from cloudinitd.remote import session_for
 from cloudinitd.remote.session import TRANSIENT, describe, forget_session
@@ -22,41 +23,6 @@ from cloudinitd.remote.session import TRANSIENT, describe, forget_session
 # (instance label, "stdout" | "stderr", one line without its newline)
 OnLine = Callable[[str, str, str], None]
 MAX_PARALLEL = 32
-
-
-@dataclass
-class InstanceResult:
-    service: str
-    index: int
-    address: str
-    exit: int | None  # None: never ran (unreachable, host key refused)
-    stdout: str = ""
-    stderr: str = ""
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.exit == 0
-
-    @property
-    def label(self) -> str:
-        return f"{self.service}/{self.index}"
-
-
-@dataclass
-class GroupResult:
-    results: list[InstanceResult] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return all(r.ok for r in self.results)
-
-    @property
-    def failed(self) -> list[InstanceResult]:
-        return [r for r in self.results if not r.ok]
-
-    def as_list(self) -> list[dict]:
-        return [asdict(r) for r in self.results]
 
 
 class _LineWriter:
@@ -88,32 +54,40 @@ def remote_command(command: str, sudo: bool) -> str:
 
 
 def _run_one(inst: Instance, command: str, timeout: float | None,
-             on_line: OnLine) -> InstanceResult:
-    result = InstanceResult(inst.service, inst.index, inst.address, None)
+             on_line: OnLine) -> InstanceOutcome:
     out = _LineWriter(inst.label, "stdout", on_line)
     err = _LineWriter(inst.label, "stderr", on_line)
     try:
         sess = session_for(inst.target, inst.service)
         done = sess.conn.run(command, warn=True, hide=False, in_stream=False, pty=False,
                              out_stream=out, err_stream=err, timeout=timeout)
-        result.exit, result.stdout, result.stderr = done.exited, done.stdout, done.stderr
     except RemoteError as exc:
-        result.error = str(exc)
+        return _never_ran(inst, str(exc))
     except TRANSIENT as exc:
         forget_session(inst.target)
-        result.error = describe(exc)
+        return _never_ran(inst, describe(exc))
     except Exception as exc:  # a timeout or a dropped connection: this instance only
         forget_session(inst.target)
-        result.error = describe(exc)
+        return _never_ran(inst, describe(exc))
     finally:
         out.close()
         err.close()
-    return result
+    ok = done.exited == 0
+    return InstanceOutcome(inst.service, inst.index, ok, "running", address=inst.address,
+                           detail="" if ok else f"exit status {done.exited}",
+                           step=None if ok else "exec", exit=done.exited,
+                           stdout=done.stdout, stderr=done.stderr)
 
 
-def run_command(targets: list[Instance], command: str, *, sudo: bool = False,
-                timeout: float | None = None, on_line: OnLine | None = None) -> GroupResult:
-    """Run `command` on every target in parallel; results in the order of `targets`."""
+def _never_ran(inst: Instance, why: str) -> InstanceOutcome:
+    return InstanceOutcome(inst.service, inst.index, False, "running", address=inst.address,
+                           detail=why, step="exec")
+
+
+def run_command(targets: list[Instance], command: str, *, run: str = "", sudo: bool = False,
+                timeout: float | None = None, on_line: OnLine | None = None) -> RunOutcome:
+    """Run `command` on every target in parallel: one instance outcome each, in the order
+    of `targets` (a service is ok when all its instances are)."""
     lock = threading.Lock()
 
     def serialized(label: str, stream: str, line: str) -> None:
@@ -123,7 +97,7 @@ def run_command(targets: list[Instance], command: str, *, sudo: bool = False,
 
     text = remote_command(command, sudo)
     if not targets:
-        return GroupResult([])
+        return RunOutcome(run)
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(targets))) as pool:
         futures = [pool.submit(_run_one, t, text, timeout, serialized) for t in targets]
-        return GroupResult([f.result() for f in futures])
+        return by_service(run, tuple(f.result() for f in futures), bad="failed")

@@ -43,7 +43,7 @@ def lease_end(ctx: RunContext, svc: ServiceSpec) -> float | None:
     creation: the provider also enforces it, so it holds while no controller runs."""
     if svc.lifetime is None:
         return None
-    return float(ctx.store.run(ctx.run)["created"]) + svc.lifetime
+    return float(ctx.store.run(ctx.run).created) + svc.lifetime
 
 
 def _launch_on(ctx: RunContext, svc: ServiceSpec, cloud: str, request: LaunchRequest) -> set[int]:
@@ -90,18 +90,18 @@ def resume_intents(ctx: RunContext, svc: ServiceSpec) -> int:
     """
     resumed = 0
     for launch in ctx.store.launches(ctx.run):
-        if (launch["service"] != svc.name or launch["status"] != "requested"
-                or launch["cloud"] == "static"):
+        if (launch.service != svc.name or launch.status != "requested"
+                or launch.cloud == "static"):
             continue
-        request = _request(ctx, svc, launch["cloud"], launch["indexes"])
-        request.client_token, request.tags = launch["client_token"], launch["tags"]
-        ctx.store.event(ctx.run, "resume", f"launch {launch['client_token']} on"
-                        f" {launch['cloud']} (indexes {launch['indexes']})", svc.name)
-        ctx.progress(svc.name, None, "resuming", f"unfinished launch on {launch['cloud']}")
+        request = _request(ctx, svc, launch.cloud, launch.indexes)
+        request.client_token, request.tags = launch.client_token, launch.tags
+        ctx.store.event(ctx.run, "resume", f"launch {launch.client_token} on"
+                        f" {launch.cloud} (indexes {launch.indexes})", svc.name)
+        ctx.progress(svc.name, None, "resuming", f"unfinished launch on {launch.cloud}")
         resumed += 1
         # A full cloud is recorded as "capacity"; launch_missing places the rest elsewhere.
         with contextlib.suppress(CapacityError):
-            _launch_on(ctx, svc, launch["cloud"], request)
+            _launch_on(ctx, svc, launch.cloud, request)
     return resumed
 
 
@@ -109,7 +109,7 @@ def launch_service(ctx: RunContext, svc: ServiceSpec,
                    stop: threading.Event | None = None) -> None:
     """Bring `svc` to its desired count of running instances: resume, launch, wait."""
     resume_intents(ctx, svc)
-    live = {r["idx"] for r in ctx.store.instances(ctx.run, svc.name)}
+    live = {r.idx for r in ctx.store.instances(ctx.run, svc.name)}
     launch_missing(ctx, svc, free_indexes(live, ctx.desired_count(svc)), stop)
     if stop is not None and stop.is_set():
         raise Stopped()
@@ -127,7 +127,7 @@ def launch_missing(ctx: RunContext, svc: ServiceSpec, indexes: list[int],
         wait_running(ctx, svc)
         return
     live = ctx.store.instances(ctx.run, svc.name)
-    current = Counter(row["cloud"] for row in live)
+    current = Counter(row.cloud for row in live)
     full: set[str] = set(ctx.avoid_clouds)  # clouds in back-off count as full
     remaining = sorted(indexes)
     while remaining:
@@ -178,12 +178,12 @@ def launch_static(ctx: RunContext, svc: ServiceSpec) -> None:
     """Services on existing hosts: one 'instance' per address (or per host-service instance)."""
     if svc.host in ctx.plan.services:
         rows = ctx.store.instances(ctx.run, svc.host)
-        addresses = [r["address"] for r in sorted(rows, key=lambda r: r["idx"])]
+        addresses = [r.address for r in sorted(rows, key=lambda r: r.idx)]
     elif svc.hosts:  # `hosts:`: one instance per listed machine
         addresses = [h.address for h in svc.hosts]
     else:
         addresses = [svc.host]
-    have = {r["idx"] for r in ctx.store.instances(ctx.run, svc.name)}
+    have = {r.idx for r in ctx.store.instances(ctx.run, svc.name)}
     missing = [i for i in range(len(addresses)) if i not in have]
     if missing:
         request = _request(ctx, svc, "static", missing,
@@ -193,10 +193,10 @@ def launch_static(ctx: RunContext, svc: ServiceSpec) -> None:
 
 def wait_running(ctx: RunContext, svc: ServiceSpec) -> None:
     pending = [r for r in ctx.store.instances(ctx.run, svc.name)
-               if r["state"] != RUNNING or not r["address"]]
+               if r.state != RUNNING or not r.address]
     by_cloud: dict[str, list[str]] = {}
     for row in pending:
-        by_cloud.setdefault(row["cloud"], []).append(row["instance_id"])
+        by_cloud.setdefault(row.cloud, []).append(row.instance_id)
     for cloud, ids in by_cloud.items():
         ctx.progress(svc.name, None, "waiting", f"{len(ids)} instance(s) on {cloud}")
         for info in ctx.provider(cloud).wait_running(ids, svc.timeout):

@@ -4,22 +4,16 @@ from __future__ import annotations
 
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from cloudinitd import overflow, schedule
 from cloudinitd.engine.configure import run_ready
 from cloudinitd.engine.context import RunContext, free_indexes
-from cloudinitd.engine.converge import Converger, RunResult
+from cloudinitd.engine.converge import Converger
 from cloudinitd.engine.launcher import resume_intents
-from cloudinitd.engine.terminate import (
-    TerminateResult,
-    destroy_instances,
-    forget,
-    run_terminate_scripts,
-)
-from cloudinitd.errors import ProviderError, UsageError
+from cloudinitd.engine.outcome import InstanceOutcome, RunOutcome, by_service, in_order, instance_of
+from cloudinitd.engine.terminate import destroy_instances, forget, run_terminate_scripts
+from cloudinitd.errors import ProviderError, RemoteError, UsageError
 from cloudinitd.plan.limits import LIMIT_ENV, Limits
 from cloudinitd.providers.base import ERROR, LIVE_STATES, RUNNING, TERMINATED
 from cloudinitd.records import Instance
@@ -27,21 +21,6 @@ from cloudinitd.records import Instance
 # Run states after `terminate` (or a terminate that died): `repair` would launch
 # the whole run again, which it does only when asked to (`--relaunch`).
 TERMINATED_RUN_STATES = ("terminating", "terminated", "terminate-failed")
-
-
-@dataclass
-class Health:
-    """Per-instance outcome of describing and ready-checking a run."""
-
-    instances: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def unhealthy(self) -> set[tuple[str, int]]:
-        return {(i["service"], i["index"]) for i in self.instances if not i["healthy"]}
-
-    @property
-    def ok(self) -> bool:
-        return not self.unhealthy
 
 
 def refresh(ctx: RunContext) -> list[Instance]:
@@ -60,40 +39,46 @@ def refresh(ctx: RunContext) -> list[Instance]:
                 if state == TERMINATED:
                     forget(ctx, row)
                 ctx.store.update_instance(ctx.run, cloud, row.instance_id, state=state)
-                ctx.store.event(ctx.run, "state", f"{row['instance_id']} is {state}",
+                ctx.store.event(ctx.run, "state", f"{row.instance_id} is {state}",
                                 row.service, row.idx)
     return ctx.store.instances(ctx.run)
 
 
-def check(ctx: RunContext, run_ready_scripts: bool = True) -> Health:
-    """Describe every instance and (optionally) run each ready script once."""
+def check(ctx: RunContext, run_ready_scripts: bool = True) -> RunOutcome:
+    """Describe every instance and (optionally) run each ready script once: one outcome
+    per instance (a wanted one with none is `missing`), a service ok when all are."""
     rows = refresh(ctx)
     world = ctx.world()
-    health = Health()
+    checked: list[InstanceOutcome] = []
     jobs = []
     with ThreadPoolExecutor(schedule.ssh_fanout(len(rows))) as pool:
         for row in rows:
             svc = ctx.plan.services.get(row.service)
-            entry = {"service": row.service, "index": row.idx, "state": row.state,
-                     "address": row.address, "cloud": row.cloud,
-                     "instance_id": row.instance_id, "healthy": row.state == RUNNING,
-                     "detail": "" if row.state == RUNNING else f"instance is {row['state']}"}
-            health.instances.append(entry)
-            if (run_ready_scripts and entry["healthy"] and svc and "ready" in svc.scripts
-                    and row.configured):
+            if row.state != RUNNING:
+                checked.append(instance_of(row, False, detail=f"instance is {row.state}"))
+            elif (run_ready_scripts and svc and "ready" in svc.scripts and row.configured):
                 ctx.progress(row.service, row.idx, "check", "running ready script")
-                jobs.append((entry, pool.submit(run_ready, ctx, svc, row, world, once=True)))
-        for entry, fut in jobs:
-            exc = fut.exception()
-            if exc is not None:
-                entry["healthy"] = False
-                entry["detail"] = f"ready script failed: {exc}"
-    missing = _missing_instances(ctx, rows)
-    for service, index in missing:
-        health.instances.append({"service": service, "index": index, "state": "missing",
-                                 "address": None, "healthy": False,
-                                 "detail": "no live instance"})
-    return health
+                jobs.append((row, pool.submit(run_ready, ctx, svc, row, world, once=True)))
+            else:
+                checked.append(instance_of(row))
+        for row, fut in jobs:
+            checked.append(_ready_checked(row, fut.exception()))
+    checked += [InstanceOutcome(service, index, False, "missing", detail="no live instance")
+                for service, index in _missing_instances(ctx, rows)]
+    return by_service(ctx.run, in_order(ctx, checked))
+
+
+def _ready_checked(row: Instance, exc: BaseException | None) -> InstanceOutcome:
+    if exc is None:
+        return instance_of(row)
+    tail = {"log_tail": exc.log_tail, "log_path": exc.log_path} \
+        if isinstance(exc, RemoteError) else {}
+    return instance_of(row, False, detail=f"ready script failed: {exc}", step="ready", **tail)
+
+
+def unhealthy(health: RunOutcome) -> set[tuple[str, int]]:
+    """(service, index) of every instance a check found not ok."""
+    return {(i.service, i.index) for i in health.failed_instances}
 
 
 def _missing_instances(ctx: RunContext, rows: list[Instance]) -> list[tuple[str, int]]:
@@ -105,7 +90,7 @@ def _missing_instances(ctx: RunContext, rows: list[Instance]) -> list[tuple[str,
     return missing
 
 
-def repair(ctx: RunContext, relaunch: bool = False) -> RunResult:
+def repair(ctx: RunContext, relaunch: bool = False) -> RunOutcome:
     """Re-launch what died, re-run what failed or fails its ready check, then re-configure
     every dependent whose rendered inputs changed (a new address, a new export).
 
@@ -114,7 +99,7 @@ def repair(ctx: RunContext, relaunch: bool = False) -> RunResult:
     run but the store lacks are adopted (wanted index) or removed (surplus), and
     dead instances are terminated before their replacements are launched.
     """
-    status = ctx.store.run(ctx.run)["status"]
+    status = ctx.store.run(ctx.run).status
     if status in TERMINATED_RUN_STATES and not relaunch:
         raise UsageError(f"run {ctx.run!r} is {status}: `repair` would launch it all again;"
                          " say so with `cloudinitd repair --relaunch " + ctx.run + "`")
@@ -129,13 +114,13 @@ def repair(ctx: RunContext, relaunch: bool = False) -> RunResult:
     trim_surplus(ctx)
     health = check(ctx)
     remove_dead(ctx)
-    return Converger(ctx, unhealthy=health.unhealthy).run()
+    return Converger(ctx, unhealthy=unhealthy(health)).run()
 
 
-def trim_surplus(ctx: RunContext) -> TerminateResult:
+def trim_surplus(ctx: RunContext) -> RunOutcome:
     """More live instances than a service's count (a reload lowered it, a dead process
     left extras): remove them as `scale` would, last cloud and highest index first."""
-    removed = TerminateResult(ctx.run)
+    removed = RunOutcome(ctx.run)
     for name, svc in ctx.plan.services.items():
         if not svc.launches:
             continue
@@ -150,14 +135,14 @@ def trim_surplus(ctx: RunContext) -> TerminateResult:
         if victims:
             ctx.store.event(ctx.run, "trim", f"{len(victims)} instance(s) over the count"
                             f" {ctx.desired_count(svc)}", name)
-            run_terminate_scripts(ctx, victims, removed)
-            destroy_instances(ctx, victims, removed, sweep=False)
+            removed = removed.plus(run_terminate_scripts(ctx, victims))
+            removed = removed.plus(destroy_instances(ctx, victims, sweep=False))
     return removed
 
 
 def _clouds_of_run(ctx: RunContext) -> set[str]:
     clouds = {r.cloud for r in ctx.store.instances(ctx.run, live_only=False)}
-    clouds |= {launch["cloud"] for launch in ctx.store.launches(ctx.run)}
+    clouds |= {launch.cloud for launch in ctx.store.launches(ctx.run)}
     return clouds - {"static"}
 
 
@@ -203,14 +188,13 @@ def remove_dead(ctx: RunContext) -> None:
     replaces them: a replacement must not leave the dead one behind."""
     dead = [r for r in ctx.store.instances(ctx.run, live_only=False) if r.state == ERROR]
     if dead:
-        result = TerminateResult(ctx.run)
-        destroy_instances(ctx, dead, result, sweep=False)
+        result = destroy_instances(ctx, dead, sweep=False)
         if result.errors:
             raise ProviderError("could not remove dead instances: " + "; ".join(result.errors))
 
 
 def scale(ctx: RunContext, service: str, count: int,
-          limits: Limits | None = None) -> tuple[TerminateResult, RunResult]:
+          limits: Limits | None = None) -> tuple[RunOutcome, RunOutcome]:
     """Change one service's instance count, then converge the run (dependents included)."""
     removed = set_count(ctx, service, count, limits)
     ctx.store.event(ctx.run, "scale", f"{service} -> {count}", service)
@@ -218,7 +202,7 @@ def scale(ctx: RunContext, service: str, count: int,
 
 
 def set_count(ctx: RunContext, service: str, count: int,
-              limits: Limits | None = None) -> TerminateResult:
+              limits: Limits | None = None) -> RunOutcome:
     """Record a service's new count and remove its instances over it (last cloud first);
     the caller converges (which launches what is missing and re-configures dependents)."""
     svc = ctx.plan.services.get(service)
@@ -235,13 +219,13 @@ def set_count(ctx: RunContext, service: str, count: int,
     if count < 0:
         raise UsageError("instance count must be 0 or more")
     _check_scale_limits(ctx, service, count, limits or Limits.from_env())
-    removed = TerminateResult(ctx.run)
+    removed = RunOutcome(ctx.run)
     rows = [r for r in ctx.store.instances(ctx.run, service) if r.state in LIVE_STATES]
     victims = pick_victims(svc.clouds, rows, count)
     if victims:
-        run_terminate_scripts(ctx, victims, removed)
-        destroy_instances(ctx, victims, removed, sweep=False)
-    counts = ctx.store.run(ctx.run)["counts"]
+        removed = run_terminate_scripts(ctx, victims).plus(
+            destroy_instances(ctx, victims, sweep=False))
+    counts = ctx.store.run(ctx.run).counts
     counts[service] = count
     ctx.store.update_run(ctx.run, counts=counts)
     return removed
@@ -253,7 +237,7 @@ def _check_scale_limits(ctx: RunContext, service: str, count: int, limits: Limit
     if count > limits.per_service:
         raise UsageError(f"{service}: {count} instances is over the limit of "
                          f"{limits.per_service} per service {hint}")
-    overrides = ctx.store.run(ctx.run)["counts"]
+    overrides = ctx.store.run(ctx.run).counts
     total = count + sum(overrides.get(name, spec.count)
                         for name, spec in ctx.plan.services.items()
                         if spec.launches and name != service)

@@ -46,11 +46,10 @@ def wrap(script: str) -> str:
     )
 
 
-def _read_one(ctx: RunContext, svc: ServiceSpec, row: dict[str, Any],
+def _read_one(ctx: RunContext, svc: ServiceSpec, index: int,
               world: dict[str, list[dict[str, Any]]], target: Any) -> float:
     spec = svc.autoscale
     assert spec is not None
-    index = row["idx"]
     args = dict(plan=ctx.plan, run=ctx.run, service=svc.name, index=index, world=world,
                 extra=ctx.extras(svc))
     script = wrap(templates.render_script(spec.sensor, **args))
@@ -70,19 +69,19 @@ def read_sensor(ctx: RunContext, svc: ServiceSpec) -> Readings:
         return out
     world = ctx.world()
     rows = [r for r in ctx.store.instances(ctx.run, svc.name)
-            if r["state"] == RUNNING and r["configured"]]
+            if r.state == RUNNING and r.configured]
     if spec.local:
-        jobs = [({"idx": 0}, LocalTarget(root=ctx.run_dir / "local", label=f"{svc.name}-sensor"))]
+        jobs = [(0, LocalTarget(root=ctx.run_dir / "local", label=f"{svc.name}-sensor"))]
     else:
-        jobs = [(row, ctx.target(svc, row)) for row in rows]
+        jobs = [(row.idx, ctx.target(svc, row)) for row in rows]
     if not jobs:
         return out
     with ThreadPoolExecutor(min(len(jobs), 16), thread_name_prefix="sensor") as pool:
-        futures = [(row, pool.submit(_read_one, ctx, svc, row, world, target))
-                   for row, target in jobs]
-        for row, fut in futures:
+        futures = [(index, pool.submit(_read_one, ctx, svc, index, world, target))
+                   for index, target in jobs]
+        for index, fut in futures:
             try:
                 out.values.append(fut.result())
             except Exception as exc:  # noqa: BLE001 (one instance's reading, reported)
-                out.errors.append(f"{svc.name}-{row['idx']}: sensor: {exc}")
+                out.errors.append(f"{svc.name}-{index}: sensor: {exc}")
     return out

@@ -10,28 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
 
 from cloudinitd.engine.configure import run_terminate
 from cloudinitd.engine.context import RunContext
 from cloudinitd.engine.converge import ssh_pool_size
 from cloudinitd.engine.launcher import ADOPTED
+from cloudinitd.engine.outcome import RunOutcome, removed
 from cloudinitd.graph import boot_levels, build_graph
 from cloudinitd.homeshare import stop_home_share
 from cloudinitd.providers.base import TERMINATED, InstanceInfo
 from cloudinitd.records import Instance
-
-
-@dataclass
-class TerminateResult:
-    run: str
-    terminated: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
 
 
 def _script_order(ctx: RunContext) -> list[list[str]]:
@@ -40,9 +28,10 @@ def _script_order(ctx: RunContext) -> list[list[str]]:
     return list(reversed(boot_levels(build_graph(ctx.plan))))
 
 
-def run_terminate_scripts(ctx: RunContext, rows: list[Instance],
-                          result: TerminateResult) -> None:
-    """Terminate scripts level by level, dependents first; a failure is noted, not fatal."""
+def run_terminate_scripts(ctx: RunContext, rows: list[Instance]) -> RunOutcome:
+    """Terminate scripts level by level, dependents first; a failure is noted (the
+    outcome's `errors`), not fatal."""
+    errors: list[str] = []
     world = ctx.world()
     by_service: dict[str, list[Instance]] = {}
     for row in rows:
@@ -62,20 +51,23 @@ def run_terminate_scripts(ctx: RunContext, rows: list[Instance],
             for row, fut in jobs:
                 exc = fut.exception()
                 if exc is not None:
-                    result.errors.append(f"{row['service']}-{row['idx']}: terminate script: {exc}")
+                    errors.append(f"{row.service}-{row.idx}: terminate script: {exc}")
                     ctx.store.event(ctx.run, "error", f"terminate script: {exc}", row.service,
                                     row.idx)
+    return RunOutcome(ctx.run, errors=tuple(errors))
 
 
 def _clouds_used(ctx: RunContext) -> set[str]:
     clouds = {r.cloud for r in ctx.store.instances(ctx.run, live_only=False)}
-    clouds |= {launch["cloud"] for launch in ctx.store.launches(ctx.run)}
+    clouds |= {launch.cloud for launch in ctx.store.launches(ctx.run)}
     return clouds
 
 
-def destroy_instances(ctx: RunContext, rows: Iterable[Instance], result: TerminateResult,
-                      sweep: bool) -> None:
-    """Provider terminate per cloud; with `sweep`, also whatever the cloud finds by tag."""
+def destroy_instances(ctx: RunContext, rows: Iterable[Instance], sweep: bool) -> RunOutcome:
+    """Provider terminate per cloud; with `sweep`, also whatever the cloud finds by tag.
+    `removed`: what went; `errors`: each cloud that refused (the others still went)."""
+    gone: list[Instance] = []
+    errors: list[str] = []
     by_cloud: dict[str, list[Instance]] = {}
     for row in rows:
         if _keep_adopted(ctx, row):
@@ -99,7 +91,7 @@ def destroy_instances(ctx: RunContext, rows: Iterable[Instance], result: Termina
             if sweep:
                 provider.release(ctx.run)
         except Exception as exc:  # keep going: other clouds still get their terminate
-            result.errors.append(f"{cloud}: {exc}")
+            errors.append(f"{cloud}: {exc}")
             ctx.store.event(ctx.run, "error", f"terminate on {cloud}: {exc}")
             continue
         for row in known:
@@ -109,9 +101,9 @@ def destroy_instances(ctx: RunContext, rows: Iterable[Instance], result: Termina
                 ctx.store.update_instance(ctx.run, cloud, row.instance_id, state=TERMINATED)
                 ctx.store.event(ctx.run, "terminated", row.instance_id, row.service,
                                 row.idx)
-        for row in known:
-            result.terminated.append({"service": row.service, "index": row.idx,
-                                      "cloud": cloud, "instance_id": row.instance_id})
+        gone += known
+    return RunOutcome(ctx.run, removed=tuple(removed(row) for row in gone),
+                      errors=tuple(errors))
 
 
 def _leaked(run: str, cloud: str, kind: str, info: InstanceInfo) -> Instance:
@@ -130,7 +122,7 @@ def _keep_adopted(ctx: RunContext, row: Instance) -> bool:
         return False
     ctx.store.update_instance(ctx.run, row.cloud, row.instance_id, row.service,
                               state=TERMINATED)
-    ctx.store.event(ctx.run, "released", f"{row['instance_id']} left running (adopted)",
+    ctx.store.event(ctx.run, "released", f"{row.instance_id} left running (adopted)",
                     row.service, row.idx)
     return True
 
@@ -142,14 +134,14 @@ def forget(ctx: RunContext, row: Instance) -> None:
         ctx.remote.forget_host(ctx.known_hosts, row.address, svc.ssh_port if svc else 22)
 
 
-def terminate_run(ctx: RunContext) -> TerminateResult:
-    result = TerminateResult(ctx.run)
+def terminate_run(ctx: RunContext) -> RunOutcome:
+    """The whole run: `removed` what was terminated, `errors` what was not."""
     ctx.store.update_run(ctx.run, status="terminating")
     rows = ctx.store.instances(ctx.run)
     ctx.store.event(ctx.run, "terminate", f"terminate of {len(rows)} live instance(s)")
-    run_terminate_scripts(ctx, rows, result)
+    result = run_terminate_scripts(ctx, rows)
     _remove_remote_dirs(ctx, [r for r in rows if r.cloud == "static"])
-    destroy_instances(ctx, rows, result, sweep=True)
+    result = result.plus(destroy_instances(ctx, rows, sweep=True))
     if stop_home_share(ctx.run_dir):
         ctx.store.event(ctx.run, "terminated", "home share stopped")
     for name in ctx.plan.services:

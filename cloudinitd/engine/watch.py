@@ -36,15 +36,15 @@ from cloudinitd.engine.converge import Converger
 from cloudinitd.engine.launcher import resume_intents
 from cloudinitd.engine.maintain import (
     TERMINATED_RUN_STATES,
-    Health,
     adopt_strays,
     check,
     refresh,
     set_count,
     trim_surplus,
 )
+from cloudinitd.engine.outcome import RunOutcome
 from cloudinitd.engine.sensors import read_sensor
-from cloudinitd.engine.terminate import TerminateResult, destroy_instances, terminate_run
+from cloudinitd.engine.terminate import destroy_instances, terminate_run
 from cloudinitd.errors import CloudinitdError, PlanError, RunNotFound
 from cloudinitd.plan.model import Plan
 from cloudinitd.schedule import READY
@@ -104,8 +104,8 @@ def runs_to_watch(home: Path, store: Store, skip: set[str] = frozenset()) -> lis
     """
     wanted = []
     for row in store.runs():
-        name = row["name"]
-        if name in skip or row["status"] in (*TERMINATED_RUN_STATES, "booting"):
+        name = row.name
+        if name in skip or row.status in (*TERMINATED_RUN_STATES, "booting"):
             continue
         try:
             plan = open_run(home, store, name).plan
@@ -150,13 +150,13 @@ def watch_tick(home: Path, run_name: str, *, now: float | None = None,
             report.state = "busy"
             return report
         now = time.time() if now is None else now
-        if row["status"] in TERMINATED_RUN_STATES:
+        if row.status in TERMINATED_RUN_STATES:
             report.state = "terminated"
             return report
-        if row["status"] == "booting":  # `boot` is at work (or died: `repair` settles it)
+        if row.status == "booting":  # `boot` is at work (or died: `repair` settles it)
             report.state = "booting"
             return report
-        if row["expires"] and row["expires"] <= now:
+        if row.expires and row.expires <= now:
             _end_run(home, store, run_name, report, progress, remote, "the run's lifetime")
             return report
         ctx = open_run(home, store, run_name, progress=progress or quiet)
@@ -180,13 +180,13 @@ def _end_run(home: Path, store: Store, run: str, report: WatchReport,
     with contextlib.suppress(CloudinitdError):
         refresh(ctx)
     result = terminate_run(ctx)
-    report.act("expired", f"{why} is over: {len(result.terminated)} instance(s) terminated")
+    report.act("expired", f"{why} is over: {len(result.removed)} instance(s) terminated")
     report.errors += result.errors
     report.state = "terminated"
 
 
 def _tick(ctx: RunContext, report: WatchReport, now: float) -> None:
-    created = float(ctx.store.run(ctx.run)["created"])
+    created = float(ctx.store.run(ctx.run).created)
     launching = {n: s for n, s in ctx.plan.services.items() if s.launches}
     refresh(ctx)  # first: instances a lease already ended get no terminate script
     ended = _expire_services(ctx, report, created, now, launching)
@@ -201,19 +201,17 @@ def _tick(ctx: RunContext, report: WatchReport, now: float) -> None:
     for iid in adopt_strays(ctx):
         report.act("stray", f"{iid}: not wanted, terminated")
     trimmed = trim_surplus(ctx)
-    for gone in trimmed.terminated:
-        report.act("trim", f"{gone['instance_id']} over the count", gone["service"],
-                   gone["index"])
+    for gone in trimmed.removed:
+        report.act("trim", f"{gone.instance_id} over the count", gone.service, gone.index)
     report.errors += trimmed.errors
     health = check(ctx)
     kept = {n for n, s in launching.items() if (s.preserve or s.autoscale) and n not in ended}
     _replace(ctx, report, health, kept)
     _autoscale(ctx, report, now, ended)
-    unfixed = [i for i in health.instances
-               if not i["healthy"] and i["service"] not in kept]
+    unfixed = [i for i in health.instances if not i.ok and i.service not in kept]
     for item in unfixed:
-        report.act("left", f"{item['detail']} (not preserved; `cloudinitd repair` replaces it)",
-                   item["service"], item["index"])
+        report.act("left", f"{item.detail} (not preserved; `cloudinitd repair` replaces it)",
+                   item.service, item.index)
     if _needs_converge(ctx, report, health, kept):
         _converge(ctx, report, set(launching) - kept, now)
     if unfixed or report.errors:
@@ -233,22 +231,21 @@ def _expire_services(ctx: RunContext, report: WatchReport, created: float, now: 
             continue
         ctx.store.event(ctx.run, "lifetime", f"{name}: lifetime over, 0 instances", name)
         removed = set_count(ctx, name, 0)
-        report.act("lifetime", f"{len(removed.terminated)} instance(s) terminated", name)
+        report.act("lifetime", f"{len(removed.removed)} instance(s) terminated", name)
         report.errors += removed.errors
     return ended
 
 
-def _replace(ctx: RunContext, report: WatchReport, health: Health, kept: set[str]) -> None:
+def _replace(ctx: RunContext, report: WatchReport, health: RunOutcome, kept: set[str]) -> None:
     """Dead (error, gone) or unhealthy instances of kept services: the dead and unhealthy
     ones are terminated here, and the converge launches every empty slot."""
-    rows = {(r["service"], r["idx"]): r
-            for r in ctx.store.instances(ctx.run, live_only=False) if r["state"] != "terminated"}
-    seen = {(i["service"], i["index"]): policy.Seen(i["service"], i["index"], i["state"],
-                                                    i["healthy"], i["detail"])
+    rows = {(r.service, r.idx): r
+            for r in ctx.store.instances(ctx.run, live_only=False) if r.state != "terminated"}
+    seen = {(i.service, i.index): policy.Seen(i.service, i.index, i.state, i.ok, i.detail)
             for i in health.instances}
     for key, row in rows.items():  # check() lists only live ones: a dead one is `missing`
-        if row["state"] == "error":
-            seen[key] = policy.Seen(row["service"], row["idx"], "error", False)
+        if row.state == "error":
+            seen[key] = policy.Seen(row.service, row.idx, "error", False)
     victims = []
     for item in policy.to_replace(seen.values(), kept):
         ctx.store.event(ctx.run, "replace", f"{item.reason}: replacing it", item.service,
@@ -256,9 +253,7 @@ def _replace(ctx: RunContext, report: WatchReport, health: Health, kept: set[str
         report.act("replace", item.reason, item.service, item.index)
         if (item.service, item.index) in rows:
             victims.append(rows[(item.service, item.index)])
-    result = TerminateResult(ctx.run)
-    destroy_instances(ctx, victims, result, sweep=False)
-    report.errors += result.errors
+    report.errors += destroy_instances(ctx, victims, sweep=False).errors
 
 
 def _autoscale(ctx: RunContext, report: WatchReport, now: float, ended: set[str]) -> None:
@@ -283,21 +278,21 @@ def _autoscale(ctx: RunContext, report: WatchReport, now: float, ended: set[str]
         ctx.store.set_watch_state(ctx.run, SCALED_KEY + name, now)
 
 
-def _needs_converge(ctx: RunContext, report: WatchReport, health: Health,
+def _needs_converge(ctx: RunContext, report: WatchReport, health: RunOutcome,
                     kept: set[str]) -> bool:
     """Converge when something changed, a kept service lacks an instance, or a service
     is not ready (a tick before was stopped half-way)."""
     if any(a.kind in ("replace", "autoscale", "lifetime", "resume", "trim", "stray")
            for a in report.actions):
         return True
-    if any(i["state"] == "missing" and i["service"] in kept for i in health.instances):
+    if any(i.state == "missing" and i.service in kept for i in health.instances):
         return True
-    if ctx.store.run(ctx.run)["status"] == "interrupted":  # a check stopped half-way
+    if ctx.store.run(ctx.run).status == "interrupted":  # a check stopped half-way
         return True
     # A service that does not preserve stays as it is (its failed boot is not re-run
     # every interval); the others are brought back to ready.
     statuses = ctx.store.services(ctx.run)
-    return any(statuses.get(name, {}).get("status") != READY
+    return any(name not in statuses or statuses[name].status != READY
                for name, svc in ctx.plan.services.items()
                if name in kept or not svc.launches)
 
@@ -309,23 +304,23 @@ def _converge(ctx: RunContext, report: WatchReport, hold: set[str], now: float) 
     for cloud in sorted(ctx.avoid_clouds):
         report.act("backoff", f"{cloud}: skipped after {backoff[cloud].failures} failed"
                               " launch(es) in a row")
-    before = max((launch["id"] for launch in ctx.store.launches(ctx.run)), default=0)
+    before = max((launch.id for launch in ctx.store.launches(ctx.run)), default=0)
     try:
         result = Converger(ctx, hold=hold).run()
     finally:
-        launches = [launch for launch in ctx.store.launches(ctx.run) if launch["id"] > before]
+        launches = [launch for launch in ctx.store.launches(ctx.run) if launch.id > before]
         for launch in launches:
-            if launch["status"] in ("failed", "capacity"):
-                ctx.store.event(ctx.run, "launch-failed", f"{launch['cloud']}:"
-                                f" {launch['status']}", launch["service"])
-                report.act("launch-failed", f"{launch['cloud']}: {launch['status']}",
-                           launch["service"])
-        backoff = policy.after_launches(backoff, [(x["cloud"], x["status"]) for x in launches],
+            if launch.status in ("failed", "capacity"):
+                ctx.store.event(ctx.run, "launch-failed", f"{launch.cloud}:"
+                                f" {launch.status}", launch.service)
+                report.act("launch-failed", f"{launch.cloud}: {launch.status}",
+                           launch.service)
+        backoff = policy.after_launches(backoff, [(x.cloud, x.status) for x in launches],
                                         now)
         ctx.store.set_watch_state(ctx.run, BACKOFF_KEY,
                                   {c: asdict(h) for c, h in backoff.items()})
         ctx.avoid_clouds = set()
-    for failure in result.failures():
+    for failure in result.failed:
         report.errors.append(failure.error or f"{failure.name}: failed")
 
 

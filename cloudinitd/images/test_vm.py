@@ -114,12 +114,12 @@ class ImageTest:
             row = ctx.store.instances(ctx.run, SERVICE)[0]
             target = ctx.target(svc, row)
             result.update(
-                address=row["address"], instance_id=row["instance_id"],
+                address=row.address, instance_id=row.instance_id,
                 ssh=ssh_command(target.key_path, target.known_hosts, target.user,
-                                row["address"], target.port),
+                                row.address, target.port),
                 check="passed",
             )
-            self.say(f"The check passed. Address: {row['address']}")
+            self.say(f"The check passed. Address: {row.address}")
             self.say(f"Reach it with: {result['ssh']}")
             keep = decide(result)
         finally:

@@ -222,7 +222,7 @@ def create_auto_scaling_group(api: Api, user: str, p: dict[str, str]) -> None:
             raise ApiError("LimitExceeded", f"at most {MAX_GROUPS} groups per user")
         _check_user_total(api, user, name, int(desired or 0))
         run = f"{user}.{name}"
-        if any(r["name"] == run for r in api.store.runs()):
+        if any(r.name == run for r in api.store.runs()):
             run = api.store.unique_run_name(run)
         groups.create_run(api.home, api.store, run, document)
         api.state.add_group(Group(owner=user, name=name, run=run, launch_config=lc_name,
@@ -284,7 +284,7 @@ def describe_auto_scaling_groups(api: Api, user: str, p: dict[str, str]) -> ET.E
             rows = api.store.instances(group.run, groups.SERVICE, live_only=False)
         except RunNotFound:
             rows = []
-        xmlout.group_member(out, group, [r for r in rows if r["state"] != TERMINATED])
+        xmlout.group_member(out, group, [r for r in rows if r.state != TERMINATED])
     if token:
         element(result, "NextToken", token)
     return result

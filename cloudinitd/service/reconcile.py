@@ -46,15 +46,15 @@ def reconcile_group(home: Path, store: Store, run: str, desired: int) -> str:
     while every wanted instance is running and no launch is unanswered.
     """
     ctx = open_run(home, store, run)
-    counts = store.run(run)["counts"]
+    counts = store.run(run).counts
     if counts.get(SERVICE) != desired:
         counts[SERVICE] = desired
         store.update_run(run, counts=counts)
         store.event(run, "scale", f"{SERVICE} -> {desired} (desired capacity)", SERVICE)
     rows = refresh(ctx)
-    unanswered = any(launch["status"] == "requested" for launch in store.launches(run))
-    steady = (len(rows) == desired and all(r["state"] == RUNNING for r in rows)
-              and not unanswered and store.run(run)["status"] == "ready")
+    unanswered = any(launch.status == "requested" for launch in store.launches(run))
+    steady = (len(rows) == desired and all(r.state == RUNNING for r in rows)
+              and not unanswered and store.run(run).status == "ready")
     if steady:
         return "steady"
     return "repaired" if repair(ctx).ok else "failed"
@@ -166,8 +166,10 @@ class Reconciler:
         if group.status == DELETING:
             ok = delete_group(self.home, self.store, group.run)
             if ok:
-                self.state.remove_group(group.run)
+                # The plan file goes first: once the group is gone from the state,
+                # nothing of it may remain (delete_group copes with a missing plan).
                 plan_path(self.home, group.run).unlink(missing_ok=True)
+                self.state.remove_group(group.run)
                 _log.info("group %s/%s deleted (run %s)", group.owner, group.name, group.run)
             return ok
         outcome = reconcile_group(self.home, self.store, group.run, group.desired)

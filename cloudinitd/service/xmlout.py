@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
 from xml.etree import ElementTree as ET
 
 from cloudinitd.providers.base import ERROR, PENDING, RUNNING, STOPPING
+from cloudinitd.records import Instance
 from cloudinitd.service.query import element, timestamp
 from cloudinitd.service.state import DELETING, Group, LaunchConfig
 
@@ -41,7 +41,7 @@ def launch_config_member(parent: ET.Element, lc: LaunchConfig) -> None:
     element(m, "CreatedTime", timestamp(lc.created))
 
 
-def group_member(parent: ET.Element, group: Group, instances: list[dict[str, Any]]) -> None:
+def group_member(parent: ET.Element, group: Group, instances: list[Instance]) -> None:
     m = element(parent, "member")
     element(m, "AutoScalingGroupName", group.name)
     element(m, "AutoScalingGroupARN",
@@ -61,15 +61,15 @@ def group_member(parent: ET.Element, group: Group, instances: list[dict[str, Any
     members = element(m, "Instances")
     for row in instances:
         i = element(members, "member")
-        element(i, "InstanceId", row["instance_id"])
-        if row["extra"].get("instance_type"):
-            element(i, "InstanceType", row["extra"]["instance_type"])
-        element(i, "AvailabilityZone", row["cloud"])
-        lifecycle = "Terminating" if group.status == DELETING else LIFECYCLE.get(row["state"],
+        element(i, "InstanceId", row.instance_id)
+        if row.extra.get("instance_type"):
+            element(i, "InstanceType", row.extra["instance_type"])
+        element(i, "AvailabilityZone", row.cloud)
+        lifecycle = "Terminating" if group.status == DELETING else LIFECYCLE.get(row.state,
                                                                                  "Pending")
         element(i, "LifecycleState", lifecycle)
-        element(i, "HealthStatus", HEALTH.get(row["state"], "Unhealthy"))
-        element(i, "LaunchConfigurationName", f"{group.launch_config}@{row['cloud']}")
+        element(i, "HealthStatus", HEALTH.get(row.state, "Unhealthy"))
+        element(i, "LaunchConfigurationName", f"{group.launch_config}@{row.cloud}")
         element(i, "ProtectedFromScaleIn", False)
     element(m, "CreatedTime", timestamp(group.created))
     element(m, "SuspendedProcesses")
