@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -127,48 +126,3 @@ def test_the_cli_freezes_garbage_collection_as_it_ends_and_keeps_its_exit_code(t
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and f"{bad}:" in lines[0] and "Traceback" not in proc.stderr
 
-
-def test_prestart_leaves_that_many_idle_workers_for_the_hand_out():
-    from concurrent.futures import ThreadPoolExecutor
-
-    from cloudinitd.engine.converge import _prestart
-
-    pool = ThreadPoolExecutor(8, thread_name_prefix="prestart-test")
-    try:
-        _prestart(pool, 5)
-        started = [t for t in threading.enumerate() if t.name.startswith("prestart-test")]
-        assert len(started) == 5
-        # Idle: the next submits reuse them (no new thread) and run at once.
-        assert [f.result(10) for f in [pool.submit(lambda i=i: i) for i in range(5)]] == [
-            0, 1, 2, 3, 4]
-        assert len([t for t in threading.enumerate()
-                    if t.name.startswith("prestart-test")]) == 5
-        _prestart(pool, 20)  # more than the pool holds: it stops at its size
-        assert len([t for t in threading.enumerate()
-                    if t.name.startswith("prestart-test")]) == 8
-    finally:
-        pool.shutdown()
-
-
-def test_services_ready_together_are_all_handed_out_before_any_step_starts(tmp_path,
-                                                                             sshd_hosts):
-    hosts = sshd_hosts(3)
-    key = hosts[0].key_path
-    conv = _converger(tmp_path, "".join(_service(f"s{i}", h, key) for i, h in enumerate(hosts)))
-    events: list[tuple[str, str]] = []
-    lock = threading.Lock()
-
-    def progress(service, index, state, detail=""):
-        with lock:
-            events.append((service, state))
-
-    conv.ctx.progress = progress
-    result = conv.run()
-    assert result.ok
-    states = [state for _, state in events]
-    last_handed_out = max(i for i, state in enumerate(states) if state == "configuring")
-    first_step = min(i for i, state in enumerate(states) if state in ("ssh", "boot"))
-    assert last_handed_out < first_step, events
-    # Recorded with them: each is `ready` in the store at the end, as before.
-    assert {name: row.status for name, row in conv.ctx.store.services(conv.ctx.run).items()
-            } == {"s0": "ready", "s1": "ready", "s2": "ready"}

@@ -26,7 +26,6 @@ from cloudinitd.engine.outcome import (
 )
 from cloudinitd.engine.outcome import failure as _failure
 from cloudinitd.graph import boot_levels, build_graph
-from cloudinitd.plan.model import ServiceSpec
 from cloudinitd.records import Instance, Launch
 from cloudinitd.remote.session import SshTarget
 from cloudinitd.schedule import CONFIGURING, FAILED, LAUNCHED, READY, SKIPPED, WAITING
@@ -55,22 +54,6 @@ def ssh_pool_size(hosts: int) -> int:
     return max(1, min(max(hosts, 1), (soft - 50) // 3))
 
 
-def _prestart(pool: ThreadPoolExecutor, workers: int) -> None:
-    """Start up to `workers` idle threads in `pool` now, while nothing else runs.
-
-    A pool starts a thread per submit, and each start waits for the new
-    thread to run; once other workers are busy that wait is a GIL hand-off
-    (~10 ms on a busy machine) per thread. Threads kept busy on a gate make
-    each submit here start a new one; opened, they wait idle for the real work.
-    """
-    gate = threading.Event()
-    try:
-        held = [pool.submit(gate.wait) for _ in range(workers)]
-    finally:
-        gate.set()
-    wait(held)
-
-
 def _done(name: str, state: str = READY, error: str | None = None) -> ServiceOutcome:
     return ServiceOutcome(name, state, state == READY, None, error)
 
@@ -92,7 +75,6 @@ class Converger:
         self.started: dict[str, float] = {}
         self.pending: dict[Future, tuple[str, str, int | None]] = {}
         self.stop = threading.Event()  # set by Ctrl-C: make no new cloud call
-        self.prestarted = False  # the SSH pool's first workers were started (_prestart)
         # Launches a dead process left unanswered: not ours to wait for after Ctrl-C.
         self.inherited = {launch.client_token for launch in ctx.store.launches(ctx.run)
                           if launch.status == "requested"}
@@ -246,7 +228,6 @@ class Converger:
             # One read of the run's world and service rows for all services ready now
             # (not one per service: that made the main thread's reads grow as n^2).
             failed_static: set[str] = set()
-            handout: list[tuple[str, ServiceSpec, list[Instance]]] = []
             for name in ready:
                 svc = ctx.plan.services[name]
                 if not svc.launches:
@@ -284,32 +265,10 @@ class Converger:
                     self._finish(name, _done(name))
                     continue
                 self._set(name, CONFIGURING, f"{len(rows)} instance(s)")
-                handout.append((name, svc, rows))
-            self._hand_out(ssh_pool, handout, world)
-
-    def _hand_out(self, ssh_pool: ThreadPoolExecutor,
-                  handout: list[tuple[str, ServiceSpec, list[Instance]]], world: dict) -> None:
-        """Record every service handed out now in one commit, then submit their instances.
-
-        No store call between two submits: once the first workers run (a key
-        exchange is CPU work), each statement of the main thread waits for the
-        GIL, and 50 services handed out one by one took the main thread
-        0.5-1 s on a busy 2-core machine. The first hand-out also starts its
-        workers before any of them works (`_prestart`).
-        """
-        if not handout:
-            return
-        ctx = self.ctx
-        with ctx.store.transaction():
-            for name, _, _ in handout:
                 ctx.store.set_service(ctx.run, name, CONFIGURING, step="boot")
-        if not self.prestarted:
-            self.prestarted = True
-            _prestart(ssh_pool, sum(len(rows) for _, _, rows in handout))
-        for name, svc, rows in handout:
-            for row in rows:
-                fut = ssh_pool.submit(configure_instance, ctx, svc, row, world)
-                self.pending[fut] = (name, "configure", row.idx)
+                for row in rows:
+                    fut = ssh_pool.submit(configure_instance, ctx, svc, row, world)
+                    self.pending[fut] = (name, "configure", row.idx)
 
     def _collect(self, fut: Future) -> None:
         name, kind, index = self.pending.pop(fut)
