@@ -15,6 +15,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from cloudinitd.host.files import write_private
+
 KEY_NAME = "id_ed25519"
 
 
@@ -52,7 +54,7 @@ def ensure_run_keypair(run_dir: Path) -> tuple[Path, str]:
 
     line = _public_line(private, comment)
     if not public.exists() or public.read_text().strip() != line:
-        os.replace(_write_temp(run_dir, (line + "\n").encode(), 0o644), public)
+        write_private(public, line + "\n", mode=0o644)
     return private, line
 
 

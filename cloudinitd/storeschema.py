@@ -11,6 +11,8 @@ import os
 import sqlite3
 from pathlib import Path
 
+from cloudinitd.host.files import create_private
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     name TEXT PRIMARY KEY,
@@ -118,9 +120,7 @@ def _create_private(path: Path) -> None:
     """Create the database file 0600 before SQLite opens it (SQLite follows the umask)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
-    os.chmod(path, 0o600)
+    create_private(path)
 
 
 def upgrade_instance_key(db: sqlite3.Connection) -> None:

@@ -48,6 +48,7 @@ def _append(path: Path, line: str) -> None:
     ("templates.py", "cloudinitd.remote.session"),
     ("graph.py", "cloudinitd.engine.context"),
     ("watchpolicy.py", "cloudinitd.engine.maintain"),
+    ("sandbox.py", "cloudinitd.host.procs"),
 ])
 def test_core_importing_an_effect_breaks_the_contract(tree: Path, module: str,
                                                       effect: str) -> None:
@@ -73,3 +74,12 @@ def test_an_import_cycle_breaks_the_contract(tree: Path) -> None:
     out = lint(tree)
     assert out.returncode != 0
     assert "No import cycles" in out.stdout and "BROKEN" in out.stdout
+
+
+def test_host_chores_importing_a_layer_above_break_the_contract(tree: Path) -> None:
+    _append(tree / "cloudinitd" / "host" / "locks.py",
+            "from cloudinitd.providers import base  # noqa: E402")
+    out = lint(tree)
+    assert out.returncode != 0
+    assert "host chores, never upwards BROKEN" in out.stdout.replace("\n", "")
+    assert "cloudinitd.host.locks -> cloudinitd.providers.base" in out.stdout

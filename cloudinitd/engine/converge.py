@@ -8,6 +8,7 @@ dependencies are ready. A failure stops only what depends on it.
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import threading
 import time
@@ -26,6 +27,7 @@ from cloudinitd.engine.outcome import (
 )
 from cloudinitd.engine.outcome import failure as _failure
 from cloudinitd.graph import boot_levels, build_graph
+from cloudinitd.host.waiting import wait_until
 from cloudinitd.records import Instance, Launch
 from cloudinitd.remote.session import SshTarget
 from cloudinitd.schedule import CONFIGURING, FAILED, LAUNCHED, READY, SKIPPED, WAITING
@@ -86,15 +88,9 @@ class Converger:
 
     def _settle(self) -> list[Launch]:
         """Wait until every cloud call this process made has answered and been recorded."""
-        deadline = time.monotonic() + SETTLE_TIMEOUT
-        while True:
-            try:
-                open_ = self._unanswered()
-                if not open_ or time.monotonic() > deadline:
-                    return open_
-                time.sleep(0.05)
-            except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
-                return self._unanswered()
+        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: stop waiting
+            wait_until(lambda: not self._unanswered(), SETTLE_TIMEOUT, interval=0.05)
+        return self._unanswered()
 
     # decisions -------------------------------------------------------------
     def _needs_configure(self, name: str, row: Instance, world: dict,

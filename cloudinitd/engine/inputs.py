@@ -14,12 +14,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import re
-import threading
 from pathlib import Path
 from typing import Any
 
+from cloudinitd.host.files import write_private
 from cloudinitd.plan.model import ServiceSpec
 
 World = dict[str, list[dict[str, Any]]]
@@ -103,11 +102,7 @@ def keep_source(run_dir: Path, text: str) -> str:
     path = folder / name
     if not path.exists():
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = folder / f".{name}.{os.getpid()}.{threading.get_ident()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        write_private(path, text)
     return name
 
 

@@ -22,7 +22,6 @@ Every action is an event in the run's history. Decisions are watchpolicy.py's.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -46,6 +45,7 @@ from cloudinitd.engine.outcome import RunOutcome
 from cloudinitd.engine.sensors import read_sensor
 from cloudinitd.engine.terminate import destroy_instances, terminate_run
 from cloudinitd.errors import CloudinitdError, PlanError, RunNotFound
+from cloudinitd.host import locks
 from cloudinitd.plan.model import Plan
 from cloudinitd.schedule import READY
 from cloudinitd.store import Store
@@ -120,16 +120,8 @@ def runs_to_watch(home: Path, store: Store, skip: set[str] = frozenset()) -> lis
 def run_lock(run_dir: Path) -> Iterator[bool]:
     """One watcher per run at a time (`watch` and `serve` may both be asked to)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / "watch.lock", "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with locks.try_exclusive(run_dir / "watch.lock") as held:
+        yield held
 
 
 def watch_tick(home: Path, run_name: str, *, now: float | None = None,

@@ -21,14 +21,13 @@ import os
 import pwd
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cloudinitd.errors import ProviderError
+from cloudinitd.host import ports, procs
+from cloudinitd.host.waiting import wait_until
 from cloudinitd.settings import settings
 
 if TYPE_CHECKING:  # hostnet imports this module (it re-exports the proxy's names)
@@ -73,32 +72,20 @@ def apt_cache_dir() -> Path:
     return Path(settings().apt_cache or "/var/cache/cloudinitd/apt-cacher-ng")
 
 
-def _pid_alive(pid: int, needle: str) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return needle.encode() in cmdline
-
-
 def _pid_file(conf: Path) -> Path:
     return conf / "run" / "apt-cacher-ng.pid"
 
 
-def _proxy_pid(conf: Path) -> int | None:
+def _read_pid(path: Path) -> int | None:
     try:
-        pid = int(_pid_file(conf).read_text().strip())
+        return int(path.read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if _pid_alive(pid, "apt-cacher-ng") else None
 
 
-def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+def _proxy(conf: Path) -> procs.Proc | None:
+    """The running apt-cacher-ng its pid file names (not a process that reused the pid)."""
+    return procs.find(_read_pid(_pid_file(conf)), "apt-cacher-ng")
 
 
 def _acng_config(bridge: Bridge, conf: Path) -> str:
@@ -198,22 +185,19 @@ def ensure_apt_proxy(bridge: Bridge) -> str:
     from cloudinitd.providers.hostnet import locked
 
     with locked():
-        if _proxy_pid(conf) and _port_open(bridge.gateway, APT_PROXY_PORT):
+        if _answering(conf, bridge):
             return url
         _prepare(bridge, conf, user)
         _stop_legacy()
-        old = _proxy_pid(conf)
+        old = _proxy(conf)
         if old:  # alive but not answering on our address: restart it
-            _stop_pid(old)
+            _stop(old)
         drop = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups"]
         proc = subprocess.run(
             [*drop, "--", binary, "-c", str(conf)], capture_output=True, text=True, timeout=30
         )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if _proxy_pid(conf) and _port_open(bridge.gateway, APT_PROXY_PORT):
-                return url
-            time.sleep(0.1)
+        if wait_until(lambda: _answering(conf, bridge), 15, interval=0.1):
+            return url
         log_tail = ""
         with contextlib.suppress(OSError):
             log_tail = (conf / "log" / "apt-cacher.err").read_text()[-500:]
@@ -223,17 +207,12 @@ def ensure_apt_proxy(bridge: Bridge) -> str:
         )
 
 
-def _stop_pid(pid: int, timeout: float = 10.0) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _pid_alive(pid, "apt-cacher-ng"):
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.05)
-    if _pid_alive(pid, "apt-cacher-ng"):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+def _answering(conf: Path, bridge: Bridge) -> bool:
+    return bool(_proxy(conf)) and ports.port_open(bridge.gateway, APT_PROXY_PORT)
+
+
+def _stop(proxy: procs.Proc, timeout: float = 10.0) -> None:
+    procs.stop(proxy, grace=timeout, kill_wait=0)
 
 
 def _stop_legacy() -> None:
@@ -242,17 +221,16 @@ def _stop_legacy() -> None:
     from cloudinitd.providers.hostnet import net_dir
 
     legacy = net_dir() / "apt-cacher-ng"
-    pid = None
-    with contextlib.suppress(OSError, ValueError):
-        pid = int((legacy / "apt-cacher-ng.pid").read_text().strip())
-    if pid and _pid_alive(pid, "apt-cacher-ng"):
-        _stop_pid(pid)
+    proxy = procs.find(_read_pid(legacy / "apt-cacher-ng.pid"), "apt-cacher-ng")
+    if proxy:
+        _stop(proxy)
     shutil.rmtree(legacy, ignore_errors=True)
 
 
 def apt_proxy_pid() -> int | None:
     """Pid of the apt-cacher-ng we started for this bridge, if it is running."""
-    return _proxy_pid(conf_dir())
+    proxy = _proxy(conf_dir())
+    return proxy.pid if proxy else None
 
 
 def stop_apt_proxy() -> None:
@@ -261,7 +239,7 @@ def stop_apt_proxy() -> None:
     Callers hold `hostnet.locked()`.
     """
     conf = conf_dir()
-    pid = _proxy_pid(conf)
-    if pid:
-        _stop_pid(pid)
+    proxy = _proxy(conf)
+    if proxy:
+        _stop(proxy)
     shutil.rmtree(conf, ignore_errors=True)

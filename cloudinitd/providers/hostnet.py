@@ -19,7 +19,6 @@ removes the bridge under them: lease first, then `ensure_bridge`.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import json
 import os
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cloudinitd.errors import ProviderError
+from cloudinitd.host import locks
 from cloudinitd.providers import firewall
 from cloudinitd.settings import settings
 
@@ -64,12 +64,8 @@ def locked() -> Iterator[Path]:
     """Hold the machine-wide lock; yields the state directory."""
     d = net_dir()
     d.mkdir(parents=True, exist_ok=True, mode=0o755)
-    with open(d / "lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield d
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with locks.exclusive(d / "lock"):
+        yield d
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:

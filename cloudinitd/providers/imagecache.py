@@ -21,7 +21,6 @@ its files become instances' disks.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -34,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from cloudinitd.errors import ProviderError, UsageError
+from cloudinitd.host import locks, procs
+from cloudinitd.host.files import write_private
 
 SAVED = "saved"
 META = "image.json"
@@ -101,10 +102,7 @@ def read_meta(image_dir: Path) -> dict[str, Any] | None:
 
 
 def write_meta(image_dir: Path, meta: dict[str, Any]) -> None:
-    tmp = image_dir / f".{META}.tmp"
-    tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
-    tmp.chmod(0o600)
-    tmp.replace(image_dir / META)
+    write_private(image_dir / META, json.dumps(meta, indent=1, sort_keys=True))
 
 
 def images(cache: Path, kind: str) -> list[tuple[Path, dict[str, Any]]]:
@@ -149,13 +147,8 @@ def row(meta: dict[str, Any], folder: Path) -> dict[str, Any]:
 @contextlib.contextmanager
 def lock(cache: Path, kind: str) -> Iterator[None]:
     """One maker or remover of saved images of a kind at a time."""
-    folder = kind_dir(cache, kind, create=True)
-    with open(folder / ".lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with locks.exclusive(kind_dir(cache, kind, create=True) / ".lock"):
+        yield
 
 
 @contextlib.contextmanager
@@ -220,18 +213,7 @@ def mounted_below(folder: Path) -> list[str]:
 
 def opened_below(folder: Path) -> list[int]:
     """Pids of processes on this machine holding a file under `folder` open (a VM's disk)."""
-    needle = str(folder.resolve()) + "/"
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            for fd in (proc / "fd").iterdir():
-                with contextlib.suppress(OSError):
-                    if os.readlink(fd).startswith(needle):
-                        pids.append(int(proc.name))
-                        break
-    return pids
+    return procs.holding_open(str(folder.resolve()) + "/")
 
 
 def free_bytes(path: Path) -> int:

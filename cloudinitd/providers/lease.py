@@ -15,14 +15,17 @@ neither do the instances (they are not restarted at boot).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from cloudinitd.host import procs
+from cloudinitd.host.waiting import wait_until
 
 POLL = 2.0  # seconds between looks at the instance's folder
 RETRIES, RETRY_WAIT = 5, 10.0  # a terminate that fails (a busy machine) is tried again
@@ -49,25 +52,18 @@ def stop_keeper(pid: int | None, instance_id: str) -> None:
     really this instance's keeper (a pid may have been reused)."""
     if not pid or pid == os.getpid():  # the keeper itself is terminating its instance
         return
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return
-    if MARK.encode() in cmdline and instance_id.encode() in cmdline:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, 15)
+    keeper = procs.find(pid, MARK, instance_id, whole=True)
+    if keeper:
+        procs.send(keeper, signal.SIGTERM)
 
 
 def keep(kind: str, cloud: str, options: dict[str, Any], home: Path, instance_id: str,
          expires: float, watch: Path) -> str:
     """Wait for the lease end, then terminate; returns what happened."""
-    while True:
-        if not watch.exists():
-            return f"{instance_id}: gone before its lease end"
-        left = expires - time.time()
-        if left <= 0:
-            break
-        time.sleep(min(POLL, left))
+    # The lease end is a wall-clock time (the run's creation + lifetime), so the deadline
+    # is measured on the wall clock too.
+    if wait_until(lambda: not watch.exists(), expires - time.time(), POLL, clock=time.time):
+        return f"{instance_id}: gone before its lease end"
     from cloudinitd.plan.model import CloudSpec
     from cloudinitd.providers import get_provider
 

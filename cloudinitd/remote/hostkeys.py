@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import hashlib
 import os
 import threading
@@ -29,6 +28,9 @@ from pathlib import Path
 import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from cloudinitd.host import locks
+from cloudinitd.host.files import write_private
 
 _thread_lock = threading.Lock()
 
@@ -57,13 +59,8 @@ def fingerprint_b64(blob: str) -> str:
 def _locked(known_hosts: Path) -> Iterator[None]:
     known_hosts.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     lock_path = known_hosts.with_name(known_hosts.name + ".lock")
-    with _thread_lock:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    with _thread_lock, locks.exclusive(lock_path):
+        yield
 
 
 def _entries(known_hosts: Path, name: str) -> list[tuple[str, str]]:
@@ -149,11 +146,7 @@ def forget_host(known_hosts: Path, address: str, port: int = 22) -> int:
         kept = [ln for ln in lines if not (ln.split() and name in ln.split()[0].split(","))]
         removed = len(lines) - len(kept)
         if removed:
-            tmp = known_hosts.with_name(known_hosts.name + f".{os.getpid()}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.writelines(kept)
-            os.replace(tmp, known_hosts)
+            write_private(known_hosts, "".join(kept))
     return removed
 
 
@@ -190,8 +183,4 @@ def pin_host(known_hosts: Path, address: str, port: int, public_key: str) -> Non
         kept.append(f"{name} {key_type} {blob}\n")
         if kept == lines:
             return
-        tmp = known_hosts.with_name(known_hosts.name + f".{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.writelines(kept)
-        os.replace(tmp, known_hosts)
+        write_private(known_hosts, "".join(kept))

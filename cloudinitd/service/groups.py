@@ -21,6 +21,7 @@ import yaml
 from cloudinitd.catalog import load_catalog
 from cloudinitd.engine.boot import start_run
 from cloudinitd.errors import PlanError, PlanErrors
+from cloudinitd.host.files import write_private
 from cloudinitd.plan.loader import load_plan
 from cloudinitd.plan.model import CloudSpec
 from cloudinitd.service.query import validation
@@ -73,10 +74,8 @@ def write_plan(home: Path, run: str, document: dict[str, Any]) -> Path:
     path = plan_path(home, run)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path.parent, 0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write("# Written by `cloudinitd serve` for an Auto Scaling group; do not edit.\n")
-        yaml.safe_dump(document, fh, sort_keys=False, allow_unicode=True)
+    write_private(path, "# Written by `cloudinitd serve` for an Auto Scaling group; do not edit.\n"
+                  + yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
     return path
 
 

@@ -10,13 +10,14 @@ deletion under way when it starts again.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cloudinitd.host.files import create_private
 
 STATE_FILE = "service.db"
 
@@ -98,8 +99,7 @@ class ServiceState:
     def __init__(self, home: Path):
         self.path = Path(home) / STATE_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
-        os.chmod(self.path, 0o600)
+        create_private(self.path)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
                                    timeout=30)

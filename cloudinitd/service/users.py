@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from cloudinitd.errors import UsageError, one_line
+from cloudinitd.host import locks
+from cloudinitd.host.files import write_private
 
 USERS_FILE = "users.json"
 USER_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -63,18 +64,7 @@ def _read(path: Path) -> list[dict[str, Any]]:
 
 def _write(path: Path, users: list[dict[str, Any]]) -> None:
     """Whole file, atomically, created 0600 (never readable by others, not even briefly)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"version": 1, "users": users}, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    write_private(path, json.dumps({"version": 1, "users": users}, indent=1), sync=True)
 
 
 @contextlib.contextmanager
@@ -82,12 +72,8 @@ def _locked(home: Path) -> Iterator[Path]:
     """One writer at a time (two `user add` at once must not lose one)."""
     home = Path(home)
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(home / ".users.lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield users_path(home)
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with locks.exclusive(home / ".users.lock"):
+        yield users_path(home)
 
 
 def add_user(home: Path, name: str) -> dict[str, str]:

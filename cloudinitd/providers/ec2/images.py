@@ -7,11 +7,11 @@ profile to boto3, never through our objects or messages).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 from cloudinitd.errors import ProviderError
+from cloudinitd.host.waiting import wait_until
 from cloudinitd.providers.ec2.client import _env, translate
 from cloudinitd.providers.ec2.options import DEFAULT_REGION, Ec2Options
 
@@ -148,23 +148,22 @@ class Ec2Images:
 
     def wait_available(self, image_id: str, timeout: float, say: Say = _quiet) -> None:
         """Poll DescribeImages with a growing interval, bounded by `timeout`."""
-        start, interval, last = time.monotonic(), 0.5, None
-        while True:
+        seen: list[str] = []  # the states so far: each new one is said once
+
+        def available() -> bool:
             images = self._call("DescribeImages", ImageIds=[image_id]).get("Images", [])
             state = images[0].get("State") if images else "missing"
-            if state != last:
+            if not seen or state != seen[-1]:
                 say(f"image {image_id}: {state}")
-                last = state
-            if state == "available":
-                return
+                seen.append(state)
             if state in ("failed", "error", "invalid", "deregistered"):
                 raise ProviderError(f"cloud {self.opts.cloud!r}: image {image_id} is {state}")
-            waited = time.monotonic() - start
-            if waited >= timeout:
-                raise ProviderError(f"cloud {self.opts.cloud!r}: image {image_id} not available "
-                                    f"after {timeout:.0f}s (state {state})")
-            time.sleep(min(interval, timeout - waited))
-            interval = min(interval * 1.5, max(self.opts.poll_interval, 0.5) * 5)
+            return state == "available"
+
+        if not wait_until(available, timeout, 0.5, backoff=1.5,
+                          max_interval=max(self.opts.poll_interval, 0.5) * 5):
+            raise ProviderError(f"cloud {self.opts.cloud!r}: image {image_id} not available "
+                                f"after {timeout:.0f}s (state {seen[-1]})")
 
     def deregister(self, image_id: str) -> None:
         try:

@@ -36,13 +36,13 @@ mount point detaches those too (the kernel does, since Linux 3.18).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 from cloudinitd.errors import ProviderError
+from cloudinitd.host import locks
 
 IMAGE = "disk.img"
 MOUNT = "disk"
@@ -75,12 +75,8 @@ def _run(cmd: list[str], what: str) -> None:
 @contextlib.contextmanager
 def _locked(directory: Path) -> Iterator[None]:
     """One mounter at a time per image: two loop devices on one file would corrupt it."""
-    fd = os.open(directory / IMAGE, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with locks.exclusive(directory / IMAGE, create=False):
         yield
-    finally:
-        os.close(fd)
 
 
 def create(directory: Path, size: int) -> Path:

@@ -23,7 +23,6 @@ Instances never write to the base: each one gets an overlay upper directory.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import shutil
@@ -36,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cloudinitd.errors import ProviderError
+from cloudinitd.host import locks
 from cloudinitd.providers import hostnet
 from cloudinitd.providers.imagecache import check_private  # one cache rule for every kind
 from cloudinitd.settings import settings
@@ -208,12 +208,8 @@ def is_ready(spec: ImageSpec) -> bool:
 @contextlib.contextmanager
 def _build_lock(spec: ImageSpec) -> Iterator[None]:
     ensure_cache_dir()
-    with open(cache_dir() / f"{spec.name}.lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with locks.exclusive(cache_dir() / f"{spec.name}.lock"):
+        yield
 
 
 def _run(cmd: list[str], what: str, **kw) -> None:

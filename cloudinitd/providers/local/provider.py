@@ -12,13 +12,10 @@ listing all of them.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import shutil
-import socket
 import sys
-import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,6 +23,8 @@ from typing import Any
 
 from cloudinitd.bytesize import disk_size, format_size
 from cloudinitd.errors import ProviderError
+from cloudinitd.host import locks, ports
+from cloudinitd.host.waiting import wait_until
 from cloudinitd.plan.model import CloudSpec
 from cloudinitd.providers import hostnet, lease
 from cloudinitd.providers.base import (
@@ -63,14 +62,6 @@ def _default_progress(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def _port_open(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 class LocalProvider(LocalImageHooks, Provider):
     kind = "local"
 
@@ -91,12 +82,8 @@ class LocalProvider(LocalImageHooks, Provider):
     def _lock(self) -> Iterator[None]:
         """Serialise changes to this lxcpath (container creation, /etc/hosts updates)."""
         self.lxcpath.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with open(self.lxcpath / ".lock", "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with locks.exclusive(self.lxcpath / ".lock"):
+            yield
 
     def _owner(self, name: str) -> str:
         return lease_owner(self.lxcpath, name)
@@ -253,11 +240,12 @@ class LocalProvider(LocalImageHooks, Provider):
         inst.write_sidecar(directory, meta)
 
     def wait_running(self, instance_ids: Sequence[str], timeout: float) -> list[InstanceInfo]:
-        deadline = time.monotonic() + timeout
         waiting = list(instance_ids)
         stops: dict[str, int] = {}
         never_started: set[str] = set()
-        while waiting:
+
+        def all_reachable() -> bool:
+            nonlocal waiting
             infos = {i.instance_id: i for i in self._infos(waiting)}
             still = []
             for name in waiting:
@@ -289,21 +277,21 @@ class LocalProvider(LocalImageHooks, Provider):
                     info.state == RUNNING
                     and info.address
                     and self._ours(info.address)
-                    and _port_open(info.address, SSH_PORT)
+                    and ports.port_open(info.address, SSH_PORT)
                 ):
                     still.append(name)
             waiting = still
-            if waiting:
-                if time.monotonic() > deadline:
-                    # A boot that stalls before sshd says why on its console.
-                    tail = lxc.log_tail(waiting[0], self.lxcpath)
-                    raise ProviderError(
-                        f"local instances not reachable on ssh within {timeout:.0f} s: "
-                        + ", ".join(waiting)
-                        + (f"; {waiting[0]} {tail}" if tail else "")
-                        + hostlimits.exhaustion_hint(lxc.console_lines(waiting[0], self.lxcpath))
-                    )
-                time.sleep(0.1)
+            return not waiting
+
+        if waiting and not wait_until(all_reachable, timeout, interval=0.1):
+            # A boot that stalls before sshd says why on its console.
+            tail = lxc.log_tail(waiting[0], self.lxcpath)
+            raise ProviderError(
+                f"local instances not reachable on ssh within {timeout:.0f} s: "
+                + ", ".join(waiting)
+                + (f"; {waiting[0]} {tail}" if tail else "")
+                + hostlimits.exhaustion_hint(lxc.console_lines(waiting[0], self.lxcpath))
+            )
         return self._infos(instance_ids)
 
     @staticmethod

@@ -9,7 +9,6 @@ Instances are copy-on-write overlays of this disk.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cloudinitd.errors import ProviderError
+from cloudinitd.host import locks
 from cloudinitd.providers.local.image import check_private
 from cloudinitd.settings import settings
 
@@ -215,8 +215,7 @@ def ensure_image(
     if target.exists():
         return target
     cache.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with (cache / f".qemu-{image}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locks.exclusive(cache / f".qemu-{image}.lock"):
         if target.exists():
             return target
         _build(target, IMAGE_NAMES[image], progress or (lambda _m: None))

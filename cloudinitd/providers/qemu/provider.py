@@ -16,6 +16,8 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from cloudinitd.errors import ProviderError
+from cloudinitd.host import ports
+from cloudinitd.host.waiting import wait_until
 from cloudinitd.plan.model import CloudSpec
 from cloudinitd.providers import hostnet, lease
 from cloudinitd.providers.base import (
@@ -217,9 +219,9 @@ class QemuProvider(QemuImageHooks, Provider):
         return info
 
     def wait_running(self, instance_ids: Sequence[str], timeout: float) -> list[InstanceInfo]:
-        deadline = time.monotonic() + timeout
         pending = list(instance_ids)
-        while pending:
+
+        def all_answer() -> bool:
             for iid in list(pending):
                 files = self._files(iid)
                 data = files.read()
@@ -230,19 +232,19 @@ class QemuProvider(QemuImageHooks, Provider):
                         f"qemu instance {iid} ({data.get('hostname')}) exited "
                         f"while booting; serial console:\n{files.serial_tail()}"
                     )
-                if vm.port_open(data["address"], 22, 1.0):
+                if ports.ssh_answers(data["address"], 22, 1.0):
                     pending.remove(iid)
-            if pending and time.monotonic() > deadline:
-                tails = "\n".join(
-                    f"--- {iid} ({self._files(iid).serial}):\n{self._files(iid).serial_tail()}"
-                    for iid in pending
-                )
-                raise ProviderError(
-                    f"qemu instances not answering SSH after {timeout:.0f} s: "
-                    f"{', '.join(pending)}\n{tails}"
-                )
-            if pending:
-                time.sleep(1.0)
+            return not pending
+
+        if pending and not wait_until(all_answer, timeout, interval=1.0):
+            tails = "\n".join(
+                f"--- {iid} ({self._files(iid).serial}):\n{self._files(iid).serial_tail()}"
+                for iid in pending
+            )
+            raise ProviderError(
+                f"qemu instances not answering SSH after {timeout:.0f} s: "
+                f"{', '.join(pending)}\n{tails}"
+            )
         return self.describe(instance_ids)
 
     def describe(self, instance_ids: Sequence[str]) -> list[InstanceInfo]:

@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from cloudinitd.errors import ProviderError, UsageError
+from cloudinitd.host.waiting import wait_until
 from cloudinitd.providers import imagecache
 from cloudinitd.providers.qemu import vm
 
@@ -108,10 +109,7 @@ def held_still(files: vm.VmFiles, stop: bool, say: Say) -> Iterator[None]:
         say(f"powering {files.dir.name} down (--stop)")
         with contextlib.suppress(OSError, ProviderError, ValueError):
             qmp(files.qmp, "system_powerdown")
-        deadline = time.monotonic() + 90
-        while files.alive() and time.monotonic() < deadline:
-            time.sleep(1)
-        if not files.alive():
+        if wait_until(lambda: not files.alive(), 90, interval=1.0):
             yield
             return
         say("no clean power-down within 90 s: pausing it instead")

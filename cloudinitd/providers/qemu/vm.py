@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from cloudinitd.errors import ProviderError
+from cloudinitd.host import procs
 from cloudinitd.textsafe import for_terminal
 
 TAP_PREFIX = "cidq"
@@ -118,13 +116,11 @@ def pid_is_our_qemu(pid: int, vm_dir: Path) -> bool:
     The pid file alone is not proof: pids are reused, and a daemonized qemu
     whose parent does not reap it lingers as a zombie.
     """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    state = stat.rpartition(")")[2].split()[0]
-    return state not in ("Z", "X") and str(vm_dir).encode() in cmdline
+    return _our_qemu(pid, vm_dir) is not None
+
+
+def _our_qemu(pid: int | None, vm_dir: Path) -> procs.Proc | None:
+    return procs.find(pid, str(vm_dir))
 
 
 def tap_name(instance_id: str) -> str:
@@ -170,13 +166,7 @@ def tap_in_use(name: str) -> bool:
             return True
     except OSError:
         pass
-    needle = f"ifname={name},".encode()
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            with contextlib.suppress(OSError):
-                if needle in (proc / "cmdline").read_bytes():
-                    return True
-    return False
+    return bool(procs.with_argument(f"ifname={name},"))
 
 
 def create_overlay(base: Path, overlay: Path) -> None:
@@ -307,39 +297,12 @@ def _qmp_quit(sock_path: Path) -> None:
 
 def stop(files: VmFiles, timeout: float = 20.0) -> None:
     """Power the VM off now (its disk is discarded, so no clean shutdown is needed)."""
-    pid = files.pid()
-    if pid is None or not pid_is_our_qemu(pid, files.dir):
+    qemu = _our_qemu(files.pid(), files.dir)
+    if qemu is None:
         return
     with contextlib.suppress(OSError, ValueError):
         _qmp_quit(files.qmp)
-    if _wait_gone(pid, files.dir, 5.0):
+    if procs.wait_gone(qemu, 5.0, interval=0.1):
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    if _wait_gone(pid, files.dir, timeout):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    if not _wait_gone(pid, files.dir, 10.0):
-        raise ProviderError(f"qemu pid {pid} ({files.dir.name}) did not exit")
-
-
-def _wait_gone(pid: int, vm_dir: Path, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        if not pid_is_our_qemu(pid, vm_dir):
-            return True
-        time.sleep(0.1)
-    return not pid_is_our_qemu(pid, vm_dir)
-
-
-def port_open(address: str, port: int = 22, timeout: float = 1.0) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=timeout) as s:
-            # sshd answers with its banner; a bare accept could be anything.
-            s.settimeout(timeout * 3)
-            return s.recv(4).startswith(b"SSH-")
-    except OSError:
-        return False
+    if not procs.stop(qemu, grace=timeout, kill_wait=10.0):
+        raise ProviderError(f"qemu pid {qemu.pid} ({files.dir.name}) did not exit")
