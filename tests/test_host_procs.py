@@ -136,6 +136,25 @@ def test_descendants_are_the_whole_tree(spawn) -> None:
     assert procs.descendants(shell.pid) == [], "a gone process has no tree"
 
 
+def test_stop_all_of_a_tree_ends_the_daemon_and_what_it_forked(spawn) -> None:
+    t = token()
+    # One child ignores SIGTERM (a stuck connection): it must be killed, not waited on.
+    code = ("import signal, subprocess, sys, time; "
+            f"subprocess.Popen(['sleep', '{t}']); "
+            "subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(3600)']); "
+            "print('up', flush=True); time.sleep(3600)")
+    daemon = spawn(sys.executable, "-c", code, stdout=subprocess.PIPE)
+    assert daemon.stdout.readline() == b"up\n"
+    assert wait_until(lambda: len(procs.descendants(daemon.pid)) == 2, 10)
+    tree = procs.tree(daemon.pid)
+    assert sorted(p.pid for p in tree) == sorted([daemon.pid, *procs.descendants(daemon.pid)])
+    assert procs.stop_all(tree, grace=0.5, kill_wait=10)
+    assert not any(procs.alive(p) for p in tree)
+    with pytest.raises(ProcessLookupError):  # our own child is reaped too
+        os.kill(daemon.pid, 0)
+
+
 def test_with_argument_finds_processes_by_a_command_line_fragment(spawn) -> None:
     t = token()
     child = spawn("sleep", t)
