@@ -261,11 +261,21 @@ class _Parsed:
     uses: frozenset[str]
 
 
-@functools.lru_cache(maxsize=512)
+# Texts above this are parsed each time: a long-lived process (`serve`) loading many
+# untrusted plans must not keep hundreds of large trees.
+_CACHED_TEXT_MAX = 64 * 1024
+
+
 def _parse(text: str) -> _Parsed:
     """Parsed once per distinct text: a plan is scanned at load and again by the converge
     (and for `context_uses`), and 50 services often share one script. Keyed by the text
     itself, so it cannot go stale; the tree is only read (Scan.visit never changes it)."""
+    if len(text) > _CACHED_TEXT_MAX:
+        return _parse_text(text)
+    return _parse_cached(text)
+
+
+def _parse_text(text: str) -> _Parsed:
     try:
         tree = RAW_ENV.parse(text)
     except TemplateSyntaxError as exc:
@@ -279,6 +289,9 @@ def _parse(text: str) -> _Parsed:
     }
     return _Parsed(tree, None, frozenset(bound), frozenset(_guarded_names(tree)),
                    frozenset(uses))
+
+
+_parse_cached = functools.lru_cache(maxsize=256)(_parse_text)
 
 
 def scan_text(

@@ -17,7 +17,7 @@ from cloudinitd.errors import PlanErrors
 from cloudinitd.graph import build_graph, context_uses, service_references
 from cloudinitd.paths import display_path
 from cloudinitd.plan.loader import load_plan
-from cloudinitd.refscan import _parse
+from cloudinitd.refscan import _parse_cached
 from tests.test_importer import chain_copy
 
 PROBE = """\
@@ -98,10 +98,10 @@ def test_the_converge_scan_parses_nothing_the_load_did_not(tmp_path):
     plan = load_plan(_write(tmp_path / "p", "services:\n  db: {}\n  a: {boot: step.sh.j2,"
                             " env: {X: '{{ db.address }}'}}\n",
                             "{% if home is defined %}{{ home.dir }}{% endif %}{{ env.X }}\n"))
-    misses = _parse.cache_info().misses
+    misses = _parse_cached.cache_info().misses
     assert sorted(build_graph(plan).edges) == [("db", "a")]
     assert context_uses(plan)["a"] == {"home", "env"}
-    assert _parse.cache_info().misses == misses
+    assert _parse_cached.cache_info().misses == misses
 
 
 def test_display_path_follows_the_current_folder(tmp_path, monkeypatch):
