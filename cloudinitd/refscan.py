@@ -8,6 +8,7 @@ the references of every template of a plan into its dependency graph.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from jinja2 import TemplateSyntaxError, nodes
@@ -249,23 +250,64 @@ class Scan:
         )
 
 
+@dataclass(frozen=True)
+class _Parsed:
+    """What one template text says on its own, whatever plan or service it is in."""
+
+    tree: nodes.Template | None  # None: a syntax error (message, line)
+    syntax_error: tuple[str | None, int | None] | None
+    bound: frozenset[str]
+    guarded: frozenset[str]
+    uses: frozenset[str]
+
+
+# Texts above this are parsed each time: a long-lived process (`serve`) loading many
+# untrusted plans must not keep hundreds of large trees.
+_CACHED_TEXT_MAX = 64 * 1024
+
+
+def _parse(text: str) -> _Parsed:
+    """Parsed once per distinct text: a plan is scanned at load and again by the converge
+    (and for `context_uses`), and 50 services often share one script. Keyed by the text
+    itself, so it cannot go stale; the tree is only read (Scan.visit never changes it)."""
+    if len(text) > _CACHED_TEXT_MAX:
+        return _parse_text(text)
+    return _parse_cached(text)
+
+
+def _parse_text(text: str) -> _Parsed:
+    try:
+        tree = RAW_ENV.parse(text)
+    except TemplateSyntaxError as exc:
+        return _Parsed(None, (exc.message, exc.lineno), frozenset(), frozenset(),
+                       frozenset())
+    bound = _bound_names(tree)
+    uses = {
+        n.name
+        for n in tree.find_all(nodes.Name)
+        if n.ctx == "load" and n.name in CONTEXT_NAMES and n.name not in bound
+    }
+    return _Parsed(tree, None, frozenset(bound), frozenset(_guarded_names(tree)),
+                   frozenset(uses))
+
+
+_parse_cached = functools.lru_cache(maxsize=256)(_parse_text)
+
+
 def scan_text(
     plan: Plan, spec: ServiceSpec, text: str, file: str, line_offset: int, allow_env: bool
 ) -> Scan:
     """References and errors of one template of one service (env values: at the plan line)."""
     scan = Scan(plan, spec, file, line_offset, allow_env)
-    try:
-        tree = RAW_ENV.parse(text)
-    except TemplateSyntaxError as exc:
-        line = line_offset or exc.lineno
-        scan.errors.append(PlanError(f"template syntax error: {exc.message}", file, line))
+    parsed = _parse(text)
+    if parsed.tree is None:
+        assert parsed.syntax_error is not None
+        message, lineno = parsed.syntax_error
+        line = line_offset or lineno
+        scan.errors.append(PlanError(f"template syntax error: {message}", file, line))
         return scan
-    scan.bound = _bound_names(tree)
-    scan.uses = {
-        n.name
-        for n in tree.find_all(nodes.Name)
-        if n.ctx == "load" and n.name in CONTEXT_NAMES and n.name not in scan.bound
-    }
-    scan.guarded = _guarded_names(tree)
-    scan.visit(tree, {})
+    scan.bound = set(parsed.bound)
+    scan.uses = set(parsed.uses)
+    scan.guarded = set(parsed.guarded)
+    scan.visit(parsed.tree, {})
     return scan

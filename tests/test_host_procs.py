@@ -70,7 +70,8 @@ def test_a_trailing_space_needle_matches_the_last_argument_but_no_longer_one(spa
 
 def test_a_reused_pid_is_not_the_process_we_found(spawn) -> None:
     child = spawn("sleep", token())
-    found = procs.find(child.pid, "sleep")
+    # Until the child has exec()ed, its command line is still this Python's.
+    found = wait_until(lambda: procs.find(child.pid, "sleep"), 10)
     assert found is not None and procs.alive(found)
     # The same pid with another start time: what a later process reusing the pid looks like.
     reused = procs.Proc(found.pid, found.created - 5)
@@ -91,7 +92,8 @@ def test_a_zombie_counts_as_gone(spawn) -> None:
 
 def test_stop_terminates_waits_and_reaps_our_child(spawn) -> None:
     child = spawn("sleep", token())
-    found = procs.find(child.pid, "sleep")
+    # Until the child has exec()ed, its command line is still this Python's.
+    found = wait_until(lambda: procs.find(child.pid, "sleep"), 10)
     assert found is not None
     assert procs.stop(found, grace=10)
     assert not procs.alive(found) and not procs.alive(child.pid)
