@@ -19,32 +19,38 @@ run that needs the home gets a dedicated sshd of its own:
 Everything lives under `RUN_DIR/homeshare/` (0700, keys 0600). The private
 home key is returned to the caller (it goes into the script uploaded to the
 VM) and never printed: `HomeShare.key` is left out of its repr.
+
+This module writes the sshd config and starts and stops the server; the
+share's files and the share read back from them are homeshare_state.py, its
+processes and ports homeshare_procs.py, the chroot jail homeshare_jail.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import pwd
-import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloudinitd import homeshare_jail as jail
 from cloudinitd import homeshare_procs as procs
+from cloudinitd import homeshare_state as stored
 from cloudinitd.homeshare_jail import HomeShareError
+from cloudinitd.homeshare_state import (  # noqa: F401 (importers of the share's data)
+    SUBDIR,
+    HomeShare,
+    recorded_home_share,
+    recorded_share,
+    share_info,
+)
+from cloudinitd.host import procs as host_procs
+from cloudinitd.host.waiting import wait_until
 
 SSHD = "/usr/sbin/sshd"
 DEFAULT_PORT = 2222
-SUBDIR = "homeshare"
 START_TIMEOUT = 10.0
 
 CONFIG = """\
@@ -85,20 +91,6 @@ LogLevel INFO
 """
 
 
-@dataclass
-class HomeShare:
-    """How a VM reaches the home: `sshfs -p PORT USER@HOST:DIR` with `key`, pinning `known_host`."""
-
-    host: str
-    port: int
-    user: str
-    dir: str
-    key: str = field(repr=False)  # private key text: only ever rendered into the VM's script
-    known_host: str = ""  # `[host]:port ssh-ed25519 AAAA...` for the VM's known_hosts
-    read_only: bool = False  # the share refuses writes
-    confined: bool = False  # chrooted to `dir` (False only when cloudinitd is not root)
-
-
 def default_home_dir() -> tuple[str, str]:
     """(home folder, user name) of the person running cloudinitd.
 
@@ -113,70 +105,6 @@ def default_home_dir() -> tuple[str, str]:
     name = pwd.getpwuid(os.getuid()).pw_name
     home = os.environ.get("HOME") or pwd.getpwuid(os.getuid()).pw_dir
     return str(Path(home).expanduser()), name
-
-
-# --- files ----------------------------------------------------------------------------
-
-
-def _share_dir(run_dir: Path) -> Path:
-    d = Path(run_dir) / SUBDIR
-    d.mkdir(parents=True, exist_ok=True, mode=0o700)
-    d.chmod(0o700)
-    return d
-
-
-def _write_private(path: Path, data: bytes | str, mode: int = 0o600) -> None:
-    """Write atomically with `mode` from the start (a key is never briefly world-readable)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
-
-
-def _ensure_key(path: Path, comment: str) -> tuple[str, str]:
-    """An ed25519 key at `path` (made once); (private text, public line)."""
-    if not path.exists():
-        pem = Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.OpenSSH,
-            serialization.NoEncryption(),
-        )
-        _write_private(path, pem)
-    return _read_key(path, comment)
-
-
-def _read_key(path: Path, comment: str) -> tuple[str, str]:
-    """(private text, public line) of the key at `path`."""
-    private = path.read_bytes()
-    key = serialization.load_ssh_private_key(private, password=None)
-    public = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
-    return private.decode(), f"{public.decode()} {comment}"
-
-
-@contextlib.contextmanager
-def _locked(share_dir: Path) -> Iterator[None]:
-    """One starter per run at a time (threads configuring replicas, other processes)."""
-    fd = os.open(share_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _read_state(share_dir: Path) -> dict:
-    try:
-        return json.loads((share_dir / "share.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-# --- processes ------------------------------------------------------------------------
 
 
 def _start_dir(home_dir: str) -> str:
@@ -219,16 +147,16 @@ def _start_sshd(
             stderr=err,
             start_new_session=True,
         )
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
+    def up() -> bool:
         if proc.poll() is not None:
             raise HomeShareError(
                 f"home share: sshd on {address}:{port} exited with status {proc.returncode}:"
                 f" {procs.log_tail(log)}"
             )
-        if procs.listening(address, port):
-            return proc.pid
-        time.sleep(0.05)
+        return procs.listening(address, port)
+
+    if wait_until(up, START_TIMEOUT, 0.05):
+        return proc.pid
     _kill(proc.pid)
     raise HomeShareError(
         f"home share: sshd did not listen on {address}:{port} within"
@@ -238,20 +166,7 @@ def _start_sshd(
 
 def _kill(pid: int, timeout: float = 5.0) -> None:
     """Stop the listener and the connections it forked; wait until they are gone."""
-    victims = [*procs.descendants(pid), pid]
-    for victim in victims:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(victim, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(procs.alive(v) for v in victims):
-        time.sleep(0.05)
-    for victim in victims:
-        if procs.alive(victim):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(victim, signal.SIGKILL)
-    # Our own child (same process as the starter): reap it so no zombie lingers.
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+    host_procs.stop_all(host_procs.tree(pid), grace=timeout, kill_wait=timeout)
 
 
 # --- the interface ----------------------------------------------------------------------
@@ -280,12 +195,13 @@ def ensure_home_share(
         pw = pwd.getpwnam(user)
     except KeyError:
         raise HomeShareError(f"home share: no user {user!r} on this machine") from None
-    d = _share_dir(run_dir)
+    d = stored.share_dir(run_dir)
     config = d / "sshd_config"
-    with _locked(d):
-        private, public = _ensure_key(d / "home_key", f"cloudinitd-home-{Path(run_dir).name}")
-        _, host_public = _ensure_key(d / "ssh_host_ed25519_key", "cloudinitd-home-share")
-        state = _read_state(d)
+    with stored.locked(d):
+        private, public = stored.ensure_key(d / "home_key",
+                                            f"cloudinitd-home-{Path(run_dir).name}")
+        _, host_public = stored.ensure_key(d / "ssh_host_ed25519_key", "cloudinitd-home-share")
+        state = stored.read_state(d)
         wanted = {
             "host": listen_address,
             "user": user,
@@ -309,7 +225,7 @@ def ensure_home_share(
             )
             authorized = d / "authorized_keys"
             # `restrict`: no forwarding, pty, agent or rc, whatever the config says.
-            _write_private(authorized, f"restrict {public}\n", mode=0o644)
+            stored.write_private(authorized, f"restrict {public}\n", mode=0o644)
             keys_command = ""
             if pw.pw_uid != 0 and os.geteuid() == 0:
                 # sshd reads AuthorizedKeysFile as the user, who cannot enter
@@ -320,7 +236,7 @@ def ensure_home_share(
             chroot = "# not root: sshd cannot chroot; the user's own rights apply"
             if confined:
                 chroot = f"ChrootDirectory {jail.prepare(run_dir)}"
-            _write_private(
+            stored.write_private(
                 config,
                 CONFIG.format(
                     run=Path(run_dir).name,
@@ -345,50 +261,12 @@ def ensure_home_share(
                 return jail.wrap(argv, run_dir, home_dir, read_only) if confined else argv
 
             new_pid = _start_sshd(d, config, listen_address, share_port, wrap)
-            _write_private(
+            stored.write_private(
                 d / "share.json", json.dumps({**wanted, "port": share_port, "pid": new_pid}) + "\n"
             )
         _gateway_ports(run_dir, listen_address, [share_port])
-        return _share(listen_address, share_port, user, home_dir, private, host_public,
-                      read_only, confined)
-
-
-def _share(host: str, port: int, user: str, home_dir: str, private: str, host_public: str,
-           read_only: bool, confined: bool) -> HomeShare:
-    host_field = host if port == 22 else f"[{host}]:{port}"
-    key_type, key_b64 = host_public.split()[:2]
-    return HomeShare(host=host, port=port, user=user, dir=home_dir, key=private,
-                     known_host=f"{host_field} {key_type} {key_b64}", read_only=read_only,
-                     confined=confined)
-
-
-def recorded_home_share(run_dir: Path) -> HomeShare | None:
-    """The run's share as it was last started, read from its folder: starts nothing, and
-    the same data `ensure_home_share` gave then (so rendered inputs hash the same).
-    None when it never started."""
-    d = Path(run_dir) / SUBDIR
-    state = _read_state(d)
-    try:
-        private, _ = _read_key(d / "home_key", "")
-        _, host_public = _read_key(d / "ssh_host_ed25519_key", "cloudinitd-home-share")
-        return _share(state["host"], int(state["port"]), state["user"], state["dir"], private,
-                      host_public, bool(state["read_only"]), bool(state["confined"]))
-    except (OSError, KeyError, ValueError, TypeError):
-        return None
-
-
-def share_info(run_dir: Path) -> dict:
-    """What the run's share serves (no secrets): host, port, user, dir, read_only, confined."""
-    state = _read_state(Path(run_dir) / SUBDIR)
-    state.pop("pid", None)
-    return state
-
-
-def recorded_share(run_dir: Path) -> dict | None:
-    """`recorded_home_share` as template data (what `diff` renders `home` with); None if
-    the run never had a share. Nothing is started or written."""
-    share = recorded_home_share(run_dir)
-    return asdict(share) if share is not None else None
+        return stored.make_share(listen_address, share_port, user, home_dir, private,
+                                 host_public, read_only, confined)
 
 
 def _gateway_ports(run_dir: Path, address: str, ports: list[int]) -> None:
@@ -402,7 +280,7 @@ def _gateway_ports(run_dir: Path, address: str, ports: list[int]) -> None:
 def share_pid(run_dir: Path) -> int | None:
     """The pid of the run's running share, if one runs."""
     d = Path(run_dir) / SUBDIR
-    pid = _read_state(d).get("pid") if d.is_dir() else None
+    pid = stored.read_state(d).get("pid") if d.is_dir() else None
     if pid and procs.is_our_sshd(pid, d / "sshd_config") and procs.alive(pid):
         return int(pid)
     return None
@@ -417,14 +295,14 @@ def stop_home_share(run_dir: Path) -> bool:
     d = Path(run_dir) / SUBDIR
     if not d.is_dir():
         return False
-    with _locked(d):
+    with stored.locked(d):
         pid = share_pid(run_dir)
         if pid is None:
             return False
         _kill(pid)
         jail.release(run_dir)
-        state = _read_state(d)
+        state = stored.read_state(d)
         _gateway_ports(run_dir, state.get("host", ""), [])
         state.pop("pid", None)
-        _write_private(d / "share.json", json.dumps(state) + "\n")
+        stored.write_private(d / "share.json", json.dumps(state) + "\n")
         return True

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from cloudinitd import kinds
 from cloudinitd.plan.model import Plan
 
 # Placeholder addresses for dry runs: the documentation ranges (RFC 5737),
@@ -37,7 +38,7 @@ def placeholder_world(plan: Plan) -> dict[str, list[dict[str, Any]]]:
     world: dict[str, list[dict[str, Any]]] = {}
     for name, spec in plan.services.items():
         count = spec.count if spec.launches or spec.hosts else 1
-        cloud = spec.clouds[0].cloud if spec.clouds else "static"
+        cloud = spec.clouds[0].cloud if spec.clouds else kinds.HOSTS
         instances = []
         for i in range(count):
             address = next(addresses)

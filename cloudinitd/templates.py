@@ -16,9 +16,10 @@ from __future__ import annotations
 import os
 import shlex
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 from jinja2 import Template, TemplateError, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError
@@ -47,6 +48,8 @@ from cloudinitd.templateviews import ServiceView as ServiceView
 # `environ` is this machine's environment (`env` was taken: the service's env values).
 CONTEXT_NAMES = frozenset({"vars", "run", "self", "env", "home", "environ"})
 Extra = Mapping[str, Any] | None
+# Each service's instances' attributes (`address`, exports, ...): what templates read.
+World = Mapping[str, list[Mapping[str, Any]]]
 TEMPLATE_SUFFIX = ".j2"
 _SHELL_SUFFIXES = frozenset({"", ".sh", ".bash"})
 
@@ -187,7 +190,7 @@ def _context(
     run: str,
     name: str,
     index: int,
-    world: Mapping[str, list[Mapping[str, Any]]],
+    world: World,
     extra: Extra = None,
 ) -> dict[str, Any]:
     views = {svc: ServiceView(svc, list(world.get(svc, []))) for svc in plan.services}
@@ -203,118 +206,92 @@ def _context(
     return ctx
 
 
-def render_value(
-    text: str,
-    *,
-    plan: Plan,
-    run: str,
-    service: str | ServiceSpec,
-    index: int,
-    world: Mapping[str, list[Mapping[str, Any]]],
-    where: str,
-    extra: Extra = None,
-) -> str:
-    """Render one env value (raw: it goes into the environment, not through a shell)."""
-    name = _service_name(service)
-    context = _context(plan, run, name, index, world, extra)
-    suffix = f" while rendering env of service '{name}'"
+class For(TypedDict):
+    """The instance a template is rendered for: the keyword arguments of every render_*."""
+
+    plan: Plan
+    run: str
+    service: str | ServiceSpec
+    index: int
+    world: World
+    extra: NotRequired[Extra]
+
+
+@dataclass(frozen=True)
+class _For:
+    """`For`, checked: a missing or unknown keyword is a TypeError, as in a signature."""
+
+    plan: Plan
+    run: str
+    service: str | ServiceSpec
+    index: int
+    world: World
+    extra: Extra = None
+
+    @property
+    def name(self) -> str:
+        return _service_name(self.service)
+
+    def context(self) -> dict[str, Any]:
+        return _context(self.plan, self.run, self.name, self.index, self.world, self.extra)
+
+
+def _render_value(text: str, where: str, at: _For) -> str:
+    suffix = f" while rendering env of service '{at.name}'"
     try:
-        return _render(str(text), f"<{where}>", False, context, suffix)
+        return _render(str(text), f"<{where}>", False, at.context(), suffix)
     except PlanError as exc:
         raise PlanError(exc.message, where) from None
 
 
-def _render_field(
-    field: str,
-    *,
-    plan: Plan,
-    run: str,
-    service: str | ServiceSpec,
-    index: int,
-    world: Mapping[str, list[Mapping[str, Any]]],
-    extra: Extra = None,
-) -> dict[str, str]:
+def render_value(text: str, *, where: str, **at: Unpack[For]) -> str:
+    """Render one env value (raw: it goes into the environment, not through a shell)."""
+    return _render_value(text, where, _For(**at))
+
+
+def _render_field(field: str, at: _For) -> dict[str, str]:
     """A mapping field of a service (`env`, `values`) rendered raw, errors at its plan line."""
-    spec = plan.services[_service_name(service)]
+    spec = at.plan.services[at.name]
     return {
-        key: render_value(value, plan=plan, run=run, service=spec, index=index, world=world,
-                          where=str(spec.pos_of(f"{field}.{key}")), extra=extra)
+        key: _render_value(value, str(spec.pos_of(f"{field}.{key}")), at)
         for key, value in getattr(spec, field).items()
     }
 
 
-def render_env(
-    *,
-    plan: Plan,
-    run: str,
-    service: str | ServiceSpec,
-    index: int,
-    world: Mapping[str, list[Mapping[str, Any]]],
-    extra: Extra = None,
-) -> dict[str, str]:
+def render_env(**at: Unpack[For]) -> dict[str, str]:
     """Every env value of the service, rendered for one instance (errors at the plan line)."""
-    return _render_field("env", plan=plan, run=run, service=service, index=index,
-                         world=world, extra=extra)
+    return _render_field("env", _For(**at))
 
 
-def render_values(
-    *,
-    plan: Plan,
-    run: str,
-    service: str | ServiceSpec,
-    index: int,
-    world: Mapping[str, list[Mapping[str, Any]]],
-    extra: Extra = None,
-) -> dict[str, str]:
+def render_values(**at: Unpack[For]) -> dict[str, str]:
     """A service's `values:` for one instance (raw text, like env values)."""
-    return _render_field("values", plan=plan, run=run, service=service, index=index,
-                         world=world, extra=extra)
+    return _render_field("values", _For(**at))
 
 
-def render_args(
-    script: ScriptSpec,
-    *,
-    plan: Plan,
-    run: str,
-    service: str | ServiceSpec,
-    index: int,
-    world: Mapping[str, list[Mapping[str, Any]]],
-    extra: Extra = None,
-) -> list[str]:
+def render_args(script: ScriptSpec, **at: Unpack[For]) -> list[str]:
     """A step's `args:`, rendered raw: each is one argument (quoted on the command line)."""
-    return [
-        render_value(arg, plan=plan, run=run, service=service, index=index, world=world,
-                     where=str(pos), extra=extra)
-        for arg, pos in zip(script.args, script.args_pos, strict=False)
-    ]
+    # An arg without a position of its own (a sensor's: plan/autoscale.py records none)
+    # is reported at the step's line; zip alone would drop it without a word.
+    positions = [*script.args_pos, *[script.pos] * (len(script.args) - len(script.args_pos))]
+    target = _For(**at)
+    return [_render_value(arg, str(pos), target)
+            for arg, pos in zip(script.args, positions, strict=True)]
 
 
-def render_script(
-    script: ScriptSpec,
-    *,
-    plan: Plan,
-    run: str,
-    service: str | ServiceSpec,
-    index: int,
-    world: Mapping[str, list[Mapping[str, Any]]],
-    extra: Extra = None,
-) -> str:
+def render_script(script: ScriptSpec, **at: Unpack[For]) -> str:
     """The script text to run on instance `index` of `service` (verbatim unless `.j2`)."""
+    target = _For(**at)
     if not is_template(script.path):
         return script.source
-    name = _service_name(service)
-    context = _context(plan, run, name, index, world, extra)
-    context["env"] = _Labelled(
-        "env",
-        render_env(plan=plan, run=run, service=name, index=index, world=world, extra=extra),
-    )
+    context = target.context()
+    context["env"] = _Labelled("env", _render_field("env", target))
     filename = display_path(script.path)
     return _render(
         script.source,
         filename,
         is_shell_script(script.path),
         context,
-        f" while rendering service '{name}'",
+        f" while rendering service '{target.name}'",
     )
 
 

@@ -222,6 +222,11 @@ def test_image_save_flushes_the_guest_through_the_exec_outcome(tmp_path, sshd_ho
         flush_guest(home, store, run, store.instances(run, "db")[0], said.append)
         assert said == ["flushed the guest's writes (db/0: sync)"]
 
+        # `image save` is a new process: no connection of the boot's is left to reuse
+        # (an established session outlives the listener's restart).
+        from cloudinitd import remote
+
+        remote.close_all()
         web_host.restart(new_host_key=True)
         said.clear()
         flush_guest(home, store, run, store.instances(run, "web")[0], said.append)

@@ -13,9 +13,15 @@ may set cloud faults, lose or crash instances, and say what each script does
     not_called: [svc]             no call at all touched these services
     instances: {svc: {cloud: N}}  live instances per cloud, from the store
     errors: {svc: TEXT}           TEXT is in the service's error
+    result: {svc: {step: S, log_tail: TEXT, log: TEXT}}
+                                  the failed step (as returned and as recorded), TEXT in
+                                  the log tail, TEXT in the log file both point at
     rendered: {svc-0.boot: [TEXT]} TEXT is in that script as it ran
     raises: TEXT                  the step raised an error saying TEXT
     unhealthy: [svc-0]            `check` found exactly these unhealthy
+    failed_instances: {svc-0: STEP}  exactly these instances are not ok, each with the step
+                                  it failed at (null: its service failed or was skipped
+                                  as a whole)
     launches: {cloud: N}          provider launch calls made on that cloud, in all
 
 Adding a scenario is adding a file; the runner never changes per case.
@@ -33,6 +39,7 @@ import yaml
 from cloudinitd.engine.boot import boot, start_run
 from cloudinitd.engine.context import RunContext, open_run
 from cloudinitd.engine.maintain import check, repair, scale
+from cloudinitd.engine.outcome import RunOutcome
 from cloudinitd.engine.terminate import terminate_run
 from cloudinitd.errors import CloudinitdError
 from cloudinitd.plan.loader import load_plan
@@ -43,7 +50,8 @@ CASES = Path(__file__).parent / "cases" / "converge"
 RUN = "case"
 DEFAULT_FILES = {"boot.sh": "true\n", "ready.sh": "true\n", "terminate.sh": "true\n"}
 EXPECT_KEYS = {"services", "ok", "order", "steps", "called", "not_called", "instances",
-               "errors", "rendered", "raises", "unhealthy", "launches"}
+               "errors", "rendered", "raises", "unhealthy", "launches", "result",
+               "failed_instances"}
 STEP_KEYS = {"boot", "repair", "scale", "check", "terminate", "faults", "remote", "lose",
              "crash", "expect"}
 
@@ -83,11 +91,15 @@ class Runner:
     def __init__(self, home: Path, plan_path: Path):
         self.home, self.plan_path = home, plan_path
         self.store = Store(home)
+        self.progress: list[tuple[str, int | None, str, str]] = []
 
     def context(self, fake: FakeRemote) -> RunContext:
-        ctx = open_run(self.home, self.store, RUN)
+        ctx = open_run(self.home, self.store, RUN, progress=self.shown)
         ctx.remote = fake
         return ctx
+
+    def shown(self, service: str, index: int | None, state: str, detail: str) -> None:
+        self.progress.append((service, index, state, detail))
 
     def step(self, step: dict[str, Any]) -> None:
         for cloud, faults in (step.get("faults") or {}).items():
@@ -104,6 +116,7 @@ class Runner:
                 cloud, service, index = _where(ctx, label)
                 memory_cloud(self.home, cloud).crash(service, index)
         expect = step.get("expect", {})
+        del self.progress[:]
         try:
             outcome = self.act(step, fake)
         except CloudinitdError as exc:
@@ -113,12 +126,14 @@ class Runner:
         else:
             assert "raises" not in expect, f"expected an error saying {expect['raises']!r}"
         self.check(expect, outcome, fake)
+        if self.converged and outcome is not None:
+            self.check_recorded(outcome)
 
     def act(self, step: dict[str, Any], fake: FakeRemote) -> Any:
         self.converged = any(k in step for k in ("boot", "repair", "scale"))
         if "boot" in step:
             plan = load_plan(self.plan_path, catalog={})
-            ctx = start_run(self.home, self.store, plan, {}, RUN)
+            ctx = start_run(self.home, self.store, plan, {}, RUN, progress=self.shown)
             ctx.remote = fake
             return boot(ctx)
         ctx = self.context(fake)
@@ -131,6 +146,31 @@ class Runner:
         if "terminate" in step:
             return terminate_run(ctx)
         raise AssertionError(f"a step needs an action: {sorted(step)}")
+
+    def check_recorded(self, outcome: RunOutcome) -> None:
+        """What every converge step must leave, whatever the case: each service's result
+        is the one recorded, logged as an event and shown last in the progress."""
+        recorded = self.store.services(RUN)
+        events = {(e.service, e.kind, e.message) for e in self.store.events(RUN)}
+        last = {s: (state, detail) for s, i, state, detail in self.progress if i is None}
+        for name, result in outcome.services.items():
+            assert result.name == name, f"{name}: result names {result.name!r}"
+            assert result.ok is (result.state == "ready"), result
+            row = recorded[name]
+            assert isinstance(result.seconds, float) and result.seconds == round(result.seconds, 2)
+            # a share of the whole step's time (rounded to hundredths)
+            assert 0 <= result.seconds <= outcome.seconds + 0.005, f"{name}: {result.seconds}"
+            if result.state == "skipped":
+                cause = row.error  # "db failed": what the progress shows too
+                assert cause and result.error.endswith(f": not run: {cause}"), (result, row)
+                # shown when skipped (a launch under way may still report after it)
+                assert (name, None, "skipped", cause) in self.progress, self.progress
+                continue
+            assert (row.status, row.step, row.error) == (
+                result.state, result.step, result.error), (result, row)
+            assert (name, result.state, result.error or "ok") in events, events
+            detail = result.error or f"{result.seconds:.1f}s"
+            assert last[name] == (result.state, detail), self.progress
 
     def check(self, expect: dict[str, Any], outcome: Any, fake: FakeRemote) -> None:
         recorded = self.store.services(RUN)
@@ -160,11 +200,33 @@ class Runner:
         for name, text in (expect.get("errors") or {}).items():
             error = outcome.services[name].error or ""
             assert text in error, f"{name}: {error!r}"
+        for name, want in (expect.get("result") or {}).items():
+            got, row = outcome.services[name], recorded[name]
+            if "step" in want:
+                assert (got.step, row.step) == (want["step"], want["step"]), f"{name}: {got}"
+            if "log_tail" in want:
+                assert want["log_tail"] in got.log_tail, f"{name}: {got.log_tail!r}"
+            if "log" in want:
+                assert got.log_path and row.log_path == got.log_path, f"{name}: {got}"
+                assert want["log"] in Path(got.log_path).read_text()
         for label, texts in (expect.get("rendered") or {}).items():
             scripts = [c.script for c in fake.calls if c.label == label]
             assert scripts, f"{label} never ran: {fake.steps()}"
             for text in texts:
                 assert text in scripts[-1], f"{label}: {scripts[-1]!r}"
+        if "failed_instances" in expect:
+            got = {f"{i.service}-{i.index}": i.step for i in outcome.failed_instances}
+            assert got == expect["failed_instances"], outcome.failed_instances
+            for i in outcome.failed_instances:
+                assert i.ok is False and i.detail, i
+                service = outcome.services[i.service]
+                # its service's error (failed or skipped as a whole, or the first failure
+                # of the service), or its own, naming the service and the step
+                assert i.detail == service.error or (
+                    i.detail.startswith(f"{i.service}: ") and i.step in i.detail), i
+                assert i.step == service.step or i.detail != service.error, i
+                if i.step in ("boot", "ready"):  # a script's: its own log and tail
+                    assert i.log_tail and i.log_path.endswith(f"-{i.index}.{i.step}.log"), i
         if "unhealthy" in expect:
             got = sorted(f"{i.service}-{i.index}" for i in outcome.failed_instances)
             assert got == sorted(expect["unhealthy"])

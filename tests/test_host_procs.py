@@ -70,7 +70,8 @@ def test_a_trailing_space_needle_matches_the_last_argument_but_no_longer_one(spa
 
 def test_a_reused_pid_is_not_the_process_we_found(spawn) -> None:
     child = spawn("sleep", token())
-    found = procs.find(child.pid, "sleep")
+    # Until the child has exec()ed, its command line is still this Python's.
+    found = wait_until(lambda: procs.find(child.pid, "sleep"), 10)
     assert found is not None and procs.alive(found)
     # The same pid with another start time: what a later process reusing the pid looks like.
     reused = procs.Proc(found.pid, found.created - 5)
@@ -91,7 +92,8 @@ def test_a_zombie_counts_as_gone(spawn) -> None:
 
 def test_stop_terminates_waits_and_reaps_our_child(spawn) -> None:
     child = spawn("sleep", token())
-    found = procs.find(child.pid, "sleep")
+    # Until the child has exec()ed, its command line is still this Python's.
+    found = wait_until(lambda: procs.find(child.pid, "sleep"), 10)
     assert found is not None
     assert procs.stop(found, grace=10)
     assert not procs.alive(found) and not procs.alive(child.pid)
@@ -134,6 +136,25 @@ def test_descendants_are_the_whole_tree(spawn) -> None:
         os.kill(pid, signal.SIGKILL)
     shell.wait(10)
     assert procs.descendants(shell.pid) == [], "a gone process has no tree"
+
+
+def test_stop_all_of_a_tree_ends_the_daemon_and_what_it_forked(spawn) -> None:
+    t = token()
+    # One child ignores SIGTERM (a stuck connection): it must be killed, not waited on.
+    code = ("import signal, subprocess, sys, time; "
+            f"subprocess.Popen(['sleep', '{t}']); "
+            "subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(3600)']); "
+            "print('up', flush=True); time.sleep(3600)")
+    daemon = spawn(sys.executable, "-c", code, stdout=subprocess.PIPE)
+    assert daemon.stdout.readline() == b"up\n"
+    assert wait_until(lambda: len(procs.descendants(daemon.pid)) == 2, 10)
+    tree = procs.tree(daemon.pid)
+    assert sorted(p.pid for p in tree) == sorted([daemon.pid, *procs.descendants(daemon.pid)])
+    assert procs.stop_all(tree, grace=0.5, kill_wait=10)
+    assert not any(procs.alive(p) for p in tree)
+    with pytest.raises(ProcessLookupError):  # our own child is reaped too
+        os.kill(daemon.pid, 0)
 
 
 def test_with_argument_finds_processes_by_a_command_line_fragment(spawn) -> None:

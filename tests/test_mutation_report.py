@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.support.mutation_report import listed_survivors, main, summarise
+from tests.support.mutation_report import listed_survivors, main, stale_listed, summarise
 
 DOC = """# Mutation survivors
 
@@ -75,3 +75,26 @@ def test_the_real_list_names_only_mutants_of_mutated_modules():
     for name in listed:
         path = "/".join(name.split(".")[:-1]) + ".py"
         assert any(Path(path).match(p) for p in mutated), name
+
+
+def test_listed_names_that_are_no_survivor_now_are_reported_stale(tmp_path, capsys):
+    doc = tmp_path / "survivors.md"
+    doc.write_text(DOC)
+    root = tmp_path / "mutants"
+    meta = root / "cloudinitd" / "store.py.meta"
+    meta.parent.mkdir(parents=True)
+    # x_a 4 survives (listed, fine), x_a 7 is killed now, xǁStoreǁb 2 is not checked yet,
+    # b 3 timed out, b 4 and x_c 9 are gone (renumbered); yamlpos was not measured.
+    codes = {"x_a__mutmut_4": 0, "x_a__mutmut_7": 1, "xǁStoreǁb__mutmut_2": None,
+             "xǁStoreǁb__mutmut_3": -24, "x_a__mutmut_5": 0}
+    meta.write_text(json.dumps({"exit_code_by_key": {f"cloudinitd.store.{k}": v
+                                                     for k, v in codes.items()}}))
+    listed = listed_survivors(doc)
+    assert stale_listed([meta], root, listed) == [
+        "cloudinitd.store.x_a__mutmut_7", "cloudinitd.store.xǁStoreǁb__mutmut_3",
+        "cloudinitd.store.xǁStoreǁb__mutmut_4", "cloudinitd.store.x_c__mutmut_9"]
+    assert main(str(root), str(doc)) == 0
+    out = capsys.readouterr().out
+    assert "stale: 4 name(s)" in out
+    assert "  cloudinitd.store.x_c__mutmut_9\n" in out
+    assert "yamlpos" not in out.split("stale:")[1]

@@ -207,6 +207,15 @@ def test_error_response_is_what_botocore_reads_as_an_aws_error():
     assert parsed["ResponseMetadata"]["RequestId"] == "rid-1"
 
 
+def _instance(instance_id: str, cloud: str, state: str, idx: int):
+    from cloudinitd.records import Instance
+
+    return Instance(id=idx + 1, run="alice.web", service="vm", idx=idx, cloud=cloud,
+                    provider="ec2", instance_id=instance_id, client_token=None, state=state,
+                    address=None, private_address=None, hostname=None, boot_hash=None,
+                    configured=0, launched=0.0, terminated=None)
+
+
 def test_describe_groups_xml_parses_with_the_service_model():
     from cloudinitd.service import xmlout
     from cloudinitd.service.state import Group
@@ -214,8 +223,7 @@ def test_describe_groups_xml_parses_with_the_service_model():
     group = Group(owner="alice", name="web", run="alice.web", launch_config="lc",
                   placements=[("a", 3), ("b", -1)], min_size=5, max_size=5, desired=5,
                   tags={"clouds": "a:3,b:-1"}, phantom=True, status="active", created=0.0)
-    rows = [{"instance_id": "i-1", "cloud": "b", "state": "running", "extra": {}},
-            {"instance_id": "i-2", "cloud": "a", "state": "error", "extra": {}}]
+    rows = [_instance("i-1", "b", "running", 0), _instance("i-2", "a", "error", 1)]
     result = query.element(query.ET.Element("DescribeAutoScalingGroupsResult"),
                            "AutoScalingGroups")
     xmlout.group_member(result, group, rows)

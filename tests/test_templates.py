@@ -383,7 +383,8 @@ def test_templates_cannot_run_code_here(plan, payload, tmp_path):
     ("{{ 'x'|center(10**9) }}", "too large"),
     ("{{ '%999999999d' % 1 }}", "too large"),
     ("{{ 2 ** (10 ** 9) }}", "number too large"),
-    ("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", "recursion"),
+    ("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
+     ":1: template recursion too deep while rendering service 'compute'$"),
     ("{% set ns = namespace(a='x') %}{% for i in range(60) %}{% set ns.a = ns.a ~ ns.a %}"
      "{% endfor %}", "too large"),
 ])
@@ -405,8 +406,10 @@ def test_a_render_session_bounds_all_renders_together(plan):
 
     assert render(plan, "ok\n") == "ok\n"
     with render_session(0.0), pytest.raises(PlanError) as info:
-        render(plan, "ok\n")
+        render(plan, "ok\n", service="head")
     assert "templates too slow" in str(info.value)
+    # Refused before the template ran: no line of it is named (none is invented).
+    assert (info.value.file, info.value.line) == ("scripts/t.sh.j2", None)
     assert render(plan, "ok\n") == "ok\n"  # the session ended with its block
 
 
@@ -524,3 +527,227 @@ def test_template_views_name_what_the_author_wrote():
     assert message("x", _Labelled("vars", {})) == "undefined 'vars.x'"
     assert message(5, _LabelledList("web.instances", [])) == "undefined 'web.instances[5]'"
     assert message("x", missing, hint="told so") == "told so"
+
+
+# --- what the mutation run (docs/mutation-survivors.md, templates.py) showed untested ---
+
+
+def fields_plan(tmp_path):
+    """A plan whose env, values and step args use run, the home share and other services."""
+    (tmp_path / "b.sh.j2").write_text("echo {{ env.WHERE }} {{ env.SHARE }}\n")
+    (tmp_path / "p.yml").write_text("""\
+services:
+  db: {exports: [port]}
+  web:
+    after: [db]
+    boot:
+      script: b.sh.j2
+      args: ["{{ run }}/{{ self.index }}", "{{ home.user }} x", "{{ db.port }}"]
+    env: {WHERE: "{{ run }}:{{ self.hostname }}", SHARE: "{{ home.user }}@{{ home.dir }}"}
+    values:
+      url: "http://{{ self.address }}/{{ run }}"
+      share: "{{ home.dir }}"
+""")
+    return load_plan(tmp_path / "p.yml")
+
+
+HOME = {"home": {"user": "me", "dir": "/srv/a b", "host": "10.0.0.1", "port": 22}}
+
+
+def test_env_values_and_args_see_run_self_and_the_home_share(tmp_path):
+    from cloudinitd.templates import render_args, render_env, render_values
+
+    plan = fields_plan(tmp_path)
+    world = placeholder_world(plan)
+    kw = dict(plan=plan, run="r7", service="web", index=0, world=world, extra=HOME)
+    assert render_env(**kw) == {"WHERE": "r7:web-0", "SHARE": "me@/srv/a b"}
+    assert render_values(**kw) == {"url": f"http://{world['web'][0]['address']}/r7",
+                                   "share": "/srv/a b"}
+    assert render_args(plan.services["web"].scripts["boot"], **kw) == [
+        "r7/0", "me x", "<db.port>"]
+    # The script sees the env rendered the same way (and shell-quoted when printed).
+    assert render_script(plan.services["web"].scripts["boot"], **kw) == (
+        "echo r7:web-0 'me@/srv/a b'\n")
+    nope = replace(plan.services["web"].scripts["boot"], source="{{ env.NOPE }}")
+    with pytest.raises(PlanError, match=r"b\.sh\.j2:1: undefined 'env\.NOPE' while rendering"):
+        render_script(nope, **kw)
+
+
+@pytest.mark.parametrize("field, line", [("env", 8), ("values", 11), ("args", 7)])
+def test_a_bad_env_value_value_or_arg_is_reported_at_its_own_plan_line(tmp_path, field, line):
+    import cloudinitd.templates as templates
+
+    plan = fields_plan(tmp_path)
+    kw = dict(plan=plan, run="r7", service="web", index=0, world=placeholder_world(plan))
+    with pytest.raises(PlanError) as info:  # this run has no home share
+        if field == "args":
+            templates.render_args(plan.services["web"].scripts["boot"], **kw)
+        else:
+            getattr(templates, f"render_{field}")(**kw)
+    assert str(info.value) == (
+        f"{tmp_path / 'p.yml'}:{line}: undefined 'home' while rendering env of service 'web'")
+
+
+def test_environ_holds_this_machines_environment_without_secret_names(plan, monkeypatch):
+    monkeypatch.setenv("CID_T_REGION", "north")
+    monkeypatch.setenv("CID_T_SECRET_KEY", "s3cr3t")
+    monkeypatch.setenv("CID_T_TOKEN", "t0k3n")
+    assert render(plan, "{{ environ.CID_T_REGION }} {{ environ.HOME | default('-') }}") == \
+        f"north {__import__('os').environ.get('HOME', '-')}"
+    assert render_value("{{ environ.CID_T_REGION }}", plan=plan, run="r", service="compute",
+                        index=0, world=placeholder_world(plan), where="p.yml:3") == "north"
+    for name in ("CID_T_SECRET_KEY", "CID_T_TOKEN"):
+        with pytest.raises(PlanError) as info:
+            render(plan, f"{{{{ environ.{name} }}}}")
+        assert str(info.value) == (f"scripts/t.sh.j2:1: undefined 'environ.{name}' while "
+                                   "rendering service 'compute'")
+
+
+def test_extra_values_that_are_not_mappings_are_given_as_they_are(plan):
+    assert render(plan, "{{ flag }} {{ n + 1 }}", extra={"flag": "on; x", "n": 41}) == \
+        "'on; x' 42"
+
+
+def test_a_world_without_a_service_renders_what_does_not_name_it(plan):
+    world = {"head": placeholder_world(plan)["head"]}  # compute not in it (yet)
+    text = "{{ self.hostname }} {{ compute.count }}"
+    assert render(plan, text, world, service="head") == "head-0 0"
+    with pytest.raises(PlanError, match="service 'compute' has no instance 0 to render for"):
+        render(plan, "x", world, service="compute")
+
+
+def test_self_is_its_service_in_the_plan_or_else_the_worlds_instances(plan):
+    text = "{{ self.instances is sameas compute.instances }}"
+    assert render(plan, text) == "True"  # one view of the service, not a copy per name
+    world = {**placeholder_world(plan), "gone": [{"index": 0, "address": "192.0.2.50"},
+                                                 {"index": 1, "address": "192.0.2.51"}]}
+    # A service the world has and the plan no longer names (it was removed since boot).
+    kw = dict(plan=plan, run="r", service="gone", world=world, where="p.yml:2")
+    text = "{{ self.address }} {{ self.count }} {{ self.instances[0].address }}"
+    assert render_value(text, index=1, **kw) == "192.0.2.51 2 192.0.2.50"
+    with pytest.raises(PlanError, match=r"undefined 'gone\.instances\[5\]'"):
+        render_value("{{ self.instances[5].address }}", index=0, **kw)
+
+
+def test_instances_without_an_index_are_taken_by_position(plan):
+    world = {**placeholder_world(plan),
+             "compute": [{"hostname": "c-a"}, {"hostname": "c-b"}]}
+    assert render(plan, "{{ self.hostname }}", world, index=0) == "c-a"
+    assert render(plan, "{{ self.hostname }}", world, index=1) == "c-b"
+    for index in (2, -1):
+        with pytest.raises(PlanError, match=f"has no instance {index} to render for"):
+            render(plan, "x", world, index=index)
+
+
+def test_render_vars_sees_only_vars_and_errors_carry_where():
+    from cloudinitd.templates import render_vars
+
+    assert render_vars("{{ vars.n * 2 }} {{ vars.s }}", {"n": 3, "s": "a b"}, "p.yml:4") == "6 a b"
+    for text in ("{{ vars.nope }}", "{{ run }}"):
+        with pytest.raises(PlanError) as info:
+            render_vars(text, {"n": 3}, "p.yml:4")
+        assert (info.value.file, info.value.line) == ("p.yml:4", None)
+        assert str(info.value).startswith("p.yml:4: undefined ")
+
+
+@pytest.mark.parametrize("shell", [True, False])
+def test_the_environments_quote_keep_newlines_and_fail_on_undefined(shell):
+    from jinja2 import UndefinedError
+
+    from cloudinitd.sandbox import BoundedSandbox
+    from cloudinitd.templates import _lipsum, _make_env
+
+    env = _make_env(shell=shell)
+    assert isinstance(env, BoundedSandbox)
+    out = env.from_string("{{ a }} {{ a | safe }} {{ a | shquote }} {{ h }}\n").render(
+        a="x y", h="<b>")
+    quoted = "'x y'" if shell else "x y"
+    assert out == f"{quoted} x y 'x y' {'<b>' if not shell else repr('<b>')}\n"
+    assert env.globals["lipsum"] is _lipsum
+    with pytest.raises(UndefinedError, match="^undefined 'nope'$"):
+        env.from_string("{{ nope }}").render()
+    with pytest.raises(UndefinedError):
+        env.from_string("{% if nope %}{% endif %}").render()  # strict: even a test fails
+
+
+@pytest.mark.parametrize("args, words, paragraphs", [
+    ("2, false, 5, 6", 5, 2),
+    ("1, false, -9, 2", 1, 1),  # min at least 1
+    ("10 ** 6, false, 1, 2", 1, 100),  # at most 100 paragraphs
+    ("-3, false", 0, 0),
+    ("1, false, 999, 10 ** 9", 999, 1),  # max at most 1000
+    ("1, false, 10 ** 9, 1000", 999, 1),  # min at most 1000: an empty range, refused below
+    ("1, false, 1, -5", 1, 1),  # max at least 1: an empty range too
+])
+def test_lipsum_is_bounded(plan, args, words, paragraphs):
+    if args.startswith(("1, false, 10 ** 9", "1, false, 1, -5")):
+        with pytest.raises(PlanError, match="ValueError"):
+            render(plan, f"{{{{ lipsum({args}) }}}}", name="t.txt.j2")
+        return
+    import random
+
+    for seed in range(8):  # the word count is drawn: the same for every draw
+        random.seed(seed)
+        text = render(plan, f"{{{{ lipsum({args}) }}}}", name="t.txt.j2")
+        got = [p.split() for p in text.split("\n\n")] if text else []
+        assert len(got) == paragraphs and all(len(p) == words for p in got)
+        assert "<p>" not in text
+
+
+def test_lipsum_defaults_are_jinjas(plan):
+    import random
+
+    from jinja2.utils import generate_lorem_ipsum
+
+    for call, args in [("lipsum()", {}), ("lipsum(2)", {"n": 2}),
+                       ("lipsum(1, true, 3, 7)", {"n": 1, "min": 3, "max": 7})]:
+        random.seed(7)
+        want = str(generate_lorem_ipsum(**args))
+        random.seed(7)
+        assert render(plan, f"{{{{ {call} }}}}", name="t.txt.j2") == want
+        assert want.startswith("<p>")
+    for seed in range(20):  # the default max is 100 (exclusive): 99 words exactly
+        random.seed(seed)
+        assert len(render(plan, "{{ lipsum(1, false, 99) }}", name="t.txt.j2").split()) == 99
+
+
+def test_reasons_name_what_went_wrong_without_a_message():
+    from jinja2 import TemplateError
+    from jinja2.exceptions import SecurityError
+
+    from cloudinitd.templates import _reason
+
+    assert _reason(SecurityError()) == "not allowed in a template: SecurityError"
+    assert _reason(SecurityError("no access to X.")) == "not allowed in a template: no access to X"
+    assert _reason(TemplateError()) == "TemplateError"
+    assert _reason(RecursionError("deep")) == "template recursion too deep"
+    assert _reason(MemoryError()) == "template needs too much memory"
+    assert _reason(KeyError("k")) == "KeyError: 'k'"
+
+
+def test_an_autoscale_sensors_args_are_rendered(tmp_path):
+    """The loader records no positions for a sensor's args (plan/autoscale.py): each arg
+    still renders, errors at the sensor's line (they were all dropped before)."""
+    from cloudinitd.templates import render_args
+
+    (tmp_path / "load.sh").write_text("echo 1\n")
+    (tmp_path / "p.yml").write_text("""\
+vars: {x: "7"}
+services:
+  web:
+    count: 2
+    autoscale:
+      min: 1
+      max: 4
+      sensor: {script: load.sh, args: ["{{ vars.x }}", "{{ self.index }}", "a b"]}
+      thresholds: {above: 80, below: 10}
+""")
+    plan = load_plan(tmp_path / "p.yml")
+    sensor = plan.services["web"].autoscale.sensor
+    kw = dict(plan=plan, run="r", service="web", index=1, world=placeholder_world(plan))
+    assert render_args(sensor, **kw) == ["7", "1", "a b"]
+    bad = replace(sensor, args=["{{ vars.nope }}"])
+    with pytest.raises(PlanError) as info:
+        render_args(bad, **kw)
+    assert str(info.value) == (f"{tmp_path / 'p.yml'}:8: undefined 'vars.nope' while rendering"
+                               " env of service 'web'")

@@ -156,3 +156,33 @@ def test_a_plan_declares_preserve_and_autoscale(tmp_path):
         (1, 4, 80.0, 10.0, 2, None, 120.0, True)
     assert a.sensor.path.name == "load.sh" and a.sensor.args == ["{{ vars.x | default('1') }}"]
     assert db.autoscale is None
+
+
+# --- what the mutation run showed untested: the reasons `watch` prints and records ---
+
+
+def test_an_unhealthy_instance_without_detail_is_replaced_as_unhealthy():
+    [r] = to_replace([Seen("web", 0, "running", False)], {"web"})
+    assert (r.service, r.index, r.reason) == ("web", 0, "unhealthy")
+
+
+@pytest.mark.parametrize("text, tail", [("x" * 50, "not a number"),
+                                        ("9" * 400, "not a finite number")])
+def test_a_refused_reading_names_its_first_40_characters(text, tail):
+    with pytest.raises(ValueError) as info:
+        parse_reading(text)
+    assert str(info.value) == f"sensor printed {text[:40]!r}, {tail}"
+
+
+@pytest.mark.parametrize(("kw", "current", "readings", "count", "reason"), [
+    ({"min": 2}, 1, [], 2, "1 is below min 2"),
+    ({"max": 3}, 7, [], 3, "7 is above max 3"),
+    ({"max": 3}, 3, [], 3, "no sensor readings"),  # at max is inside the bounds
+    ({"max": 3}, 3, [90, 95], 3, "mean 92.5 of 2 reading(s) above 80"),
+    ({}, 3, [10], 2, "mean 10 of 1 reading(s) below 20"),
+    ({"above": None, "below": None, "target": 50.0}, 2, [75], 3,
+     "mean 75 of 1 reading(s), target 50"),
+])
+def test_each_decision_says_why(kw, current, readings, count, reason):
+    decision = decide_scale(spec(**kw), current, readings, None, 0)
+    assert (decision.count, decision.reason) == (count, reason)

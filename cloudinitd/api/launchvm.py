@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from cloudinitd import kinds
 from cloudinitd.api import lifecycle
 from cloudinitd.api.home import home_path, opened_store
 from cloudinitd.api.results import RunOutcome
@@ -37,6 +38,8 @@ ENV_IMAGE = "CLOUDINITD_IAAS_IMAGE"
 ENV_KEYNAME = "CLOUDINITD_IAAS_SSHKEYNAME"
 ENV_KEY = "CLOUDINITD_IAAS_SSHKEY"
 ENV_COUNT = "CLOUDINITD_SSHFS_REPLICA_COUNT"
+# `--provider`: the built-in kinds whose cloud exists without an entry (on this machine).
+LOCAL_KINDS = list(kinds.implicit_clouds(kinds.BUILTIN))
 
 HELP = f"""Launch a VM that mounts your home folder, and say how to use it.
 
@@ -134,7 +137,7 @@ def iaas_cloud() -> dict[str, Any] | None:
             f"{ENV_IMAGE} is not set: name the image (an AMI id) to boot on"
             f" {url or 'the EC2 cloud'}"
         )
-    cloud: dict[str, Any] = {"provider": "ec2"}
+    cloud: dict[str, Any] = {"provider": kinds.iaas_kind(kinds.BUILTIN)}
     if url:
         from cloudinitd.secretcheck import url_problem
 
@@ -254,7 +257,8 @@ def prepare(*, home: str | Path | None = None, vars: Mapping[str, str] | None = 
         # The share listens there too, unless home_listen names this machine's
         # own address behind a NAT.
         overrides.setdefault("home_listen", overrides.get("home_host", ""))
-    builtin = provider if provider and provider != "local" else None
+    # The default cloud needs no wrapper; another built-in one (qemu VMs) does.
+    builtin = provider if provider and provider != kinds.default_cloud(kinds.BUILTIN) else None
     if cloud is None and not builtin and not _env(ENV_IMAGE):
         from cloudinitd.paths import find_plan
 

@@ -40,11 +40,12 @@ def plan_file(plan: str | Path, home: Home = None, on_note: Note = _silent) -> P
     """A plan file, a folder with plan.yml, a shipped plan's name, or an original TOP.conf
     (converted into the home's imports first)."""
     from cloudinitd.errors import UsageError
-    from cloudinitd.importer import import_dir, import_plan, is_original
-    from cloudinitd.paths import find_plan
+    from cloudinitd.paths import find_plan, is_original_plan
 
     arg = str(plan)
-    if is_original(arg):
+    if is_original_plan(arg):
+        from cloudinitd.importer import import_dir, import_plan  # only for a TOP.conf
+
         path, notes = import_plan(Path(arg), import_dir(home_path(home), Path(arg)))
         for note in notes:
             on_note(f"import: {note}")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from cloudinitd import kinds
 from cloudinitd.cli import output
 from cloudinitd.cli.common import RUN, Env, json_option, pass_env
 
@@ -18,8 +19,8 @@ def image() -> None:
 
 @image.command()
 @click.argument("name", default="debian-12")
-@click.option("--provider", "kind", type=click.Choice(["local", "qemu"]), default="local",
-              show_default=True)
+@click.option("--provider", "kind", type=click.Choice(kinds.image_builders(kinds.declared())),
+              default=kinds.default_cloud(kinds.BUILTIN), show_default=True)
 @json_option
 @pass_env
 def build(env: Env, name: str, kind: str, as_json: bool) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from cloudinitd.api.launchvm import HELP, share_notes, ssh_command  # noqa: F401 (older callers)
+from cloudinitd.api.launchvm import HELP, LOCAL_KINDS, share_notes, ssh_command  # noqa: F401 (older callers)
 from cloudinitd.cli import output
 from cloudinitd.cli.common import RUN, Env, parse_vars
 
@@ -48,7 +48,7 @@ def _clean_up(run: str, as_json: bool) -> bool:
               help="Share this folder with the VMs instead of your whole home.")
 @click.option("--read-only", is_flag=True, help="The VMs may read the shared folder, not write.")
 @click.option("--ssh-user", help="User to log in as on an EC2 image (default root).")
-@click.option("--provider", type=click.Choice(["local", "qemu"]), default=None,
+@click.option("--provider", type=click.Choice(LOCAL_KINDS), default=None,
               help="Without an EC2 cloud: LXC system containers (local, the default) or"
                    " full QEMU VMs with their own kernel (qemu).")
 @click.option("--keep", is_flag=True, help="On failure, leave what was launched for debugging.")

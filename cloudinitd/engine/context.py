@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from cloudinitd import kinds
 from cloudinitd import remote as remote_module
 from cloudinitd.catalog import load_catalog
 from cloudinitd.errors import PlanError
@@ -99,8 +100,8 @@ class RunContext:
 
     def cloud_spec(self, cloud: str) -> CloudSpec:
         """The plan's entry, else the one recorded at boot (the plan may have changed)."""
-        if cloud == "static":
-            return CloudSpec(name="static", provider="static")
+        if cloud == kinds.HOSTS:  # existing hosts: no entry, no options
+            return CloudSpec(name=kinds.HOSTS, provider=kinds.HOSTS)
         if cloud in self.plan.clouds:
             return self.plan.clouds[cloud]
         recorded = self.store.run(self.run).clouds.get(cloud)

@@ -26,7 +26,7 @@ from cloudinitd.engine.outcome import (
     live_instances,
 )
 from cloudinitd.engine.outcome import failure as _failure
-from cloudinitd.graph import build_graph
+from cloudinitd.graph import boot_levels, build_graph
 from cloudinitd.host.waiting import wait_until
 from cloudinitd.records import Instance, Launch
 from cloudinitd.remote.session import SshTarget
@@ -134,7 +134,7 @@ class Converger:
                 self._start_ready_services(ssh_pool)
                 # After the first hand-out: what can start now starts first.
                 for target, name in warm:
-                    warm_pool.submit(ctx.remote.prewarm, target, name)
+                    warm_pool.submit(self._warm, target, name)
                 warm = []
                 if not self.pending:
                     break
@@ -170,17 +170,33 @@ class Converger:
                     for n, s in self.results.items()}
         return RunOutcome(self.ctx.run, services, instances, seconds=seconds)
 
+    def _warm(self, target: SshTarget, name: str) -> bool:
+        """Connect and probe ahead of need, unless `name` can no longer run.
+
+        Connecting early runs nothing of the plan's (the probe only reads
+        `$HOME` and the host's name; the host key is pinned exactly as the
+        step's own first connection would); a service already skipped (its
+        dependency failed) or stopped (Ctrl-C) is not connected to at all.
+        """
+        if self.stop.is_set() or self.states.get(name) in schedule.DONE_STATES:
+            return False
+        return bool(self.ctx.remote.prewarm(target, name))
+
     def _prewarm_targets(self) -> list[tuple[SshTarget, str]]:
         """Existing hosts of services that must wait for dependencies: connect to them now.
 
         Their addresses are known before anything runs, so the key exchange
-        happens while the dependencies work, not on the critical path.
+        happens while the dependencies work, not on the critical path. Nearest
+        first (by boot level): a service one dependency away is connected before
+        one five levels down, whose turn comes later anyway.
         """
         ctx, out, seen = self.ctx, [], set()
         if not hasattr(ctx.remote, "prewarm"):  # a test double connects nowhere ahead of need
             return out
         recorded = ctx.store.services(ctx.run)
-        for name, svc in ctx.plan.services.items():
+        level = {name: i for i, names in enumerate(boot_levels(self.graph))
+                 for name in names}
+        for name, svc in sorted(ctx.plan.services.items(), key=lambda item: level[item[0]]):
             if (svc.launches or svc.host in ctx.plan.services or not has_scripts(svc)
                     or not any(True for _ in self.graph.predecessors(name))
                     or (name in recorded and recorded[name].status == READY

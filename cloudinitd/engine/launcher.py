@@ -13,7 +13,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from cloudinitd import overflow
+from cloudinitd import kinds, overflow
 from cloudinitd.engine.context import RunContext, free_indexes, hostname_for
 from cloudinitd.errors import CapacityError, ProviderError
 from cloudinitd.plan.model import CloudPlacement, ServiceSpec
@@ -91,7 +91,7 @@ def resume_intents(ctx: RunContext, svc: ServiceSpec) -> int:
     resumed = 0
     for launch in ctx.store.launches(ctx.run):
         if (launch.service != svc.name or launch.status != "requested"
-                or launch.cloud == "static"):
+                or launch.cloud == kinds.HOSTS):
             continue
         request = _request(ctx, svc, launch.cloud, launch.indexes)
         request.client_token, request.tags = launch.client_token, launch.tags
@@ -186,9 +186,9 @@ def launch_static(ctx: RunContext, svc: ServiceSpec) -> None:
     have = {r.idx for r in ctx.store.instances(ctx.run, svc.name)}
     missing = [i for i in range(len(addresses)) if i not in have]
     if missing:
-        request = _request(ctx, svc, "static", missing,
+        request = _request(ctx, svc, kinds.HOSTS, missing,
                            {"addresses": [addresses[i] for i in missing]})
-        _launch_on(ctx, svc, "static", request)
+        _launch_on(ctx, svc, kinds.HOSTS, request)
 
 
 def wait_running(ctx: RunContext, svc: ServiceSpec) -> None:

@@ -6,7 +6,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from cloudinitd import overflow, schedule
+from cloudinitd import kinds, overflow, schedule
 from cloudinitd.engine.configure import run_ready
 from cloudinitd.engine.context import RunContext, free_indexes
 from cloudinitd.engine.converge import Converger
@@ -143,7 +143,7 @@ def trim_surplus(ctx: RunContext) -> RunOutcome:
 def _clouds_of_run(ctx: RunContext) -> set[str]:
     clouds = {r.cloud for r in ctx.store.instances(ctx.run, live_only=False)}
     clouds |= {launch.cloud for launch in ctx.store.launches(ctx.run)}
-    return clouds - {"static"}
+    return clouds - {kinds.HOSTS}
 
 
 def adopt_strays(ctx: RunContext) -> list[str]:

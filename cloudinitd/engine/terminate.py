@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
+from cloudinitd import kinds
 from cloudinitd.engine.configure import run_terminate
 from cloudinitd.engine.context import RunContext
 from cloudinitd.engine.converge import ssh_pool_size
@@ -130,7 +131,7 @@ def _keep_adopted(ctx: RunContext, row: Instance) -> bool:
 def forget(ctx: RunContext, row: Instance) -> None:
     """A gone instance's address may come back with another machine: unpin its host key."""
     svc = ctx.plan.services.get(row.service)
-    if row.address and row.cloud != "static":
+    if row.address and row.cloud != kinds.HOSTS:
         ctx.remote.forget_host(ctx.known_hosts, row.address, svc.ssh_port if svc else 22)
 
 
@@ -140,7 +141,7 @@ def terminate_run(ctx: RunContext) -> RunOutcome:
     rows = ctx.store.instances(ctx.run)
     ctx.store.event(ctx.run, "terminate", f"terminate of {len(rows)} live instance(s)")
     result = run_terminate_scripts(ctx, rows)
-    _remove_remote_dirs(ctx, [r for r in rows if r.cloud == "static"])
+    _remove_remote_dirs(ctx, [r for r in rows if r.cloud == kinds.HOSTS])
     result = result.plus(destroy_instances(ctx, rows, sweep=True))
     if stop_home_share(ctx.run_dir):
         ctx.store.event(ctx.run, "terminated", "home share stopped")

@@ -157,8 +157,28 @@ def wait_gone(p: Proc, timeout: float, interval: float = 0.05) -> bool:
 def stop(p: Proc, *, grace: float = 10.0, kill_wait: float = 5.0) -> bool:
     """SIGTERM, up to `grace` seconds to exit, then SIGKILL and up to `kill_wait` more;
     whether it is gone."""
-    send(p, signals.SIGTERM)
-    if wait_gone(p, grace):
+    return stop_all([p], grace=grace, kill_wait=kill_wait)
+
+
+def tree(pid: int) -> list[Proc]:
+    """`pid` and every process below it, each named for good (gone ones left out)."""
+    found = (find(child) for child in [*descendants(pid), pid])
+    return [p for p in found if p is not None]
+
+
+def stop_all(targets: list[Proc], *, grace: float = 10.0, kill_wait: float = 5.0) -> bool:
+    """`stop` for several processes at once (a daemon and the children it forked): one
+    grace period for all, so stopping N processes never takes N times as long."""
+
+    def all_gone() -> bool:
+        for p in targets:
+            _reap(p.pid)
+        return not any(alive(p) for p in targets)
+
+    for p in targets:
+        send(p, signals.SIGTERM)
+    if wait_until(all_gone, grace, 0.05):
         return True
-    send(p, signals.SIGKILL)
-    return wait_gone(p, kill_wait)
+    for p in targets:
+        send(p, signals.SIGKILL)
+    return wait_until(all_gone, kill_wait, 0.05)

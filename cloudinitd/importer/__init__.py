@@ -16,13 +16,6 @@ from cloudinitd.errors import PlanError, PlanErrors
 from cloudinitd.importer.convert import convert_plan
 from cloudinitd.importer.original import Note, read_original
 
-ORIGINAL_SUFFIX = ".conf"
-
-
-def is_original(arg: str) -> bool:
-    """A plan argument naming an original top-level file (TOP.conf)."""
-    return arg.endswith(ORIGINAL_SUFFIX) and Path(arg).is_file()
-
 
 def _split(where: str) -> tuple[str, int | None]:
     file, _, line = where.rpartition(":")

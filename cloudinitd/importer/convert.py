@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from cloudinitd import kinds
 from cloudinitd.errors import UsageError
 from cloudinitd.importer.original import Note, OrigPlan, OrigService
 from cloudinitd.importer.refs import RefError, Refs, is_value_name
@@ -95,11 +96,13 @@ class _Converter:
                       " AWS credential chain)")
         ident = (iaas, url, tuple(sorted(creds.items())))
         if ident not in self.cloud_keys:
-            base = (svc.get("cloud") or "cloud-ec2")[len("cloud-"):] or "ec2"
+            # The original's `iaas:` clouds are EC2-style APIs: a cloud of the iaas kind.
+            kind = kinds.iaas_kind(kinds.BUILTIN)
+            base = (svc.get("cloud") or f"cloud-{kind}")[len("cloud-"):] or kind
             name, n = base, 2
             while name in self.clouds:
                 name, n = f"{base}-{n}", n + 1
-            entry: dict[str, Any] = {"provider": "ec2", "region": iaas}
+            entry: dict[str, Any] = {"provider": kind, "region": iaas}
             if url:
                 entry["endpoint"] = self.static(svc, "iaas_url")
             if creds:

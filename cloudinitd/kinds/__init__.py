@@ -14,14 +14,24 @@ from typing import Any
 from cloudinitd.kinds import ec2, local, qemu, static
 from cloudinitd.kinds.base import Declaration
 
-__all__ = ["BUILTIN", "Declaration", "declared", "default_cloud", "implicit_clouds",
-           "list_options", "register", "service_options", "unregister"]
+__all__ = ["BUILTIN", "HOSTS", "Declaration", "declared", "default_cloud", "iaas_kind",
+           "image_builders", "implicit_clouds", "list_options", "register", "service_options",
+           "unregister"]
 
 # In this order in the assembled schemas (the `cloudinitd schema` output keeps its order).
 BUILTIN: dict[str, Declaration] = {
     d.kind: d for d in (ec2.DECLARATION, local.DECLARATION, qemu.DECLARATION,
                         static.DECLARATION)
 }
+
+
+def _the_one(kinds: dict[str, Declaration], capability: str) -> str:
+    """The kind that declares `capability` (exactly one built-in kind does)."""
+    return next(d.kind for d in kinds.values() if getattr(d, capability))
+
+
+# The kind of services on existing hosts, and the cloud their instances are recorded under.
+HOSTS = _the_one(BUILTIN, "existing_hosts")
 
 # Kinds from outside (a plug-in, the `memory` test double), kept apart so that
 # BUILTIN (and the kinds that error messages list) never depend on what a process imported.
@@ -57,9 +67,19 @@ def list_options(kinds: dict[str, Declaration]) -> frozenset[str]:
 
 def default_cloud(kinds: dict[str, Declaration]) -> str:
     """The cloud of a service that names none: the implicit cloud of the default kind."""
-    return next(d.kind for d in kinds.values() if d.default_cloud and d.implicit_cloud)
+    return _the_one({k: d for k, d in kinds.items() if d.implicit_cloud}, "default_cloud")
 
 
 def implicit_clouds(kinds: dict[str, Declaration]) -> dict[str, str]:
     """`{cloud name: kind}` of the clouds that exist without an entry."""
     return {d.kind: d.kind for d in kinds.values() if d.implicit_cloud}
+
+
+def image_builders(kinds: dict[str, Declaration]) -> list[str]:
+    """Kinds `cloudinitd image build` makes base images for, in declaration order."""
+    return [d.kind for d in kinds.values() if d.builds_images]
+
+
+def iaas_kind(kinds: dict[str, Declaration]) -> str:
+    """The kind of an EC2-style IaaS cloud given by endpoint URL and access keys."""
+    return _the_one(kinds, "iaas")

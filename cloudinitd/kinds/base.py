@@ -26,6 +26,19 @@ class Declaration:
     implicit_cloud: bool = False
     # Its implicit cloud is where a service that names no cloud launches (one kind says so).
     default_cloud: bool = False
+    # What the kind is, for the layers that must not name it (capabilities, not names):
+    # it serves services on existing hosts (`host:` / `hosts:`), launching nothing; one kind
+    # says so, and its name is also the cloud those services' instances are recorded under.
+    existing_hosts: bool = False
+    # `cloudinitd image build` makes a cached base image for it on this machine.
+    builds_images: bool = False
+    # An EC2-style IaaS API at an endpoint URL with access keys: `launch-vm`'s
+    # CLOUDINITD_IAAS_* variables and old cloudinit.d plans' `iaas:` describe a cloud of it.
+    iaas: bool = False
+    # Cloud-entry keys that map a plan's image and size names to this cloud's own
+    # (`images:`, `instance_types:`), so clouds of one group may differ in both.
+    image_map: str = ""
+    size_map: str = ""
     doc: str = ""
 
 

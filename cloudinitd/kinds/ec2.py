@@ -8,6 +8,9 @@ from cloudinitd.kinds.base import CREDENTIALS, SECONDS, STRINGS, Declaration, na
 DECLARATION = Declaration(
     kind="ec2",
     doc="any EC2-compatible cloud",
+    iaas=True,
+    image_map="images",
+    size_map="instance_types",
     cloud_options={
         "endpoint": {"type": "string", "x-expect": "a URL like https://host[:port][/path]"},
         "region": text("a region name", r"^[A-Za-z0-9._-]{1,64}$"),

@@ -9,6 +9,7 @@ DECLARATION = Declaration(
     kind="local",
     doc="LXC system containers on this machine",
     implicit_cloud=True,
+    builds_images=True,
     default_cloud=True,
     cloud_options={
         "lxcpath": text("an absolute directory path", r"^/[^\x00]*$"),

@@ -8,6 +8,7 @@ DECLARATION = Declaration(
     kind="qemu",
     doc="full VMs under QEMU on this machine",
     implicit_cloud=True,
+    builds_images=True,
     cloud_options={
         "accel": {"enum": ["kvm", "tcg"]},
         "sizes": {

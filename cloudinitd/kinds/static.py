@@ -4,4 +4,4 @@ from __future__ import annotations
 
 from cloudinitd.kinds.base import Declaration
 
-DECLARATION = Declaration(kind="static", doc="existing hosts")
+DECLARATION = Declaration(kind="static", doc="existing hosts", existing_hosts=True)

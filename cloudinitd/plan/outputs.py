@@ -13,8 +13,8 @@ from dataclasses import replace
 from typing import Any
 
 from cloudinitd.errors import PlanError, PlanErrors
-from cloudinitd.graph import scan_text
 from cloudinitd.plan.model import Plan, ServiceSpec
+from cloudinitd.refscan import scan_text
 from cloudinitd.templates import ServiceView, _environ, _Labelled, _render
 
 _OUTPUTS = "cid_outputs_"  # a stand-in service: no plan service can be named so

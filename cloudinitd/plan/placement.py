@@ -9,6 +9,7 @@ the order of checks): it uses the loader's `error`, `limits`, `path` and
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Set
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +18,40 @@ from cloudinitd.errors import PlanError
 from cloudinitd.plan.inventory import from_file, from_list
 from cloudinitd.plan.limits import Limits
 from cloudinitd.plan.model import LOCAL_ADDRESS, CloudPlacement, CloudSpec, Pos, ServiceSpec
-from cloudinitd.plan.schema import PROVIDER_OPTIONS, did_you_mean
+from cloudinitd.plan.schema import did_you_mean
 from cloudinitd.plan.yamlpos import PosDict, PosList
 
 # Where a service that names no cloud launches (a built-in kind declares it).
 DEFAULT_CLOUD = kinds.default_cloud(kinds.BUILTIN)
 # Keys that only mean something for a service that launches instances.
-LAUNCH_ONLY = frozenset(
-    {"cloud", "clouds", "image", "size", "count", "spot", "lifetime", "preserve", "autoscale",
-     *PROVIDER_OPTIONS}
+_PLACEMENT_KEYS = frozenset(
+    {"cloud", "clouds", "image", "size", "count", "spot", "lifetime", "preserve", "autoscale"}
 )
+
+
+class _LaunchOnly(Set[str]):
+    """The placement keys and every declared kind's service options (`user_data`, a
+    plug-in's own keys), read from the declarations on each use: a kind registered
+    after this module was imported counts too."""
+
+    def _keys(self) -> frozenset[str]:
+        return _PLACEMENT_KEYS | frozenset(kinds.service_options(kinds.declared()))
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys())
+
+    def __len__(self) -> int:
+        return len(self._keys())
+
+    @classmethod
+    def _from_iterable(cls, it: Iterable[str]) -> frozenset[str]:  # `&`, `|`, `-` give sets
+        return frozenset(it)
+
+
+LAUNCH_ONLY: Set[str] = _LaunchOnly()
 
 
 class PlacementMixin:

@@ -15,7 +15,7 @@ tags, names or whatever the cloud offers).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -48,6 +48,16 @@ class InstanceInfo:
     # itself: the engine pins it before the first connection (no TOFU).
     host_key: str | None = None
 
+    @classmethod
+    def from_record(cls, instance_id: str, state: str, record: Mapping[str, Any],
+                    extra: dict[str, Any]) -> InstanceInfo:
+        """An instance of this machine from the record its provider keeps beside it
+        (local, qemu): one address, both public and private; index and service as launched."""
+        return cls(instance_id=instance_id, state=state, address=record.get("address"),
+                   private_address=record.get("address"), hostname=record.get("hostname"),
+                   index=record.get("index"), service=record.get("service"), extra=extra,
+                   host_key=record.get("host_key"))
+
 
 @dataclass
 class LaunchRequest:
@@ -75,8 +85,8 @@ Say = Callable[[str], None]  # a progress line for the operator
 Sent = Callable[[int], None]  # bytes just handled, for a progress bar
 
 
-def _quiet(_: str) -> None:
-    pass
+def say_nothing(_: str) -> None:
+    """The default `Say`: no progress lines."""
 
 
 @dataclass
@@ -162,7 +172,7 @@ class Provider(ABC):
         """The kind's rule for image names (a UsageError, exit 2, when `name` breaks it)."""
         raise self._no_images("name")
 
-    def build_image(self, name: str, say: Say = _quiet) -> Path:
+    def build_image(self, name: str, say: Say = say_nothing) -> Path:
         """Build (once) and cache a built-in base image; return where it is."""
         raise self._no_images("build")
 
@@ -170,11 +180,11 @@ class Provider(ABC):
         """The images this cloud offers the user, newest first."""
         raise self._no_images("list")
 
-    def save_image(self, request: SaveRequest, say: Say = _quiet) -> dict[str, Any]:
+    def save_image(self, request: SaveRequest, say: Say = say_nothing) -> dict[str, Any]:
         """Capture a running instance as image `request.name`, bootable as `image: NAME`."""
         raise self._no_images("save")
 
-    def import_image(self, path: Path, name: str, sent: Sent, say: Say = _quiet) -> dict[str, Any]:
+    def import_image(self, path: Path, name: str, sent: Sent, say: Say = say_nothing) -> dict[str, Any]:
         """Stage the file `path` as image `name` (verified first); `sent(n)` shows progress."""
         raise self._no_images("stage")
 

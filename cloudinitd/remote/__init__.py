@@ -2,7 +2,7 @@
 
 Public surface used by the engine; see the submodules for the why:
 `session` (connections, wait_for_ssh), `hostkeys` (TOFU pinning),
-`steps` (run_step, run_ready, remove_run_dir).
+`steps` (run_step, run_ready, remove_run_dir), `channel` (streaming one command).
 """
 
 import re

@@ -35,6 +35,7 @@ from typing import Any
 
 from cloudinitd.errors import RemoteError
 from cloudinitd.remote import upload
+from cloudinitd.remote.channel import stream_command
 from cloudinitd.remote.script import (
     KILL_AFTER,
     MAX_EXPORT,
@@ -62,10 +63,6 @@ from cloudinitd.remote.session import (
 )
 from cloudinitd.remote.upload import REMOTE_ROOT
 
-# After the script exits, how long to keep reading output that a background
-# process it started may still hold open before giving up on it.
-EXIT_GRACE = 1.0
-
 
 @dataclass
 class _Outcome:
@@ -86,92 +83,36 @@ def remote_run_dir(run: str, target: SshTarget) -> str:
     return f"{run}.{target.scope}" if target.scope else run
 
 
-def _exec(sess: Session, command: str, log: StepLog, limit: float,
-          stdin: bytes | None = None) -> tuple[int | None, bool, bytes]:
-    """Run `command`, streaming its output to `log`; (exit status, hit local deadline, stderr).
+@dataclass(frozen=True)
+class _Step:
+    """One step to run on a host: what each attempt at it needs, its names checked once."""
 
-    Without `stdin` the command's stderr joins its output (the SFTP way);
-    with it, `stdin` is sent first and stderr is kept apart for the one-shot
-    trailer (script.oneshot_command), which is read until complete.
-    """
-    chan = sess.channel()
-    err = bytearray()
-    try:
-        chan.set_combine_stderr(stdin is None)
-        chan.exec_command(command)
-        if stdin:
-            chan.sendall(stdin)
-        chan.shutdown_write()
-        chan.settimeout(0.25)
-        deadline = time.monotonic() + limit
-        exited_at: float | None = None
-        while True:
-            while chan.recv_stderr_ready():
-                err += chan.recv_stderr(65536)
-            try:
-                data = chan.recv(65536)
-            except TimeoutError:
-                data = None
-            if data:
-                log.write(data)
-                continue
-            if data == b"":  # EOF: every writer closed its end
-                break
-            now = time.monotonic()
-            if chan.exit_status_ready():
-                exited_at = exited_at or now
-                if now - exited_at > EXIT_GRACE:
-                    log.note(
-                        "the script exited but a background process keeps its output open; "
-                        "not waiting for it (redirect daemons' output to a file)"
-                    )
-                    break
-            if now > deadline:
-                return None, True, bytes(err)
-        while not chan.status_event.wait(0.25):
-            if time.monotonic() > deadline:
-                return None, True, bytes(err)
-            if chan.closed:
-                break
-        if stdin is not None:
-            _drain_trailer(chan, err, min(deadline, time.monotonic() + 5))
-        return (chan.exit_status if chan.exit_status_ready() else None), False, bytes(err)
-    finally:
-        chan.close()
+    target: SshTarget
+    run: str
+    service: str
+    index: int
+    step: str
+    script: str
+    env: dict[str, str]
+    args: Sequence[str] = ()
+    files: Sequence[Path] = ()
+
+    def __post_init__(self) -> None:
+        check_name("run", self.run, self.service, self.step)
+        check_name("service", self.service, self.service, self.step)
+        check_name("step", self.step, self.service, self.step)
+        check_inputs(self.script, self.env, self.service, self.step)
+
+    def header(self, attempt: str = "") -> str:
+        """The step log's line before an attempt's output."""
+        return (f"{self.step} {self.service}-{self.index}{attempt} on {self.target.where}"
+                f" ({self.target.label})")
 
 
-def _drain_trailer(chan: Any, err: bytearray, until: float) -> None:
-    """The rest of stderr: the trailer may trail the exit status by a moment."""
-    while True:
-        while chan.recv_stderr_ready():
-            err += chan.recv_stderr(65536)
-        try:
-            if parse_trailer(bytes(err)) is not None:
-                return
-        except ValueError:
-            return
-        if chan.eof_received or time.monotonic() > until:
-            while chan.recv_stderr_ready():
-                err += chan.recv_stderr(65536)
-            return
-        time.sleep(0.01)
-
-
-def _attempt(
-    target: SshTarget,
-    *,
-    run: str,
-    service: str,
-    index: int,
-    step: str,
-    script: str,
-    env: dict[str, str],
-    log: StepLog,
-    timeout: float,
-    header: str,
-    args: Sequence[str] = (),
-    files: Sequence[Path] = (),
-) -> tuple[_Outcome, Session, str]:
+def _attempt(st: _Step, log: StepLog, timeout: float,
+             header: str) -> tuple[_Outcome, Session, str]:
+    target, run, service, index, step = st.target, st.run, st.service, st.index, st.step
+    script, env, args, files = st.script, st.env, st.args, st.files
     argv = interpreter(script)
     shell = is_shell(argv)
     sess = session_for(target, service)
@@ -205,7 +146,7 @@ def _attempt(
         upload.upload_files(sess, workdir, files, service, step)
     log.header(header)
     start = time.monotonic()
-    status, local_deadline, err = _exec(sess, command, log, timeout + KILL_AFTER + 10, stdin)
+    status, local_deadline, err = stream_command(sess, command, log, timeout + KILL_AFTER + 10, stdin)
     elapsed = time.monotonic() - start
     export = None
     if oneshot and not local_deadline:
@@ -287,26 +228,10 @@ def run_step(
     Raises RemoteError on a non-zero exit, a timeout, an SSH failure or a
     malformed export file; the error carries the tail of the step's log.
     """
-    check_name("run", run, service, step)
-    check_name("service", service, service, step)
-    check_name("step", step, service, step)
-    check_inputs(script, env, service, step)
+    st = _Step(target, run, service, index, step, script, env, args, files)
     log = StepLog(log_path)
     try:
-        outcome, sess, workdir = _attempt(
-            target,
-            run=run,
-            service=service,
-            index=index,
-            step=step,
-            script=script,
-            env=env,
-            log=log,
-            timeout=timeout,
-            header=f"{step} {service}-{index} on {target.where} ({target.label})",
-            args=args,
-            files=files,
-        )
+        outcome, sess, workdir = _attempt(st, log, timeout, st.header())
     except RemoteError:
         log.close()
         raise
@@ -362,10 +287,7 @@ def run_ready(
     max(interval, 5) s. SSH trouble counts as a failed attempt (the host may
     be rebooting). After `timeout` seconds: RemoteError with the log tail.
     """
-    check_name("run", run, service, step)
-    check_name("service", service, service, step)
-    check_name("step", step, service, step)
-    check_inputs(script, env, service, step)
+    st = _Step(target, run, service, index, step, script, env, args, files)
     deadline = time.monotonic() + timeout
     delay = interval
     attempts = 0
@@ -376,20 +298,7 @@ def run_ready(
             attempts += 1
             remaining = max(deadline - time.monotonic(), 1.0)
             try:
-                outcome, _, _ = _attempt(
-                    target,
-                    run=run,
-                    service=service,
-                    index=index,
-                    step=step,
-                    script=script,
-                    env=env,
-                    log=log,
-                    timeout=remaining,
-                    header=f"{step} {service}-{index} attempt {attempts} on {target.where} ({target.label})",
-                    args=args,
-                    files=files,
-                )
+                outcome, _, _ = _attempt(st, log, remaining, st.header(f" attempt {attempts}"))
                 if outcome.status == 0 and not outcome.timed_out:
                     return attempts
                 last = _failure(outcome, remaining)

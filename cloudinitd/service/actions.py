@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+from cloudinitd import kinds
 from cloudinitd.catalog import load_catalog
 from cloudinitd.cloudspec import CLOUD_NAME
 from cloudinitd.errors import RunNotFound
@@ -69,7 +70,7 @@ def _catalog_cloud(api: Api, cloud: str) -> None:
     spec = load_catalog(api.home).get(cloud)
     if spec is None:
         raise validation(f"no cloud named {cloud!r} in this service's catalog")
-    if spec.provider == "static":  # existing hosts: nothing to launch or replace
+    if spec.provider == kinds.HOSTS:  # existing hosts: nothing to launch or replace
         raise validation(f"cloud {cloud!r} holds existing hosts, not instances to launch")
 
 
@@ -134,15 +135,24 @@ def _page(p: dict[str, str], names: list[str], wanted: list[str]) -> tuple[list[
     return chosen, None
 
 
-def describe_launch_configurations(api: Api, user: str, p: dict[str, str]) -> ET.Element:
-    by_name = {lc.full_name: lc for lc in api.state.launch_configs(user)}
-    shown, token = _page(p, list(by_name), query.members(p, "LaunchConfigurationNames"))
-    result = ET.Element("DescribeLaunchConfigurationsResult")
-    out = element(result, "LaunchConfigurations")
-    for name in shown:
-        xmlout.launch_config_member(out, by_name[name])
+def _paged(p: dict[str, str], names: list[str], asked: str, result_tag: str,
+           list_tag: str) -> tuple[ET.Element, ET.Element, list[str]]:
+    """A Describe* answer: the result, its list element to fill with the names shown, and
+    its NextToken (after the list) when more remain."""
+    shown, token = _page(p, names, query.members(p, asked))
+    result = ET.Element(result_tag)
+    out = element(result, list_tag)
     if token:
         element(result, "NextToken", token)
+    return result, out, shown
+
+
+def describe_launch_configurations(api: Api, user: str, p: dict[str, str]) -> ET.Element:
+    by_name = {lc.full_name: lc for lc in api.state.launch_configs(user)}
+    result, out, shown = _paged(p, list(by_name), "LaunchConfigurationNames",
+                                "DescribeLaunchConfigurationsResult", "LaunchConfigurations")
+    for name in shown:
+        xmlout.launch_config_member(out, by_name[name])
     return result
 
 
@@ -275,9 +285,8 @@ def set_desired_capacity(api: Api, user: str, p: dict[str, str]) -> None:
 
 def describe_auto_scaling_groups(api: Api, user: str, p: dict[str, str]) -> ET.Element:
     by_name = {g.name: g for g in api.state.groups(user)}
-    shown, token = _page(p, list(by_name), query.members(p, "AutoScalingGroupNames"))
-    result = ET.Element("DescribeAutoScalingGroupsResult")
-    out = element(result, "AutoScalingGroups")
+    result, out, shown = _paged(p, list(by_name), "AutoScalingGroupNames",
+                                "DescribeAutoScalingGroupsResult", "AutoScalingGroups")
     for name in shown:
         group = by_name[name]
         try:
@@ -285,8 +294,6 @@ def describe_auto_scaling_groups(api: Api, user: str, p: dict[str, str]) -> ET.E
         except RunNotFound:
             rows = []
         xmlout.group_member(out, group, [r for r in rows if r.state != TERMINATED])
-    if token:
-        element(result, "NextToken", token)
     return result
 
 

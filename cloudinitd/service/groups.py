@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from cloudinitd import kinds
 from cloudinitd.catalog import load_catalog
 from cloudinitd.engine.boot import start_run
 from cloudinitd.errors import PlanError, PlanErrors
@@ -42,13 +43,14 @@ def plan_document(placements: list[tuple[str, int]], lcs: dict[str, LaunchConfig
         spec, lc = catalog[cloud], lcs[cloud]
         # A plain copy: the catalog's mappings carry line numbers the YAML writer cannot.
         entry = {"provider": spec.provider, **json.loads(json.dumps(spec.options))}
-        if spec.provider == "ec2":
+        kind = kinds.declared().get(spec.provider)
+        if kind is not None and kind.image_map and kind.size_map:
+            # The cloud maps the plan's image and size names to its own.
             if lc.image != first.image:
-                entry["images"] = {**entry.get("images", {}), first.image: lc.image}
+                entry[kind.image_map] = {**entry.get(kind.image_map, {}), first.image: lc.image}
             if lc.size != first.size:
-                entry["instance_types"] = {**entry.get("instance_types", {}),
-                                           first.size: lc.size}
-            if lc.key_name:
+                entry[kind.size_map] = {**entry.get(kind.size_map, {}), first.size: lc.size}
+            if lc.key_name and "key_name" in kind.cloud_options:
                 entry["key_name"] = lc.key_name
         elif (lc.image, lc.size) != (first.image, first.size):
             raise validation(f"launch configuration {lc.full_name}: a {spec.provider} cloud"

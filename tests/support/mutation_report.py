@@ -7,7 +7,9 @@ killed share of the mutants that were checked: `raw` over all of them,
 `score` without the survivors docs/mutation-survivors.md lists as
 equivalent (no input can tell them from the original code). `unlisted`
 counts the survivors that file does not list at all: each one is a gap to
-close with a test or to list with its reason. Run from the checkout root:
+close with a test or to list with its reason. A listed name that is no longer
+a survivor (killed since, or renumbered after the code changed) is printed
+after the table as stale: take it out of the list. Run from the checkout root:
 
     python -m tests.support.mutation_report [mutants] [docs/mutation-survivors.md]
 """
@@ -92,6 +94,28 @@ def summarise(meta: Path, listed: dict[str, bool] | None = None) -> Counter:
     return counts
 
 
+def stale_listed(metas: list[Path], root: Path, listed: dict[str, bool]) -> list[str]:
+    """Listed names of measured modules that are not survivors now, in list order.
+
+    Only modules with results count, and mutants not checked yet are left alone:
+    a name is stale when its module's results lack it (mutmut renumbered the
+    function's mutants, or the function went) or when a test now kills it.
+    """
+    codes: dict[str, dict[str, int | None]] = {}
+    for meta in metas:
+        module = str(meta.relative_to(root))[: -len(".py.meta")].replace("/", ".")
+        codes[module] = json.loads(meta.read_text())["exit_code_by_key"]
+    stale = []
+    for name in listed:
+        module = name.rsplit(".", 1)[0]
+        if module not in codes:
+            continue
+        code = codes[module].get(name, "absent")
+        if code == "absent" or code in KILLED or code in TIMEOUT:
+            stale.append(name)
+    return stale
+
+
 def main(root: str = "mutants", doc: str = "docs/mutation-survivors.md") -> int:
     metas = sorted(Path(root).rglob("*.py.meta"))
     if not metas:
@@ -109,6 +133,12 @@ def main(root: str = "mutants", doc: str = "docs/mutation-survivors.md") -> int:
         total += counts
         print(_row(str(meta.relative_to(root))[: -len(".py.meta")], counts, cols))
     print(_row("TOTAL", total, cols))
+    stale = stale_listed(metas, Path(root), listed)
+    if stale:
+        print(f"stale: {len(stale)} name(s) in {doc} are not survivors now (killed, or"
+              " renumbered after a change): take them out")
+        for name in stale:
+            print(f"  {name}")
     return 0
 
 

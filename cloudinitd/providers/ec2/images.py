@@ -12,6 +12,7 @@ from typing import Any
 
 from cloudinitd.errors import ProviderError
 from cloudinitd.host.waiting import wait_until
+from cloudinitd.providers.base import Say, say_nothing
 from cloudinitd.providers.ec2.client import _env, translate
 from cloudinitd.providers.ec2.options import DEFAULT_REGION, Ec2Options
 
@@ -19,11 +20,7 @@ TAG_RUN = "cloudinitd:run"
 TAG_SOURCE = "cloudinitd:source"
 TAG_SIZE = "cloudinitd:size"
 TAG_LOCATION = "cloudinitd:location"
-Say = Callable[[str], None]
 
-
-def _quiet(_: str) -> None:
-    pass
 
 
 def make_s3_client(opts: Ec2Options) -> Any:
@@ -122,7 +119,7 @@ class Ec2Images:
                                 "already (`cloudinitd image delete` it first)")
 
     def save(self, instance_id: str, name: str, tags: dict[str, str], timeout: float = 1800,
-             say: Say = _quiet) -> str:
+             say: Say = say_nothing) -> str:
         """CreateImage of a running instance (NoReboot: it keeps running), wait available."""
         self._refuse_taken(name)
         answer = self._call(
@@ -146,7 +143,7 @@ class Ec2Images:
                    Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
         return image_id
 
-    def wait_available(self, image_id: str, timeout: float, say: Say = _quiet) -> None:
+    def wait_available(self, image_id: str, timeout: float, say: Say = say_nothing) -> None:
         """Poll DescribeImages with a growing interval, bounded by `timeout`."""
         seen: list[str] = []  # the states so far: each new one is said once
 
@@ -200,14 +197,14 @@ class Ec2ImageHooks:
     def has_image(self, name: str) -> bool:
         return Ec2Images(self).find(name) is not None
 
-    def save_image(self, request: Any, say: Say = _quiet) -> dict[str, Any]:
+    def save_image(self, request: Any, say: Say = say_nothing) -> dict[str, Any]:
         tags = {TAG_RUN: request.run, TAG_SOURCE: request.source, "Name": request.name}
         image_id = Ec2Images(self).save(request.instance_id, request.name, tags,
                                         timeout=request.timeout, say=say)
         return {"name": request.name, "image_id": image_id}
 
     def import_image(self, path: Any, name: str, sent: Callable[[int], None],
-                     say: Say = _quiet) -> dict[str, Any]:
+                     say: Say = say_nothing) -> dict[str, Any]:
         from cloudinitd.images.staging import Stager
 
         return Stager(self).stage(path, name, sent).as_dict()

@@ -12,18 +12,17 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cloudinitd.errors import CapacityError, ProviderError
+from cloudinitd.host.waiting import wait_until
 from cloudinitd.plan.model import CloudSpec
 from cloudinitd.providers.base import (
     ERROR,
-    PENDING,
     RUNNING,
-    STOPPING,
     TERMINATED,
     InstanceInfo,
     LaunchRequest,
@@ -33,25 +32,18 @@ from cloudinitd.providers.base import (
 from cloudinitd.providers.ec2.client import error_code, make_client, method_name, translate
 from cloudinitd.providers.ec2.images import Ec2ImageHooks
 from cloudinitd.providers.ec2.options import Ec2Options, parse_options
-from cloudinitd.providers.ec2.tags import TAG_PREFIX, index_from_tags, index_tags, launch_tags
-from cloudinitd.providers.ec2.userdata import with_shutdown
+from cloudinitd.providers.ec2.shapes import instance_info, run_params
+from cloudinitd.providers.ec2.tags import TAG_PREFIX, index_tags
 
 log = logging.getLogger(__name__)
 
 FIND_STATES = ["pending", "running", "stopping", "stopped"]
-STATES = {
-    "pending": PENDING,
-    "running": RUNNING,
-    "stopping": STOPPING,
-    "stopped": STOPPING,
-    "shutting-down": STOPPING,
-    "terminated": TERMINATED,
-}
 # Machine image ids (EC2's ami-/aki-/ari-, Eucalyptus' emi-): used as given.
 AMI_ID = re.compile(r"^[ae][mkr]i-[0-9a-fA-F]+$")
 TAG_WORKERS = 8
 DESCRIBE_CHUNK = 200  # ids per filter value list
 TERMINATE_CHUNK = 1000
+T = TypeVar("T")
 # New instances may be missing from DescribeInstances for a moment on AWS
 # (eventual consistency): only after this long does "missing" mean "gone".
 VISIBILITY_GRACE = 30.0
@@ -91,34 +83,7 @@ class Ec2Provider(Ec2ImageHooks, Provider):
             raise translate(exc, self.opts, action) from None
 
     def _info(self, inst: dict, index: int | None = None) -> InstanceInfo:
-        tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
-        public, private = inst.get("PublicIpAddress"), inst.get("PrivateIpAddress")
-        if self.opts.address == "private":
-            address = private
-        elif self.opts.address == "public":
-            address = public
-        else:
-            address = public or private
-        if index is None:
-            index = index_from_tags(inst, tags)
-        extra = {
-            "instance_type": inst.get("InstanceType"),
-            "lifecycle": inst.get("InstanceLifecycle") or "on-demand",
-            "ec2_state": inst.get("State", {}).get("Name"),
-        }
-        zone = inst.get("Placement", {}).get("AvailabilityZone")
-        if zone:
-            extra["availability_zone"] = zone
-        return InstanceInfo(
-            instance_id=inst["InstanceId"],
-            state=STATES.get(inst.get("State", {}).get("Name", ""), ERROR),
-            address=address,
-            private_address=private,
-            hostname=inst.get("PrivateDnsName") or inst.get("PublicDnsName") or None,
-            index=index,
-            service=tags.get(TAG_PREFIX + "service"),
-            extra=extra,
-        )
+        return instance_info(inst, self.opts.address, index)
 
     def _instances(self, filters: list[dict]) -> list[dict]:
         found: list[dict] = []
@@ -196,44 +161,10 @@ class Ec2Provider(Ec2ImageHooks, Provider):
         return cached
 
     def _run_params(self, request: LaunchRequest) -> dict[str, Any]:
-        tags = launch_tags(request)
-        params: dict[str, Any] = {
-            "ImageId": self._image_id(request.image),
-            "InstanceType": self.opts.instance_type(request.size),
-            "MinCount": 1,
-            "MaxCount": len(request.indexes),
-            "ClientToken": request.client_token,
-            "TagSpecifications": [
-                {
-                    "ResourceType": "instance",
-                    "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
-                }
-            ],
-        }
-        key_name = self._key_name(request)
-        if key_name:
-            params["KeyName"] = key_name
-        groups = request.options.get("security_groups") or self.opts.security_groups
-        if isinstance(groups, str):
-            groups = [groups]
-        ids = [g for g in groups if g.startswith("sg-")]
-        names = [g for g in groups if not g.startswith("sg-")]
-        if ids:
-            params["SecurityGroupIds"] = ids
-        if names:
-            params["SecurityGroups"] = names
-        subnet = request.options.get("subnet") or self.opts.subnet
-        if subnet:
-            params["SubnetId"] = subnet
-        user_data = request.options.get("user_data") or self.opts.user_data
-        if request.expires is not None:
-            # The lease holds while no controller runs: the instance powers itself off
-            # at the lease end, and a shutdown from inside terminates it.
-            params["InstanceInitiatedShutdownBehavior"] = "terminate"
-            user_data = with_shutdown(user_data, request.expires)
-        if user_data:
-            params["UserData"] = user_data
-        return params
+        # In this order: the image and type are checked before a key pair is imported.
+        image_id = self._image_id(request.image)
+        instance_type = self.opts.instance_type(request.size)
+        return run_params(request, self.opts, image_id, instance_type, self._key_name(request))
 
     def launch(self, request: LaunchRequest, on_launched: OnLaunched) -> list[InstanceInfo]:
         if not request.indexes:
@@ -321,8 +252,8 @@ class Ec2Provider(Ec2ImageHooks, Provider):
 
     def wait_running(self, instance_ids: Sequence[str], timeout: float) -> list[InstanceInfo]:
         start = time.monotonic()
-        interval = min(0.5, self.opts.poll_interval)
-        while True:
+
+        def running() -> list[InstanceInfo] | None:
             found = self._by_id(instance_ids)
             waited = time.monotonic() - start
             infos, ready = [], True
@@ -343,15 +274,21 @@ class Ec2Provider(Ec2ImageHooks, Provider):
                     )
                 ready = ready and info.state == RUNNING and bool(info.address)
                 infos.append(info)
-            if ready:
-                return infos
-            if waited >= timeout:
-                raise ProviderError(
-                    f"cloud {self.cloud.name!r}: instances not running with an address "
-                    f"after {timeout:.0f}s"
-                )
-            time.sleep(min(interval, max(timeout - waited, 0.05)))
-            interval = min(interval * 1.5, self.opts.poll_interval)
+            return infos if ready else None
+
+        infos = self._poll(running, timeout)
+        if infos is None:
+            raise ProviderError(
+                f"cloud {self.cloud.name!r}: instances not running with an address "
+                f"after {timeout:.0f}s"
+            )
+        return infos
+
+    def _poll(self, check: Callable[[], T], timeout: float) -> T:
+        """Ask the cloud until `check` holds: soon at first, then backing off to the
+        cloud's poll interval so a slow cloud is not asked too often."""
+        return wait_until(check, timeout, min(0.5, self.opts.poll_interval), backoff=1.5,
+                          max_interval=self.opts.poll_interval)
 
     def find_run_instances(self, run: str) -> list[InstanceInfo]:
         filters = [
@@ -370,23 +307,21 @@ class Ec2Provider(Ec2ImageHooks, Provider):
         for chunk in _chunks(live, TERMINATE_CHUNK):
             self._terminate_chunk(chunk)
         log.info("%s: TerminateInstances %s", self.cloud.name, " ".join(live))
-        start = time.monotonic()
-        interval = min(0.5, self.opts.poll_interval)
         pending = live
-        while pending:
+
+        def all_terminated() -> bool:
+            nonlocal pending
             found = self._by_id(pending)
             pending = [
                 i for i in pending if i in found and found[i]["State"]["Name"] != "terminated"
             ]
-            if not pending:
-                return
-            if time.monotonic() - start >= timeout:
-                raise ProviderError(
-                    f"cloud {self.cloud.name!r}: {len(pending)} instance(s) not terminated after "
-                    f"{timeout:.0f}s: {' '.join(pending)}"
-                )
-            time.sleep(interval)
-            interval = min(interval * 1.5, self.opts.poll_interval)
+            return not pending
+
+        if pending and not self._poll(all_terminated, timeout):
+            raise ProviderError(
+                f"cloud {self.cloud.name!r}: {len(pending)} instance(s) not terminated after "
+                f"{timeout:.0f}s: {' '.join(pending)}"
+            )
 
     def _terminate_chunk(self, chunk: list[str]) -> None:
         try:

@@ -18,16 +18,12 @@ from typing import Any
 
 from cloudinitd.errors import ProviderError, UsageError
 from cloudinitd.providers import imagecache
-from cloudinitd.providers.base import SaveRequest
+from cloudinitd.providers.base import SaveRequest, Say, say_nothing
 from cloudinitd.providers.local import image, instance, snapshot
 from cloudinitd.providers.local.image import ID_BASE, check_private
 
 KIND = "local"
-Say = Callable[[str], None]
 
-
-def _quiet(_: str) -> None:
-    pass
 
 
 def saved_rootfs(name: str) -> Path | None:
@@ -80,7 +76,7 @@ class LocalImageHooks:
     def check_image_name(self, name: str) -> str:
         return imagecache.check_name(name, image.IMAGES)
 
-    def build_image(self, name: str, say: Say = _quiet) -> Path:
+    def build_image(self, name: str, say: Say = say_nothing) -> Path:
         return image.ensure_image(name, progress=say)
 
     def list_images(self) -> list[dict[str, Any]]:
@@ -105,7 +101,7 @@ class LocalImageHooks:
     def has_image(self, name: str) -> bool:
         return name in image.IMAGES or imagecache.find(image.cache_dir(), KIND, name) is not None
 
-    def save_image(self, request: SaveRequest, say: Say = _quiet) -> dict[str, Any]:
+    def save_image(self, request: SaveRequest, say: Say = say_nothing) -> dict[str, Any]:
         self.check_image_name(request.name)
         if self.has_image(request.name):
             raise UsageError(f"an image named {request.name!r} exists already on local clouds "
@@ -115,7 +111,7 @@ class LocalImageHooks:
                              image.cache_dir(), source=request.source, stop=request.stop, say=say)
 
     def import_image(self, path: Path, name: str, sent: Callable[[int], None],
-                     say: Say = _quiet) -> dict[str, Any]:
+                     say: Say = say_nothing) -> dict[str, Any]:
         from cloudinitd.providers.local import rootfs_import
 
         self.check_image_name(name)

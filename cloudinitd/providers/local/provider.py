@@ -104,17 +104,7 @@ class LocalProvider(LocalImageHooks, Provider):
             extra["limits"] = meta["limits_note"]
         if meta.get("boot_restarts"):
             extra["boot_restarts"] = meta["boot_restarts"]
-        return InstanceInfo(
-            instance_id=name,
-            state=state,
-            address=meta.get("address"),
-            private_address=meta.get("address"),
-            hostname=meta.get("hostname"),
-            index=meta.get("index"),
-            service=meta.get("service"),
-            extra=extra,
-            host_key=meta.get("host_key"),
-        )
+        return InstanceInfo.from_record(name, state, meta, extra)
 
     def _infos(self, names: Sequence[str]) -> list[InstanceInfo]:
         states = lxc.states(self.lxcpath)

@@ -22,15 +22,15 @@ import contextlib
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from cloudinitd.errors import ProviderError
 from cloudinitd.providers import guestfs, imagecache
+from cloudinitd.providers.base import Say
 from cloudinitd.providers.local import image, instance, lxc, rootfs
 
-Say = Callable[[str], None]
 CHUNK = 1 << 20
 # Names of the instance's identity, removed from a saved image (the provider
 # writes fresh ones into every instance it makes).

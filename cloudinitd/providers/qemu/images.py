@@ -14,17 +14,13 @@ from typing import Any
 
 from cloudinitd.errors import ProviderError, UsageError
 from cloudinitd.providers import imagecache
-from cloudinitd.providers.base import SaveRequest
+from cloudinitd.providers.base import SaveRequest, Say, say_nothing
 from cloudinitd.providers.qemu import image as image_mod
 from cloudinitd.providers.qemu import snapshot, vm
 
 KIND = "qemu"
 DEFAULT_IMAGE = "debian-12"
-Say = Callable[[str], None]
 
-
-def _quiet(_: str) -> None:
-    pass
 
 
 def sweep_removed(cache: Path) -> None:
@@ -62,7 +58,7 @@ class QemuImageHooks:
             raise ProviderError(f"qemu image {name!r} ({folder}) is incomplete; delete it")
         return base
 
-    def build_image(self, name: str, say: Say = _quiet) -> Path:
+    def build_image(self, name: str, say: Say = say_nothing) -> Path:
         return image_mod.ensure_image(self.cache, name, progress=say).disk
 
     def check_image_name(self, name: str) -> str:
@@ -95,14 +91,14 @@ class QemuImageHooks:
             raise UsageError(f"an image named {name!r} exists already on qemu clouds "
                              "(`cloudinitd image delete` it first)")
 
-    def save_image(self, request: SaveRequest, say: Say = _quiet) -> dict[str, Any]:
+    def save_image(self, request: SaveRequest, say: Say = say_nothing) -> dict[str, Any]:
         self._refuse_taken(request.name)
         sweep_removed(self.cache)
         return snapshot.save(self._files(request.instance_id), request.name, self.cache,
                              source=request.source, stop=request.stop, say=say)
 
     def import_image(self, path: Path, name: str, sent: Callable[[int], None],
-                     say: Say = _quiet) -> dict[str, Any]:
+                     say: Say = say_nothing) -> dict[str, Any]:
         self._refuse_taken(name)
         base = image_mod.ensure_image(self.cache, DEFAULT_IMAGE, progress=say)
         return snapshot.import_disk(path, name, self.cache, base.kernel, base.initrd, sent, say)

@@ -84,20 +84,10 @@ class QemuProvider(QemuImageHooks, Provider):
             state = ERROR  # it was started and has died
         else:
             state = PENDING  # being launched by some process right now
-        return InstanceInfo(
-            instance_id=files.dir.name,
-            state=state,
-            address=data.get("address"),
-            private_address=data.get("address"),
-            hostname=data.get("hostname"),
-            index=data.get("index"),
-            service=data.get("service"),
-            host_key=data.get("host_key"),
-            extra={
-                k: data[k] for k in ("accel", "memory_mb", "cpus", "tap", "pid", "run") if k in data
-            }
-            | {"serial_log": str(files.serial)},
-        )
+        extra = {k: data[k] for k in ("accel", "memory_mb", "cpus", "tap", "pid", "run")
+                 if k in data}
+        return InstanceInfo.from_record(files.dir.name, state, data,
+                                        extra | {"serial_log": str(files.serial)})
 
     # --- Provider interface --------------------------------------------------
 

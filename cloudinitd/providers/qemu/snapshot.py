@@ -35,9 +35,9 @@ import yaml
 from cloudinitd.errors import ProviderError, UsageError
 from cloudinitd.host.waiting import wait_until
 from cloudinitd.providers import imagecache
+from cloudinitd.providers.base import Say, say_nothing
 from cloudinitd.providers.qemu import vm
 
-Say = Callable[[str], None]
 MAX_VIRTUAL = 64 << 30
 EXT4_MAGIC_AT = 1080  # the superblock is at 1024; s_magic 0xEF53 at offset 56 in it
 _PERCENT = re.compile(rb"\((\d+(?:\.\d+)?)/100%\)")
@@ -73,9 +73,6 @@ def info(path: Path, fmt: str | None = None, shared: bool = False) -> dict[str, 
                          f"{proc.stderr.strip()[-300:]}")
     return json.loads(proc.stdout)
 
-
-def _quiet(_: str) -> None:
-    pass
 
 
 def convert(source: Path, fmt: str, target: Path, say: Say, shared: bool = False,
@@ -155,7 +152,7 @@ def save(files: vm.VmFiles, name: str, cache: Path, *, source: str, stop: bool,
         with held_still(files, stop, say):
             convert(files.overlay, "qcow2", raw, say, shared=True, to="raw")
         forget_identity(raw, _ssh_user(files), say)
-        convert(raw, "raw", work / "disk.qcow2", _quiet)
+        convert(raw, "raw", work / "disk.qcow2", say_nothing)
         raw.unlink()
         shutil.copy2(kernel, work / "vmlinuz")
         shutil.copy2(initrd, work / "initrd.img")
