@@ -111,3 +111,9 @@ def test_size_and_count_limits(tmp_path):
     with pytest.raises(BundleError) as info:
         check_bundle(many, tmp_path)
     assert str(info.value) == f"more than {MAX_BUNDLE_FILES} files"
+
+
+def test_a_plan_at_the_root_of_the_file_system_holds_everything(tmp_path):
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "f")
+    check_bundle(tmp_path / "link", Path("/"))

@@ -56,6 +56,9 @@ def test_empty_sections_become_empty_mappings_at_their_line():
     assert isinstance(services["a"], PosDict) and services["a"].line == 5
     assert services["a"] == {} and services["b"] == {}
     assert data["name"] == "x"
+    data = load_yaml("services:\n  a: {}\n  b:\n", "f.yml")
+    empty_sections(data)
+    assert data["services"]["b"].line == 3
     data = load_yaml("services:\n", "f.yml")
     empty_sections(data)
     assert isinstance(data["services"], PosDict) and data["services"].line == 1
@@ -69,7 +72,7 @@ def test_empty_sections_become_empty_mappings_at_their_line():
 
 @pytest.mark.parametrize(("stem", "name"), [
     ("my plan", "my-plan"), ("my plan;x", "my-plan-x"), ("..hidden", "hidden"),
-    ("-_.x", "x"), ("a.b_c-d", "a.b_c-d"), ("ü", "plan"), ("", "plan"), ("a" * 60, "a" * 50),
+    ("-_.x", "x"), ("Xmas", "Xmas"), ("a.b_c-d", "a.b_c-d"), ("ü", "plan"), ("", "plan"), ("a" * 60, "a" * 50),
     ("x" + "é" * 3 + "y", "x-y"),
 ])
 def test_plan_names_from_files_fit_run_names(stem, name):
@@ -85,11 +88,12 @@ def test_limits_from_the_environment(monkeypatch):
     assert Limits.from_env(3) == Limits(per_service=3, per_run=3)
     monkeypatch.setenv("CLOUDINITD_MAX_INSTANCES", "999999999")
     assert Limits.from_env().per_run == 999999999
-    for bad in ("x7", "-1", "1000000000"):
+    for bad in ("x7", "-1", "1000000000", "9" * 50):
         monkeypatch.setenv("CLOUDINITD_MAX_INSTANCES", bad)
         with pytest.raises(UsageError) as info:
             Limits.from_env()
-        assert str(info.value) == f"$CLOUDINITD_MAX_INSTANCES must be a whole number, got {bad!r}"
+        assert str(info.value) == ("$CLOUDINITD_MAX_INSTANCES must be a whole number, got"
+                                   f" {bad[:40]!r}")
     monkeypatch.setenv("CLOUDINITD_MAX_INSTANCES", "")
     assert Limits.from_env() == Limits()
 
@@ -99,6 +103,7 @@ def test_limits_from_the_environment(monkeypatch):
     (b"ok\nb\xffc\n", "f.yml:2: not UTF-8: byte 0xff at line 2, column 2"),
     ("é\nxé\xff".encode("latin-1"), "f.yml:1: not UTF-8: byte 0xe9 at line 1, column 1"),
     ("ab\nxé".encode() + b"\xfe", "f.yml:2: not UTF-8: byte 0xfe at line 2, column 3"),
+    (b"\n\xff", "f.yml:2: not UTF-8: byte 0xff at line 2, column 1"),
 ])
 def test_read_text_refuses_big_or_non_utf8_files(tmp_path, data, message):
     path = tmp_path / "f"

@@ -594,3 +594,10 @@ def test_a_plan_path_that_cannot_be_opened_says_why(tmp_path):
         load_plan(tmp_path / "a\0b.yml")
     assert str(info.value) == f"{tmp_path}/a\\x00b.yml: cannot read plan: embedded null byte"
     assert info.value.exit_code == 2
+
+
+def test_a_script_by_absolute_path(tmp_path, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("scripts") / "b.sh"
+    elsewhere.write_text("echo\n")
+    plan = load_plan(write(tmp_path, f"services:\n  a:\n    boot: {elsewhere}\n"))
+    assert plan.services["a"].scripts["boot"].path == elsewhere
