@@ -31,12 +31,13 @@ def test_a_folder_ships_parents_first_in_name_order(tmp_path):
     (site / "b" / "x.txt").write_text("x")
     (site / "link.txt").symlink_to(site / "m.txt")
     (site / "alias").symlink_to(site / "b")
+    (site / "b" / "deep").mkdir()
     assert _walk(site) == [
         ("site", "site", True),
         ("site/a", "site/a", True), ("site/b", "site/b", True),
         ("site/link.txt", "site/link.txt", False), ("site/m.txt", "site/m.txt", False),
         ("site/z.txt", "site/z.txt", False),
-        ("site/b/x.txt", "site/b/x.txt", False),
+        ("site/b/deep", "site/b/deep", True), ("site/b/x.txt", "site/b/x.txt", False),
     ]
 
 
@@ -49,6 +50,8 @@ def test_a_file_ships_itself(tmp_path):
     (lambda site, out: (site / "leak").symlink_to(out), "symlink site/leak points outside the bundle"),
     (lambda site, out: (site / "d").mkdir() or (site / "d" / "leak").symlink_to(out / "f"),
      "symlink site/d/leak points outside the bundle"),
+    (lambda site, out: (site / "d").mkdir() or (site / "d" / "away").symlink_to(out),
+     "symlink site/d/away points outside the bundle"),
     (lambda site, out: os.mkfifo(site / "pipe"), "site/pipe is not a regular file"),
     (lambda site, out: (site / "gone").symlink_to(site / "nothing"),
      "site/gone is not a regular file"),
