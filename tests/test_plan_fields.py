@@ -3,6 +3,8 @@ in-process; in the mutation test selection)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from cloudinitd.errors import PlanError, UsageError
@@ -117,3 +119,10 @@ def test_read_text_at_the_limit(tmp_path):
     path = tmp_path / "f"
     path.write_bytes("é".encode() * 1024)
     assert read_text(path, 2048, "f.yml") == "é" * 1024
+
+
+def test_read_text_reads_no_more_than_the_limit():
+    # An endless file (a device, a FIFO a plan names) is refused after limit + 1 bytes.
+    with pytest.raises(PlanError) as info:
+        read_text(Path("/dev/zero"), 1024, "zero")
+    assert str(info.value) == "zero:1: file is larger than the limit of 1 KiB"
