@@ -23,7 +23,8 @@ from cloudinitd.templates import is_template
 
 def _scans(plan: Plan) -> Iterator[Scan]:
     for spec in plan.services.values():
-        for script in spec.scripts.values():
+        sensor = [spec.autoscale.sensor] if spec.autoscale else []
+        for script in [*spec.scripts.values(), *sensor]:
             if is_template(script.path):
                 yield scan_text(plan, spec, script.source, display_path(script.path), 0, True)
             for arg, pos in zip(script.args, script.args_pos, strict=False):

@@ -236,8 +236,8 @@ class _For:
         return _context(self.plan, self.run, self.name, self.index, self.world, self.extra)
 
 
-def _render_value(text: str, where: str, at: _For) -> str:
-    suffix = f" while rendering env of service '{at.name}'"
+def _render_value(text: str, where: str, at: _For, what: str = "env") -> str:
+    suffix = f" while rendering {what} of service '{at.name}'"
     try:
         return _render(str(text), f"<{where}>", False, at.context(), suffix)
     except PlanError as exc:
@@ -253,7 +253,7 @@ def _render_field(field: str, at: _For) -> dict[str, str]:
     """A mapping field of a service (`env`, `values`) rendered raw, errors at its plan line."""
     spec = at.plan.services[at.name]
     return {
-        key: _render_value(value, str(spec.pos_of(f"{field}.{key}")), at)
+        key: _render_value(value, str(spec.pos_of(f"{field}.{key}")), at, field)
         for key, value in getattr(spec, field).items()
     }
 
@@ -270,11 +270,11 @@ def render_values(**at: Unpack[For]) -> dict[str, str]:
 
 def render_args(script: ScriptSpec, **at: Unpack[For]) -> list[str]:
     """A step's `args:`, rendered raw: each is one argument (quoted on the command line)."""
-    # An arg without a position of its own (a sensor's: plan/autoscale.py records none)
-    # is reported at the step's line; zip alone would drop it without a word.
+    # An arg without a position of its own (a ScriptSpec built by hand) is reported at
+    # the step's line; zip alone would drop it without a word.
     positions = [*script.args_pos, *[script.pos] * (len(script.args) - len(script.args_pos))]
     target = _For(**at)
-    return [_render_value(arg, str(pos), target)
+    return [_render_value(arg, str(pos), target, "args")
             for arg, pos in zip(script.args, positions, strict=True)]
 
 

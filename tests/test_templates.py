@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudinitd.errors import PlanError
+from cloudinitd.errors import PlanError, PlanErrors
 from cloudinitd.plan.loader import load_plan
 from cloudinitd.plan.model import ScriptSpec
 from cloudinitd.templates import (
@@ -585,7 +585,7 @@ def test_a_bad_env_value_value_or_arg_is_reported_at_its_own_plan_line(tmp_path,
         else:
             getattr(templates, f"render_{field}")(**kw)
     assert str(info.value) == (
-        f"{tmp_path / 'p.yml'}:{line}: undefined 'home' while rendering env of service 'web'")
+        f"{tmp_path / 'p.yml'}:{line}: undefined 'home' while rendering {field} of service 'web'")
 
 
 def test_environ_holds_this_machines_environment_without_secret_names(plan, monkeypatch):
@@ -726,8 +726,8 @@ def test_reasons_name_what_went_wrong_without_a_message():
 
 
 def test_an_autoscale_sensors_args_are_rendered(tmp_path):
-    """The loader records no positions for a sensor's args (plan/autoscale.py): each arg
-    still renders, errors at the sensor's line (they were all dropped before)."""
+    """Each sensor arg renders, and an error in one is reported at its own line (all
+    were once dropped without a word, then reported at the sensor's line)."""
     from cloudinitd.templates import render_args
 
     (tmp_path / "load.sh").write_text("echo 1\n")
@@ -739,15 +739,51 @@ services:
     autoscale:
       min: 1
       max: 4
-      sensor: {script: load.sh, args: ["{{ vars.x }}", "{{ self.index }}", "a b"]}
+      sensor:
+        script: load.sh
+        args:
+          - "{{ vars.x }}"
+          - "{{ self.index }}"
+          - a b
       thresholds: {above: 80, below: 10}
 """)
     plan = load_plan(tmp_path / "p.yml")
     sensor = plan.services["web"].autoscale.sensor
+    assert [p.line for p in sensor.args_pos] == [11, 12, 13]
     kw = dict(plan=plan, run="r", service="web", index=1, world=placeholder_world(plan))
     assert render_args(sensor, **kw) == ["7", "1", "a b"]
-    bad = replace(sensor, args=["{{ vars.nope }}"])
+    bad = replace(sensor, args=["ok", "{{ self.nope }}"], args_pos=sensor.args_pos[:2])
     with pytest.raises(PlanError) as info:
         render_args(bad, **kw)
-    assert str(info.value) == (f"{tmp_path / 'p.yml'}:8: undefined 'vars.nope' while rendering"
-                               " env of service 'web'")
+    assert str(info.value) == (f"{tmp_path / 'p.yml'}:12: undefined 'self.nope'"
+                               " while rendering args of service 'web'")
+    # Built by hand without positions: each arg still renders, errors at the step's line.
+    bare = replace(sensor, args=["{{ vars.nope }}"], args_pos=[])
+    with pytest.raises(PlanError) as info:
+        render_args(bare, **kw)
+    assert str(info.value).startswith(f"{tmp_path / 'p.yml'}:9: undefined 'vars.nope'")
+
+
+@pytest.mark.parametrize(("sensor", "line", "message"), [
+    ('{script: load.sh, args: ["{{ vars.nope }}"]}', 7, "unknown variable 'vars.nope'"),
+    ("{script: load.sh.j2}", 1, "unknown service or variable 'nosuch'"),
+])
+def test_a_sensors_template_errors_are_found_when_the_plan_loads(tmp_path, sensor, line,
+                                                                 message):
+    (tmp_path / "load.sh").write_text("echo 1\n")
+    (tmp_path / "load.sh.j2").write_text("echo {{ nosuch.address }}\n")
+    (tmp_path / "p.yml").write_text(f"""\
+services:
+  web:
+    count: 2
+    autoscale:
+      min: 1
+      max: 4
+      sensor: {sensor}
+      target: 50
+""")
+    with pytest.raises(PlanErrors) as info:
+        load_plan(tmp_path / "p.yml")
+    text = str(info.value)
+    where = "p.yml" if "args" in sensor else "load.sh.j2"
+    assert f"{where}:{line}:" in text and message in text, text

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 from cloudinitd.plan.durations import parse_duration
-from cloudinitd.plan.model import AutoscaleSpec, ScriptSpec, ServiceSpec
-from cloudinitd.plan.yamlpos import PosDict
+from cloudinitd.plan.model import AutoscaleSpec, Pos, ScriptSpec, ServiceSpec
+from cloudinitd.plan.yamlpos import PosDict, PosList
 
 Error = Callable[[str, int], None]
 Script = Callable[[str, str, str, int], "ScriptSpec | None"]
@@ -66,8 +66,13 @@ def parse_autoscale(name: str, spec: ServiceSpec, value: PosDict, line: int,
     if sensor is None or not ok:
         return None
     if isinstance(given, dict):
-        sensor.args.extend(str(a).lower() if isinstance(a, bool) else str(a)
-                           for a in given.get("args") or [])
+        args = given.get("args") or []
+        for i, arg in enumerate(args):
+            sensor.args.append(str(arg).lower() if isinstance(arg, bool) else str(arg))
+            # Each argument's own line, so a template error in it is reported there.
+            at_line = (args.item_line(i) if isinstance(args, PosList)
+                       else given.key_line("args") if isinstance(given, PosDict) else sensor_line)
+            sensor.args_pos.append(Pos(sensor.pos.file if sensor.pos else "", at_line))
     return AutoscaleSpec(min=low, max=high, sensor=sensor, local=value.get("local") is True,
                          above=None if above is None else float(above),
                          below=None if below is None else float(below),
