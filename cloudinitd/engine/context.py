@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -95,8 +96,14 @@ class RunContext:
     def provider(self, cloud: str) -> Provider:
         with self._lock:
             if cloud not in self._providers:
-                self._providers[cloud] = get_provider(self.cloud_spec(cloud), self.home)
+                made = get_provider(self.cloud_spec(cloud), self.home)
+                made.say = functools.partial(self._provider_says, f"cloud {cloud}")
+                self._providers[cloud] = made
             return self._providers[cloud]
+
+    def _provider_says(self, label: str, message: str) -> None:
+        # A row of its own ("cloud NAME": no service name has a space) in the progress.
+        self.progress(label, None, "cloud", message)
 
     def cloud_spec(self, cloud: str) -> CloudSpec:
         """The plan's entry, else the one recorded at boot (the plan may have changed)."""

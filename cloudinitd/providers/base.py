@@ -112,6 +112,10 @@ class Provider(ABC):
     def __init__(self, cloud: CloudSpec, home: Path):
         self.cloud = cloud
         self.home = home  # $CLOUDINITD_HOME: providers keep their own files below it
+        # Progress lines while it works (a first base-image build, a restart): the
+        # engine points this at its own progress callback, so nothing a provider
+        # says is printed behind the live table.
+        self.say: Say = say_nothing
 
     @abstractmethod
     def launch(self, request: LaunchRequest, on_launched: OnLaunched) -> list[InstanceInfo]:

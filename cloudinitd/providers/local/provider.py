@@ -15,8 +15,7 @@ import contextlib
 import logging
 import os
 import shutil
-import sys
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -56,12 +55,6 @@ SSH_PORT = 22
 _STATE_MAP = {"RUNNING": RUNNING, "STARTING": PENDING, "STOPPING": STOPPING, "ABORTING": STOPPING}
 
 
-def _default_progress(message: str) -> None:
-    log.info(message)
-    if not logging.getLogger().hasHandlers():
-        print(message, file=sys.stderr, flush=True)
-
-
 class LocalProvider(LocalImageHooks, Provider):
     kind = "local"
 
@@ -73,8 +66,6 @@ class LocalProvider(LocalImageHooks, Provider):
             self.disk_size = disk_size(cloud.options.get("disk"))
         except ValueError as exc:
             raise ProviderError(f"cloud {cloud.name!r}: disk: {exc}") from None
-        # The engine may replace this to show progress its own way.
-        self.progress: Callable[[str], None] = _default_progress
 
     # --- helpers ------------------------------------------------------------
 
@@ -193,7 +184,7 @@ class LocalProvider(LocalImageHooks, Provider):
                 on_launched(index, self._infos([existing[index]])[0])
         if not todo:
             return self._infos([existing[i] for i in request.indexes])
-        image_name, lower = lower_for(request.image, self.progress)  # built-in or saved
+        image_name, lower = lower_for(request.image, self.say)  # built-in or saved
         created: dict[int, str] = {}
         with self._lock():
             for index in todo:
@@ -252,7 +243,7 @@ class LocalProvider(LocalImageHooks, Provider):
                     # lxc-ls answers for many containers at once: ask lxc-info about this one.
                     current = lxc.state(name, self.lxcpath)
                     if current == "STOPPED":
-                        boot.restart_stopped(self.lxcpath, name, stops, self.progress)
+                        boot.restart_stopped(self.lxcpath, name, stops, self.say)
                     if current in ("STOPPED", "STARTING", "RUNNING"):
                         still.append(name)
                         continue
