@@ -42,3 +42,21 @@ def test_elapsed_time_ticks_for_running_services_and_stops_for_finished_ones():
     text = _drawn(progress, console)
     assert _row(text, "slow").endswith("7.0s")
     assert _row(text, "quick").endswith("2.0s")  # finished: its time is kept
+
+
+def test_a_finished_service_keeps_its_state_when_late_instance_lines_arrive():
+    # A dependent is skipped while its launch is still under way; the launch's own
+    # per-instance lines then arrive from the cloud thread, after "skipped".
+    clock = Clock()
+    console = Console(file=io.StringIO(), width=120, color_system=None)
+    progress = LiveProgress(console=console, clock=clock)
+    progress("web", None, "waiting", "launching 2")
+    clock.now += 1.0
+    progress("web", None, "skipped", "db failed")
+    clock.now += 1.0
+    progress("web", 0, "launched", "mem-k-1")
+    progress("web", None, "launched", "")  # the service-level line of a finished launch too
+    clock.now += 3.0
+    row = _row(_drawn(progress, console), "web")
+    assert "skipped" in row and "db failed" in row and "launched" not in row, row
+    assert row.endswith("1.0s"), row  # its time stopped when it was skipped

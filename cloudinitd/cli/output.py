@@ -112,7 +112,12 @@ class LiveProgress:
     def __call__(self, service: str, index: int | None, state: str, detail: str) -> None:
         with self._lock:
             now = self.clock()
-            since = self.rows.get(service, [None, None, now, None])[2]
+            row = self.rows.get(service)
+            if row is not None and row[3] is not None:
+                # Finished (ready, failed, skipped) is final for this command: a launch
+                # still under way when its service was skipped reports afterwards.
+                return
+            since = row[2] if row is not None else now
             label = state if index is None else f"{state} [{index}]"
             until = now if index is None and state in self.DONE else None
             self.rows[service] = [label, detail, since, until]
