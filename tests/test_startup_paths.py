@@ -117,3 +117,24 @@ def test_display_path_follows_the_current_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "other")
     assert display_path(target) == str(target.resolve())
     assert display_path("../sub/x.sh") == str(target.resolve())
+
+
+def test_a_long_template_is_scanned_each_time_and_not_kept(tmp_path):
+    # Above 64 KiB a text is parsed every time (a long-lived `serve` must not keep large
+    # trees of untrusted plans), and it is judged the same way.
+    filler = "# " + "x" * 78 + "\n"
+    script = filler * 900 + "echo {{ db.address }} {{ nosuch.x }}\n"  # ~72 KiB
+    assert len(script) > 64 * 1024
+    path = _write(tmp_path / "p", "services:\n  db: {}\n  a: {boot: step.sh.j2}\n", script)
+    kept = _parse_cached.cache_info().currsize
+    with pytest.raises(PlanErrors) as info:
+        load_plan(path)
+    assert [(e.line, e.message) for e in info.value.errors] == [
+        (901, "unknown service or variable 'nosuch'")], info.value.errors
+    assert _parse_cached.cache_info().currsize == kept  # nothing of it was kept
+    # Exactly at the limit it is still kept.
+    edge = "echo {{ db.address }}\n"
+    edge = "#" * (64 * 1024 - len(edge) - 1) + "\n" + edge
+    assert len(edge) == 64 * 1024
+    load_plan(_write(tmp_path / "edge", "services:\n  db: {}\n  a: {boot: step.sh.j2}\n", edge))
+    assert _parse_cached.cache_info().currsize == kept + 1
