@@ -21,7 +21,9 @@ from cloudinitd.remote.hostkeys import (
     fingerprint,
     fingerprint_b64,
     forget_host,
+    generate_host_key,
     known_hosts_name,
+    pin_host,
 )
 
 
@@ -110,3 +112,42 @@ def test_known_hosts_name_and_fingerprint_match_openssh(tmp_path, keys):
     out = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", str(pub)],
                          capture_output=True, text=True, check=True).stdout
     assert out.split()[1] == fingerprint(keys["ed"]) == fingerprint_b64(keys["ed"].get_base64())
+
+
+def test_generate_host_key_makes_a_fresh_ed25519_pair_openssh_reads(tmp_path):
+    private, public = generate_host_key()
+    again = generate_host_key()
+    assert private.startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+    assert public.startswith("ssh-ed25519 ") and len(public.split()) == 2
+    assert again[0] != private and again[1] != public  # fresh each time
+    path = tmp_path / "host_key"
+    path.write_text(private)
+    path.chmod(0o600)
+    derived = subprocess.run(["ssh-keygen", "-y", "-f", str(path)], capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert derived[:2] == public.split()  # the public half is the private key's
+
+
+def test_pin_host_replaces_that_hosts_pins_and_keeps_every_other(tmp_path, keys):
+    kh = tmp_path / "run" / "known_hosts"  # the folder does not exist yet
+    others = [_line(h, keys["ed"]) for h in ("10.0.0.10", "[10.0.0.1]:2222", "110.0.0.1")]
+    pin_host(kh, "10.0.0.1", 22, f"ssh-ed25519 {keys['ed'].get_base64()} made-here")
+    assert kh.read_text() == _line("10.0.0.1", keys["ed"])  # the comment is not kept
+    assert stat.S_IMODE(kh.stat().st_mode) == 0o600
+    kh.write_text("".join(others) + _line("10.0.0.1", keys["ed"])
+                  + _line("10.0.0.9,10.0.0.1", keys["ed2"]))
+    # A new instance at the same address, with the key we made for it.
+    pin_host(kh, "10.0.0.1", 22, f"{keys['ecdsa'].get_name()} {keys['ecdsa'].get_base64()}")
+    assert kh.read_text() == "".join(others) + _line("10.0.0.1", keys["ecdsa"])
+    # Only the new key is accepted from now on, whatever the type the host shows.
+    TofuPolicy(kh).missing_host_key(None, "10.0.0.1", keys["ecdsa"])
+    with pytest.raises(HostKeyChanged):
+        TofuPolicy(kh).missing_host_key(None, "10.0.0.1", keys["ed"])
+    # The same pin again changes nothing; a port other than 22 is its own host field.
+    before = kh.stat().st_ino  # a write replaces the file (temp file + rename)
+    pin_host(kh, "10.0.0.1", 22, f"{keys['ecdsa'].get_name()} {keys['ecdsa'].get_base64()}")
+    assert kh.stat().st_ino == before
+    pin_host(kh, "10.0.0.1", 2222, f"ssh-ed25519 {keys['ed2'].get_base64()}")
+    assert kh.read_text().splitlines() == [
+        _line("10.0.0.10", keys["ed"]).strip(), _line("110.0.0.1", keys["ed"]).strip(),
+        _line("10.0.0.1", keys["ecdsa"]).strip(), _line("[10.0.0.1]:2222", keys["ed2"]).strip()]
