@@ -429,3 +429,12 @@ def test_a_host_with_a_dot_or_colon_is_an_address_even_near_a_service_name(folde
           b: {host: "db:2"}
     """))
     assert (plan.services["a"].host, plan.services["b"].host) == ("db.h", "db:2")
+
+
+def test_a_field_without_a_line_of_its_own_is_placed_at_its_service(tmp_path: Path) -> None:
+    plan_file = tmp_path / "plan.yml"
+    plan_file.write_text("services:\n  db: {}\n  web:\n    env: {A: x}\n")
+    web = load_plan(plan_file).services["web"]
+    assert web.pos_of("env.A") == Pos(str(plan_file), 4)
+    # A field the plan does not give (a default): errors about it point at the service.
+    assert web.pos_of("timeout") == web.pos == Pos(str(plan_file), 3)
