@@ -152,6 +152,23 @@ def test_bad_export_files_say_where_and_why(text, message):
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize(("text", "where"), [
+    ("a=1\nb=2\nc=x\0y\n", "line 3 has a NUL byte"),
+    ("\0", "line 1 has a NUL byte"),
+    ("a=1\n\n\n\0=2", "line 4 has a NUL byte"),
+    ('{"a": "x\\u0000y"}', "key 'a' holds a NUL"),
+    ('{"k\\u0000": 1}', "key 'k\\x00' holds a NUL"),
+    ('{"a": {"b": [1, "ok", "n\\u0000"]}}', "key 'a'['b'][2] holds a NUL"),
+    ('{"a": ["ok"], "z": {"y\\u0000": 2}}', "key 'z'['y\\x00'] holds a NUL"),
+])
+def test_an_export_holding_a_nul_is_refused_where_it_is(text, where):
+    # A NUL cannot reach a script's environment or argv intact: refused, with its place.
+    with pytest.raises(ValueError) as err:
+        parse_export(text, "h:/x/export")
+    assert str(err.value).startswith("export file h:/x/export: ")
+    assert where in str(err.value), str(err.value)
+
+
 @pytest.mark.parametrize("name", ["a", "web-0", "A.b_c", "9" * 128])
 def test_safe_names(name):
     check_name("service", name, "svc", "boot")
