@@ -20,6 +20,7 @@ import pytest
 from cloudinitd.errors import RemoteError
 from cloudinitd.remote.script import (
     KILL_AFTER,
+    MAX_EXPORT,
     TAIL_LINES,
     StepLog,
     build_command,
@@ -29,6 +30,7 @@ from cloudinitd.remote.script import (
     interpreter,
     is_shell,
     parse_export,
+    parse_trailer,
     step_env,
     with_env_source,
 )
@@ -167,6 +169,34 @@ def test_an_export_holding_a_nul_is_refused_where_it_is(text, where):
         parse_export(text, "h:/x/export")
     assert str(err.value).startswith("export file h:/x/export: ")
     assert where in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    (b"", None),  # nothing yet
+    (b"0 -", None),  # the line is not complete yet
+    (b"0 -\n", (0, "-", b"")),  # no export file
+    (b"3 ?\nleft over", (3, "?", b"")),  # an export file it could not read
+    (b"-1 -\n", (-1, "-", b"")),
+    (b"0 5\nabcdefg", (0, "5", b"abcde")),  # exactly the size announced
+    (b"0 5\nabc", None),  # the rest is still coming
+    (b"0 0\n", (0, "0", b"")),
+    (b"7 %d\n" % (MAX_EXPORT + 1), (7, str(MAX_EXPORT + 1), b"")),  # too big: not sent
+    (b"0 %d\n" % MAX_EXPORT + b"x" * MAX_EXPORT, (0, str(MAX_EXPORT), b"x" * MAX_EXPORT)),
+])
+def test_a_step_trailer_is_read_as_status_state_and_export(data, expected):
+    assert parse_trailer(data) == expected
+
+
+@pytest.mark.parametrize("data", [
+    b"x -\n", b"0\n", b"0 - extra\n", b"0 abc\n", b"0 \xff\n", b"- -\n", b"\n",
+    b"0 " + b"9" * 100 + b"z\n",
+])
+def test_a_trailer_the_host_mangled_is_refused_with_its_start(data):
+    # The trailer comes from the host: anything but "STATUS -|?|SIZE" is refused.
+    with pytest.raises(ValueError) as err:
+        parse_trailer(data)
+    head = data.partition(b"\n")[0]
+    assert str(err.value) == f"unexpected step trailer {head[:80]!r}"
 
 
 @pytest.mark.parametrize("name", ["a", "web-0", "A.b_c", "9" * 128])
