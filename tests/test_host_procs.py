@@ -116,7 +116,8 @@ def test_stop_kills_what_ignores_sigterm(spawn) -> None:
 
 def test_wait_gone_sees_an_exit(spawn) -> None:
     child = spawn(sys.executable, "-c", "import sys; sys.stdin.read()", stdin=subprocess.PIPE)
-    found = procs.find(child.pid, "sys.stdin.read()")
+    # A vfork()ed child lets Popen return before exec has set up its command line.
+    found = wait_until(lambda: procs.find(child.pid, "sys.stdin.read()"), 10)
     assert found is not None
     assert not procs.wait_gone(found, 0.2)
     child.stdin.close()  # it reads EOF and exits
