@@ -12,9 +12,6 @@ from pathlib import Path
 from cloudinitd.homeshare_jail import HomeShareError
 from cloudinitd.host import ports, procs
 
-# Every process below the listener: per-connection sshd monitors (they setsid()) and
-# their sessions, which run chrooted as the shared user one level further down.
-descendants = procs.descendants
 # A live (not zombie) process has this pid.
 alive = procs.alive
 # The share's sshd accepts connections.
