@@ -14,6 +14,8 @@ Faults are data, from the cloud entry or set between steps with
 - `fail_launch: MESSAGE`: every launch raises ProviderError(MESSAGE);
 - `stall: true`: instances never reach running (wait_running times out at once);
 - `fail_terminate: MESSAGE`: terminate raises ProviderError(MESSAGE).
+`hold()` makes the next launches wait inside the cloud call until `release()`
+(a call under way when Ctrl-C comes); `held` is set once one waits.
 `lose(service, index)` makes an instance vanish, `crash(...)` puts it in error.
 Like EC2's ClientToken, a launch with a token seen before makes nothing new for
 the indexes that token already got: it reports those instances again.
@@ -66,6 +68,16 @@ class MemoryCloud:
     by_token: dict[tuple[str, int], str] = field(default_factory=dict)  # (token, index) -> id
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     lock: threading.RLock = field(default_factory=threading.RLock)
+    threads: list[str] = field(default_factory=list)  # the worker of each launch call
+    gate: threading.Event | None = None  # set: launches go on (see hold)
+    held: threading.Event = field(default_factory=threading.Event)
+
+    def hold(self) -> None:
+        self.gate = threading.Event()
+
+    def release(self) -> None:
+        if self.gate is not None:
+            self.gate.set()
 
     def live(self) -> list[InstanceInfo]:
         return [i for i in self.instances.values() if i.state in LIVE_STATES]
@@ -125,6 +137,10 @@ class MemoryProvider(Provider):
 
     def launch(self, request: LaunchRequest, on_launched: OnLaunched) -> list[InstanceInfo]:
         cloud = self.state
+        cloud.threads.append(threading.current_thread().name)
+        if cloud.gate is not None:  # an answer that takes its time (hold/release)
+            cloud.held.set()
+            cloud.gate.wait(60)
         with cloud.lock:
             if self._fault("fail_launch"):
                 raise ProviderError(f"{self.cloud.name}: {self._fault('fail_launch')}")

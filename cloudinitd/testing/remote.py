@@ -13,8 +13,12 @@ service (`web`) or per instance (`web-1`), per step (`boot`, `ready`,
                             `ready` script needs N attempts; any step whose N
                             passes the service's timeout times out
     {exports: {KEY: VALUE}} exit 0 and export these (VALUE may say {index})
+    {wait_for: [LABEL]}     first wait until calls with these labels began
+                            (`web-0.boot`; `web-0.warm` for a warm-up, see
+                            `prewarm`); fail if they do not within 10 s
 
-Every call is recorded (`calls`) with a sequence number at its start and
+Connections made ahead of need (`prewarm`) are recorded in `warmed`, apart
+from the steps. Every call is recorded (`calls`) with a sequence number at its start and
 end, so a test can check order ("db finished before web started") without
 clocks, and read the scripts and environment exactly as rendered.
 """
@@ -43,6 +47,7 @@ class Call:
     script: str = ""
     env: dict[str, str] = field(default_factory=dict)
     attempts: int = 1
+    thread: str = ""  # the worker that ran it (`ssh_0`: the converge's SSH pool)
 
     @property
     def label(self) -> str:
@@ -63,9 +68,11 @@ class FakeRemote:
                                                      (behaviour or {}).items()}
         self.calls: list[Call] = []
         self.removed_dirs: list[str] = []
+        self.warmed: list[Call] = []  # prewarm calls, in order
         self._runs: dict[tuple[str, int, str], int] = {}
         self._seq = itertools.count()
         self._lock = threading.Lock()
+        self._cond = threading.Condition()
 
     # what the data says ------------------------------------------------------
     def _spec(self, service: str, index: int, step: str) -> Any:
@@ -78,6 +85,9 @@ class FakeRemote:
                  timeout: float) -> tuple[bool, str, int, dict[str, Any]]:
         """(ok, message, ticks, exports) of this run of the step."""
         spec = self._spec(service, index, step)
+        if (isinstance(spec, Mapping) and spec.get("wait_for")
+                and not self._began(list(spec["wait_for"]))):
+            return False, f"waited in vain for {spec['wait_for']}", 1, {}
         with self._lock:
             n = self._runs.get((service, index, step), 0)
             self._runs[(service, index, step)] = n + 1
@@ -100,13 +110,20 @@ class FakeRemote:
 
     def _begin(self, service: str, index: int, step: str, script: str = "",
                env: Mapping[str, str] | None = None) -> Call:
-        call = Call(service, index, step, next(self._seq), script=script, env=dict(env or {}))
-        with self._lock:
+        call = Call(service, index, step, next(self._seq), script=script, env=dict(env or {}),
+                    thread=threading.current_thread().name)
+        with self._cond:
             self.calls.append(call)
+            self._cond.notify_all()
         return call
 
     def _end(self, call: Call, ok: bool) -> None:
         call.ok, call.end = ok, next(self._seq)
+
+    def _began(self, labels: list[str], timeout: float = 10.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: set(labels) <= {c.label for c in self.calls + self.warmed}, timeout)
 
     # the module's surface -----------------------------------------------------
     def wait_for_ssh(self, target: SshTarget, timeout: float, service: str) -> None:
@@ -141,6 +158,18 @@ class FakeRemote:
         if not ok:
             raise RemoteError(service, step, message, log_tail=message, log_path=str(log_path))
         return ticks
+
+    def prewarm(self, target: SshTarget, service: str) -> bool:
+        """Connecting ahead of need: recorded in `warmed` (not a step: not in `calls`).
+
+        Like the real one, False for a host SSH does not reach (`ssh: fail`).
+        """
+        index = _index_of(target)
+        with self._cond:
+            self.warmed.append(Call(service, index, "warm", next(self._seq),
+                                    thread=threading.current_thread().name))
+            self._cond.notify_all()
+        return self._spec(service, index, "ssh") != "fail"
 
     def reported_hostname(self, target: SshTarget, service: str) -> str | None:
         """What an existing host calls itself: its label here (nothing is contacted)."""
