@@ -17,7 +17,7 @@ from cloudinitd import api
 from cloudinitd.engine.boot import boot, start_run
 from cloudinitd.engine.context import RunContext, open_run
 from cloudinitd.engine.maintain import check, scale
-from cloudinitd.engine.outcome import InstanceOutcome, RunOutcome, ServiceOutcome
+from cloudinitd.engine.outcome import InstanceOutcome, Interrupted, RunOutcome, ServiceOutcome
 from cloudinitd.engine.terminate import terminate_run
 from cloudinitd.plan.loader import load_plan
 from cloudinitd.store import Store
@@ -112,6 +112,13 @@ def test_check_answers_per_instance_with_the_ready_log(home):
     missing = by_label["db/2"]
     assert (missing.ok, missing.state, missing.detail) == (False, "missing", "no live instance")
     assert (health.services["db"].state, health.services["web"].state) == ("unhealthy", "ready")
+    db, web = health.services["db"], health.services["web"]
+    assert (health.run, db.name, db.ok, web.name, web.ok) == ("r", "db", False, "web", True)
+    assert [i.label for i in db.instances] == ["db/0", "db/1", "db/2"]
+    # each instance as recorded: its state, cloud, id and address
+    one = by_label["db/1"]
+    assert (one.state, one.cloud) == ("running", "mem")
+    assert one.instance_id.startswith("mem-") and one.address.startswith("192.0.2.")
     assert [i.label for i in health.instances] == ["db/0", "db/1", "db/2", "web/0"]
 
 
@@ -123,10 +130,14 @@ def test_scale_and_terminate_name_what_they_removed(home):
     assert converged.ok and [i.label for i in converged.instances] == ["db/0", "web/0"]
     live = {i.instance_id for i in converged.instances}
 
+    where = {i.instance_id: (i.cloud, i.address) for i in converged.instances}
     done = terminate_run(_again(home))
     assert done.ok and done.errors == () and done.services == {}
     assert {i.instance_id for i in done.removed} == live
     assert all(i.state == "terminated" for i in done.removed)
+    # each removed instance says where it was (its cloud, its address)
+    assert {i.instance_id: (i.cloud, i.address) for i in done.removed} == where
+    assert all(cloud == "mem" and address for cloud, address in where.values())
 
 
 def test_a_cloud_that_refuses_a_terminate_is_an_error_of_the_outcome(home):
@@ -142,3 +153,43 @@ def test_the_api_hands_on_the_engines_classes():
     assert api.RunOutcome is RunOutcome and api.ServiceOutcome is ServiceOutcome
     assert api.InstanceOutcome is InstanceOutcome
     assert not (Path(api.__file__).parent / "convert.py").exists()
+
+
+def test_a_service_entry_of_json_output_keeps_its_keys():
+    inst = InstanceOutcome("db", 0, True, "running")
+    svc = ServiceOutcome("db", "failed", False, "boot", "db: boot failed", "tail", "/l.log",
+                         1.5, (inst,))
+    assert svc.as_dict() == {"name": "db", "state": "failed", "step": "boot",
+                             "error": "db: boot failed", "log_tail": "tail",
+                             "log_path": "/l.log", "seconds": 1.5}
+
+
+def test_addresses_group_live_instances_by_service_in_order():
+    a0, b0, a1 = (InstanceOutcome("a", 0, True, "running", address="10.0.0.1"),
+                  InstanceOutcome("b", 0, True, "running", address="10.0.0.2"),
+                  InstanceOutcome("a", 1, True, "running", address="10.0.0.3"))
+    assert RunOutcome("r", instances=(a0, b0, a1)).addresses() == {"a": [a0, a1], "b": [b0]}
+    assert RunOutcome("r").addresses() == {}
+
+
+def test_an_interrupt_names_its_run_and_by_default_nothing_unsettled():
+    err = Interrupted("web-1")
+    assert str(err) == "run web-1: interrupted"
+    assert (err.run, err.live, err.unsettled) == ("web-1", (), 0)
+
+
+def test_by_service_passes_extra_fields_on():
+    from cloudinitd.engine.outcome import by_service
+
+    inst = InstanceOutcome("db", 0, False, "running", detail="exit 1")
+    out = by_service("r", (inst,), bad="failed", seconds=2.5)
+    assert out.seconds == 2.5 and out.services["db"].state == "failed"
+
+
+def test_instances_of_a_service_the_plan_lost_come_last(home):
+    from cloudinitd.engine.outcome import in_order
+
+    ctx, _ = _boot(home, {})
+    items = [InstanceOutcome("gone", 0, True, "running"), InstanceOutcome("web", 0, True, "x"),
+             InstanceOutcome("db", 1, True, "x"), InstanceOutcome("db", 0, True, "x")]
+    assert [i.label for i in in_order(ctx, items)] == ["db/0", "db/1", "web/0", "gone/0"]
