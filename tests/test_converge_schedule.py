@@ -9,7 +9,6 @@ must overlap another waits for it (`wait_for`) and fails if it never comes.
 
 from __future__ import annotations
 
-import _thread
 import json
 import os
 import resource
@@ -476,22 +475,25 @@ def test_a_second_ctrl_c_stops_waiting_for_the_cloud(tmp_path, home, monkeypatch
                         before_interrupt=lambda: cloud.held.wait(10))
     ctx = _ctx(tmp_path, home, {"db": {"boot": "boot.sh"}}, progress=progress)
     conv = Converger(ctx)
-    settling = threading.Event()
+    asked = []
     unanswered = conv._unanswered
 
-    def watched():
-        settling.set()
+    def watched():  # what settling asks again and again until the cloud answers
+        asked.append(1)
+        if len(asked) == 2:
+            raise KeyboardInterrupt  # the second Ctrl-C, while it waits
         return unanswered()
 
     conv._unanswered = watched
-    helper = threading.Thread(target=lambda: settling.wait(10) and _thread.interrupt_main())
-    helper.start()
     try:
         with pytest.raises(Interrupted) as err:
-            conv.run()
+            try:
+                conv.run()
+            except KeyboardInterrupt:
+                pytest.fail("the second Ctrl-C escaped the converge")
     finally:
-        helper.join()
         cloud.release()
+    assert len(asked) == 3  # asked once more after the second Ctrl-C, to count
     assert err.value.unsettled == 1  # it stopped waiting: the launch is still under way
 
 
