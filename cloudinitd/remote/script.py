@@ -294,6 +294,12 @@ class StepLog:
         if len(self.recent) > 32768:
             del self.recent[:-16384]
 
+    def remember(self, data: bytes) -> None:
+        """Output not written to the file (past its limit) still makes the tail."""
+        self.recent += data
+        if len(self.recent) > 32768:
+            del self.recent[:-16384]
+
     def note(self, text: str) -> None:
         self.f.write(f"--- {text} ---\n".encode())
 

@@ -39,6 +39,11 @@ from cloudinitd.remote.hostkeys import (
 PROBE = 'printf "%s\\n" "${HOME:-$(pwd)}"; hostname 2>/dev/null || uname -n 2>/dev/null || true'
 
 
+# Output of a helper command (the probe, a cleanup): a few lines. More means the
+# host (a login script, a flood) is not answering the command.
+MAX_HELPER_OUTPUT = 1024 * 1024
+
+
 class ProbeFailed(OSError):
     """The probe ran but did not answer as a POSIX shell does (retried like a refusal)."""
 
@@ -202,6 +207,9 @@ class Session:
                 if not data:
                     break
                 out += data
+                if len(out) > MAX_HELPER_OUTPUT:  # a helper's answer is a few lines
+                    raise ProbeFailed(f"more than {MAX_HELPER_OUTPUT} bytes of output from"
+                                      f" {command.split()[0][:40]!r}")
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"command still running after {timeout:g}s")
             if not chan.status_event.wait(timeout):
