@@ -25,6 +25,7 @@ from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 
 from cloudinitd.errors import RemoteError
+from cloudinitd.plan.limits import MAX_KEY_BYTES, file_problem
 from cloudinitd.remote import hostkeys
 from cloudinitd.remote.hostkeys import (
     HostKeyChanged,
@@ -142,6 +143,12 @@ class Session:
     def open(self, service: str, connect_timeout: float = 10.0) -> None:
         """Connect; a changed host key becomes a RemoteError, other failures propagate."""
         name = known_hosts_name(self.target.address, self.target.port)
+        # paramiko reads the key file whole and blocks on a FIFO: a key named by a
+        # plan is checked first (the loader did too, but the file may have changed
+        # or not have existed then). Not transient: waiting would not mend it.
+        problem = file_problem(self.target.key_path, MAX_KEY_BYTES)
+        if problem:
+            raise RemoteError(service, "ssh", f"ssh key {self.target.key_path} {problem}")
         self.conn.connect_timeout = max(1, int(round(connect_timeout)))
         try:
             self.conn.open()
