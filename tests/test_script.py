@@ -317,6 +317,15 @@ def test_step_log_keeps_memory_bounded(tmp_path):
     assert os.path.getsize(tmp_path / "deep" / "er" / "x.log") == 40 * 1001 + 5
 
 
+def test_step_log_remembers_output_it_does_not_store(tmp_path):
+    log = StepLog(tmp_path / "x.log")
+    log.write(b"stored\n")
+    log.remember(b"only in the tail\n")
+    assert log.tail() == "stored\nonly in the tail"
+    log.close()
+    assert (tmp_path / "x.log").read_bytes() == b"stored\n"
+
+
 def test_step_log_tail_spans_writes_and_keeps_32k_whole(tmp_path):
     log = StepLog(tmp_path / "x.log")
     log.write(b"first\n")

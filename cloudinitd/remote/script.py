@@ -290,12 +290,10 @@ class StepLog:
 
     def write(self, data: bytes) -> None:
         self.f.write(data)
-        self.recent += data
-        if len(self.recent) > 32768:
-            del self.recent[:-16384]
+        self.remember(data)
 
     def remember(self, data: bytes) -> None:
-        """Output not written to the file (past its limit) still makes the tail."""
+        """Keep `data` for the tail only (output past the file's limit comes here too)."""
         self.recent += data
         if len(self.recent) > 32768:
             del self.recent[:-16384]
