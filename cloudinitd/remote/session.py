@@ -13,7 +13,6 @@ its known_hosts), never on the machine it happens to be driven from.
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from invoke.exceptions import CommandTimedOut
 
 from cloudinitd.errors import RemoteError
 from cloudinitd.plan.limits import MAX_KEY_BYTES, file_problem
-from cloudinitd.remote import hostkeys
+from cloudinitd.remote import hostkeys, tcp
 from cloudinitd.remote.hostkeys import (
     HostKeyChanged,
     TofuPolicy,
@@ -156,6 +155,10 @@ class Session:
             raise RemoteError(service, "ssh", f"ssh key {self.target.key_path} {problem}")
         self.conn.connect_timeout = max(1, int(round(connect_timeout)))
         try:
+            # Our own socket: no Nagle from the first byte, acknowledgements at once
+            # (remote/tcp.py). A new one per attempt; closing the session closes it.
+            self.conn.connect_kwargs["sock"] = tcp.connect(
+                self.target.address, self.target.port, self.conn.connect_timeout)
             self.conn.open()
         except HostKeyChanged as e:
             self.close()
@@ -170,13 +173,6 @@ class Session:
             raise
         # Keepalives notice a vanished VM instead of hanging on a dead socket.
         self.transport.set_keepalive(15)
-        # paramiko leaves Nagle on; a small request sent right after another
-        # (a channel close, then an SFTP open) then waits ~40 ms for the peer's
-        # delayed ACK. OpenSSH's own client sets TCP_NODELAY for the same reason.
-        sock = self.transport.sock
-        if isinstance(sock, socket.socket):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     @property
     def alive(self) -> bool:
