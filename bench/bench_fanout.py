@@ -139,15 +139,23 @@ def timed(argv: list[str], env: dict[str, str] | None = None,
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, env=env, cwd=cwd)
-    peak = 0
+    peaks = [0]
     out: list[bytes] = []
     reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)
     reader.start()
-    while proc.poll() is None:
-        peak = max(peak, _pss_kb(_tree(proc.pid)))
-        time.sleep(0.05)
-    reader.join()
+
+    def sample() -> None:  # beside the wait: the end is seen at once, not at the next sample
+        while proc.poll() is None:
+            peaks[0] = max(peaks[0], _pss_kb(_tree(proc.pid)))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    proc.wait()
     seconds = time.monotonic() - t0
+    sampler.join()
+    reader.join()
+    peak = peaks[0]
     cpu = _children_cpu() - cpu0
     text = b"".join(out).decode(errors="replace")
     if proc.returncode != 0:

@@ -10,30 +10,39 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+import shutil
 import stat
 import subprocess
+import tempfile
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from cloudinitd.errors import RemoteError
 from cloudinitd.remote.script import (
+    ENV_STRING_MAX,
     KILL_AFTER,
     MAX_EXPORT,
+    PREP_FAILED,
     TAIL_LINES,
     StepLog,
     build_command,
     check_env,
+    check_inputs,
     check_name,
     env_file,
     interpreter,
     is_shell,
+    oneshot_command,
     parse_export,
     parse_trailer,
     step_env,
     with_env_source,
 )
+from tests.support.sshd import SUDO_USER, ensure_sudo_user
 
 HOSTILE = ["$(touch pwned)", "`touch pwned`", "a;touch pwned", "a|touch pwned", ">pwned",
            "*", "a b\tc", "'\"\\", "line1\nline2", "$HOME", "-n", ""]
@@ -107,6 +116,66 @@ def test_bad_environment_names_are_refused(key):
         check_env({"OK_1": "x", key: "v"})
 
 
+@pytest.mark.parametrize(("argv", "shell"), [
+    (["sh"], True), (["/bin/bash", "-e"], True), (["busybox"], True),
+    (["/usr/bin/env", "bash"], True), (["env", "/bin/sh"], True),
+    (["/usr/bin/env", "-S", "dash", "-x"], True),  # options of env are skipped
+    (["/usr/bin/env", "A=1", "-i", "zsh"], True),  # and so are its assignments
+    (["/usr/bin/env", "python3"], False), (["/usr/bin/env"], False),
+    (["/usr/bin/env", "-i", "A=sh"], False), (["/usr/bin/python3"], False),
+    (["/usr/bin/perl", "-w"], False), (["/opt/ENV", "sh"], False), (["/bin/envy", "sh"], False),
+])
+def test_shell_interpreters_are_recognised(argv, shell):
+    # A shell sources its env file itself; any other interpreter is started by `sh`.
+    assert is_shell(argv) is shell
+
+
+def test_a_command_for_the_oneshot_leaves_the_export_to_it(tmp_path):
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "export").write_text("fresh=1\n")  # the one-shot command cleared the old one
+    cmd = build_command(str(work), "/dev/null", ["sh"], "/dev/null", 5, sudo=False,
+                        clear_export=False)
+    subprocess.run(["sh", "-c", cmd], check=True, capture_output=True, timeout=30)
+    assert (work / "export").read_text() == "fresh=1\n"
+    assert "rm" not in cmd  # one program less to start on the host
+
+
+# Linux refuses an environment string (`KEY=value`) of ENV_STRING_MAX bytes or more.
+EDGE = ENV_STRING_MAX - len("K=") - 1  # the longest value of K (in bytes) that still fits
+
+
+@pytest.mark.parametrize(("value", "exported"), [
+    ("it's $HOME `x`", True),
+    ("y" * EDGE, True),
+    ("y" * (EDGE + 1), False),
+    ("é" * (EDGE // 2), True),  # counted in bytes, not characters
+    ("é" * (EDGE // 2 + 1), False),
+])
+def test_env_file_exports_what_a_program_can_hold(value, exported):
+    line = f"K={shlex.quote(value)}\n"
+    assert env_file({"K": value}, shell=True) == ("export " if exported else "") + line
+    if exported:
+        assert env_file({"K": value}, shell=False) == "export " + line
+        return
+    # Only a shell can take it, as a variable of its own; any other interpreter is refused.
+    with pytest.raises(ValueError) as err:
+        env_file({"K": value}, shell=False)
+    assert str(err.value) == (
+        f"env value K is {len(value.encode())} bytes: a program's environment holds at most"
+        " 128 KiB per variable; a shell script (#!/bin/sh) receives it as a shell variable")
+
+
+def test_a_value_too_large_to_export_reaches_the_script_but_not_its_children(tmp_path):
+    big = "y" * (EDGE + 1)
+    script = ('printf "%s %s" "${#BIG}" "$SMALL" > mine\n'
+              'sh -c \'printf "%s %s" "${#BIG}" "$SMALL"\' > child\n')
+    work, _, proc = _run(tmp_path, {"BIG": big, "SMALL": "s m"}, script=script)
+    assert proc.returncode == 0, proc.stdout
+    assert (work / "mine").read_text() == f"{len(big)} s m"
+    assert (work / "child").read_text() == "0 s m"
+
+
 def test_step_env_sets_the_cloudinitd_names_last():
     env = step_env("r", "svc", 3, "boot", "/x/export", {"A": 1, "CLOUDINITD_RUN": "forged"})
     assert env == {"A": "1", "CLOUDINITD_RUN": "r", "CLOUDINITD_SERVICE": "svc",
@@ -162,6 +231,8 @@ def test_bad_export_files_say_where_and_why(text, message):
     ('{"k\\u0000": 1}', "key 'k\\x00' holds a NUL"),
     ('{"a": {"b": [1, "ok", "n\\u0000"]}}', "key 'a'['b'][2] holds a NUL"),
     ('{"a": ["ok"], "z": {"y\\u0000": 2}}', "key 'z'['y\\x00'] holds a NUL"),
+    ("\n\0", "line 2 has a NUL byte"),  # counted from the first character
+    ("a\0\nb\0", "line 1 has a NUL byte"),  # the first NUL, not the last
 ])
 def test_an_export_holding_a_nul_is_refused_where_it_is(text, where):
     # A NUL cannot reach a script's environment or argv intact: refused, with its place.
@@ -169,6 +240,8 @@ def test_an_export_holding_a_nul_is_refused_where_it_is(text, where):
         parse_export(text, "h:/x/export")
     assert str(err.value).startswith("export file h:/x/export: ")
     assert where in str(err.value), str(err.value)
+    assert str(err.value).endswith(
+        "; exported values are text that scripts and environments can hold")
 
 
 @pytest.mark.parametrize(("data", "expected"), [
@@ -190,6 +263,8 @@ def test_a_step_trailer_is_read_as_status_state_and_export(data, expected):
 @pytest.mark.parametrize("data", [
     b"x -\n", b"0\n", b"0 - extra\n", b"0 abc\n", b"0 \xff\n", b"- -\n", b"\n",
     b"0 " + b"9" * 100 + b"z\n",
+    b"X1 -\n", b"-X1 -\n",  # only a minus sign may come before the digits
+    b"x" * 100 + b" -\n",  # quoted up to its 80th byte
 ])
 def test_a_trailer_the_host_mangled_is_refused_with_its_start(data):
     # The trailer comes from the host: anything but "STATUS -|?|SIZE" is refused.
@@ -242,6 +317,15 @@ def test_step_log_keeps_memory_bounded(tmp_path):
     assert os.path.getsize(tmp_path / "deep" / "er" / "x.log") == 40 * 1001 + 5
 
 
+def test_step_log_remembers_output_it_does_not_store(tmp_path):
+    log = StepLog(tmp_path / "x.log")
+    log.write(b"stored\n")
+    log.remember(b"only in the tail\n")
+    assert log.tail() == "stored\nonly in the tail"
+    log.close()
+    assert (tmp_path / "x.log").read_bytes() == b"stored\n"
+
+
 def test_step_log_tail_spans_writes_and_keeps_32k_whole(tmp_path):
     log = StepLog(tmp_path / "x.log")
     log.write(b"first\n")
@@ -254,6 +338,14 @@ def test_step_log_tail_spans_writes_and_keeps_32k_whole(tmp_path):
     log.write(b"".join(lines))
     assert len(b"".join(lines)) == 32768
     assert log.tail() == b"".join(lines).decode().rstrip("\n")
+    log.close()
+    # One byte more: only the last 16 KiB are kept, so the tail starts inside a line.
+    log = StepLog(tmp_path / "z.log")
+    data = b"".join(lines) + b"!"
+    log.write(data)
+    kept = data[-16384:].decode()
+    assert log.tail() == "\n".join(kept.splitlines()[-TAIL_LINES:])
+    assert len(log.tail().splitlines()) < TAIL_LINES  # the lines before the cut are gone
     log.close()
 
 
@@ -281,3 +373,150 @@ def test_step_log_bounds_one_huge_write_and_survives_bad_utf8(tmp_path):
     assert len(log.recent) <= 32768
     assert log.tail().endswith("\ufffd\ufffd not utf-8")
     log.close()
+
+
+@pytest.mark.parametrize(("script", "line"), [
+    ("\0", 1), ("echo a\n\necho \0b\n", 3), ("\n\0", 2), ("a\0\nb\0\n", 1),
+])
+def test_a_script_holding_a_nul_is_refused_before_connecting(script, line):
+    with pytest.raises(RemoteError) as err:
+        check_inputs(script, {"A": "1"}, "svc", "ready")
+    assert str(err.value) == (f"svc: ready failed: the rendered ready script has a NUL byte"
+                              f" on line {line}; a shell would silently drop it")
+    assert (err.value.service, err.value.step) == ("svc", "ready")
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"OK": "1", "A B": "1"}, "invalid environment variable name 'A B'"),
+    ({"A": "ab\0c\0"}, "env value A contains a NUL byte (at character 2), which no"
+                        " environment or shell can hold"),
+])
+def test_an_env_no_host_can_hold_is_refused_before_connecting(env, message):
+    with pytest.raises(RemoteError) as err:
+        check_inputs("echo ok\n", env, "svc", "boot")
+    assert str(err.value) == f"svc: boot failed: {message}"
+    assert (err.value.service, err.value.step) == ("svc", "boot")
+    with pytest.raises(ValueError) as err:
+        check_env(env)
+    assert str(err.value) == message
+
+
+def test_inputs_a_host_can_run_pass():
+    assert check_inputs("echo ok\n# no NUL here\n", {"A": "x y", "_B": "", "c1": "\n"},
+                        "svc", "boot") is None
+
+
+# --- the one-shot channel: folder, env file, script, run and export in one command ----
+
+
+def _oneshot(work, script, env=None, prepare=None):
+    """Run the one-shot command the way steps.py builds it, with its stdin, in a real sh."""
+    env_path, script_path = f"{work}/boot.env", f"{work}/boot.script"
+    env_bytes = env_file(step_env("r1", "svc", 0, "boot", f"{work}/export", env or {}),
+                         True).encode()
+    body = with_env_source(script, env_path).encode()
+    run = build_command(str(work), script_path, ["sh"], env_path, 5, sudo=False,
+                        clear_export=False)
+    cmd = oneshot_command(str(work), "boot", len(env_bytes), run, sudo=False)
+    return subprocess.run(["sh", "-c", cmd], input=env_bytes + body, capture_output=True,
+                          cwd="/", timeout=30)
+
+
+def test_oneshot_writes_private_files_runs_the_step_and_sends_the_export_after(tmp_path):
+    work = tmp_path / "runs $(touch pwned)" / "svc-0"
+    hostile = {f"V{i}": v for i, v in enumerate(HOSTILE)}
+    script = ("printf '%s\\0' " + " ".join(f'"$V{i}"' for i in range(len(HOSTILE)))
+              + ' > seen\necho out; echo err >&2\nprintf \'a=1\\nb=$(x)\\n\' > "$CLOUDINITD_EXPORT"'
+              "\nexit 3\n")
+    proc = _oneshot(work, script, hostile)
+    assert proc.returncode == 3
+    assert proc.stdout == b"out\nerr\n"  # the step's output, stderr joined
+    # The trailer: status, size, then exactly the export file's bytes.
+    assert proc.stderr == b"3 11\na=1\nb=$(x)\n"
+    assert parse_trailer(proc.stderr) == (3, "11", b"a=1\nb=$(x)\n")
+    assert (work / "seen").read_bytes().split(b"\0")[:-1] == [v.encode() for v in HOSTILE]
+    assert not list(tmp_path.rglob("pwned"))
+    # The env file ends where the announced byte count says; the script is the rest.
+    assert (work / "boot.env").read_text().endswith("CLOUDINITD_EXPORT=" +
+                                                   shlex.quote(f"{work}/export") + "\n")
+    assert (work / "boot.script").read_text() == with_env_source(script, f"{work}/boot.env")
+    assert stat.S_IMODE(work.stat().st_mode) == 0o700
+    for name in ("boot.env", "boot.script", "export", "pid"):
+        assert stat.S_IMODE((work / name).stat().st_mode) == 0o600, name
+
+
+def test_oneshot_without_an_export_says_so_and_drops_an_earlier_one(tmp_path):
+    work = tmp_path / "svc-0"
+    work.mkdir()
+    (work / "export").write_text("stale=1\n")  # left by the previous step
+    proc = _oneshot(work, "echo hi\n")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"hi\n", b"0 -\n")
+
+
+def test_oneshot_does_not_send_an_export_over_the_limit(tmp_path):
+    work = tmp_path / "svc-0"
+    proc = _oneshot(work, f'head -c {MAX_EXPORT + 1} /dev/zero | tr "\\0" x > export\n')
+    assert (proc.returncode, proc.stderr) == (0, b"0 %d\n" % (MAX_EXPORT + 1))
+    proc = _oneshot(work, f'head -c {MAX_EXPORT} /dev/zero | tr "\\0" x > export\n')
+    assert proc.stderr == b"0 %d\n" % MAX_EXPORT + b"x" * MAX_EXPORT
+
+
+def test_oneshot_replaces_links_left_in_the_folder_without_following_them(tmp_path):
+    work = tmp_path / "svc-0"
+    work.mkdir(mode=0o755)
+    outside = tmp_path / "outside"
+    outside.write_text("keep\n")
+    for name in ("boot.env", "boot.script", "export", ".export"):
+        (work / name).symlink_to(outside)
+    proc = _oneshot(work, "echo hi\n")
+    assert (proc.returncode, proc.stderr) == (0, b"0 -\n")
+    assert outside.read_text() == "keep\n"
+    assert not (work / ".export").exists() and not (work / "export").is_symlink()
+    assert not (work / "boot.env").is_symlink() and not (work / "boot.script").is_symlink()
+
+
+def test_oneshot_that_cannot_make_its_folder_exits_with_prep_failed(tmp_path):
+    (tmp_path / "file").write_text("")
+    work = tmp_path / "file" / "svc-0"  # under a regular file: mkdir fails
+    proc = _oneshot(work, "touch ran\n")
+    assert proc.returncode == PREP_FAILED
+    assert b"file" in proc.stdout and proc.stderr == b""  # the reason, on the output
+    assert not (tmp_path / "ran").exists()
+
+
+@pytest.fixture
+def sudo_user_dir():
+    """A folder the password-less sudo user (tests/support/sshd.py) owns, outside root's
+    private pytest folders, which that user could not enter."""
+    if os.geteuid() != 0:
+        pytest.fail("running a command as the sudo test user needs root", pytrace=False)
+    ensure_sudo_user()
+    base = Path(tempfile.mkdtemp(prefix="cid-oneshot-"))
+    try:
+        base.chmod(0o755)
+        work = base / "svc-0"
+        work.mkdir()
+        shutil.chown(work, SUDO_USER, SUDO_USER)
+        yield work
+    finally:
+        shutil.rmtree(base)
+
+
+@pytest.mark.parametrize(("sudo", "trailer"), [
+    (True, b"0 4\na=1\n"),  # root's 0600 export comes back through `sudo -n cat`
+    (False, b"0 ?\n"),  # without sudo an unreadable export is reported, not read
+])
+def test_oneshot_as_a_login_user_reads_the_export_through_sudo_only_when_asked(
+        sudo_user_dir, sudo, trailer):
+    work = sudo_user_dir
+    script = 'printf "a=1\\n" > "$CLOUDINITD_EXPORT"\nchmod 000 export\necho "$(id -un)"\n'
+    env_path, script_path = f"{work}/boot.env", f"{work}/boot.script"
+    env_bytes = env_file(step_env("r1", "svc", 0, "boot", f"{work}/export", {}), True).encode()
+    run = build_command(str(work), script_path, ["sh"], env_path, 5, sudo=sudo,
+                        clear_export=False)
+    cmd = oneshot_command(str(work), "boot", len(env_bytes), run, sudo=sudo)
+    proc = subprocess.run(["sh", "-c", cmd], input=env_bytes + with_env_source(script, env_path)
+                          .encode(), capture_output=True, cwd="/", user=SUDO_USER, timeout=30)
+    assert (proc.returncode, proc.stderr) == (0, trailer), proc.stdout
+    assert proc.stdout.decode().strip() == ("root" if sudo else SUDO_USER)
+    assert not (work / ".export").exists()  # the copy read through sudo is gone

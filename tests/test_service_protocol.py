@@ -241,3 +241,22 @@ def test_describe_groups_xml_parses_with_the_service_model():
             for i in g["Instances"]] == [("i-1", "b", "InService", "Healthy"),
                                          ("i-2", "a", "InService", "Unhealthy")]
     assert g["Tags"][0]["Key"] == "clouds"
+
+
+@pytest.mark.parametrize(("header", "value", "answer"), [
+    # hmac.compare_digest raises TypeError on a str with non-ASCII characters
+    ("X-Amz-Content-Sha256", "\x80" * 64, ("SignatureDoesNotMatch", 403)),
+    ("Authorization", None, ("IncompleteSignature", 400)),  # a signature is hex digits
+    ("Host", "[", ("SignatureDoesNotMatch", 403)),  # urlsplit: "Invalid IPv6 URL"
+])
+def test_a_header_that_breaks_the_check_is_a_refusal_not_a_crash(header, value, answer):
+    """Each answered 500 InternalFailure with a logged traceback (found by
+    tests/test_fuzz_service.py)."""
+    headers, at = signed()
+    if header == "Authorization":
+        headers = [(k, v[:-1] + "\x80" if k == header else v) for k, v in headers]
+    else:
+        headers = [(k, v) for k, v in headers if k != header] + [(header, value)]
+    with pytest.raises(ApiError) as err:
+        verify(headers, now=at)
+    assert code_of(err) == answer

@@ -10,6 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cloudinitd.errors import PlanError, PlanErrors
 from cloudinitd.plan.loader import load_plan
@@ -348,6 +350,20 @@ def test_values_without_spaces_reach_sh_as_one_literal_word(plan, value, tmp_pat
     assert out.stdout == f"[{value}]\n"  # one word, exactly the value
     # `>f` neither created nor truncated a file.
     assert {p.name: p.read_text() for p in tmp_path.iterdir()} == before
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\0"),
+                     max_size=40))
+def test_any_value_reaches_sh_as_one_literal_word(plan, value, tmp_path):
+    """The tables above, for any text (hypothesis): quoting depends on no character class."""
+    text = render_script(
+        inline(plan, "printf '[%s]' {{ vars.x }}\n"), plan=replace(plan, vars={"x": value}),
+        run="r1", service="compute", index=0, world=placeholder_world(plan))
+    out = subprocess.run(["/bin/sh", "-c", text], capture_output=True, cwd=tmp_path,
+                         env={"PATH": "/nonexistent", "HOME": "/home-dir"}, check=True)
+    assert out.stdout == f"[{value}]".encode()
 
 
 ESCAPE_PAYLOADS = [

@@ -18,12 +18,6 @@ from cloudinitd import remote as remote_module
 from cloudinitd.catalog import load_catalog
 from cloudinitd.errors import PlanError
 from cloudinitd.graph import context_uses
-from cloudinitd.homeshare import (
-    HomeShare,
-    default_home_dir,
-    ensure_home_share,
-    recorded_home_share,
-)
 from cloudinitd.keys import ensure_run_keypair
 from cloudinitd.plan.loader import load_plan
 from cloudinitd.plan.model import CloudSpec, Plan, ServiceSpec
@@ -161,12 +155,14 @@ class RunContext:
         with self._lock:
             if self._home is not None:
                 return self._home
+        from cloudinitd.homeshare import recorded_home_share  # see start_home_share
+
         recorded = recorded_home_share(self.run_dir)
         if recorded is None:
             return placeholder_extra()["home"]
         return self._home_view(recorded)
 
-    def _home_view(self, share: HomeShare) -> dict[str, Any]:
+    def _home_view(self, share: Any) -> dict[str, Any]:  # a homeshare.HomeShare
         view = asdict(share)
         if self.plan.vars.get("home_host"):
             view["host"] = str(self.plan.vars["home_host"])
@@ -181,6 +177,10 @@ class RunContext:
         bridge), unless `vars.home_listen` says otherwise; `vars.home_host` is
         the address instances use when that differs (NAT, a public address).
         """
+        # Imported here: only plans that use `home` need the share (and psutil, which
+        # watches its process): -5 to 10 ms and ~1.5 MB for every other boot.
+        from cloudinitd.homeshare import default_home_dir, ensure_home_share
+
         with self._lock:
             if self._home is None:
                 v = self.plan.vars

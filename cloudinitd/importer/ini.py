@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloudinitd.errors import PlanError
+from cloudinitd.plan.limits import MAX_PLAN_BYTES, file_problem
 
 _HEADER = re.compile(r"^\[([^\]]+)\]")
 _KEY = re.compile(r"^([^\s:=#;][^:=]*?)\s*[:=]")
@@ -89,11 +90,20 @@ def _scan_lines(text: str) -> dict[tuple[str, str | None], int]:
 
 def read_ini(path: Path, what: str, referenced_at: str | None = None) -> IniFile:
     """Parse `path`; a missing or malformed file is a PlanError naming where it was named."""
+    where = f" (named at {referenced_at})" if referenced_at else ""
+    # Checked before it is opened (a FIFO would block, /dev/zero never ends).
+    problem = file_problem(path, MAX_PLAN_BYTES)
+    if problem:
+        raise PlanError(f"cannot read {what}{where}: it {problem}", str(path))
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        with open(path, "rb") as f:  # bounded again: the file may have grown since
+            data = f.read(MAX_PLAN_BYTES + 1)
     except OSError as e:
-        where = f" (named at {referenced_at})" if referenced_at else ""
         raise PlanError(f"cannot read {what}{where}: {e.strerror}", str(path)) from None
+    if len(data) > MAX_PLAN_BYTES:
+        raise PlanError(f"cannot read {what}{where}: it is larger than the limit of"
+                        f" {MAX_PLAN_BYTES // 1024} KiB", str(path))
+    text = data.decode("utf-8", errors="replace")
     parser = configparser.ConfigParser(
         interpolation=_Py2Interpolation(), strict=False, inline_comment_prefixes=(";",),
         empty_lines_in_values=False, default_section="DEFAULT")

@@ -19,6 +19,14 @@ from pathlib import Path
 
 from cloudinitd.errors import PlanError
 from cloudinitd.importer.ini import IniFile, read_ini
+from cloudinitd.plan.bundles import MAX_BUNDLE_BYTES
+from cloudinitd.plan.limits import (
+    MAX_KEY_BYTES,
+    MAX_PLAN_BYTES,
+    MAX_SCRIPT_BYTES,
+    NOT_FOUND,
+    file_problem,
+)
 
 CLOUD_KEYS = ("iaas", "iaas_url", "iaas_key", "iaas_secret", "sshkeyname", "localsshkeypath",
               "ssh_username", "scp_username", "securitygroups")
@@ -136,13 +144,17 @@ class _Reader:
             except ValueError:
                 raise PlanError(f"[runlevels] {key}: level keys are `level` and a number",
                                 str(top.path), top.line("runlevels", key)) from None
-            ordered.append((order, key, (top.path.parent / os.path.expanduser(text)).resolve()))
+            path = _resolved(top.path.parent, text, top.where("runlevels", key), key)
+            ordered.append((order, key, path))
         ordered.sort()
         for position, (_, key, path) in enumerate(ordered):
             names: list[str] = []
-            if not path.exists():
+            problem = file_problem(path, MAX_PLAN_BYTES)
+            if problem == NOT_FOUND:
                 plan.note(top.where("runlevels", key), f"level file {path} is missing:"
                           " an empty level (as the original did)")
+            elif problem:
+                raise _at(top.where("runlevels", key), f"{key}: level file {path} {problem}")
             else:
                 ini = read_ini(path, "level file", top.where("runlevels", key))
                 for section in ini.sections():
@@ -204,12 +216,35 @@ class _Reader:
         return name
 
     def path(self, svc: OrigService, key: str, v: Value) -> Path:
-        path = (svc.level_file.parent / os.path.expanduser(v.text.strip())).resolve()
-        if not path.exists():
-            file, _, line = v.where.rpartition(":")
-            raise PlanError(f"{key}: file {path} does not exist", file or v.where,
-                            int(line) if line.isdigit() else None)
+        path = _resolved(svc.level_file.parent, v.text.strip(), v.where, key)
+        problem = file_problem(path, PATH_LIMITS.get(key, MAX_PLAN_BYTES))
+        if problem == NOT_FOUND:
+            raise _at(v.where, f"{key}: file {path} does not exist")
+        if problem:
+            raise _at(v.where, f"{key}: file {path} {problem}")
         return path
+
+
+# How big a file each key may name: programs ship as the new format's bundles do,
+# a bootconf is rendered into a script, a key is an SSH key; deps and level files
+# are plan text.
+PATH_LIMITS = {"bootpgm": MAX_BUNDLE_BYTES, "readypgm": MAX_BUNDLE_BYTES,
+               "terminatepgm": MAX_BUNDLE_BYTES, "bootconf": MAX_SCRIPT_BYTES,
+               "localsshkeypath": MAX_KEY_BYTES}
+
+
+def _at(where: str, message: str) -> PlanError:
+    file, _, line = where.rpartition(":")
+    return PlanError(message, file or where, int(line) if line.isdigit() else None)
+
+
+def _resolved(folder: Path, text: str, where: str, key: str) -> Path:
+    """`text` (a file name from a .conf) as an absolute path; a name no file system
+    takes (a NUL byte, a loop of links) is a PlanError at `where`."""
+    try:
+        return (folder / os.path.expanduser(text)).resolve()
+    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: a loop of links
+        raise _at(where, f"{key}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def read_original(top: Path, environ: Mapping[str, str] | None = None,

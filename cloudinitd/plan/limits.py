@@ -8,6 +8,8 @@ parsed or expanded: file sizes here, nesting and alias expansion in
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,8 @@ from cloudinitd.settings import settings
 
 MAX_PLAN_BYTES = 256 * 1024
 MAX_SCRIPT_BYTES = 512 * 1024
+# An SSH private key file: OpenSSH's largest (RSA, 16384 bits) is ~13 KiB.
+MAX_KEY_BYTES = 64 * 1024
 MAX_INSTANCES_PER_SERVICE = 1000
 MAX_INSTANCES_PER_RUN = 2000
 # Raises both instance limits for every command (`--max-instances` does it for one).
@@ -54,6 +58,32 @@ def _decode_error(data: bytes, exc: UnicodeDecodeError, file: str) -> PlanError:
     return PlanError(
         f"not UTF-8: byte 0x{data[start]:02x} at line {line}, column {column}", file, line
     )
+
+
+NOT_FOUND = "not found"
+
+
+def file_problem(path: Path, max_bytes: int | None = None) -> str | None:
+    """Why `path` cannot serve as one of a plan's files, or None (a regular file).
+
+    From its metadata only, before anything opens it: opening a FIFO waits for
+    a writer, a device may act on being opened and /dev/zero never ends, and a
+    name the file system refuses (too long, a loop of links, a NUL byte) is an
+    answer here, not a traceback. `NOT_FOUND` when nothing is there.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return NOT_FOUND
+    except (OSError, ValueError) as exc:
+        return f"cannot be used: {getattr(exc, 'strerror', None) or exc}"
+    if stat.S_ISDIR(info.st_mode):
+        return "is a folder, not a file"
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file"
+    if max_bytes is not None and info.st_size > max_bytes:
+        return f"is larger than the limit of {max_bytes // 1024} KiB"
+    return None
 
 
 def read_text(path: Path, limit: int, file: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from cloudinitd import kinds
 from cloudinitd.errors import PlanError
 from cloudinitd.plan.inventory import from_file, from_list
-from cloudinitd.plan.limits import Limits
+from cloudinitd.plan.limits import Limits, file_problem
 from cloudinitd.plan.model import LOCAL_ADDRESS, CloudPlacement, CloudSpec, Pos, ServiceSpec
 from cloudinitd.plan.schema import did_you_mean
 from cloudinitd.plan.yamlpos import PosDict, PosList
@@ -85,8 +85,9 @@ class PlacementMixin:
             if isinstance(given, dict):
                 path = Path(given["file"]).expanduser()
                 path = path if path.is_absolute() else self.path.parent / path
-                if not path.is_file():
-                    self.error(f"service {name!r}: hosts file {given['file']!r} not found", line)
+                problem = file_problem(path)  # its size: from_file (read_text)
+                if problem:
+                    self.error(f"service {name!r}: hosts file {given['file']!r} {problem}", line)
                     return
                 hosts = from_file(path, given.get("group"), self.limits.plan_bytes)
             else:

@@ -22,6 +22,7 @@ from cloudinitd.plan.autoscale import parse_autoscale
 from cloudinitd.plan.bundles import BundleError, check_bundle
 from cloudinitd.plan.durations import parse_duration
 from cloudinitd.plan.fields import plain, usable_as_name
+from cloudinitd.plan.limits import MAX_KEY_BYTES, NOT_FOUND, file_problem
 from cloudinitd.plan.model import (
     BUILTIN_ATTRIBUTES,
     SERVICE_ATTRIBUTES,
@@ -155,6 +156,12 @@ class ServiceMixin(PlacementMixin):
         if "ssh_key" in v:
             key = Path(os.path.expanduser(v["ssh_key"]))
             spec.ssh_key = key if key.is_absolute() else self.path.parent.resolve() / key
+            # A missing key is no error here: it may exist only where `boot` runs, or
+            # be gone when a run is terminated (the connection says so, remote/session).
+            problem = file_problem(spec.ssh_key, MAX_KEY_BYTES)
+            if problem not in (None, NOT_FOUND):
+                self.error(f"service {name!r}: ssh_key {v['ssh_key']!r} {problem}",
+                           at("ssh_key"))
         for step in STEPS:
             if step in v:
                 given = v[step]
@@ -214,7 +221,13 @@ class ServiceMixin(PlacementMixin):
             line = files.item_line(i) if isinstance(files, PosList) else given.key_line("files")
             path = Path(os.path.expanduser(ref))
             path = path if path.is_absolute() else self.path.parent / path
-            if not path.exists() and not path.is_symlink():
+            try:
+                missing = not path.exists() and not path.is_symlink()
+            except (OSError, ValueError) as exc:  # a name too long, a loop of links
+                self.error(f"service {name!r}: {step} file {ref!r}: "
+                           f"{getattr(exc, 'strerror', None) or exc}", line)
+                continue
+            if missing:
                 self.error(f"service {name!r}: {step} file {ref!r} not found", line)
                 continue
             try:

@@ -11,12 +11,32 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from cloudinitd.remote.script import StepLog, parse_trailer
+from cloudinitd.remote.script import MAX_EXPORT, StepLog, parse_trailer
 from cloudinitd.remote.session import Session
 
 # After the script exits, how long to keep reading output that a background
 # process it started may still hold open before giving up on it.
 EXIT_GRACE = 1.0
+# What one step attempt may write to its log file: past it the output is read
+# (the script goes on) and its last lines kept for the tail, but not stored, so
+# a runaway script (or a host that floods) does not fill this machine's disk.
+MAX_LOG_BYTES = 256 * 1024 * 1024
+# The one-shot trailer on stderr: status, size and an export of at most
+# MAX_EXPORT bytes. More means something on the host writes to that stream.
+MAX_TRAILER = MAX_EXPORT + 4096
+
+
+class StreamError(ValueError):
+    """What came back on the channel is not what the step's command sends."""
+
+
+def _read_stderr(chan: Any, err: bytearray) -> None:
+    while chan.recv_stderr_ready():
+        err += chan.recv_stderr(65536)
+        if len(err) > MAX_TRAILER:
+            raise StreamError(f"more than {MAX_TRAILER} bytes on the step's stderr, where only"
+                              " its status and export belong: something on the host writes"
+                              " there")
 
 
 def stream_command(sess: Session, command: str, log: StepLog, limit: float,
@@ -38,15 +58,25 @@ def stream_command(sess: Session, command: str, log: StepLog, limit: float,
         chan.settimeout(0.25)
         deadline = time.monotonic() + limit
         exited_at: float | None = None
+        kept = 0
         while True:
-            while chan.recv_stderr_ready():
-                err += chan.recv_stderr(65536)
+            _read_stderr(chan, err)
             try:
                 data = chan.recv(65536)
             except TimeoutError:
                 data = None
             if data:
-                log.write(data)
+                if kept + len(data) <= MAX_LOG_BYTES:
+                    log.write(data)
+                elif kept <= MAX_LOG_BYTES:
+                    log.write(data[:MAX_LOG_BYTES - kept])
+                    log.note(f"output past {MAX_LOG_BYTES // (1024 * 1024)} MiB is not kept"
+                             " here; the step goes on (its last lines are in the error, if"
+                             " it fails)")
+                    log.remember(data)
+                else:
+                    log.remember(data)
+                kept += len(data)
                 continue
             if data == b"":  # EOF: every writer closed its end
                 break
@@ -76,15 +106,13 @@ def stream_command(sess: Session, command: str, log: StepLog, limit: float,
 def drain_trailer(chan: Any, err: bytearray, until: float) -> None:
     """The rest of stderr: the trailer may trail the exit status by a moment."""
     while True:
-        while chan.recv_stderr_ready():
-            err += chan.recv_stderr(65536)
+        _read_stderr(chan, err)
         try:
             if parse_trailer(bytes(err)) is not None:
                 return
         except ValueError:
             return
         if chan.eof_received or time.monotonic() > until:
-            while chan.recv_stderr_ready():
-                err += chan.recv_stderr(65536)
+            _read_stderr(chan, err)
             return
         time.sleep(0.01)

@@ -290,6 +290,10 @@ class StepLog:
 
     def write(self, data: bytes) -> None:
         self.f.write(data)
+        self.remember(data)
+
+    def remember(self, data: bytes) -> None:
+        """Keep `data` for the tail only (output past the file's limit comes here too)."""
         self.recent += data
         if len(self.recent) > 32768:
             del self.recent[:-16384]

@@ -13,7 +13,6 @@ its known_hosts), never on the machine it happens to be driven from.
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -25,7 +24,8 @@ from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 
 from cloudinitd.errors import RemoteError
-from cloudinitd.remote import hostkeys
+from cloudinitd.plan.limits import MAX_KEY_BYTES, file_problem
+from cloudinitd.remote import hostkeys, tcp
 from cloudinitd.remote.hostkeys import (
     HostKeyChanged,
     TofuPolicy,
@@ -36,6 +36,11 @@ from cloudinitd.remote.hostkeys import (
 # The first command on a connection: $HOME (the steps' folders are under it) and
 # the host's own name, in one round trip.
 PROBE = 'printf "%s\\n" "${HOME:-$(pwd)}"; hostname 2>/dev/null || uname -n 2>/dev/null || true'
+
+
+# Output of a helper command (the probe, a cleanup): a few lines. More means the
+# host (a login script, a flood) is not answering the command.
+MAX_HELPER_OUTPUT = 1024 * 1024
 
 
 class ProbeFailed(OSError):
@@ -142,8 +147,18 @@ class Session:
     def open(self, service: str, connect_timeout: float = 10.0) -> None:
         """Connect; a changed host key becomes a RemoteError, other failures propagate."""
         name = known_hosts_name(self.target.address, self.target.port)
+        # paramiko reads the key file whole and blocks on a FIFO: a key named by a
+        # plan is checked first (the loader did too, but the file may have changed
+        # or not have existed then). Not transient: waiting would not mend it.
+        problem = file_problem(self.target.key_path, MAX_KEY_BYTES)
+        if problem:
+            raise RemoteError(service, "ssh", f"ssh key {self.target.key_path} {problem}")
         self.conn.connect_timeout = max(1, int(round(connect_timeout)))
         try:
+            # Our own socket: no Nagle from the first byte, acknowledgements at once
+            # (remote/tcp.py). A new one per attempt; closing the session closes it.
+            self.conn.connect_kwargs["sock"] = tcp.connect(
+                self.target.address, self.target.port, self.conn.connect_timeout)
             self.conn.open()
         except HostKeyChanged as e:
             self.close()
@@ -158,13 +173,6 @@ class Session:
             raise
         # Keepalives notice a vanished VM instead of hanging on a dead socket.
         self.transport.set_keepalive(15)
-        # paramiko leaves Nagle on; a small request sent right after another
-        # (a channel close, then an SFTP open) then waits ~40 ms for the peer's
-        # delayed ACK. OpenSSH's own client sets TCP_NODELAY for the same reason.
-        sock = self.transport.sock
-        if isinstance(sock, socket.socket):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     @property
     def alive(self) -> bool:
@@ -195,6 +203,9 @@ class Session:
                 if not data:
                     break
                 out += data
+                if len(out) > MAX_HELPER_OUTPUT:  # a helper's answer is a few lines
+                    raise ProbeFailed(f"more than {MAX_HELPER_OUTPUT} bytes of output from"
+                                      f" {command.split()[0][:40]!r}")
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"command still running after {timeout:g}s")
             if not chan.status_event.wait(timeout):

@@ -35,7 +35,7 @@ from typing import Any
 
 from cloudinitd.errors import RemoteError
 from cloudinitd.remote import upload
-from cloudinitd.remote.channel import stream_command
+from cloudinitd.remote.channel import StreamError, stream_command
 from cloudinitd.remote.script import (
     KILL_AFTER,
     MAX_EXPORT,
@@ -146,7 +146,12 @@ def _attempt(st: _Step, log: StepLog, timeout: float,
         upload.upload_files(sess, workdir, files, service, step)
     log.header(header)
     start = time.monotonic()
-    status, local_deadline, err = stream_command(sess, command, log, timeout + KILL_AFTER + 10, stdin)
+    try:
+        status, local_deadline, err = stream_command(sess, command, log,
+                                                     timeout + KILL_AFTER + 10, stdin)
+    except StreamError as e:
+        raise RemoteError(service, step, f"on {target.label}: {e}", log_tail=log.tail()) \
+            from None
     elapsed = time.monotonic() - start
     export = None
     if oneshot and not local_deadline:

@@ -118,11 +118,17 @@ def verify(method: str, path: str, query: str, headers: Headers, body: bytes,
                        "The security token included in the request is invalid.", status=403)
     content_sha = by_name.get("x-amz-content-sha256")
     # botocore takes a given body hash on trust; here it must be the body's own.
-    if content_sha and not hmac.compare_digest(content_sha[0],
-                                               hashlib.sha256(body).hexdigest()):
+    # Compared as bytes: compare_digest raises on a str with non-ASCII characters.
+    if content_sha and not hmac.compare_digest(content_sha[0].encode(errors="surrogateescape"),
+                                               hashlib.sha256(body).hexdigest().encode()):
         raise _mismatch()
-    expected = compute_signature(method, path, query, by_name, body, signed, secret, amz_date)
-    if not hmac.compare_digest(expected.encode(), signed.signature.encode()):
+    try:
+        expected = compute_signature(method, path, query, by_name, body, signed, secret,
+                                     amz_date)
+    except ValueError:  # a Host (or path) no URL can hold, e.g. `[`: nothing was signed so
+        raise _mismatch() from None
+    if not hmac.compare_digest(expected.encode(),
+                               signed.signature.encode(errors="surrogateescape")):
         raise _mismatch()
     now = time.time() if now is None else now
     if abs(now - when) > MAX_SKEW:
