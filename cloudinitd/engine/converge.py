@@ -33,7 +33,13 @@ from cloudinitd.remote.session import SshTarget
 from cloudinitd.schedule import CONFIGURING, FAILED, LAUNCHED, READY, SKIPPED, WAITING
 
 CLOUD_POOL = 8  # concurrent cloud API calls (launch + wait) across services
-WARM_POOL = 8  # connections opened ahead of need at once (see _prewarm_targets)
+# Connections opened ahead of need at once (see _prewarm_targets). Two: a key
+# exchange is CPU work under the GIL, and the steps on the critical path share
+# it. Measured on the bench DAG (40 services, 2 cores; a loopback connection
+# ~25 ms since remote/tcp.py): the converge's overhead over its critical path
+# was 0.38-0.54 s with 8, 0.32-0.43 with 4, 0.26-0.37 with 2, 0.26-0.32 with 1;
+# one would leave a WAN's connection latency unhidden.
+WARM_POOL = 2
 # After Ctrl-C: how long to wait for cloud calls already under way to answer
 # (so every instance they made is recorded). A second Ctrl-C stops waiting.
 SETTLE_TIMEOUT = 120.0
@@ -113,8 +119,8 @@ class Converger:
         cloud_pool = ThreadPoolExecutor(CLOUD_POOL, thread_name_prefix="cloud")
         ssh_pool = ThreadPoolExecutor(ssh_pool_size(hosts), thread_name_prefix="ssh")
         warm = self._prewarm_targets()
-        # Few threads: a key exchange is CPU work, and each thread started is a wait
-        # of the main thread (~8 ms on a busy machine) before anything is handed out.
+        # Few threads (WARM_POOL): each one started is also a wait of the main
+        # thread (~8 ms on a busy machine) before anything is handed out.
         warm_pool = ThreadPoolExecutor(max(1, min(len(warm), WARM_POOL)),
                                        thread_name_prefix="warm")
         try:
