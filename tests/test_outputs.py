@@ -77,8 +77,11 @@ def test_boot_json_has_the_outputs(tmp_path, cli: Cli, sshd_hosts):
     ('  s: "{{ db.token "\n', "template syntax error"),
 ])
 def test_bad_outputs_are_plan_errors_at_their_line(tmp_path, outputs: str, message: str):
+    key = tmp_path / "id_ed25519"  # never read: nothing connects; a file, as a key is
+    key.write_text("")
+
     class Host:
-        address, port, key_path = "192.0.2.1", 22, "/dev/null"
+        address, port, key_path = "192.0.2.1", 22, key
 
     plan = _plan(tmp_path / "plan", [Host, Host], outputs)
     with pytest.raises(PlanErrors) as caught:
