@@ -189,3 +189,31 @@ def test_a_bad_ssh_key_fails_the_connection_at_once(sshd_hosts, tmp_path, kind):
         close_all()
     assert str(caught.value).startswith(f"svc: ssh failed: ssh key {key} ")
     assert "after" not in str(caught.value)  # not the "no SSH after N s" of a wait
+
+
+# --- --var-file: a YAML file that may come with someone else's plan --------------
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+def test_a_hostile_var_file_name_is_refused_without_reading_it(tmp_path, monkeypatch, kind):
+    from cloudinitd.cli.common import read_var_file
+
+    hostile_folder(tmp_path)
+    monkeypatch.chdir(tmp_path)  # the relative names are made here
+    with pytest.raises(UsageError) as caught:
+        within(20, read_var_file, HOSTILE[kind])
+    assert caught.value.exit_code == 2
+    assert len(str(caught.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("a: " + "[" * 5000 + "]" * 5000 + "\n", "nested more than"),  # PyYAML: RecursionError
+    ("a: &x [1, 2]\nb: *x\n", "a var is a string, number or boolean"),
+])
+def test_a_var_file_is_read_as_plans_are(tmp_path, text, says):
+    from cloudinitd.cli.common import read_var_file
+
+    (tmp_path / "vars.yml").write_text(text)
+    with pytest.raises(UsageError) as caught:
+        within(20, read_var_file, str(tmp_path / "vars.yml"))
+    assert says in str(caught.value) and "vars.yml:" in str(caught.value)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cloudinitd.errors import PlanError, UsageError
 from cloudinitd.plan.fields import (
@@ -32,10 +34,20 @@ def test_plain_turns_positioned_trees_into_plain_ones():
     ("4", 4), ("-2", -2), ("2.5", 2.5), ("true", True), ("no", False), ("abc", "abc"),
     ("", ""), ("[1, 2]", "[1, 2]"), ("a: b", "a: b"), ("'quoted'", "quoted"),
     ("null", "null"), ("~", "~"), ("{a", "{a"), ("a: b: c", "a: b: c"), ("2001-01-01", "2001-01-01"),
+    # Nesting deeper than PyYAML's recursive composer goes: RecursionError, not YAMLError
+    ("[" * 5000, "[" * 5000), ("{a: " * 3000, "{a: " * 3000),
 ])
 def test_var_overrides_are_yaml_scalars_or_the_text(text, value):
     got = parse_override(text)
     assert got == value and type(got) is type(value)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(st.text(max_size=40))
+def test_any_var_override_is_a_scalar_or_the_text(text):
+    """Whatever is typed after `--var NAME=`: a value, never an exception."""
+    got = parse_override(text)
+    assert type(got) in (str, int, float, bool)
 
 
 @pytest.mark.parametrize(("name", "usable"), [

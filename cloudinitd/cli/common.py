@@ -40,32 +40,29 @@ def read_var_file(path: str) -> dict[str, str]:
     """A YAML mapping of var names to scalars, as --var texts (types kept: `'4'` stays text)."""
     import json
 
-    import yaml
-
     from cloudinitd.errors import PlanError
+    from cloudinitd.plan.limits import MAX_PLAN_BYTES, file_problem, read_text, said
     from cloudinitd.plan.loader import parse_override
+    from cloudinitd.plan.yamlpos import PosDict, load_yaml
 
+    # Read as a plan is (it may come with one): checked before it is opened (a FIFO,
+    # /dev/zero), bounded, and parsed with the plan's nesting and alias limits.
+    problem = file_problem(Path(path))
+    if problem:
+        raise UsageError(f"--var-file {path}: cannot read: {said(problem)}")
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"--var-file {path}: cannot read: {getattr(e, 'strerror', e)}") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise PlanError(f"not YAML: {getattr(e, 'problem', e)}", path,
-                        mark.line + 1 if mark else None) from None
+        data = load_yaml(read_text(Path(path), MAX_PLAN_BYTES, path), path)
+    except OSError as e:
+        raise UsageError(f"--var-file {path}: cannot read: {e.strerror}") from None
     if data is None:
         return {}
-    if not isinstance(data, dict) or node is None:
+    if not isinstance(data, PosDict):
         raise PlanError("a var file is a mapping of names to values (name: value)", path, 1)
-    lines = {k.value: k.start_mark.line + 1 for k, _ in node.value}
     out: dict[str, str] = {}
     for key, value in data.items():
         if not isinstance(value, str | int | float | bool) or not isinstance(key, str):
             raise PlanError(f"{str(key)[:60]}: a var is a string, number or boolean",
-                            path, lines.get(str(key)))
+                            path, data.key_lines.get(key))
         if isinstance(value, str):
             out[key] = value if parse_override(value) == value else json.dumps(value)
         else:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloudinitd.errors import PlanError
-from cloudinitd.plan.limits import MAX_PLAN_BYTES, file_problem
+from cloudinitd.plan.limits import MAX_PLAN_BYTES, file_problem, said
 
 _HEADER = re.compile(r"^\[([^\]]+)\]")
 _KEY = re.compile(r"^([^\s:=#;][^:=]*?)\s*[:=]")
@@ -94,7 +94,7 @@ def read_ini(path: Path, what: str, referenced_at: str | None = None) -> IniFile
     # Checked before it is opened (a FIFO would block, /dev/zero never ends).
     problem = file_problem(path, MAX_PLAN_BYTES)
     if problem:
-        raise PlanError(f"cannot read {what}{where}: it {problem}", str(path))
+        raise PlanError(f"cannot read {what}{where}: {said(problem)}", str(path))
     try:
         with open(path, "rb") as f:  # bounded again: the file may have grown since
             data = f.read(MAX_PLAN_BYTES + 1)

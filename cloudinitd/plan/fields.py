@@ -33,7 +33,7 @@ def parse_override(text: str) -> Any:
         return ""
     try:
         value = yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):  # PyYAML composes nesting recursively
         return text
     return value if isinstance(value, str | int | float | bool) else text
 

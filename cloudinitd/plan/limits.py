@@ -86,6 +86,11 @@ def file_problem(path: Path, max_bytes: int | None = None) -> str | None:
     return None
 
 
+def said(problem: str) -> str:
+    """`file_problem`'s answer after "cannot read X: "."""
+    return "no such file" if problem == NOT_FOUND else f"it {problem}"
+
+
 def read_text(path: Path, limit: int, file: str) -> str:
     """A plan or script file as text: refused (PlanError) when too large or not UTF-8."""
     with open(path, "rb") as f:
