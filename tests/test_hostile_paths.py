@@ -217,3 +217,28 @@ def test_a_var_file_is_read_as_plans_are(tmp_path, text, says):
     with pytest.raises(UsageError) as caught:
         within(20, read_var_file, str(tmp_path / "vars.yml"))
     assert says in str(caught.value) and "vars.yml:" in str(caught.value)
+
+
+# --- the answers themselves (plan/limits.py) --------------------------------------
+
+
+def test_file_problem_names_each_kind_of_file(tmp_path):
+    from cloudinitd.plan.limits import NOT_FOUND, file_problem, said
+
+    hostile_folder(tmp_path)
+    (tmp_path / "big").write_bytes(b"x" * 3000)
+    assert file_problem(tmp_path / "b.sh") is None
+    assert file_problem(tmp_path / "big", 3000) is None  # at the limit
+    assert file_problem(tmp_path / "big", 2999) == "is larger than the limit of 2 KiB"
+    (tmp_path / "bigger").write_bytes(b"x" * (2 * 1024 * 1024 + 1))
+    assert file_problem(tmp_path / "bigger", 2 * 1024 * 1024) == \
+        "is larger than the limit of 2048 KiB"
+    assert file_problem(tmp_path / "nowhere") == NOT_FOUND == "not found"
+    assert file_problem(tmp_path / "folder") == "is a folder, not a file"
+    assert file_problem(tmp_path / "fifo") == "is not a regular file"
+    assert file_problem(Path("/dev/zero")) == "is not a regular file"
+    assert file_problem(tmp_path / "loop") == "cannot be used: Too many levels of symbolic links"
+    assert file_problem(tmp_path / ("x" * 300)) == "cannot be used: File name too long"
+    assert file_problem(tmp_path / "a\0b") == "cannot be used: embedded null byte"
+    assert said(NOT_FOUND) == "no such file"
+    assert said("is not a regular file") == "it is not a regular file"
