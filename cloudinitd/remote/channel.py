@@ -66,16 +66,15 @@ def stream_command(sess: Session, command: str, log: StepLog, limit: float,
             except TimeoutError:
                 data = None
             if data:
-                if kept + len(data) <= MAX_LOG_BYTES:
-                    log.write(data)
-                elif kept <= MAX_LOG_BYTES:
-                    log.write(data[:MAX_LOG_BYTES - kept])
-                    log.note(f"output past {MAX_LOG_BYTES // (1024 * 1024)} MiB is not kept"
-                             " here; the step goes on (its last lines are in the error, if"
-                             " it fails)")
-                    log.remember(data)
-                else:
-                    log.remember(data)
+                room = max(0, MAX_LOG_BYTES - kept)
+                if room:
+                    log.write(data[:room])
+                if len(data) > room:  # past the limit: for the tail only
+                    if kept <= MAX_LOG_BYTES:  # the first read past it
+                        log.note(f"output past {MAX_LOG_BYTES // (1024 * 1024)} MiB is not"
+                                 " kept here; the step goes on (its last lines are in the"
+                                 " error, if it fails)")
+                    log.remember(data[room:])
                 kept += len(data)
                 continue
             if data == b"":  # EOF: every writer closed its end
