@@ -72,7 +72,7 @@ class FakeRemote:
         self._runs: dict[tuple[str, int, str], int] = {}
         self._seq = itertools.count()
         self._lock = threading.Lock()
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(self._lock)  # calls began: see _began
 
     # what the data says ------------------------------------------------------
     def _spec(self, service: str, index: int, step: str) -> Any:
