@@ -27,7 +27,7 @@ def _remember_var_files(ctx: click.Context, param: click.Parameter, value: tuple
 
 
 _var_file = click.option("--var-file", multiple=True, metavar="FILE", expose_value=False,
-                         type=click.Path(dir_okay=False), callback=_remember_var_files,
+                         type=click.Path(), callback=_remember_var_files,
                          help="Plan vars from a YAML mapping (repeatable; later files win).")
 
 

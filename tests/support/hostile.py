@@ -24,13 +24,30 @@ HOSTILE = {
 }
 
 
+# Files that are not bytes: what `make_special` makes.
+FIFO, FOLDER, LOOP = "fifo", "folder", "loop"
+# The relative names of HOSTILE and what each is.
+SPECIAL_FILES = {"fifo": FIFO, "folder": FOLDER, "loop": LOOP}
+
+
+def make_special(path: Path, kind: str) -> None:
+    """A FIFO, a folder holding one file, or a symlink to itself at `path`."""
+    if kind == FIFO:
+        os.mkfifo(path)
+    elif kind == FOLDER:
+        path.mkdir()
+        (path / "f").write_text("x\n")
+    elif kind == LOOP:
+        path.symlink_to(path.name)
+    else:
+        raise ValueError(f"no special file of kind {kind!r}")
+
+
 def hostile_folder(folder: Path) -> None:
     """The relative names of HOSTILE (a FIFO, a folder, a loop of links) and a `b.sh`."""
     folder.mkdir(parents=True, exist_ok=True)
-    os.mkfifo(folder / "fifo")
-    (folder / "folder").mkdir()
-    (folder / "folder" / "f").write_text("x\n")
-    (folder / "loop").symlink_to("loop")
+    for name, kind in SPECIAL_FILES.items():
+        make_special(folder / name, kind)
     (folder / "b.sh").write_text("true\n")
 
 
