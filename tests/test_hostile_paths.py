@@ -18,8 +18,7 @@ import pytest
 from cloudinitd.errors import PlanErrors, RemoteError, UsageError
 from cloudinitd.importer import import_plan
 from cloudinitd.plan.loader import load_plan
-from tests.support.badplans import ORIGINAL
-from tests.support.hostile import HOSTILE, hostile_folder, within
+from tests.support.hostile import HOSTILE, ORIGINAL, hostile_folder, within
 
 
 def new_plan(folder: Path, *rows: str) -> tuple[Path, int]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from jsonschema import Draft202012Validator
 
 from cloudinitd.plan.schema import PLAN_SCHEMA, SERVICE_PROPERTIES
-from tests.support.hostile import HOSTILE, SPECIAL_FILES
+from tests.support.hostile import FILE_FIELDS, HOSTILE, ORIGINAL, ORIGINAL_FIELDS, SPECIAL_FILES
 
 MARKER = "PWNED"  # every code-execution payload tries to create this file in the case folder
 
@@ -357,31 +357,6 @@ def hostile_command_lines() -> Iterator[Case]:
         for cmd in (["validate", "plan.yml"], ["boot", "--dry-run", "plan.yml"]):
             yield Case(f"var-{key}-{cmd[0]}", dict(plan), [*cmd, "--var", var], located=located,
                        kind="var")
-
-
-# field -> the service's lines; the hostile value's line is the last one
-FILE_FIELDS = {
-    "boot": ["host: 127.0.0.1", "boot: {v}"],
-    "ready": ["host: 127.0.0.1", "boot: b.sh", "ready: {v}"],
-    "terminate": ["host: 127.0.0.1", "boot: b.sh", "terminate: {v}"],
-    "files": ["host: 127.0.0.1", "boot:", "  script: b.sh", "  files: [{v}]"],
-    "hosts-file": ["boot: b.sh", "hosts: {{file: {v}}}"],
-    # A missing key is accepted at load (tests/test_hostile_paths.py); these are not.
-    "ssh_key": ["host: 127.0.0.1", "boot: b.sh", "ssh_key: {v}"],
-}
-# A self-contained original plan (no env. references): every file it names exists.
-ORIGINAL = {
-    "top.conf": "[runlevels]\nlevel1: level1.conf\n",
-    "level1.conf": "[svc-db]\nhostname: 127.0.0.9\nssh_username: deploy\nbootpgm: boot.sh\n"
-                   "readypgm: ready.sh\nterminatepgm: term.sh\nbootconf: db.json\n"
-                   "deps: deps.conf\nlocalsshkeypath: id_key\n",
-    "deps.conf": "[deps]\nport: 5432\n",
-    "db.json": '{"port": "${port}"}\n',
-    "boot.sh": "#!/bin/sh\ntrue\n", "ready.sh": "#!/bin/sh\ntrue\n",
-    "term.sh": "#!/bin/sh\ntrue\n", "id_key": "not read at import\n",
-}
-ORIGINAL_FIELDS = {"level1": "top.conf", **{k: "level1.conf" for k in (
-    "bootpgm", "readypgm", "terminatepgm", "bootconf", "deps", "localsshkeypath")}}
 
 
 def _hostile_files(**files: str) -> dict[str, bytes]:

@@ -1,8 +1,10 @@
 """Hostile file names and a guard against hangs, shared by the hostile-input tests.
 
 `HOSTILE` is every kind of name a plan may give where a file belongs;
-`hostile_folder` makes the relative ones in a folder; `within` fails a call
-that hangs (a FIFO opened for reading) instead of stalling the test run.
+`FILE_FIELDS` / `ORIGINAL_FIELDS` are where a plan (new format, original
+TOP.conf) names a file; `hostile_folder` makes the relative ones in a folder;
+`within` fails a call that hangs (a FIFO opened for reading) instead of
+stalling the test run.
 """
 
 from __future__ import annotations
@@ -23,6 +25,30 @@ HOSTILE = {
     "loop": "loop",  # a symlink to itself
 }
 
+
+# field -> the service's lines; the hostile value's line is the last one
+FILE_FIELDS = {
+    "boot": ["host: 127.0.0.1", "boot: {v}"],
+    "ready": ["host: 127.0.0.1", "boot: b.sh", "ready: {v}"],
+    "terminate": ["host: 127.0.0.1", "boot: b.sh", "terminate: {v}"],
+    "files": ["host: 127.0.0.1", "boot:", "  script: b.sh", "  files: [{v}]"],
+    "hosts-file": ["boot: b.sh", "hosts: {{file: {v}}}"],
+    # A missing key is accepted at load (tests/test_hostile_paths.py); these are not.
+    "ssh_key": ["host: 127.0.0.1", "boot: b.sh", "ssh_key: {v}"],
+}
+# A self-contained original plan (no env. references): every file it names exists.
+ORIGINAL = {
+    "top.conf": "[runlevels]\nlevel1: level1.conf\n",
+    "level1.conf": "[svc-db]\nhostname: 127.0.0.9\nssh_username: deploy\nbootpgm: boot.sh\n"
+                   "readypgm: ready.sh\nterminatepgm: term.sh\nbootconf: db.json\n"
+                   "deps: deps.conf\nlocalsshkeypath: id_key\n",
+    "deps.conf": "[deps]\nport: 5432\n",
+    "db.json": '{"port": "${port}"}\n',
+    "boot.sh": "#!/bin/sh\ntrue\n", "ready.sh": "#!/bin/sh\ntrue\n",
+    "term.sh": "#!/bin/sh\ntrue\n", "id_key": "not read at import\n",
+}
+ORIGINAL_FIELDS = {"level1": "top.conf", **{k: "level1.conf" for k in (
+    "bootpgm", "readypgm", "terminatepgm", "bootconf", "deps", "localsshkeypath")}}
 
 # Files that are not bytes: what `make_special` makes.
 FIFO, FOLDER, LOOP = "fifo", "folder", "loop"
