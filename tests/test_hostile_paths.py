@@ -216,6 +216,27 @@ def test_a_bundle_file_swapped_after_the_walk_is_not_copied(tmp_path, monkeypatc
     assert str(caught.value) == "svc: boot failed: copying files: null is not a regular file"
 
 
+def test_a_bundle_file_swapped_after_the_walk_is_not_uploaded(sshd_hosts, tmp_path,
+                                                              monkeypatch):
+    """The same over SFTP: paramiko gets the opened file, never the name."""
+    from cloudinitd.remote import SshTarget, close_all, session_for, upload, wait_for_ssh
+
+    (host,) = sshd_hosts(1)
+    target = SshTarget(host.address, host.port, host.user, host.key_path, tmp_path / "kh",
+                       "svc-0")
+    monkeypatch.setattr(upload, "walk_bundle",
+                        lambda entry: iter([(Path("/dev/null"), "null", False)]))
+    checks_by_name_pass(monkeypatch)
+    try:
+        within(60, wait_for_ssh, target, 30, "svc")
+        sess = session_for(target, "svc")
+        with pytest.raises(RemoteError) as caught:
+            within(10, upload.upload_files, sess, "/tmp", [Path("/dev/null")], "svc", "boot")
+    finally:
+        close_all()
+    assert str(caught.value) == "svc: boot failed: uploading files: null is not a regular file"
+
+
 # --- the answers themselves (plan/limits.py) --------------------------------------
 
 
