@@ -101,8 +101,12 @@ def test_local_save_removes_every_accounts_keys_and_nothing_outside_the_copy(tmp
     assert keys.files["/root/.ssh/authorized_keys2"] == ["root"]
     assert len(keys.files) == len(KEYS) and keys.not_expanded == ["%C/x"]
     assert "/root/.ssh/authorized_keys" in keys.files  # the run's key: root's
-    line = loginkeys.summary(keys.files)
-    assert line.startswith("removed the login keys of ") and "alice" in line and "bob" in line
+    said = loginkeys.report(keys)
+    assert said[0].startswith("removed the login keys of root, alice, bob, odd, /home/ghost, "
+                              "every account: ")
+    assert "/etc/ssh/keys/alice" in said[0]
+    assert said[1:] == ["AuthorizedKeysFile %C/x: not expanded (sshd takes only %h %u %U %%, "
+                        "no ..); any file it names stays"]
 
 
 def _debugfs(disk: Path, command: str) -> str:

@@ -139,6 +139,13 @@ def _fixed(pattern: str) -> bool:
     return pattern.startswith("/") and not set(_TOKEN.findall(pattern)) & {"h", "u", "U"}
 
 
+def report(keys: KeyFiles) -> list[str]:
+    """What `image save` says: whose keys left, and the names it could not expand."""
+    return [summary(keys.files)] + [
+        f"AuthorizedKeysFile {pattern}: not expanded (sshd takes only %h %u %U %%, no ..); "
+        "any file it names stays" for pattern in keys.not_expanded]
+
+
 def summary(removed: dict[str, list[str]]) -> str:
     """One line: whose keys left the image, and from which files."""
     if not removed:

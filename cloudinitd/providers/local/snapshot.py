@@ -198,10 +198,8 @@ def save(lxcpath: Path, container: str, name: str, cache: Path, *, source: str, 
         with held_still(container, lxcpath, stop, say):
             copied = copy_tree(root, work / "rootfs", estimate, limit, say)
         removed, keys = forget_identity(work / "rootfs")
-        say(loginkeys.summary(keys.files))
-        for pattern in keys.not_expanded:
-            say(f"AuthorizedKeysFile {pattern}: not expanded (sshd takes only %h %u %U %%, "
-                "no ..); any files it names stay")
+        for line in loginkeys.report(keys):
+            say(line)
         (work / "stamp").write_text(STAMP + "\n")
         record = {
             "name": name, "kind": "local", "format": "rootfs", "created": time.time(),

@@ -150,10 +150,8 @@ def save(files: vm.VmFiles, name: str, cache: Path, *, source: str, stop: bool,
         with held_still(files, stop, say):
             convert(files.overlay, "qcow2", raw, say, shared=True, to="raw")
         keys = offline.forget_identity(raw, say)
-        say(loginkeys.summary(keys.files))
-        for pattern in keys.not_expanded:
-            say(f"AuthorizedKeysFile {pattern}: not expanded (sshd takes only %h %u %U %%, "
-                "no ..); any files it names stay")
+        for line in loginkeys.report(keys):
+            say(line)
         convert(raw, "raw", work / "disk.qcow2", say_nothing)
         raw.unlink()
         shutil.copy2(kernel, work / "vmlinuz")
