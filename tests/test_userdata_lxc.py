@@ -1,0 +1,85 @@
+"""UserData on a local (LXC) cloud really runs: a gzip'd `#!` script given to `cloudinitd
+serve` runs once at first boot, as root, inside the container, its output in the
+container's log; what such a cloud cannot apply is refused before anything starts.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import subprocess
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.support.lxc import local_cli_in
+from tests.support.serve import Serve, add_user, create_phantom_group, in_service, wait_for
+
+pytestmark = [pytest.mark.lxc, pytest.mark.slow]
+
+SCRIPT = b"""#!/bin/sh
+echo "uid $(id -u) host $(hostname)" >> /root/user-data-ran
+echo hello-from-user-data
+"""
+
+
+def inside(lxcpath: Path, name: str, command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["lxc-attach", "-n", name, "-P", str(lxcpath), "--", "sh", "-c",
+                           command], capture_output=True, text=True, timeout=60)
+
+
+def test_a_gzip_script_runs_once_at_first_boot_in_the_container(lxc_ready, tmp_path: Path):
+    with local_cli_in(tmp_path) as cli:
+        lxcpath = cli.home / "lxc" / "l1"
+        cli.home.mkdir(parents=True, exist_ok=True)
+        (cli.home / "clouds.yml").write_text(f"l1: {{provider: local, lxcpath: {lxcpath}}}\n")
+        server = None
+        try:
+            alice = add_user(cli, "alice")
+            server = Serve(cli, interval=5.0).start()
+            client = server.client(alice)
+            for params in ({"UserData": "#cloud-config\nruncmd: [true]\n"},
+                           {"KeyName": "mine"}):
+                with pytest.raises(ClientError) as err:
+                    client.create_launch_configuration(
+                        LaunchConfigurationName="bad@l1", ImageId="debian-12",
+                        InstanceType="small", **params)
+                assert err.value.response["Error"]["Code"] == "ValidationError"
+            client.create_launch_configuration(
+                LaunchConfigurationName="lc@l1", ImageId="debian-12", InstanceType="small",
+                UserData=gzip.compress(SCRIPT))
+            (lc,) = client.describe_launch_configurations()["LaunchConfigurations"]
+            assert base64.b64decode(lc["UserData"]) == gzip.compress(SCRIPT)
+            create_phantom_group(client, "ud", "lc", "l1:-1", 1)
+            wait_for(lambda: len(in_service(client, "ud")) == 1, timeout=600,
+                     why="1 container in service")
+            (instance,) = in_service(client, "ud")
+            name = instance["InstanceId"]
+
+            def ran() -> bool:
+                log = inside(lxcpath, name, "cat /var/log/cloudinitd-user-data.log")
+                return "cloudinitd: user data exited 0" in log.stdout
+
+            wait_for(ran, timeout=120, why="the user data script finished")
+            out = inside(lxcpath, name, "cat /root/user-data-ran /var/log/cloudinitd-user-data.log")
+            assert out.stdout.splitlines()[0] == f"uid 0 host {inside(lxcpath, name, 'hostname').stdout.strip()}"
+            assert "hello-from-user-data" in out.stdout
+            mode = inside(lxcpath, name, "stat -c %a /var/lib/cloudinitd/user-data")
+            assert mode.stdout.strip() == "700"  # the caller's, private to root
+
+            # Once per instance: a reboot does not run it again.
+            subprocess.run(["lxc-stop", "-n", name, "-P", str(lxcpath), "-r", "-t", "60"],
+                           check=True, capture_output=True, timeout=120)
+            wait_for(lambda: inside(lxcpath, name, "systemctl is-system-running --wait"
+                                    " >/dev/null 2>&1; echo up").stdout.strip() == "up",
+                     timeout=120, why="the container back up")
+            again = inside(lxcpath, name, "cat /root/user-data-ran")
+            assert again.stdout.count("uid 0") == 1
+            client.delete_auto_scaling_group(AutoScalingGroupName="ud", ForceDelete=True)
+            wait_for(lambda: not any((lxcpath / d / "config").exists()
+                                     for d in (lxcpath.iterdir() if lxcpath.is_dir() else ())),
+                     timeout=300, why="the container gone")
+        finally:
+            if server is not None:
+                server.stop()
