@@ -36,7 +36,7 @@ USER_DATA_MODULES = [
 ]
 # Our part comes last: its keys win, and its lists (users, keys, write_files) are
 # appended to the caller's instead of replacing them.
-OWN_MERGE = "dict(replace)+list(append)+str()"
+OWN_MERGE = "dict(recurse_array,replace)+list(append)+str()"
 
 
 @dataclass(frozen=True)
