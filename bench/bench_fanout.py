@@ -13,7 +13,9 @@ K times each:
   `terminate` (which removes the run's folder on each host); pyinfra with
   `--parallel N`; Fabric with one thread per host (what ThreadingGroup does).
 - A skewed 40-service DAG (cloudinitd only): boot time against its critical path.
-- Start-up of `cloudinitd --help` and `cloudinitd validate` (and the peers' --version).
+- Start-up of `cloudinitd --help` and `cloudinitd validate` (and the peers' --version),
+  and the floors: importing only the chosen libraries each command needs (time, and
+  the PSS of those imports held), so what is cloudinitd's own shows apart.
 
 Prints medians, ratios to the peers, the peak PSS of each tool's process tree
 and the load average. Traffic stays on loopback; every sshd started is stopped
@@ -47,6 +49,10 @@ BENCH_VENV = REPO / ".cache" / "bench-venv"
 PEERS = ("pyinfra", "fabric")
 CLOUDINITD = Path(sys.executable).parent / "cloudinitd"
 SLEEP = 0.2
+# The chosen libraries each command imports: importing them, and nothing else,
+# is the floor of its start-up time and memory (measured in the same run).
+FLOOR_VALIDATE = ("yaml", "jsonschema", "networkx", "jinja2", "click")
+FLOOR_BOOT = FLOOR_VALIDATE + ("fabric",)  # + paramiko, invoke, cryptography
 
 W2_SCRIPT = f"""#!/bin/sh
 set -e
@@ -349,6 +355,11 @@ def main(argv: list[str] | None = None) -> int:
                 record(f"{label} validate", timed([str(CLOUDINITD), "validate", str(plan)], venv))
             if py is not None:
                 record("pyinfra --version", timed([str(py.parent / "pyinfra"), "--version"]))
+            record("floor: import validate's libraries", timed(
+                [sys.executable, "-c", f"import {', '.join(FLOOR_VALIDATE)}"]))
+            # held a moment, so the PSS sampler sees the whole import
+            record("floor: boot's libraries, imported and held", timed(
+                [sys.executable, "-c", f"import {', '.join(FLOOR_BOOT)}, time; time.sleep(0.3)"]))
         load1 = os.getloadavg()
         report(args, results, dag, load0, load1, versions(py) if py else "")
     finally:
@@ -388,6 +399,17 @@ def report(args: argparse.Namespace, results: dict[str, list[tuple[float, float,
         print(f"terminate / boot: {term / boot:.2f} x")
     if "pyinfra" in pss and "cloudinitd boot" in pss:
         print(f"peak PSS cloudinitd boot / pyinfra: {pss['cloudinitd boot'] / pss['pyinfra']:.2f} x")
+    floor_t = med.get("floor: import validate's libraries")
+    floor_m = pss.get("floor: boot's libraries, imported and held")
+    if floor_t and "cloudinitd validate" in med:
+        print(f"validate {med['cloudinitd validate']:.2f} s; importing its libraries alone"
+              f" ({', '.join(FLOOR_VALIDATE)}) {floor_t:.2f} s: {med['cloudinitd validate'] - floor_t:+.2f} s"
+              " of cloudinitd's own")
+    if floor_m and "cloudinitd boot" in pss:
+        print(f"peak PSS boot {pss['cloudinitd boot']:.0f} MB; its libraries alone"
+              f" ({', '.join(FLOOR_BOOT)}) {floor_m:.0f} MB: {pss['cloudinitd boot'] - floor_m:+.0f} MB"
+              f" for the run itself" + (f" (pyinfra's whole run: {pss['pyinfra']:.0f} MB)"
+                                         if "pyinfra" in pss else ""))
     if "base boot" in med:
         for k in ("boot", "terminate", "dag boot", "--help", "validate"):
             if f"base {k}" in med:

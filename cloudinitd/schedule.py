@@ -46,6 +46,11 @@ def failed_dependency(graph: nx.DiGraph, service: str, states: Mapping[str, str]
     return None
 
 
+def within_reach(graph: nx.DiGraph, service: str, hops: int) -> set[str]:
+    """`service` and what depends on it at most `hops` dependencies away."""
+    return set(nx.single_source_shortest_path_length(graph, service, cutoff=hops))
+
+
 def ssh_fanout(hosts: int, cores: int | None = None) -> int:
     """pyinfra's default fan-out: min(20 x cores, hosts, (open-file limit - 10) / 3)."""
     cores = cores or os.cpu_count() or 1

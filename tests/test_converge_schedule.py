@@ -216,6 +216,25 @@ def test_a_boot_warms_each_waiting_host_once_on_the_warm_pool(tmp_path, home):
     assert {t.rpartition("_")[0] for t in memory_cloud(home, "mem").threads} == {"cloud"}
 
 
+def test_hosts_are_warmed_two_dependencies_ahead_of_the_work_not_all_at_once(tmp_path, home):
+    # a chain db -> near -> mid -> deep -> last: when db begins, near's and mid's hosts
+    # are connected; deep's only once near began (after db ended), last's once mid
+    # began (after near ended).
+    fake = FakeRemote({"db": {"boot": {"wait_for": ["near-0.warm", "mid-0.warm"]}}})
+    chain = ["db", "near", "mid", "deep", "last"]
+    services = {"db": {"boot": "boot.sh"}}
+    for i, name in enumerate(chain[1:], start=1):
+        services[name] = {"host": f"10.9.1.{i}", "boot": "boot.sh", "after": [chain[i - 1]]}
+    out = Converger(_ctx(tmp_path, home, services, fake)).run()
+    assert out.ok, out.services
+    warmed = {c.service: c.start for c in fake.warmed}
+    assert sorted(warmed) == ["deep", "last", "mid", "near"]  # each once
+    ended = {c.service: c.end for c in fake.calls if c.step == "boot"}
+    assert warmed["near"] < ended["db"] and warmed["mid"] < ended["db"]  # db waited for them
+    assert warmed["deep"] > ended["db"], (warmed, ended)
+    assert warmed["last"] > ended["near"], (warmed, ended)
+
+
 # hand-out: what starts, in which order, and when -----------------------------------
 
 

@@ -143,3 +143,16 @@ def test_dry_run_schedule_steps_are_complete():
          "needs_instances": True},
     ]
     assert s.dry_run_schedule(chain("a", "b"), {"a": 1})[-1]["needs_instances"] is False
+
+
+@pytest.mark.parametrize(("start", "hops", "expected"), [
+    ("a", 0, {"a"}),
+    ("a", 1, {"a", "b", "c"}),
+    ("a", 2, {"a", "b", "c", "d"}),  # d once, though two paths lead there
+    ("b", 2, {"b", "d", "e"}),
+    ("e", 5, {"e"}),  # nothing depends on it
+    ("c", 1, {"c", "d"}),  # not upwards: a is what c depends on
+])
+def test_within_reach_counts_dependencies_downwards(start, hops, expected):
+    g = nx.DiGraph([("a", "b"), ("a", "c"), ("b", "d"), ("c", "d"), ("d", "e")])
+    assert s.within_reach(g, start, hops) == expected

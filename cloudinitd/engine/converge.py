@@ -40,6 +40,12 @@ CLOUD_POOL = 8  # concurrent cloud API calls (launch + wait) across services
 # was 0.38-0.54 s with 8, 0.32-0.43 with 4, 0.26-0.37 with 2, 0.26-0.32 with 1;
 # one would leave a WAN's connection latency unhidden.
 WARM_POOL = 2
+# How far ahead of the work under way hosts are connected: a service's hosts are
+# warmed once a service at most this many dependencies before it has begun, not
+# all at the start, where every early step on the critical path would share the
+# cores with every key exchange. Two, not one: a step of a fraction of a second
+# on a distant host must not wait for its own connection.
+WARM_AHEAD = 2
 # After Ctrl-C: how long to wait for cloud calls already under way to answer
 # (so every instance they made is recorded). A second Ctrl-C stops waiting.
 SETTLE_TIMEOUT = 120.0
@@ -123,6 +129,7 @@ class Converger:
         # thread (~8 ms on a busy machine) before anything is handed out.
         warm_pool = ThreadPoolExecutor(max(1, min(len(warm), WARM_POOL)),
                                        thread_name_prefix="warm")
+        begun: set[str] = set()  # services whose successors were looked at for warm-ups
         try:
             for name, svc in ctx.plan.services.items():
                 self.started[name] = time.monotonic()
@@ -138,10 +145,9 @@ class Converger:
             # (and write their logs) before the summary is printed.
             while True:
                 self._start_ready_services(ssh_pool)
-                # After the first hand-out: what can start now starts first.
-                for target, name in warm:
+                # After the hand-out: what can start now starts first.
+                for target, name in self._warm_due(warm, begun):
                     warm_pool.submit(self._warm, target, name)
-                warm = []
                 if not self.pending:
                     break
                 done, _ = wait(list(self.pending), return_when=FIRST_COMPLETED)
@@ -188,13 +194,26 @@ class Converger:
             return False
         return bool(self.ctx.remote.prewarm(target, name))
 
+    def _warm_due(self, warm: list[tuple[SshTarget, str]],
+                  begun: set[str]) -> list[tuple[SshTarget, str]]:
+        """The warm-ups due now, taken out of `warm`: hosts of services at most
+        WARM_AHEAD dependencies after one that has begun (configuring or done)."""
+        near: set[str] = set()
+        for name, state in self.states.items():
+            if name not in begun and state not in (WAITING, LAUNCHED):
+                begun.add(name)
+                near |= schedule.within_reach(self.graph, name, WARM_AHEAD)
+        due = [(target, name) for target, name in warm if name in near]
+        warm[:] = [(target, name) for target, name in warm if name not in near]
+        return due
+
     def _prewarm_targets(self) -> list[tuple[SshTarget, str]]:
-        """Existing hosts of services that must wait for dependencies: connect to them now.
+        """Existing hosts of services that must wait for dependencies: to connect ahead.
 
         Their addresses are known before anything runs, so the key exchange
         happens while the dependencies work, not on the critical path. Nearest
-        first (by boot level): a service one dependency away is connected before
-        one five levels down, whose turn comes later anyway.
+        first (by boot level); `_warm_due` hands each out when the work comes
+        within WARM_AHEAD dependencies of it.
         """
         ctx, out, seen = self.ctx, [], set()
         if not hasattr(ctx.remote, "prewarm"):  # a test double connects nowhere ahead of need
