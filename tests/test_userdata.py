@@ -227,10 +227,14 @@ def test_qemu_seed_without_user_data_is_the_projects_own():
 def test_qemu_seed_merges_the_callers_gzip_script_before_its_own():
     data = seed.seed_user_data(seed_spec(gzip.compress(SCRIPT)))
     parts = [p for p in email.message_from_bytes(data).walk() if not p.is_multipart()]
-    assert [p.get_content_type() for p in parts] == ["text/x-shellscript", "text/cloud-config"]
+    assert [p.get_content_type() for p in parts] == ["text/x-shellscript", "text/cloud-config",
+                                                     "text/cloud-config"]
     assert parts[0].get_payload(decode=True) == SCRIPT
-    ours = yaml.safe_load(parts[1].get_payload(decode=True))
-    assert ours["ssh_authorized_keys"] == ["ssh-ed25519 AAAA k"]
+    lists, rest = (yaml.safe_load(p.get_payload(decode=True)) for p in parts[1:])
+    assert lists["ssh_authorized_keys"] == ["ssh-ed25519 AAAA k"]
     # The image runs only the init stage: it must also run the user's scripts and runcmd.
-    assert {"scripts_user", "runcmd", "write_files", "ssh"} <= set(ours["cloud_init_modules"])
-    assert parts[1]["Merge-Type"] == seed.OWN_MERGE
+    assert {"scripts_user", "runcmd", "write_files", "ssh"} <= set(lists["cloud_init_modules"])
+    assert parts[1]["Merge-Type"] == seed.LIST_MERGE and parts[2]["Merge-Type"] is None
+    assert rest["hostname"] == "vm-0" and "write_files" in lists and not set(lists) & set(rest)
+    whole = {**lists, **rest}
+    assert whole == yaml.safe_load(seed.user_data(seed_spec(gzip.compress(SCRIPT))))

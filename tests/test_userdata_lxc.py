@@ -62,8 +62,10 @@ def test_a_gzip_script_runs_once_at_first_boot_in_the_container(lxc_ready, tmp_p
                 return "cloudinitd: user data exited 0" in log.stdout
 
             wait_for(ran, timeout=120, why="the user data script finished")
-            out = inside(lxcpath, name, "cat /root/user-data-ran /var/log/cloudinitd-user-data.log")
-            assert out.stdout.splitlines()[0] == f"uid 0 host {inside(lxcpath, name, 'hostname').stdout.strip()}"
+            out = inside(lxcpath, name,
+                         "cat /root/user-data-ran /var/log/cloudinitd-user-data.log")
+            hostname = inside(lxcpath, name, "hostname").stdout.strip()
+            assert out.stdout.splitlines()[0] == f"uid 0 host {hostname}"  # as root, inside
             assert "hello-from-user-data" in out.stdout
             mode = inside(lxcpath, name, "stat -c %a /var/lib/cloudinitd/user-data")
             assert mode.stdout.strip() == "700"  # the caller's, private to root

@@ -25,9 +25,10 @@ def test_a_gzip_multipart_runs_at_first_boot_beside_the_projects_seed(
     qemu_provider: QemuProvider, tmp_path: Path
 ):
     key = make_keypair(tmp_path / "keys")
+    callers = make_keypair(tmp_path / "callers").public.split()[1]
     message = MIMEMultipart()
     message.attach(MIMEText("#cloud-config\nruncmd:\n - [sh, -c, 'echo runcmd > /root/rc']\n"
-                            "ssh_authorized_keys: [ssh-ed25519 AAAAC3Nza callers-own]\n",
+                            f"ssh_authorized_keys: [ssh-ed25519 {callers} callers-own]\n",
                             "cloud-config"))
     message.attach(MIMEText("#!/bin/sh\necho \"script $(id -u)\" > /root/script\n",
                             "x-shellscript"))
@@ -45,7 +46,8 @@ def test_a_gzip_multipart_runs_at_first_boot_beside_the_projects_seed(
     out = None
     for _ in range(40):  # sshd may answer before cloud-init has written every key
         out = ssh(info.address, key.private,
-                  "hostname; cat /root/rc /root/script; cat /root/.ssh/authorized_keys")
+                  "hostname; cat /root/rc /root/script; cat /root/.ssh/authorized_keys;"
+                  " cat /var/lib/cloud/instance/cloud-config.txt >&2")
         if out.returncode == 0:
             break
         time.sleep(3)
@@ -53,5 +55,6 @@ def test_a_gzip_multipart_runs_at_first_boot_beside_the_projects_seed(
     lines = out.stdout.splitlines()
     assert lines[:3] == ["udvm-0", "runcmd", "script 0"]
     keys = "\n".join(lines[3:])
-    assert key.public.split()[1] in keys and "callers-own" in keys  # both: lists append
+    assert key.public.split()[1] in keys, out.stderr
+    assert callers in keys, out.stderr  # both: the caller's list is appended to, not replaced
     qemu_provider.terminate([info.instance_id])

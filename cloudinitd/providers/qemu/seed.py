@@ -34,9 +34,14 @@ USER_DATA_MODULES = [
     "scripts_per_instance",
     "scripts_user",
 ]
-# Our part comes last: its keys win, and its lists (users, keys, write_files) are
-# appended to the caller's instead of replacing them.
-OWN_MERGE = "dict(recurse_array,replace)+list(append)+str()"
+# Our parts come after the caller's. cloud-init merges a later cloud-config part over
+# the earlier ones; its default replaces a key's whole value, and a merge that appends
+# lists also keeps the earlier scalars. So two parts: our lists appended to the caller's
+# (their keys and files stay), then everything else, which replaces (our hostname and
+# host key win).
+LIST_KEYS = ("ssh_authorized_keys", "users", "write_files", "cloud_init_modules",
+             "ssh_genkeytypes")
+LIST_MERGE = "dict(no_replace,recurse_array)+list(append)+str()"
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,11 @@ class SeedSpec:
 
 
 def user_data(spec: SeedSpec) -> str:
+    # JSON is valid YAML and needs no quoting rules of its own.
+    return "#cloud-config\n" + json.dumps(_config(spec), indent=1) + "\n"
+
+
+def _config(spec: SeedSpec) -> dict:
     keys = [spec.ssh_public_key.strip()]
     cfg: dict = {
         "hostname": spec.hostname,
@@ -100,18 +110,24 @@ def user_data(spec: SeedSpec) -> str:
         ]
     if spec.user_data is not None:
         cfg["cloud_init_modules"] = USER_DATA_MODULES
-    # JSON is valid YAML and needs no quoting rules of its own.
-    return "#cloud-config\n" + json.dumps(cfg, indent=1) + "\n"
+    return cfg
 
 
 def seed_user_data(spec: SeedSpec) -> bytes:
     """The seed's user-data: ours alone, or the caller's (a script, cloud-config, MIME,
     gzip inflated, bounded) then ours, as cloud-init multipart."""
-    own = user_data(spec).encode()
     if spec.user_data is None:
-        return own
+        return user_data(spec).encode()
+    cfg = _config(spec)
+    lists = {k: v for k, v in cfg.items() if k in LIST_KEYS}
+    rest = {k: v for k, v in cfg.items() if k not in LIST_KEYS}
+
+    def text(part: dict) -> bytes:
+        return ("#cloud-config\n" + json.dumps(part, indent=1) + "\n").encode()
+
     try:
-        return userdata.merged(spec.user_data, [("cloudinitd.cfg", own, OWN_MERGE)])
+        return userdata.merged(spec.user_data, [("cloudinitd-lists.cfg", text(lists), LIST_MERGE),
+                                                ("cloudinitd.cfg", text(rest), None)])
     except userdata.UserDataError as exc:
         raise ProviderError(f"user_data {exc}") from None
 
