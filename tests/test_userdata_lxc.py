@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.support.cli import write_plan
 from tests.support.lxc import local_cli_in
 from tests.support.serve import Serve, add_user, create_phantom_group, in_service, wait_for
 
@@ -85,3 +86,36 @@ def test_a_gzip_script_runs_once_at_first_boot_in_the_container(lxc_ready, tmp_p
         finally:
             if server is not None:
                 server.stop()
+
+
+def test_a_plans_user_data_script_runs_and_stays_out_of_the_store_and_output(local_cli,
+                                                                             tmp_path: Path):
+    marker = "private-marker-7f3a"  # stands for a secret in the caller's user data
+    plan = write_plan(tmp_path / "ud", f"""
+        name: ud
+        services:
+          web:
+            user_data: |
+              #!/bin/sh
+              # {marker}
+              echo "uid $(id -u)" > /root/ud-ran
+            boot: wait.sh.j2
+            exports: [ran]
+        """, {"wait.sh.j2": """
+        # The user data runs beside the boot steps (as cloud-final on a cloud): wait for it.
+        for i in $(seq 120); do
+          grep -q 'user data exited 0' /var/log/cloudinitd-user-data.log 2>/dev/null && break
+          sleep 1
+        done
+        echo "ran=$(cat /root/ud-ran)" > "$CLOUDINITD_EXPORT"
+        """})
+    booted = local_cli("boot", plan, "--name", "ud", "--json")
+    status = local_cli("status", "ud", "--json")
+    assert status.json()["services"]["web"]["instances"][0]["attributes"]["ran"] == "uid 0"
+    logs = local_cli("logs", "ud", "web")
+    for text in (booted.out, booted.err, status.out, logs.out):
+        assert marker not in text
+    for path in [*local_cli.home.glob("state.db*"), *(local_cli.home / "runs").rglob("*")]:
+        if path.is_file():
+            assert marker.encode() not in path.read_bytes(), path
+    local_cli("terminate", "ud")
