@@ -30,8 +30,8 @@ from hypothesis import strategies as st
 from cloudinitd.errors import PlanErrors, UsageError
 from cloudinitd.importer import import_plan
 from cloudinitd.plan.loader import load_plan
+from tests.support.hostile import HOSTILE, hostile_folder, within
 from tests.test_converge_cases import CASES, load_case, write_plan  # registers `memory`
-from tests.test_hostile_paths import HOSTILE, hostile_folder, within
 
 ROOT = Path(__file__).resolve().parents[1]
 KITCHEN_SINK = ROOT / "tests" / "cases" / "fuzz" / "kitchen-sink.yml"

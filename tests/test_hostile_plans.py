@@ -26,6 +26,7 @@ import pytest
 
 from tests.support.badplans import MARKER, Case, all_cases
 from tests.support.cli import Cli
+from tests.support.hostile import make_special
 
 # Imported once here, so each forked case starts with cloudinitd loaded (as a fork server would).
 for _module in ("cloudinitd.cli.main", "cloudinitd.engine.boot", "cloudinitd.engine.context",
@@ -109,6 +110,8 @@ def write_case(case: Case, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, data in case.files.items():
         (folder / name).write_bytes(data)
+    for name, kind in case.special.items():
+        make_special(folder / name, kind)
 
 
 def check(case: Case, res: Outcome, folder: Path, home: Path) -> list[str]:
@@ -132,13 +135,16 @@ def check(case: Case, res: Outcome, folder: Path, home: Path) -> list[str]:
         if not m:
             problems.append(f"not a one-line error: {line[:200]!r}")
             continue
-        if case.located:
+        if case.located:  # FILE:LINE, FILE as given or as an absolute path (the importer)
             where = f"{case.located}:{case.line if case.line else ''}"
-            if not m["rest"].startswith(where) or not re.match(
-                    rf"{re.escape(case.located)}:\d+: ", m["rest"]):
+            line_re = str(case.line) if case.line else r"\d+"
+            if not re.match(rf"(?:/\S*/)?{re.escape(case.located)}:{line_re}: ", m["rest"]):
                 problems.append(f"not located at {where}: {line[:200]!r}")
     if case.located is None and len(lines) != 1:
         problems.append(f"{len(lines)} error lines for a command-line fault")
+    for name in case.absent:
+        if (folder / name).exists():
+            problems.append(f"wrote {name}")
     if (folder / MARKER).exists():
         problems.append("the payload ran: PWNED was created")
     if home.exists() and any(home.iterdir()):
@@ -151,8 +157,9 @@ def test_the_generator_makes_enough_distinct_cases():
     kinds = {c.kind for c in CASES}
     assert {"wrong type", "unknown key", "alias bomb", "deep nesting", "control byte",
             "non-UTF-8", "sandbox", "huge count", "huge file", "cycle", "run name",
-            "var"} <= kinds
-    assert len({(tuple(sorted(c.files.items())), tuple(c.argv)) for c in CASES}) == len(CASES)
+            "var", "hostile file name"} <= kinds
+    assert len({(tuple(sorted(c.files.items())), tuple(sorted(c.special.items())),
+                 tuple(c.argv)) for c in CASES}) == len(CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
@@ -166,7 +173,8 @@ def test_hostile_input_is_refused_cleanly(case: Case, tmp_path: Path):
 
 REAL = ["count-escape0", "boot-escape0", "env-escape0", "laughs-vars-9x10", "deep-flow-list-10000",
         "utf8-2-line3", "control-00-line3", "runname-boot-0", "runname-status-1",
-        "cycle-after-50", "count-1e9", "long-script-path"]
+        "cycle-after-50", "count-1e9", "long-script-path", "file-hosts-file-fifo",
+        "file-original-deps-devzero", "file-var-file-fifo"]
 
 
 @pytest.mark.parametrize("case_id", REAL)

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloudinitd.errors import PlanError, UsageError
+from cloudinitd.plan import limits
 from cloudinitd.plan.fields import (
     empty_sections,
     parse_override,
@@ -17,8 +18,9 @@ from cloudinitd.plan.fields import (
     safe_plan_name,
     usable_as_name,
 )
-from cloudinitd.plan.limits import Limits, read_text
+from cloudinitd.plan.limits import FileRefused, Limits, read_text
 from cloudinitd.plan.yamlpos import PosDict, PosList, load_yaml
+from tests.support.hostile import within
 
 
 def test_plain_turns_positioned_trees_into_plain_ones():
@@ -133,8 +135,14 @@ def test_read_text_at_the_limit(tmp_path):
     assert read_text(path, 2048, "f.yml") == "é" * 1024
 
 
-def test_read_text_reads_no_more_than_the_limit():
-    # An endless file (a device, a FIFO a plan names) is refused after limit + 1 bytes.
-    with pytest.raises(PlanError) as info:
+def test_read_text_reads_no_more_than_the_limit(monkeypatch):
+    # A device is refused unopened; should a check ever let an endless file through
+    # (one that grows while it is read), the read still stops after limit + 1 bytes.
+    with pytest.raises(FileRefused) as refused:
         read_text(Path("/dev/zero"), 1024, "zero")
+    assert refused.value.strerror == "it is not a regular file"
+    monkeypatch.setattr(limits, "file_problem", lambda *_: None)
+    monkeypatch.setattr(limits, "_kind_problem", lambda *_: None)
+    with pytest.raises(PlanError) as info:
+        within(20, read_text, Path("/dev/zero"), 1024, "zero")
     assert str(info.value) == "zero:1: file is larger than the limit of 1 KiB"

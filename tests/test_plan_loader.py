@@ -6,6 +6,7 @@ exact errors, in order; adding a case is adding a file.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from cloudinitd.paths import cloudinitd_home, display_path, find_plan, shipped_d
 from cloudinitd.plan.limits import Limits
 from cloudinitd.plan.loader import load_plan, parse_override
 from cloudinitd.plan.model import CloudPlacement, CloudSpec, Pos
+from tests.support.hostile import within
 
 PLANS = Path(__file__).parent / "plans"
 BAD = sorted((PLANS / "bad").glob("*.yml"))
@@ -219,9 +221,7 @@ def test_script_found_in_bootlevels_library(tmp_path):
 def test_missing_plan_file_is_one_line_error(tmp_path):
     with pytest.raises(PlanErrors) as info:
         load_plan(tmp_path / "nope.yml")
-    assert (
-        str(info.value) == f"{tmp_path / 'nope.yml'}: cannot read plan: No such file or directory"
-    )
+    assert str(info.value) == f"{tmp_path / 'nope.yml'}: cannot read plan: no such file"
 
 
 def test_empty_plan_is_an_error(tmp_path):
@@ -552,7 +552,13 @@ def test_a_plan_folder_or_unreadable_plan_is_one_error(tmp_path):
     (tmp_path / "dir.yml").mkdir()
     with pytest.raises(PlanErrors) as info:
         load_plan(tmp_path / "dir.yml")
-    assert str(info.value) == f"{tmp_path / 'dir.yml'}: cannot read plan: Is a directory"
+    assert str(info.value) == \
+        f"{tmp_path / 'dir.yml'}: cannot read plan: it is a folder, not a file"
+    os.mkfifo(tmp_path / "fifo.yml")  # opened by name, it would wait for a writer forever
+    with pytest.raises(PlanErrors) as info:
+        within(20, load_plan, tmp_path / "fifo.yml")
+    assert str(info.value) == \
+        f"{tmp_path / 'fifo.yml'}: cannot read plan: it is not a regular file"
     (tmp_path / "big.yml").write_text("services: {a: {}}\n" + "#" * 300_000)
     with pytest.raises(PlanErrors) as info:
         load_plan(tmp_path / "big.yml")
@@ -592,7 +598,8 @@ def test_a_plan_path_that_cannot_be_opened_says_why(tmp_path):
     # A path from a request may hold a NUL byte: one line, exit 2 (it used to be a traceback).
     with pytest.raises(PlanErrors) as info:
         load_plan(tmp_path / "a\0b.yml")
-    assert str(info.value) == f"{tmp_path}/a\\x00b.yml: cannot read plan: embedded null byte"
+    assert str(info.value) == \
+        f"{tmp_path}/a\\x00b.yml: cannot read plan: it cannot be used: embedded null byte"
     assert info.value.exit_code == 2
 
 

@@ -27,7 +27,7 @@ def _remember_var_files(ctx: click.Context, param: click.Parameter, value: tuple
 
 
 _var_file = click.option("--var-file", multiple=True, metavar="FILE", expose_value=False,
-                         type=click.Path(dir_okay=False), callback=_remember_var_files,
+                         type=click.Path(), callback=_remember_var_files,
                          help="Plan vars from a YAML mapping (repeatable; later files win).")
 
 
@@ -41,18 +41,15 @@ def read_var_file(path: str) -> dict[str, str]:
     import json
 
     from cloudinitd.errors import PlanError
-    from cloudinitd.plan.limits import MAX_PLAN_BYTES, file_problem, read_text, said
+    from cloudinitd.plan.limits import MAX_PLAN_BYTES, read_text
     from cloudinitd.plan.loader import parse_override
     from cloudinitd.plan.yamlpos import PosDict, load_yaml
 
-    # Read as a plan is (it may come with one): checked before it is opened (a FIFO,
+    # Read as a plan is (it may come with one): checked on the opened file (a FIFO,
     # /dev/zero), bounded, and parsed with the plan's nesting and alias limits.
-    problem = file_problem(Path(path))
-    if problem:
-        raise UsageError(f"--var-file {path}: cannot read: {said(problem)}")
     try:
         data = load_yaml(read_text(Path(path), MAX_PLAN_BYTES, path), path)
-    except OSError as e:
+    except OSError as e:  # a FileRefused says why in file_problem's words
         raise UsageError(f"--var-file {path}: cannot read: {e.strerror}") from None
     if data is None:
         return {}

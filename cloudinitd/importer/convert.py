@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,12 @@ import yaml
 
 from cloudinitd import kinds
 from cloudinitd.errors import UsageError
-from cloudinitd.importer.original import Note, OrigPlan, OrigService
+from cloudinitd.importer.original import Note, OrigPlan, OrigService, _at
 from cloudinitd.importer.refs import RefError, Refs, is_value_name
 from cloudinitd.importer.wrapper import program_name, step_script
+from cloudinitd.plan.bundles import MAX_BUNDLE_BYTES
 from cloudinitd.plan.fields import usable_as_name
+from cloudinitd.plan.limits import FileRefused, open_checked
 
 _HEADER = "# Converted by `cloudinitd import`"
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_]")
@@ -67,6 +70,7 @@ class _Converter:
         self.cloud_keys: dict[tuple, str] = {}
         self.scripts: dict[str, str] = {}
         self.programs: dict[Path, str] = {}  # source -> plan-relative copy
+        self.program_where: dict[Path, str] = {}  # source -> FILE:LINE that names it
 
     def note(self, where: str, message: str, essential: bool = False) -> None:
         self.plan.notes.append(Note(where, message, essential))
@@ -192,6 +196,7 @@ class _Converter:
                 continue
             path = f"scripts/{name}.{step}.sh.j2"
             program = self.program(svc.paths[key])
+            self.program_where.setdefault(svc.paths[key], svc.where_of(key))
             try:
                 text, args = step_script(svc, step, self.refs, Path(program).name)
             except RefError as e:
@@ -276,6 +281,19 @@ def _plan_name(top: Path) -> str:
     return name if name[:1].isalnum() else "imported-" + name
 
 
+def _copy_program(source: Path, target: Path, where: str) -> None:
+    """Copy a program checked when the plan was read, checked again on the opened file
+    (swapped for a FIFO it would block, for /dev/zero fill the disk): at most its limit."""
+    try:
+        with open_checked(source, MAX_BUNDLE_BYTES) as f, open(target, "wb") as out:
+            shutil.copyfileobj(f, out)  # reads stop past the limit (the file may grow)
+            mode = os.fstat(f.fileno()).st_mode
+    except FileRefused as e:
+        target.unlink(missing_ok=True)
+        raise _at(where, f"cannot copy program {source}: {e.strerror}") from None
+    os.chmod(target, stat.S_IMODE(mode))
+
+
 def convert_plan(plan: OrigPlan, out: Path, environ: Mapping[str, str] | None = None) -> Path:
     """Write plan.yml and its scripts under `out`; the Notes are added to `plan.notes`."""
     conv = _Converter(plan, os.environ if environ is None else environ)
@@ -296,7 +314,7 @@ def convert_plan(plan: OrigPlan, out: Path, environ: Mapping[str, str] | None = 
         shutil.rmtree(out / "programs")  # a fresh copy each import
     for source, rel in conv.programs.items():
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, out / rel)
+        _copy_program(source, out / rel, conv.program_where[source])
     header = (f"{_HEADER} from {plan.top}.\n"
               "# Edit this plan, or re-run the import after changing the original.\n")
     plan_path = out / "plan.yml"

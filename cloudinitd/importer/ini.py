@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloudinitd.errors import PlanError
-from cloudinitd.plan.limits import MAX_PLAN_BYTES, file_problem, said
+from cloudinitd.plan.limits import MAX_PLAN_BYTES, FileRefused, read_checked
 
 _HEADER = re.compile(r"^\[([^\]]+)\]")
 _KEY = re.compile(r"^([^\s:=#;][^:=]*?)\s*[:=]")
@@ -91,18 +91,15 @@ def _scan_lines(text: str) -> dict[tuple[str, str | None], int]:
 def read_ini(path: Path, what: str, referenced_at: str | None = None) -> IniFile:
     """Parse `path`; a missing or malformed file is a PlanError naming where it was named."""
     where = f" (named at {referenced_at})" if referenced_at else ""
-    # Checked before it is opened (a FIFO would block, /dev/zero never ends).
-    problem = file_problem(path, MAX_PLAN_BYTES)
-    if problem:
-        raise PlanError(f"cannot read {what}{where}: {said(problem)}", str(path))
-    try:
-        with open(path, "rb") as f:  # bounded again: the file may have grown since
-            data = f.read(MAX_PLAN_BYTES + 1)
-    except OSError as e:
+    try:  # checked on the opened file (a FIFO would block, /dev/zero never ends), bounded
+        data = read_checked(path, MAX_PLAN_BYTES)
+    except FileRefused as e:
         raise PlanError(f"cannot read {what}{where}: {e.strerror}", str(path)) from None
-    if len(data) > MAX_PLAN_BYTES:
-        raise PlanError(f"cannot read {what}{where}: it is larger than the limit of"
-                        f" {MAX_PLAN_BYTES // 1024} KiB", str(path))
+    return parse_ini(path, data)
+
+
+def parse_ini(path: Path, data: bytes) -> IniFile:
+    """INI text already read (`read_checked`); the original took any bytes (Python 2 str)."""
     text = data.decode("utf-8", errors="replace")
     parser = configparser.ConfigParser(
         interpolation=_Py2Interpolation(), strict=False, inline_comment_prefixes=(";",),

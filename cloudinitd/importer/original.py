@@ -18,14 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloudinitd.errors import PlanError
-from cloudinitd.importer.ini import IniFile, read_ini
+from cloudinitd.importer.ini import IniFile, parse_ini, read_ini
 from cloudinitd.plan.bundles import MAX_BUNDLE_BYTES
 from cloudinitd.plan.limits import (
     MAX_KEY_BYTES,
     MAX_PLAN_BYTES,
     MAX_SCRIPT_BYTES,
     NOT_FOUND,
+    FileRefused,
     file_problem,
+    read_checked,
 )
 
 CLOUD_KEYS = ("iaas", "iaas_url", "iaas_key", "iaas_secret", "sshkeyname", "localsshkeypath",
@@ -149,14 +151,16 @@ class _Reader:
         ordered.sort()
         for position, (_, key, path) in enumerate(ordered):
             names: list[str] = []
-            problem = file_problem(path, MAX_PLAN_BYTES)
-            if problem == NOT_FOUND:
+            try:  # checked on the opened file, once: the answer and the text together
+                data = read_checked(path, MAX_PLAN_BYTES)
+            except FileRefused as e:
+                if e.problem != NOT_FOUND:
+                    raise _at(top.where("runlevels", key),
+                              f"{key}: level file {path} {e.problem}") from None
                 plan.note(top.where("runlevels", key), f"level file {path} is missing:"
                           " an empty level (as the original did)")
-            elif problem:
-                raise _at(top.where("runlevels", key), f"{key}: level file {path} {problem}")
             else:
-                ini = read_ini(path, "level file", top.where("runlevels", key))
+                ini = parse_ini(path, data)
                 for section in ini.sections():
                     if not section.startswith("svc-"):
                         plan.note(ini.where(section), f"[{section}] ignored: a level file"
@@ -203,8 +207,8 @@ class _Reader:
             v = self.value(ini, section, key)
             if v is None:
                 continue
-            path = self.path(svc, key, v)
-            deps = read_ini(path, "deps file", v.where)
+            path = _resolved(svc.level_file.parent, v.text.strip(), v.where, key)
+            deps = parse_ini(path, _read_deps(key, path, v.where))
             if not deps.has("deps"):
                 raise PlanError("a deps file needs a [deps] section", str(path), 1)
             for dkey, _ in deps.items("deps"):
@@ -216,13 +220,27 @@ class _Reader:
         return name
 
     def path(self, svc: OrigService, key: str, v: Value) -> Path:
+        """A program, bootconf or key: checked here, read later by a checked reader
+        (convert's copy, wrapper's bootconf, the connection's key)."""
         path = _resolved(svc.level_file.parent, v.text.strip(), v.where, key)
         problem = file_problem(path, PATH_LIMITS.get(key, MAX_PLAN_BYTES))
-        if problem == NOT_FOUND:
-            raise _at(v.where, f"{key}: file {path} does not exist")
         if problem:
-            raise _at(v.where, f"{key}: file {path} {problem}")
+            raise _file_error(key, path, problem, v.where)
         return path
+
+
+def _read_deps(key: str, path: Path, where: str) -> bytes:
+    """A deps file's bytes, checked on the opened file (one check, no second stat)."""
+    try:
+        return read_checked(path, MAX_PLAN_BYTES)
+    except FileRefused as e:
+        raise _file_error(key, path, e.problem, where) from None
+
+
+def _file_error(key: str, path: Path, problem: str, where: str) -> PlanError:
+    if problem == NOT_FOUND:
+        return _at(where, f"{key}: file {path} does not exist")
+    return _at(where, f"{key}: file {path} {problem}")
 
 
 # How big a file each key may name: programs ship as the new format's bundles do,

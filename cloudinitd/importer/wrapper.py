@@ -18,6 +18,7 @@ from pathlib import Path
 
 from cloudinitd.importer.original import OrigService
 from cloudinitd.importer.refs import RefError, Refs, literal
+from cloudinitd.plan.limits import MAX_SCRIPT_BYTES, FileRefused, read_checked
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,100}$")
 _BOOTENV = """\
@@ -79,7 +80,11 @@ def step_script(svc: OrigService, step: str, refs: Refs, program_name: str
         run = f"./{name}"
     lines.append(f"chmod +x {shlex.quote(run)}")
     if step == "boot" and "bootconf" in svc.paths:
-        text = svc.paths["bootconf"].read_text(encoding="utf-8", errors="replace")
+        path = svc.paths["bootconf"]
+        try:  # checked when the plan was read; again on the opened file (it may have changed)
+            text = read_checked(path, MAX_SCRIPT_BYTES).decode("utf-8", errors="replace")
+        except FileRefused as e:
+            raise RefError(f"bootconf: file {path} {e.problem}", "bootconf") from None
         try:
             parts = bootconf_parts(text, svc, refs)
         except RefError as e:

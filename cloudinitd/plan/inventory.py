@@ -100,7 +100,10 @@ def from_file(path: Path, group: str | None, max_bytes: int) -> list[StaticHost]
     variables and `[*:vars]` sections ignored (the plan's `env:` and `values:`
     carry settings here).
     """
-    file = display_path(path)
+    try:
+        file = display_path(path)
+    except (OSError, RuntimeError, ValueError):  # a loop of links: read_text says so
+        file = str(path)
     text = read_text(path, max_bytes, file)
     groups: dict[str, list[StaticHost]] = {}
     children: dict[str, list[tuple[str, int]]] = {}

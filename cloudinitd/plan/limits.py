@@ -8,10 +8,13 @@ parsed or expanded: file sizes here, nesting and alias expansion in
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from cloudinitd.errors import PlanError, UsageError
 from cloudinitd.settings import settings
@@ -63,27 +66,40 @@ def _decode_error(data: bytes, exc: UnicodeDecodeError, file: str) -> PlanError:
 NOT_FOUND = "not found"
 
 
-def file_problem(path: Path, max_bytes: int | None = None) -> str | None:
-    """Why `path` cannot serve as one of a plan's files, or None (a regular file).
-
-    From its metadata only, before anything opens it: opening a FIFO waits for
-    a writer, a device may act on being opened and /dev/zero never ends, and a
-    name the file system refuses (too long, a loop of links, a NUL byte) is an
-    answer here, not a traceback. `NOT_FOUND` when nothing is there.
-    """
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
+def _os_problem(exc: OSError | ValueError) -> str:
+    if isinstance(exc, FileNotFoundError):
         return NOT_FOUND
-    except (OSError, ValueError) as exc:
-        return f"cannot be used: {getattr(exc, 'strerror', None) or exc}"
+    return f"cannot be used: {getattr(exc, 'strerror', None) or exc}"
+
+
+def _kind_problem(info: os.stat_result, max_bytes: int | None) -> str | None:
     if stat.S_ISDIR(info.st_mode):
         return "is a folder, not a file"
     if not stat.S_ISREG(info.st_mode):
         return "is not a regular file"
     if max_bytes is not None and info.st_size > max_bytes:
-        return f"is larger than the limit of {max_bytes // 1024} KiB"
+        return _too_big(max_bytes)
     return None
+
+
+def _too_big(max_bytes: int) -> str:
+    return f"is larger than the limit of {max_bytes // 1024} KiB"
+
+
+def file_problem(path: Path, max_bytes: int | None = None) -> str | None:
+    """Why `path` cannot serve as one of a plan's files, or None (a regular file).
+
+    From its metadata only, without opening it: for a name that is only
+    checked (an `ssh_key` at load time, a `files:` entry). What is read goes
+    through `open_checked`, which checks the opened file again. A name the
+    file system refuses (too long, a loop of links, a NUL byte) is an answer
+    here, not a traceback. `NOT_FOUND` when nothing is there.
+    """
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError) as exc:
+        return _os_problem(exc)
+    return _kind_problem(info, max_bytes)
 
 
 def said(problem: str) -> str:
@@ -91,12 +107,96 @@ def said(problem: str) -> str:
     return "no such file" if problem == NOT_FOUND else f"it {problem}"
 
 
+class FileRefused(OSError):
+    """A file a plan names that cannot be read: `problem` is `file_problem`'s answer.
+
+    An OSError whose `strerror` is already the words to show after "cannot
+    read X: ", so callers that report an OSError's strerror say it well."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(said(problem))
+        self.problem = problem
+        self.strerror = said(problem)
+
+    @property
+    def too_big(self) -> bool:
+        return self.problem.startswith("is larger than")
+
+
+class CheckedFile:
+    """A file `open_checked` opened: reads stop with FileRefused past `max_bytes`
+    (a regular file may still grow while it is read)."""
+
+    def __init__(self, f: BinaryIO, max_bytes: int | None) -> None:
+        self._f = f
+        self._left = max_bytes
+        self._max = max_bytes
+
+    def fileno(self) -> int:
+        return self._f.fileno()
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left is None or self._max is None:
+            return self._f.read(size)
+        want = self._left + 1 if size < 0 else min(size, self._left + 1)
+        data = self._f.read(want)
+        self._left -= len(data)
+        if self._left < 0:
+            raise FileRefused(_too_big(self._max))
+        return data
+
+
+@contextlib.contextmanager
+def open_checked(path: Path, max_bytes: int | None = None) -> Iterator[CheckedFile]:
+    """`path` opened for reading, once it is known to be a regular file of at most
+    `max_bytes`. Raises FileRefused (also from a read past `max_bytes`).
+
+    Checked by name first, so a device is not opened at all (opening one may
+    act), then again on the opened file: the name may have been swapped for a
+    FIFO or /dev/zero in between. O_NONBLOCK keeps the open of a FIFO from
+    waiting for a writer; regular files ignore it.
+    """
+    problem = file_problem(path, max_bytes)
+    if problem:
+        raise FileRefused(problem)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except (OSError, ValueError) as exc:
+        raise FileRefused(_os_problem(exc)) from None
+    try:
+        problem = _kind_problem(os.fstat(fd), max_bytes)
+        if problem:
+            raise FileRefused(problem)
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with f:
+        yield CheckedFile(f, max_bytes)
+
+
+def read_checked(path: Path, max_bytes: int) -> bytes:
+    """A file a plan names, whole: a regular file of at most `max_bytes` (else FileRefused).
+
+    Checked on the opened file (`open_checked`), and never more than
+    `max_bytes` + 1 bytes read, however the file changes meanwhile."""
+    with open_checked(path, max_bytes) as f:
+        return f.read()
+
+
 def read_text(path: Path, limit: int, file: str) -> str:
-    """A plan or script file as text: refused (PlanError) when too large or not UTF-8."""
-    with open(path, "rb") as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise PlanError(f"file is larger than the limit of {limit // 1024} KiB", file, 1)
+    """A plan or script file as text, read by `read_checked`.
+
+    Too large: PlanError at `file`:1; not UTF-8: PlanError at its line and
+    column. Any other refusal is the FileRefused (an OSError) for the caller
+    to place.
+    """
+    try:
+        data = read_checked(path, limit)
+    except FileRefused as exc:
+        if exc.too_big:
+            raise PlanError(f"file {exc.problem}", file, 1) from None
+        raise
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -16,7 +16,7 @@ from typing import Any
 from cloudinitd import kinds
 from cloudinitd.errors import PlanError
 from cloudinitd.plan.inventory import from_file, from_list
-from cloudinitd.plan.limits import Limits, file_problem
+from cloudinitd.plan.limits import FileRefused, Limits
 from cloudinitd.plan.model import LOCAL_ADDRESS, CloudPlacement, CloudSpec, Pos, ServiceSpec
 from cloudinitd.plan.schema import did_you_mean
 from cloudinitd.plan.yamlpos import PosDict, PosList
@@ -85,11 +85,12 @@ class PlacementMixin:
             if isinstance(given, dict):
                 path = Path(given["file"]).expanduser()
                 path = path if path.is_absolute() else self.path.parent / path
-                problem = file_problem(path)  # its size: from_file (read_text)
-                if problem:
-                    self.error(f"service {name!r}: hosts file {given['file']!r} {problem}", line)
+                try:  # read on the opened file: limits.read_checked
+                    hosts = from_file(path, given.get("group"), self.limits.plan_bytes)
+                except FileRefused as exc:  # too big is a PlanError at the file's line 1
+                    self.error(f"service {name!r}: hosts file {given['file']!r} {exc.problem}",
+                               line)
                     return
-                hosts = from_file(path, given.get("group"), self.limits.plan_bytes)
             else:
                 lines = [given.item_line(i) if isinstance(given, PosList) else line
                          for i in range(len(given))]

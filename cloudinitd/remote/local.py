@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from cloudinitd.errors import RemoteError
-from cloudinitd.plan.bundles import BundleError, walk_bundle
+from cloudinitd.plan.bundles import MAX_BUNDLE_BYTES, BundleError, walk_bundle
+from cloudinitd.plan.limits import FileRefused, open_checked
 from cloudinitd.plan.model import LOCAL_ADDRESS
 from cloudinitd.remote.script import StepLog, check_name, interpreter, parse_export, step_env
 
@@ -54,8 +55,14 @@ def _copy_files(workdir: Path, files: Sequence[Path], service: str, step: str) -
                     dest.mkdir(mode=0o700, exist_ok=True)
                 else:
                     dest.unlink(missing_ok=True)
-                    shutil.copyfile(path, dest)
-                    dest.chmod((path.stat().st_mode & 0o700) | 0o600)
+                    try:  # checked on the opened file: it may have changed since the walk
+                        with open_checked(path, MAX_BUNDLE_BYTES) as f, open(dest, "wb") as out:
+                            shutil.copyfileobj(f, out)  # type: ignore[misc]
+                            mode = os.fstat(f.fileno()).st_mode
+                    except FileRefused as e:
+                        raise RemoteError(service, step, f"copying files: {rel} {e.problem}") \
+                            from None
+                    dest.chmod((mode & 0o700) | 0o600)
     except (BundleError, OSError) as e:
         raise RemoteError(service, step, f"copying files: {e}") from None
 

@@ -24,7 +24,6 @@ from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 
 from cloudinitd.errors import RemoteError
-from cloudinitd.plan.limits import MAX_KEY_BYTES, file_problem
 from cloudinitd.remote import hostkeys, tcp
 from cloudinitd.remote.hostkeys import (
     HostKeyChanged,
@@ -32,6 +31,7 @@ from cloudinitd.remote.hostkeys import (
     bad_host_key_message,
     known_hosts_name,
 )
+from cloudinitd.remote.keyfile import private_key
 
 # The first command on a connection: $HOME (the steps' folders are under it) and
 # the host's own name, in one round trip.
@@ -114,8 +114,7 @@ class Session:
             port=target.port,
             config=_fabric_config(),
             forward_agent=target.forward_agent,
-            connect_kwargs={
-                "key_filename": str(target.key_path),
+            connect_kwargs={  # "pkey": the key, read by `open` (paramiko never opens it)
                 "look_for_keys": False,
                 "allow_agent": False,
                 "banner_timeout": 15,
@@ -147,12 +146,11 @@ class Session:
     def open(self, service: str, connect_timeout: float = 10.0) -> None:
         """Connect; a changed host key becomes a RemoteError, other failures propagate."""
         name = known_hosts_name(self.target.address, self.target.port)
-        # paramiko reads the key file whole and blocks on a FIFO: a key named by a
-        # plan is checked first (the loader did too, but the file may have changed
-        # or not have existed then). Not transient: waiting would not mend it.
-        problem = file_problem(self.target.key_path, MAX_KEY_BYTES)
-        if problem:
-            raise RemoteError(service, "ssh", f"ssh key {self.target.key_path} {problem}")
+        # A key named by a plan is read here, checked on the opened file (the loader
+        # checked its name, but the file may have changed or not existed then), and
+        # handed to paramiko as a key: a name it opened could be a FIFO by then.
+        # Not transient: waiting would not mend it.
+        self.conn.connect_kwargs["pkey"] = private_key(self.target.key_path, service)
         self.conn.connect_timeout = max(1, int(round(connect_timeout)))
         try:
             # Our own socket: no Nagle from the first byte, acknowledgements at once

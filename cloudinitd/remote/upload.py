@@ -11,13 +11,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import os
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from cloudinitd.errors import RemoteError
-from cloudinitd.plan.bundles import BundleError, walk_bundle
+from cloudinitd.plan.bundles import MAX_BUNDLE_BYTES, BundleError, walk_bundle
+from cloudinitd.plan.limits import FileRefused, open_checked
 from cloudinitd.remote.script import MAX_EXPORT, parse_export
 from cloudinitd.remote.session import Session, SshTarget
 
@@ -70,8 +72,16 @@ def upload_files(sess: Session, workdir: str, files: Sequence[Path], service: st
                     with contextlib.suppress(OSError):  # there from an earlier step
                         sftp.mkdir(remote, 0o700)
                     continue
-                sftp.put(str(path), remote, confirm=False)
-                sftp.chmod(remote, (path.stat().st_mode & 0o700) | 0o600)
+                # Checked again on the opened file: swapped for a FIFO or /dev/zero
+                # since the walk, it is refused instead of blocking or never ending.
+                try:
+                    with open_checked(path, MAX_BUNDLE_BYTES) as f:
+                        sftp.putfo(f, remote, confirm=False)  # type: ignore[arg-type]
+                        mode = os.fstat(f.fileno()).st_mode
+                except FileRefused as e:
+                    raise RemoteError(service, step, f"uploading files: {rel} {e.problem}") \
+                        from None
+                sftp.chmod(remote, (mode & 0o700) | 0o600)
     except (BundleError, OSError) as e:
         raise RemoteError(service, step, f"uploading files: {e}") from None
 

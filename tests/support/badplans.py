@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from jsonschema import Draft202012Validator
 
 from cloudinitd.plan.schema import PLAN_SCHEMA, SERVICE_PROPERTIES
+from tests.support.hostile import FILE_FIELDS, HOSTILE, ORIGINAL, ORIGINAL_FIELDS, SPECIAL_FILES
 
 MARKER = "PWNED"  # every code-execution payload tries to create this file in the case folder
 
@@ -30,6 +31,9 @@ class Case:
     line: int | None = None  # the line, when the generator knows it
     kind: str = ""
     extra: dict = field(default_factory=dict)
+    # name -> FIFO, FOLDER or LOOP (tests/support/hostile.py): made beside `files`
+    special: dict[str, str] = field(default_factory=dict)
+    absent: list[str] = field(default_factory=list)  # files the command must not write
 
 
 def _y(value: object) -> str:
@@ -319,7 +323,8 @@ def cycles() -> Iterator[Case]:
                    ["validate", "plan.yml"], line=2, kind="cycle")
 
 
-GOOD = _plan("services:\n  a:\n    host: 127.0.0.1\n    ssh_port: 9\n    timeout: 1\n")
+GOOD_TEXT = "services:\n  a:\n    host: 127.0.0.1\n    ssh_port: 9\n    timeout: 1\n"
+GOOD = _plan(GOOD_TEXT)
 BAD_RUN_NAMES = ["../../x", "bad name/x", "", ".", "..", "-x", "_x", "a" * 64, "a\nb", "a/b",
                  "a;id", "$(id)", "`id`", "é", "a\u2028b", "run\t1", "~root", "a*", "/abs"]
 # `--` so that a name starting with '-' reaches the RUN argument.
@@ -354,9 +359,50 @@ def hostile_command_lines() -> Iterator[Case]:
                        kind="var")
 
 
+def _hostile_files(**files: str) -> dict[str, bytes]:
+    return {"b.sh": b"true\n", **{k: v.encode() for k, v in files.items()}}
+
+
+def hostile_file_names() -> Iterator[Case]:
+    """Every field that names a file on this machine, given each kind of hostile name
+    (tests/support/hostile.py): one line at the field's own line, exit 2, never a hang
+    (a FIFO), an endless read (/dev/zero) or a walk of a folder where a file belongs."""
+    for field_name, rows in FILE_FIELDS.items():
+        for kind, value in HOSTILE.items():
+            if (field_name, kind) == ("files", "folder"):
+                continue  # `files:` may name a folder: it ships as a bundle
+            lines = ["services:", "  a:", *("    " + r.format(v=_y(value)) for r in rows)]
+            yield Case(f"file-{field_name}-{kind}",
+                       _hostile_files(**{"plan.yml": "\n".join(lines) + "\n"}),
+                       ["validate", "plan.yml"], line=len(lines), kind="hostile file name",
+                       special=dict(SPECIAL_FILES))
+    for key, conf in ORIGINAL_FIELDS.items():
+        for kind, value in HOSTILE.items():
+            rows = ORIGINAL[conf].splitlines()
+            (at,) = [i for i, r in enumerate(rows) if r.startswith(f"{key}:")]
+            rows[at] = f"{key}: {value}"
+            files = {**ORIGINAL, conf: "\n".join(rows) + "\n"}
+            yield Case(f"file-original-{key}-{kind}", _hostile_files(**files),
+                       ["import", "top.conf", "-o", "out"], located=conf, line=at + 1,
+                       kind="hostile file name", special=dict(SPECIAL_FILES),
+                       absent=["out/plan.yml"])
+    for kind, value in HOSTILE.items():
+        yield Case(f"file-var-file-{kind}", _hostile_files(**{"plan.yml": GOOD_TEXT}),
+                   ["validate", "plan.yml", "--var-file", value], located=None,
+                   kind="hostile file name", special=dict(SPECIAL_FILES))
+    # A var file is read as a plan is: the same nesting and alias limits, at its lines.
+    for name, text, line in (("nested", "a: " + "[" * 5000 + "]" * 5000 + "\n", 1),
+                             ("alias", "a: &x [1, 2]\nb: *x\n", 1)):
+        yield Case(f"var-file-{name}", _hostile_files(**{"plan.yml": GOOD_TEXT,
+                                                         "vars.yml": text}),
+                   ["validate", "plan.yml", "--var-file", "vars.yml"], located="vars.yml",
+                   line=line, kind="hostile file name")
+
+
 def all_cases() -> list[Case]:
     cases = [*wrong_types(), *unknown_keys(), *alias_bombs(), *deep_nesting(), *bad_bytes(),
-             *sandbox_escapes(), *huge(), *cycles(), *hostile_command_lines()]
+             *sandbox_escapes(), *huge(), *cycles(), *hostile_command_lines(),
+             *hostile_file_names()]
     seen: set[str] = set()
     for case in cases:
         assert case.id not in seen, case.id
