@@ -202,11 +202,11 @@ def test_serve_refuses_what_a_local_cloud_would_ignore(api):
 
 
 def test_serve_keeps_gzip_and_binary_user_data_as_sent(api):
-    packed, binary = gzip.compress(SCRIPT), bytes(range(256))
+    packed, config, binary = gzip.compress(SCRIPT), gzip.compress(CONFIG), bytes(range(256))
     create(api, "l", UserData=b64(packed))
-    create(api, "q", UserData=b64(gzip.compress(CONFIG)))
+    create(api, "q", UserData=b64(config))
     create(api, "e", UserData=b64(binary), KeyName="mine")
-    assert described(api) == {"lc@l": packed, "lc@q": gzip.compress(CONFIG), "lc@e": binary}
+    assert described(api) == {"lc@l": packed, "lc@q": config, "lc@e": binary}
 
 
 # -- qemu's seed ------------------------------------------------------------------------
