@@ -283,3 +283,13 @@ def test_read_checked_gives_the_same_answers_from_the_opened_file(tmp_path, monk
             within(10, read_checked, tmp_path / name, limit)
         assert caught.value.problem == problem, name
         assert isinstance(caught.value, OSError) and caught.value.strerror == limits.said(problem)
+
+
+def test_the_guard_turns_an_endless_read_into_a_memory_error():
+    """`within`'s address-space cap: what once got pytest OOM-killed fails one test."""
+    import resource
+
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/dev/zero", "rb") as zero, pytest.raises(MemoryError):
+        within(20, zero.read)
+    assert resource.getrlimit(resource.RLIMIT_AS) == before  # the run's own limit again

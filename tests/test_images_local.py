@@ -11,12 +11,13 @@ import os
 import secrets
 import shutil
 import stat
+import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from tests.support.cli import Cli
+from tests.support.cli import Cli, write_plan
 from tests.support.images import web_address, web_plan
 from tests.support.lxc import ssh
 
@@ -249,3 +250,67 @@ def test_what_is_unpacked_is_what_was_checked(tmp_path: Path):
     assert swaps and (root / "etc/hostname").exists()
     assert not (root / "etc/planted").exists()
     assert not list((cache / "saved" / "local" / "swap-id100000").glob("source*"))
+
+
+@pytest.mark.lxc
+@pytest.mark.slow
+def test_a_saved_image_lets_no_one_in_with_the_keys_its_source_had(local_cli: Cli,
+                                                                   tmp_path: Path):
+    """A boot script made an account with a key and gave root a second keys file."""
+    cli = local_cli
+    name = f"k{secrets.token_hex(3)}"
+    alice_key = tmp_path / "alice"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(alice_key)],
+                   check=True)
+    public = (tmp_path / "alice.pub").read_text().strip()
+    plan = write_plan(tmp_path / "orig", """
+        name: orig
+        services:
+          web:
+            cloud: local
+            boot: keys.sh
+        """, {"keys.sh": f"""
+        set -e
+        useradd -m -s /bin/bash alice
+        install -d -m 700 -o alice -g alice /home/alice/.ssh
+        echo '{public}' > /home/alice/.ssh/authorized_keys
+        chown alice: /home/alice/.ssh/authorized_keys
+        echo '{public}' > /root/.ssh/authorized_keys2
+        mkdir -p /etc/ssh/keys
+        echo '{public}' > /etc/ssh/keys/alice
+        echo 'AuthorizedKeysFile .ssh/authorized_keys .ssh/authorized_keys2 /etc/ssh/keys/%u' \\
+            > /etc/ssh/sshd_config.d/keys.conf
+        systemctl reload ssh
+        """})
+    try:
+        cli("boot", plan, "--name", "orig")
+        address = web_address(cli, "orig")
+        # The source instance does let alice's key in, as alice and as root.
+        assert ssh(address, alice_key, "true", user="alice").returncode == 0
+        assert ssh(address, alice_key, "true").returncode == 0
+
+        saved = cli("image", "save", "orig", "web", name, "--json")
+        removed = {"/root/.ssh/authorized_keys": ["root"],
+                   "/root/.ssh/authorized_keys2": ["root"],
+                   "/home/alice/.ssh/authorized_keys": ["alice"],
+                   "/etc/ssh/keys/alice": ["alice"]}
+        root = SAVED / f"{name}-id100000" / "rootfs"
+        for rel in removed:
+            assert not (root / rel.lstrip("/")).exists(), rel
+        assert (root / "home/alice").is_dir()  # her account stays, her keys do not
+        # Whose keys left is said, and is in --json.
+        assert "removed the login keys of root, alice" in saved.err, saved.err
+        assert saved.json()["image"]["keys_removed"] == removed
+
+        cli("boot", web_plan(tmp_path / "copy", "copy", "local", name), "--name", "copy")
+        copy, new_key = web_address(cli, "copy"), cli.home / "runs" / "copy" / "id_ed25519"
+        # The image boots and its own run's key opens it; alice's key opens nothing.
+        got = ssh(copy, new_key, "id -un alice; ls -A /home/alice/.ssh /etc/ssh/keys; "
+                  "test ! -e /root/.ssh/authorized_keys2 && echo none2")
+        assert got.stdout.split() == ["alice", "/etc/ssh/keys:", "/home/alice/.ssh:", "none2"], \
+            got.stdout + got.stderr
+        assert ssh(copy, alice_key, "true", user="alice").returncode != 0
+        assert ssh(copy, alice_key, "true").returncode != 0
+        cli("terminate", "copy")
+    finally:
+        _drop(cli, name)

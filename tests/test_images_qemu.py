@@ -33,6 +33,17 @@ def test_save_a_vm_disk_and_boot_a_vm_from_it(qemu_net, tmp_path: Path):
         # Written and not synced: `image save` flushes the guest's page cache first.
         made = ssh(web_address(cli, "orig"), key, f"echo {marker} > /root/marker")
         assert made.returncode == 0, made.stderr
+        # Someone else's keys: an account with a key, and a second keys file for root.
+        alice_key = tmp_path / "alice"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(alice_key)],
+                       check=True)
+        public = (tmp_path / "alice.pub").read_text().strip()
+        made = ssh(web_address(cli, "orig"), key, (
+            "useradd -m alice && install -d -m 700 -o alice -g alice /home/alice/.ssh && "
+            f"echo '{public}' | tee /root/.ssh/authorized_keys2 "
+            "> /home/alice/.ssh/authorized_keys && chown alice: /home/alice/.ssh/* && sync"))
+        assert made.returncode == 0, made.stderr
+        assert ssh(web_address(cli, "orig"), alice_key, "true", user="alice").returncode == 0
 
         saved = cli("image", "save", "orig", "web", name, "--json", timeout=900)
         for said in ("flushed the guest's writes", "paused", "resumed",
@@ -40,6 +51,9 @@ def test_save_a_vm_disk_and_boot_a_vm_from_it(qemu_net, tmp_path: Path):
             assert said in saved.err, saved.err
         saved = saved.json()
         assert saved["cloud"] == "qemu" and saved["image"]["format"] == "qcow2"
+        removed = saved["image"]["keys_removed"]
+        assert removed["/home/alice/.ssh/authorized_keys"] == ["alice"]
+        assert removed["/root/.ssh/authorized_keys2"] == ["root"]
         folder = image_cache() / "saved" / "qemu" / name
         facts = json.loads(subprocess.run(
             ["qemu-img", "info", "--output=json", str(folder / "disk.qcow2")],
@@ -58,8 +72,13 @@ def test_save_a_vm_disk_and_boot_a_vm_from_it(qemu_net, tmp_path: Path):
         copy_key = cli.home / "runs" / "copy" / "id_ed25519"
         got = ssh(web_address(cli, "copy"), copy_key, "cat /root/marker; hostname")
         assert got.stdout.split() == [marker, "web-0"], got.stderr
-        # The first run's key does not open the copy (cloud-init only adds keys).
+        # The first run's key does not open the copy (cloud-init only adds keys), nor alice's.
         assert ssh(web_address(cli, "copy"), key, "true").returncode != 0
+        assert ssh(web_address(cli, "copy"), alice_key, "true", user="alice").returncode != 0
+        assert ssh(web_address(cli, "copy"), alice_key, "true").returncode != 0
+        got = ssh(web_address(cli, "copy"), copy_key,
+                  "ls -A /home/alice/.ssh; test -e /root/.ssh/authorized_keys2 || echo gone")
+        assert got.stdout.split() == ["gone"], got.stdout + got.stderr
         busy = cli("image", "delete", name, "--cloud", "qemu", expect=2)
         assert "running VMs" in busy.err
         cli("terminate", "copy", timeout=600)

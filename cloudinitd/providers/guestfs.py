@@ -31,6 +31,10 @@ RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_NO_SYMLINKS = 0x04
 RESOLVE_IN_ROOT = 0x10
 RESOLVE_GUEST = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV
+# The guest's links followed as the guest would, but inside its root only (an
+# absolute link or `..` never leaves it), no magic link, no mount crossed: for
+# a copy of the guest no one else writes (a saved image), never a live guest.
+RESOLVE_IN_COPY = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV
 
 
 class _OpenHow(ctypes.Structure):
@@ -85,8 +89,8 @@ def _rel(path: str) -> PurePosixPath:
 
 
 @contextlib.contextmanager
-def _dir(root_fd: int, rel: PurePosixPath) -> Iterator[int]:
-    fd = openat2(root_fd, str(rel) or ".", os.O_PATH | os.O_DIRECTORY)
+def _dir(root_fd: int, rel: PurePosixPath, resolve: int = RESOLVE_GUEST) -> Iterator[int]:
+    fd = openat2(root_fd, str(rel) or ".", os.O_PATH | os.O_DIRECTORY, resolve=resolve)
     try:
         yield fd
     finally:
@@ -168,9 +172,12 @@ def write_file(
             raise
 
 
-def read_file(root_fd: int, path: str, limit: int = 1 << 20) -> bytes:
+def read_file(root_fd: int, path: str, limit: int = 1 << 20,
+              resolve: int = RESOLVE_GUEST) -> bytes:
     """The first `limit` bytes of a regular file inside the root (never a device or fifo)."""
-    fd = openat2(root_fd, str(_rel(path)), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    nofollow = os.O_NOFOLLOW if resolve & RESOLVE_NO_SYMLINKS else 0
+    fd = openat2(root_fd, str(_rel(path)), os.O_RDONLY | os.O_NONBLOCK | nofollow,
+                 resolve=resolve)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise GuestPathError(errno.EINVAL, f"not a regular file inside the instance: {path}")
@@ -186,15 +193,28 @@ def read_file(root_fd: int, path: str, limit: int = 1 << 20) -> bytes:
         os.close(fd)
 
 
-def remove_file(root_fd: int, path: str) -> bool:
+def list_dir(root_fd: int, path: str, resolve: int = RESOLVE_GUEST) -> list[str]:
+    """The names in directory `path` inside the root ([] when it is not a directory)."""
+    try:
+        fd = openat2(root_fd, str(_rel(path)), os.O_RDONLY | os.O_DIRECTORY, resolve=resolve)
+    except OSError:
+        return []
+    try:
+        return os.listdir(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_file(root_fd: int, path: str, resolve: int = RESOLVE_GUEST) -> bool:
     """Remove the file (or link) `path` inside the root; False when it is not there.
 
-    The parent is reached without following any link or mount, and unlink never
+    The parent is reached without following any link or mount (or, with
+    RESOLVE_IN_COPY, following links inside the root only), and unlink never
     follows the last name: a link is removed, not what it points to.
     """
     rel = _rel(path)
     try:
-        with _dir(root_fd, rel.parent) as parent:
+        with _dir(root_fd, rel.parent, resolve) as parent:
             os.unlink(rel.name, dir_fd=parent)
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError, GuestPathError):
         return False

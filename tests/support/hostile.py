@@ -3,13 +3,14 @@
 `HOSTILE` is every kind of name a plan may give where a file belongs;
 `FILE_FIELDS` / `ORIGINAL_FIELDS` are where a plan (new format, original
 TOP.conf) names a file; `hostile_folder` makes the relative ones in a folder;
-`within` fails a call that hangs (a FIFO opened for reading) instead of
-stalling the test run.
+`within` fails a call that hangs (a FIFO opened for reading) or reads without
+end instead of stalling the test run or getting it OOM-killed.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -81,14 +82,34 @@ class Hang(Exception):
     pass
 
 
+# What a guarded call may add to this process's address space. A read that never
+# ends (/dev/zero) then fails as MemoryError in this test instead of the kernel's
+# OOM killer ending the whole run (it did once: 23 GB). Room for the threads a
+# connection starts (an 8 MiB stack and a 64 MiB malloc arena each, reserved).
+MEMORY_ROOM = 2 * 1024**3
+
+
+def _address_space() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def within(seconds: int, fn: Callable[..., Any], *args: Any) -> Any:
-    """Run fn; a hang (a FIFO opened for reading) fails the test instead of stalling it."""
+    """Run fn; a hang (a FIFO opened for reading) fails the test instead of stalling
+    it, and an endless read fails it with MemoryError (MEMORY_ROOM) instead of
+    getting the test run OOM-killed."""
     def alarm(*_: object) -> None:
         raise Hang(f"still running after {seconds} s")
     old = signal.signal(signal.SIGALRM, alarm)
+    limits = resource.getrlimit(resource.RLIMIT_AS)
+    cap = _address_space() + MEMORY_ROOM
+    if limits[1] != resource.RLIM_INFINITY:
+        cap = min(cap, limits[1])
+    resource.setrlimit(resource.RLIMIT_AS, (cap, limits[1]))
     signal.alarm(seconds)
     try:
         return fn(*args)
     finally:
         signal.alarm(0)
+        resource.setrlimit(resource.RLIMIT_AS, limits)
         signal.signal(signal.SIGALRM, old)

@@ -12,8 +12,10 @@ and never follows them, and stays on the one file system (`--one-file-system`).
 Then the instance's identity is taken out of the copy, through openat2 (a
 link the guest planted at one of these names is removed, never followed):
 its SSH host key and authorised keys (a run's key must not open the next
-run's instances), its machine id. Instances made from the image get their
-own, as from the built-in base.
+run's instances), its machine id; and every account's login keys
+(loginkeys: each account's authorized_keys and authorized_keys2, and the
+files sshd's AuthorizedKeysFile names). Instances made from the image get
+their own, as from the built-in base.
 """
 
 from __future__ import annotations
@@ -27,13 +29,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from cloudinitd.errors import ProviderError
-from cloudinitd.providers import guestfs, imagecache
+from cloudinitd.providers import guestfs, imagecache, loginkeys
 from cloudinitd.providers.base import Say
 from cloudinitd.providers.local import image, instance, lxc, rootfs
 
 CHUNK = 1 << 20
 # Names of the instance's identity, removed from a saved image (the provider
-# writes fresh ones into every instance it makes).
+# writes fresh ones into every instance it makes). Login keys: loginkeys.
 IDENTITY = (
     "/etc/ssh/ssh_host_ed25519_key",
     "/etc/ssh/ssh_host_ed25519_key.pub",
@@ -44,7 +46,6 @@ IDENTITY = (
     "/etc/cloudinitd/authorized_keys",
     "/etc/cloudinitd/ssh_user",
     "/etc/apt/apt.conf.d/01cloudinitd-proxy",
-    "/root/.ssh/authorized_keys",
     "/var/lib/dbus/machine-id",
 )
 TAR_XATTRS = ["--xattrs", "--xattrs-include=*"]
@@ -137,33 +138,44 @@ def _copy(source: Path, target: Path, estimate: int, limit: int, say: Say, read_
     return done
 
 
-def forget_identity(root: Path, ssh_user: str | None) -> list[str]:
-    """Remove the instance's keys and ids from the copy at `root`; the names removed."""
+def forget_identity(root: Path) -> tuple[list[str], loginkeys.KeyFiles]:
+    """Remove the instance's ids and every account's login keys from the copy at `root`.
+
+    Returns the identity names removed, and the key files removed (with
+    whose keys they held) and the AuthorizedKeysFile names not expanded.
+    The copy is ours alone now: its links are followed inside its root only
+    (guestfs.RESOLVE_IN_COPY), as the guest's sshd would follow them.
+    """
     removed = []
-    names = list(IDENTITY)
     with guestfs.opened_root(root) as fd:
-        if ssh_user and ssh_user != "root":
-            home = _home_of(fd, ssh_user)
-            if home:
-                names.append(f"{home}/.ssh/authorized_keys")
-        for name in names:
+        for name in IDENTITY:
             if guestfs.remove_file(fd, name):
                 removed.append(name)
+        keys = _key_files(fd)
+        gone = {path: users for path, users in keys.files.items()
+                if guestfs.remove_file(fd, path, guestfs.RESOLVE_IN_COPY)}
         # Empty: systemd makes a new one at each instance's first boot.
         guestfs.write_file(fd, "/etc/machine-id", b"", 0o444, instance.GUEST_ROOT)
-    return removed
+    return removed, loginkeys.KeyFiles(gone, keys.not_expanded)
 
 
-def _home_of(root_fd: int, user: str) -> str | None:
-    try:
-        passwd = guestfs.read_file(root_fd, "/etc/passwd").decode(errors="replace")
-    except OSError:
-        return None
-    for line in passwd.splitlines():
-        fields = line.split(":")
-        if len(fields) >= 6 and fields[0] == user and fields[5].startswith("/"):
-            return fields[5]
-    return None
+def _key_files(root_fd: int) -> loginkeys.KeyFiles:
+    """The files sshd would read as someone's authorised keys in the copy."""
+    def text(name: str) -> str:
+        try:
+            return guestfs.read_file(root_fd, name, resolve=guestfs.RESOLVE_IN_COPY).decode(
+                errors="replace")
+        except OSError:
+            return ""
+
+    conf_dir = loginkeys.SSHD_CONFIG_DIR
+    configs = [text(loginkeys.SSHD_CONFIG)] + [
+        text(f"{conf_dir}/{n}")
+        for n in sorted(guestfs.list_dir(root_fd, conf_dir, guestfs.RESOLVE_IN_COPY))
+        if n.endswith(".conf")]
+    homes = guestfs.list_dir(root_fd, loginkeys.HOMES, guestfs.RESOLVE_IN_COPY)
+    everyone = loginkeys.accounts(text(loginkeys.PASSWD), homes)
+    return loginkeys.key_files(everyone, loginkeys.configured(configs))
 
 
 def save(lxcpath: Path, container: str, name: str, cache: Path, *, source: str, stop: bool,
@@ -185,16 +197,20 @@ def save(lxcpath: Path, container: str, name: str, cache: Path, *, source: str, 
     with imagecache.making(cache, "local", name, final) as work:
         with held_still(container, lxcpath, stop, say):
             copied = copy_tree(root, work / "rootfs", estimate, limit, say)
-        removed = forget_identity(work / "rootfs", meta.get("ssh_user"))
+        removed, keys = forget_identity(work / "rootfs")
+        for line in loginkeys.report(keys):
+            say(line)
         (work / "stamp").write_text(STAMP + "\n")
         record = {
             "name": name, "kind": "local", "format": "rootfs", "created": time.time(),
             "size": imagecache.tree_size(work / "rootfs"), "source": source,
             "base": meta.get("image"), "idmap": f"{image.ID_BASE}:{image.ID_COUNT}",
-            "identity_removed": removed,
+            "identity_removed": removed, "keys_removed": keys.files,
+            "keys_not_expanded": keys.not_expanded,
         }
         imagecache.write_meta(work, record)
     say(f"saved {container} as local image {name} ({copied >> 20} MiB in "
         f"{time.monotonic() - started:.0f} s)")
-    return {**imagecache.row(record, kind_dir / final), "seconds":
-            round(time.monotonic() - started, 1)}
+    return {**imagecache.row(record, kind_dir / final), "keys_removed": keys.files,
+            "keys_not_expanded": keys.not_expanded,
+            "seconds": round(time.monotonic() - started, 1)}

@@ -3,9 +3,9 @@
 `image save`: the VM is paused through QMP (`stop` also flushes QEMU's block
 layer, so the overlay file is whole on this machine), or powered down with
 `--stop`; `qemu-img convert` then reads the overlay with its backing chain
-into one standalone (sparse raw) disk, and the VM continues. The instance's
-authorised keys and machine id are taken out of that disk offline
-(`forget_identity`), and it is packed as the image's qcow2. The kernel and
+into one standalone (sparse raw) disk, and the VM continues. Every account's
+login keys and the machine id are taken out of that disk offline
+(offline.forget_identity), and it is packed as the image's qcow2. The kernel and
 initrd the VM booted (QEMU boots them directly) are copied beside it.
 
 `image stage`: a raw or qcow2 file, its format told by its first bytes and
@@ -30,13 +30,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cloudinitd.errors import ProviderError, UsageError
 from cloudinitd.host.waiting import wait_until
-from cloudinitd.providers import imagecache
+from cloudinitd.providers import imagecache, loginkeys
 from cloudinitd.providers.base import Say, say_nothing
-from cloudinitd.providers.qemu import vm
+from cloudinitd.providers.qemu import offline, vm
 
 MAX_VIRTUAL = 64 << 30
 EXT4_MAGIC_AT = 1080  # the superblock is at 1024; s_magic 0xEF53 at offset 56 in it
@@ -151,71 +149,25 @@ def save(files: vm.VmFiles, name: str, cache: Path, *, source: str, stop: bool,
         raw = work / "disk.raw"  # sparse; edited, then packed as the image's qcow2
         with held_still(files, stop, say):
             convert(files.overlay, "qcow2", raw, say, shared=True, to="raw")
-        forget_identity(raw, _ssh_user(files), say)
+        keys = offline.forget_identity(raw, say)
+        for line in loginkeys.report(keys):
+            say(line)
         convert(raw, "raw", work / "disk.qcow2", say_nothing)
         raw.unlink()
         shutil.copy2(kernel, work / "vmlinuz")
         shutil.copy2(initrd, work / "initrd.img")
-        record = _record(work, name, "qcow2", source)
+        record = _record(work, name, "qcow2", source, keys_removed=keys.files,
+                         keys_not_expanded=keys.not_expanded)
     say(f"saved {files.dir.name} as qemu image {name} in {time.monotonic() - started:.0f} s")
-    return {**imagecache.row(record, kind_dir / name),
+    return {**imagecache.row(record, kind_dir / name), "keys_removed": keys.files,
+            "keys_not_expanded": keys.not_expanded,
             "seconds": round(time.monotonic() - started, 1)}
 
 
-def _ssh_user(files: vm.VmFiles) -> str | None:
-    """The plan's ssh_user of the VM, from its NoCloud seed (seed.py writes it)."""
-    try:
-        data = yaml.safe_load((files.dir / "seed" / "user-data").read_text())
-        return str(data["users"][0]["name"]) if data.get("users") else None
-    except (OSError, ValueError, yaml.YAMLError, KeyError, IndexError, TypeError):
-        return None
-
-
-def forget_identity(raw: Path, ssh_user: str | None, say: Say) -> None:
-    """Take the VM's authorised keys and machine id out of its saved disk (ext4, offline).
-
-    cloud-init adds a new instance's keys to an authorized_keys it finds, so
-    the source run's key would still open instances of the image. The file
-    system is edited by debugfs inside the disk file, after e2fsck has
-    replayed its journal (the VM was paused, not shut down): nothing on this
-    machine is reached through the guest's paths. Host keys need nothing:
-    cloud-init deletes them on a new instance (seed.py: ssh_deletekeys).
-    """
-    fsck = subprocess.run(["e2fsck", "-p", str(raw)], capture_output=True, text=True)
-    if fsck.returncode >= 4:
-        raise ProviderError(f"e2fsck of the saved disk: {fsck.stdout.strip()[-300:]}")
-    names = ["/root/.ssh/authorized_keys"]
-    home = _home_of(raw, ssh_user) if ssh_user and ssh_user != "root" else None
-    if home:
-        names.append(f"{home}/.ssh/authorized_keys")
-    with tempfile.TemporaryDirectory(prefix="cid-debugfs-") as tmp:
-        empty = Path(tmp) / "empty"
-        empty.write_bytes(b"")
-        script = Path(tmp) / "script"
-        script.write_text("".join(f"rm {n}\n" for n in names)
-                          + f"rm /etc/machine-id\nwrite {empty} /etc/machine-id\n"
-                          "sif /etc/machine-id mode 0100444\n")
-        proc = subprocess.run(["debugfs", "-w", "-f", str(script), str(raw)],
-                              capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise ProviderError(f"debugfs on the saved disk: {proc.stderr.strip()[-300:]}")
-    say("removed the instance's authorised keys and machine id from the image")
-
-
-def _home_of(raw: Path, user: str) -> str | None:
-    proc = subprocess.run(["debugfs", "-R", "cat /etc/passwd", str(raw)], capture_output=True,
-                          text=True)
-    for line in proc.stdout.splitlines():
-        fields = line.split(":")
-        if len(fields) >= 6 and fields[0] == user and re.fullmatch(r"/[\w./-]+", fields[5]):
-            return fields[5]
-    return None
-
-
-def _record(work: Path, name: str, fmt: str, source: str) -> dict[str, Any]:
+def _record(work: Path, name: str, fmt: str, source: str, **more: Any) -> dict[str, Any]:
     size = sum((work / f).stat().st_size for f in ("disk.qcow2", "vmlinuz", "initrd.img"))
     record = {"name": name, "kind": "qemu", "format": fmt, "created": time.time(),
-              "size": size, "source": source}
+              "size": size, "source": source, **more}
     imagecache.write_meta(work, record)
     return record
 
