@@ -119,7 +119,8 @@ def _scan(value: Any, path: Path, out: list[tuple[Path, str]]) -> None:
             problem = url_problem(value)
             if problem:
                 out.append((path, f"endpoint {problem}"))
-        elif looks_like_secret(value, name_like=path[:1] != ("user_data",)):
+        elif looks_like_secret(value, name_like=path[:1] not in (("user_data",),
+                                                                 ("user_data_base64",))):
             out.append((path, f"{where(path)} {SECRET_VALUE_HINT}"))
 
 

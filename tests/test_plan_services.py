@@ -234,7 +234,7 @@ def test_a_service_normalised_whole(folder, monkeypatch, tmp_path_factory):
             lifetime: 1h
             spot: {max_price: 0.5}
             preserve: true
-            user_data: "#cloud-config"
+            user_data: "#!/bin/sh"
           web:
             ssh_key: ~/k
             after: []
@@ -256,7 +256,7 @@ def test_a_service_normalised_whole(folder, monkeypatch, tmp_path_factory):
     assert (db.timeout, db.lifetime, web.timeout, web.lifetime) == (120.0, 3600.0, 120.0, None)
     assert db.spot == {"max_price": 0.5} and type(db.spot) is dict and web.spot is None
     assert (db.preserve, web.preserve) == (True, False)
-    assert db.options == {"user_data": "#cloud-config"} and web.options == {}
+    assert db.options == {"user_data": b"#!/bin/sh"} and web.options == {}  # bytes, as sent
     assert db.pos == Pos("plan.yml", 7) and web.pos == Pos("plan.yml", 23)
     assert db.field_pos["env.A"] == Pos("plan.yml", 3)
     assert db.field_pos["env.C"] == Pos("plan.yml", 15)

@@ -174,7 +174,7 @@ def test_plan_document_maps_each_ec2_clouds_own_image_and_shares_user_data():
                "b": CloudSpec("b", "ec2", {"region": "r"}),
                "l": CloudSpec("l", "local", {})}
 
-    def lc(cloud, image="ami-1", size="m1.small", user_data="#!/bin/sh\n", key=None):
+    def lc(cloud, image="ami-1", size="m1.small", user_data=b"#!/bin/sh\n", key=None):
         return LaunchConfig("alice", "lc", cloud, image, size, key, user_data, 0.0)
 
     doc = groups.plan_document([("a", 3), ("b", -1)],
@@ -186,9 +186,9 @@ def test_plan_document_maps_each_ec2_clouds_own_image_and_shares_user_data():
     assert doc["clouds"]["b"]["images"] == {"ami-1": "ami-2"}
     assert doc["clouds"]["b"]["instance_types"] == {"m1.small": "t3.large"}
     assert doc["clouds"]["b"]["key_name"] == "k" and "images" not in doc["clouds"]["a"]
-    assert svc["user_data"] == "#!/bin/sh\n"
+    assert base64.b64decode(svc["user_data_base64"]) == b"#!/bin/sh\n"  # bytes as sent
     with pytest.raises(ApiError):  # Phantom kept one UserData per group
-        groups.plan_document([("a", 1), ("b", 1)], {"a": lc("a"), "b": lc("b", user_data="x")},
+        groups.plan_document([("a", 1), ("b", 1)], {"a": lc("a"), "b": lc("b", user_data=b"x")},
                              catalog, 1)
     with pytest.raises(ApiError):  # a local cloud cannot map images
         groups.plan_document([("a", 1), ("l", 1)], {"a": lc("a"), "l": lc("l", "debian-12")},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import gzip
 import hashlib
 from unittest import mock
 
@@ -183,13 +184,16 @@ def test_integers_are_bounded_and_required_means_required():
     assert err.value.code == "MissingParameter"
 
 
-def test_user_data_is_base64_utf8_text_bounded():
-    text = "#!/bin/sh\necho hi\n"
-    assert query.decode_user_data(base64.b64encode(text.encode()).decode(), 100) == text
-    for bad in ("not base64!", base64.b64encode(b"\xff\xfe").decode(),
-                base64.b64encode(b"a\0b").decode(), base64.b64encode(b"x" * 101).decode()):
-        with pytest.raises(ApiError):
+def test_user_data_is_any_bytes_kept_exactly_and_bounded():
+    text = b"#!/bin/sh\necho hi\n"
+    assert query.decode_user_data(base64.b64encode(text).decode(), 100) == text
+    packed = gzip.compress(text)  # what Terraform's cloudinit_config sends by default
+    for data in (packed, b"\xff\xfe", b"a\0b", b"x" * 100):
+        assert query.decode_user_data(base64.b64encode(data).decode(), 100) == data
+    for bad in ("not base64!", base64.b64encode(b"x" * 101).decode()):
+        with pytest.raises(ApiError) as err:
             query.decode_user_data(bad, 100)
+        assert err.value.code == "ValidationError" and bad[:12] not in err.value.message
 
 
 # -- the XML, read by botocore --------------------------------------------------------

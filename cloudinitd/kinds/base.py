@@ -39,6 +39,13 @@ class Declaration:
     # (`images:`, `instance_types:`), so clouds of one group may differ in both.
     image_map: str = ""
     size_map: str = ""
+    # What its instances do with a service's `user_data` (plan/userdata.py): "any" (handed
+    # to the image as given), "cloud-init" (the formats cloud-init runs), "script" (a `#!`
+    # script run once at first boot) or "" (none: a plan or API call giving some is refused).
+    user_data: str = ""
+    # Its cloud has named key pairs (`key_name` / KeyName); elsewhere the run's own key
+    # is installed and a key name is refused rather than ignored.
+    key_pairs: bool = False
     doc: str = ""
 
 

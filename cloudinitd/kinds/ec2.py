@@ -5,12 +5,19 @@ from __future__ import annotations
 from cloudinitd.images.naming import STORAGE_SCHEMA
 from cloudinitd.kinds.base import CREDENTIALS, SECONDS, STRINGS, Declaration, name_map, text
 
+# Decoded and sized by the loader (plan/userdata.py), whose messages never quote the
+# value (user data may be private); line breaks and spaces are allowed.
+BASE64_USER_DATA = {"type": "string",
+                    "x-expect": "base64 of the user data bytes (gzip or text, <= 16 KB)"}
+
 DECLARATION = Declaration(
     kind="ec2",
     doc="any EC2-compatible cloud",
     iaas=True,
     image_map="images",
     size_map="instance_types",
+    user_data="any",  # EC2 hands any bytes (<= 16 KB) to the image's agent
+    key_pairs=True,
     cloud_options={
         "endpoint": {"type": "string", "x-expect": "a URL like https://host[:port][/path]"},
         "region": text("a region name", r"^[A-Za-z0-9._-]{1,64}$"),
@@ -22,6 +29,7 @@ DECLARATION = Declaration(
         },
         "subnet": text("a subnet id"),
         "user_data": {"type": "string", "maxLength": 16384, "x-expect": "text up to 16 KB"},
+        "user_data_base64": BASE64_USER_DATA,
         "address": {"enum": ["public", "private"]},
         "instance_types": name_map("instance type"),
         "images": name_map("image id"),
@@ -47,7 +55,9 @@ DECLARATION = Declaration(
     },
     # A service may override these per service (providers/ec2/provider.py reads them).
     service_options={
-        "user_data": {"type": "string"},
+        "user_data": {"type": "string", "x-expect": "text (a script, #cloud-config, ...)"},
+        # Binary user data (gzip, ...) in a YAML text: its base64 (plan/userdata.py).
+        "user_data_base64": BASE64_USER_DATA,
         "security_groups": STRINGS,
         "key_name": {"type": "string"},
         "subnet": {"type": "string"},

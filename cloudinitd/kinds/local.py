@@ -10,6 +10,7 @@ DECLARATION = Declaration(
     doc="LXC system containers on this machine",
     implicit_cloud=True,
     builds_images=True,
+    user_data="script",
     default_cloud=True,
     cloud_options={
         "lxcpath": text("an absolute directory path", r"^/[^\x00]*$"),

@@ -9,6 +9,7 @@ DECLARATION = Declaration(
     doc="full VMs under QEMU on this machine",
     implicit_cloud=True,
     builds_images=True,
+    user_data="cloud-init",
     cloud_options={
         "accel": {"enum": ["kvm", "tcg"]},
         "sizes": {

@@ -18,6 +18,7 @@ from typing import Any
 
 from cloudinitd import kinds
 from cloudinitd.errors import PlanError
+from cloudinitd.plan import userdata
 from cloudinitd.plan.autoscale import parse_autoscale
 from cloudinitd.plan.bundles import BundleError, check_bundle
 from cloudinitd.plan.durations import parse_duration
@@ -207,7 +208,45 @@ class ServiceMixin(PlacementMixin):
             if key in v:
                 value = plain(v[key])
                 spec.options[key] = [value] if key in as_list and isinstance(value, str) else value
+        if spec.clouds:
+            self.first_boot(name, spec, v, at, clouds)
         return spec
+
+    def first_boot(self, name: str, spec: ServiceSpec, v: dict[str, Any], at: Any,
+                   clouds: dict[str, CloudSpec]) -> None:
+        """`user_data` (text) or `user_data_base64` (any bytes: gzip, ...) becomes the bytes
+        in `spec.options["user_data"]`; each of the service's clouds must apply it, and have
+        key pairs for `key_name` (plan/userdata.py; the kinds declare what they do)."""
+        key = next((k for k in ("user_data_base64", "user_data") if k in v), None)
+        if "user_data" in v and "user_data_base64" in v:
+            self.error(f"service {name!r}: give user_data (text) or user_data_base64, not"
+                       " both", at("user_data_base64"))
+        data: bytes | None = None
+        spec.options.pop("user_data_base64", None)
+        spec.options.pop("user_data", None)
+        if key == "user_data_base64":
+            try:
+                data = userdata.from_base64(v[key])
+            except userdata.UserDataError as exc:
+                self.error(f"service {name!r}: user_data_base64 {exc}", at(key))
+        elif key == "user_data":
+            data = str(v[key]).encode()
+        if data is not None:
+            spec.options["user_data"] = data
+        declared = kinds.declared()
+        for placement in spec.clouds:
+            cloud = clouds.get(placement.cloud)
+            kind = declared.get(cloud.provider) if cloud else None
+            if kind is None:
+                continue  # a kind that declares nothing (a plug-in) takes its options as given
+            where = f"cloud {placement.cloud!r} ({kind.kind})"
+            problem = userdata.problem(data, kind.user_data) if data is not None else None
+            if problem:
+                self.error(f"service {name!r}: {key} on {where} {problem}", at(key or ""))
+            if "key_name" in v and not kind.key_pairs:
+                self.error(f"service {name!r}: key_name on {where}: this cloud has no key"
+                           " pairs; its instances take the run's own key (leave key_name"
+                           " out, or set it in the entry of an ec2 cloud)", at("key_name"))
 
     def step_extras(self, name: str, step: str, script: ScriptSpec, given: PosDict) -> None:
         """`args:` (templates, one argument each) and `files:` (checked bundles)."""

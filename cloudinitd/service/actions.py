@@ -19,7 +19,9 @@ from cloudinitd.catalog import load_catalog
 from cloudinitd.cloudspec import CLOUD_NAME
 from cloudinitd.errors import RunNotFound
 from cloudinitd.names import MAX_RUN_NAME, RUN_NAME
+from cloudinitd.plan import userdata
 from cloudinitd.plan.limits import Limits
+from cloudinitd.plan.model import CloudSpec
 from cloudinitd.providers.base import TERMINATED
 from cloudinitd.service import groups, query, xmlout
 from cloudinitd.service.query import ApiError, element, validation
@@ -32,7 +34,7 @@ SIZE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_LAUNCH_CONFIGS = 200  # per user
 MAX_GROUPS = 50  # per user
 MAX_CLOUDS = 10  # in one group's `clouds` tag
-MAX_USER_DATA = 16384  # bytes, as AWS
+MAX_USER_DATA = userdata.MAX_BYTES  # bytes, as AWS
 PHANTOM_KEYS = ("PHANTOM_DEFINITION", "PHANTOM_DEFINTION")  # seed 001 spells it so
 PHANTOM_POLICY = "error_overflow_n_preserving"
 
@@ -66,12 +68,28 @@ def _split_lc(text: str, need_cloud: bool) -> tuple[str, str]:
     return name, cloud
 
 
-def _catalog_cloud(api: Api, cloud: str) -> None:
+def _catalog_cloud(api: Api, cloud: str) -> CloudSpec:
     spec = load_catalog(api.home).get(cloud)
     if spec is None:
         raise validation(f"no cloud named {cloud!r} in this service's catalog")
     if spec.provider == kinds.HOSTS:  # existing hosts: nothing to launch or replace
         raise validation(f"cloud {cloud!r} holds existing hosts, not instances to launch")
+    return spec
+
+
+def _first_boot(spec: CloudSpec, key_name: str | None, user_data: bytes | None) -> None:
+    """KeyName and UserData mean what they mean on EC2, or are refused: the same rules as
+    a plan's `key_name` / `user_data` (plan/services.py `first_boot`)."""
+    kind = kinds.declared().get(spec.provider)
+    if kind is None:
+        return  # a kind that declares nothing (a plug-in) takes them as given
+    where = f"cloud {spec.name!r} ({kind.kind})"
+    if key_name and not kind.key_pairs:
+        raise validation(f"KeyName: {where} has no key pairs; its instances take the"
+                         " group's own key (leave KeyName out)")
+    problem = userdata.problem(user_data, kind.user_data) if user_data is not None else None
+    if problem:
+        raise validation(f"UserData on {where} {problem}")
 
 
 def _check_user_total(api: Api, user: str, group: str, desired: int) -> None:
@@ -91,14 +109,15 @@ def _text(params: dict[str, str], name: str, pattern: re.Pattern, need: bool) ->
 
 def create_launch_configuration(api: Api, user: str, p: dict[str, str]) -> None:
     name, cloud = _split_lc(query.required(p, "LaunchConfigurationName"), need_cloud=True)
-    _catalog_cloud(api, cloud)
-    user_data = p.get("UserData")
+    spec = _catalog_cloud(api, cloud)
+    given = p.get("UserData")
+    user_data = query.decode_user_data(given, MAX_USER_DATA) if given else None
+    key_name = _text(p, "KeyName", TEXT, False)
+    _first_boot(spec, key_name, user_data)
     lc = LaunchConfig(owner=user, name=name, cloud=cloud,
                       image=_text(p, "ImageId", TEXT, True) or "",
                       size=_text(p, "InstanceType", SIZE, True) or "",
-                      key_name=_text(p, "KeyName", TEXT, False),
-                      user_data=query.decode_user_data(user_data, MAX_USER_DATA)
-                      if user_data else None, created=now())
+                      key_name=key_name, user_data=user_data, created=now())
     with api.lock:
         if api.state.count_launch_configs(user) >= MAX_LAUNCH_CONFIGS:
             raise ApiError("LimitExceeded", f"at most {MAX_LAUNCH_CONFIGS} launch"

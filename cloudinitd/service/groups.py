@@ -6,7 +6,8 @@ whose count is the desired capacity. Each cloud's launch configuration
 (`NAME@CLOUD`) gives that cloud's image, instance type and key pair; an ec2
 cloud maps the service's image and size to its own through its `images` and
 `instance_types` options. Phantom kept one UserData per group, and so does
-this: the launch configurations of a group must agree on it.
+this: the launch configurations of a group must agree on it. It is written
+as `user_data_base64` (any bytes, exactly as sent).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from cloudinitd.catalog import load_catalog
 from cloudinitd.engine.boot import start_run
 from cloudinitd.errors import PlanError, PlanErrors
 from cloudinitd.host.files import write_private
+from cloudinitd.plan import userdata
 from cloudinitd.plan.loader import load_plan
 from cloudinitd.plan.model import CloudSpec
 from cloudinitd.service.query import validation
@@ -57,13 +59,14 @@ def plan_document(placements: list[tuple[str, int]], lcs: dict[str, LaunchConfig
                              " takes the ImageId and InstanceType of the group's first cloud"
                              f" ({first.full_name})")
         clouds[cloud] = entry
-    if len({lc.user_data or "" for lc in lcs.values()}) > 1:
+    if len({lc.user_data or b"" for lc in lcs.values()}) > 1:
         raise validation("the launch configurations of a group share one UserData"
                          " (as Phantom's did): give them all the same")
     service: dict[str, Any] = {"image": first.image, "size": first.size, "count": desired,
                                "clouds": [{"cloud": c, "max": m} for c, m in placements]}
     if first.user_data:
-        service["user_data"] = first.user_data
+        # Base64 whatever the bytes (gzip or text): the plan, a YAML text, keeps them exactly.
+        service["user_data_base64"] = userdata.to_base64(first.user_data)
     return {"name": PLAN_NAME, "clouds": clouds, "services": {SERVICE: service}}
 
 

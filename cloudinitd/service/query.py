@@ -7,10 +7,11 @@ caller sent unless it already passed a name rule.
 
 from __future__ import annotations
 
-import base64
 import time
 import urllib.parse
 from xml.etree import ElementTree as ET
+
+from cloudinitd.plan import userdata
 
 NAMESPACE = "http://autoscaling.amazonaws.com/doc/2011-01-01/"
 VERSION = "2011-01-01"
@@ -113,18 +114,16 @@ def tags(params: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def decode_user_data(text: str, limit: int) -> str:
-    """UserData arrives base64-encoded (boto3 encodes it); kept as UTF-8 text of at most `limit`."""
+def decode_user_data(text: str, limit: int) -> bytes:
+    """UserData arrives base64-encoded (boto3 encodes it): any bytes (gzip, text) of at most
+    `limit`, kept exactly as sent. The message never quotes it (it may be private)."""
     try:
-        raw = base64.b64decode(text.encode("ascii"), validate=True)
-        decoded = raw.decode("utf-8")
-    except (ValueError, UnicodeError):
-        raise validation("UserData must be base64 of UTF-8 text") from None
+        raw = userdata.from_base64(text)
+    except userdata.UserDataError:
+        raise validation("UserData must be base64") from None
     if len(raw) > limit:
         raise validation(f"UserData is at most {limit} bytes")
-    if "\0" in decoded:
-        raise validation("UserData must be text without NUL bytes")
-    return decoded
+    return raw
 
 
 def element(parent: ET.Element, tag: str, text: object = None) -> ET.Element:

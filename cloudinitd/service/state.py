@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS launch_configs (
     image TEXT NOT NULL,
     size TEXT NOT NULL,
     key_name TEXT,
-    user_data TEXT,
+    user_data BLOB,
     created REAL NOT NULL,
     PRIMARY KEY (owner, name, cloud)
 );
@@ -60,7 +60,7 @@ class LaunchConfig:
     image: str
     size: str
     key_name: str | None
-    user_data: str | None
+    user_data: bytes | None  # exactly as sent (any bytes: gzip, text)
     created: float
 
     @property
@@ -82,6 +82,13 @@ class Group:
     phantom: bool  # created with Phantom's tags: min = max = desired
     status: str
     created: float
+
+
+def _launch_config(row: dict[str, Any]) -> LaunchConfig:
+    data = row["user_data"]
+    if isinstance(data, str):  # a row from before UserData was kept as bytes: UTF-8 text
+        data = data.encode()
+    return LaunchConfig(**{**row, "user_data": data})
 
 
 def _group(row: dict[str, Any]) -> Group:
@@ -135,7 +142,7 @@ class ServiceState:
         sql, args = "SELECT * FROM launch_configs WHERE owner = ?", (owner,)
         if name is not None:
             sql, args = sql + " AND name = ?", (owner, name)
-        return [LaunchConfig(**r) for r in self._rows(sql + " ORDER BY name, cloud", args)]
+        return [_launch_config(r) for r in self._rows(sql + " ORDER BY name, cloud", args)]
 
     def count_launch_configs(self, owner: str) -> int:
         return self._rows("SELECT COUNT(*) AS n FROM launch_configs WHERE owner = ?",

@@ -30,8 +30,8 @@ def launch_config_member(parent: ET.Element, lc: LaunchConfig) -> None:
     if lc.key_name:
         element(m, "KeyName", lc.key_name)
     element(m, "SecurityGroups")
-    # AWS answers UserData as sent (base64); it is the caller's own.
-    element(m, "UserData", base64.b64encode((lc.user_data or "").encode()).decode())
+    # AWS answers UserData as sent (the base64 of its bytes); it is the caller's own.
+    element(m, "UserData", base64.b64encode(lc.user_data or b"").decode())
     element(m, "KernelId", "")
     element(m, "RamdiskId", "")
     element(m, "BlockDeviceMappings")

@@ -7,12 +7,14 @@ catalog, the store or a log.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from cloudinitd.cloudspec import check_options
 from cloudinitd.errors import PlanError
 from cloudinitd.images.naming import Storage, parse_storage
+from cloudinitd.plan import userdata
 from cloudinitd.plan.model import CloudSpec
 
 # `size:` of a plan -> EC2 instance type, unless the cloud maps it itself.
@@ -55,7 +57,7 @@ class Ec2Options:
     key_name: str | None = None
     security_groups: tuple[str, ...] = ()
     subnet: str | None = None
-    user_data: str | None = None
+    user_data: bytes | None = None  # the cloud's default, as bytes (plan/userdata.py)
     address: str | None = None  # "public" / "private" / None = public if any
     instance_types: dict[str, str] = field(default_factory=dict)
     images: dict[str, str] = field(default_factory=dict)
@@ -76,6 +78,24 @@ class Ec2Options:
                 f"cloud {self.cloud!r}: the service names no image (an AMI id, or a key of `images:`)"
             )
         return self.images.get(image, image)
+
+
+def _user_data(o: dict[str, Any], fail: Callable[[str], PlanError]) -> bytes | None:
+    """The entry's `user_data` (text) or `user_data_base64` (any bytes), as bytes."""
+    if "user_data" in o and "user_data_base64" in o:
+        raise fail("give user_data (text) or user_data_base64, not both")
+    if "user_data_base64" in o:
+        try:
+            data = userdata.from_base64(o["user_data_base64"])
+        except userdata.UserDataError as exc:
+            raise fail(f"user_data_base64 {exc}") from None
+    elif o.get("user_data"):
+        data = o["user_data"].encode()
+    else:
+        return None
+    if len(data) > userdata.MAX_BYTES:
+        raise fail(f"user_data is {len(data)} bytes; at most {userdata.MAX_BYTES} (as EC2)")
+    return data
 
 
 def parse_options(cloud: CloudSpec) -> Ec2Options:
@@ -110,7 +130,7 @@ def parse_options(cloud: CloudSpec) -> Ec2Options:
         key_name=o.get("key_name"),
         security_groups=(groups,) if isinstance(groups, str) else tuple(groups),
         subnet=o.get("subnet"),
-        user_data=o.get("user_data"),
+        user_data=_user_data(o, fail),
         address=o.get("address"),
         instance_types=dict(o.get("instance_types", {})),
         images=dict(o.get("images", {})),

@@ -94,7 +94,10 @@ def run_params(request: LaunchRequest, opts: Ec2Options, image_id: str, instance
     subnet = request.options.get("subnet") or opts.subnet
     if subnet:
         params["SubnetId"] = subnet
+    # Bytes (the loader decodes `user_data` / `user_data_base64`), passed as they are.
     user_data = request.options.get("user_data") or opts.user_data
+    if isinstance(user_data, str):  # a request made by hand (API callers, old records)
+        user_data = user_data.encode()
     if request.expires is not None:
         # The lease holds while no controller runs: the instance powers itself off
         # at the lease end, and a shutdown from inside terminates it.

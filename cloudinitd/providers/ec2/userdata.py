@@ -4,13 +4,20 @@
 The guest's clock decides (clouds keep it in sync); the schedule lives until the
 instance reboots (a user-data script runs once per instance). `watch` and
 `clean` still terminate at the lease end from outside.
+
+The user's own bytes go to EC2 exactly as given when no lease applies (boto3
+base64-encodes `UserData` itself: nothing here encodes it). With a lease they
+become part one of a cloud-init multipart (a gzip'd one inflated first, bounded,
+so that a gzip'd multipart such as Terraform's keeps its parts), and the whole
+is gzip'd when it passes 16 KB (cloud-init inflates a gzip'd whole).
 """
 
 from __future__ import annotations
 
 import math
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
+
+from cloudinitd.errors import ProviderError
+from cloudinitd.plan import userdata
 
 
 def shutdown_script(expires: float) -> str:
@@ -26,16 +33,14 @@ def shutdown_script(expires: float) -> str:
     )
 
 
-def with_shutdown(user_data: str | None, expires: float) -> str:
+def with_shutdown(user_data: bytes | None, expires: float) -> bytes:
     """The lease script alone, or both parts as cloud-init multipart (the user's first)."""
-    script = shutdown_script(expires)
+    script = shutdown_script(expires).encode()
     if not user_data:
         return script
-    message = MIMEMultipart()
-    for n, text in enumerate((user_data, script)):
-        subtype = "x-shellscript" if text.startswith("#!") else (
-            "cloud-config" if text.startswith("#cloud-config") else "plain")
-        part = MIMEText(text, subtype, "utf-8")
-        part.add_header("Content-Disposition", "attachment", filename=f"part-{n}")
-        message.attach(part)
-    return message.as_string()
+    try:
+        return userdata.within_limit(
+            userdata.merged(user_data, [("cloudinitd-lease.sh", script, None)]))
+    except userdata.UserDataError as exc:
+        raise ProviderError(f"user_data {exc}; the lease's power-off part cannot be added"
+                            " (give the service no lifetime, or smaller user data)") from None

@@ -17,6 +17,7 @@ from cloudinitd.providers import hostnet
 from cloudinitd.providers.base import LaunchRequest
 from cloudinitd.providers.local import disk, lxc
 from cloudinitd.providers.local import instance as inst
+from cloudinitd.providers.local import userdata as first_boot
 from cloudinitd.remote.hostkeys import generate_host_key
 
 LEASE_PREFIX = "lxc:"
@@ -133,7 +134,7 @@ def create(
             owner=lease_owner(lxcpath, name),
         )
         key = request.ssh_public_key.strip() + "\n"
-        files = {
+        files: dict[str, tuple[str | bytes, int]] = {
             "/etc/hostname": (inst.uts_name(hostname) + "\n", 0o644),
             "/etc/apt/apt.conf.d/01cloudinitd-proxy": (
                 f'Acquire::http::Proxy "{proxy}";\n',
@@ -147,6 +148,8 @@ def create(
             "/etc/ssh/ssh_host_ed25519_key": (host_private, 0o600),
             "/etc/ssh/ssh_host_ed25519_key.pub": (host_public + "\n", 0o644),
         }
+        if request.options.get("user_data"):
+            files.update(first_boot.guest_files(request.options["user_data"]))
         for rel, (text, mode) in files.items():
             inst.write_guest_file(upper, lower, rel, text, mode)
         tmp = directory / "config.tmp"

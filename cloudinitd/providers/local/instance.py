@@ -192,7 +192,8 @@ def make_fuse_device(directory: Path) -> Path:
     return node
 
 
-def write_guest_file(upper: Path, lower: Path, rel: str, text: str, mode: int = 0o644) -> None:
+def write_guest_file(upper: Path, lower: Path, rel: str, text: str | bytes,
+                     mode: int = 0o644) -> None:
     """Write a file into a stopped instance's disk (its overlay upper layer).
 
     Missing parent directories take the base image's mode and owner (an
@@ -204,7 +205,8 @@ def write_guest_file(upper: Path, lower: Path, rel: str, text: str, mode: int = 
     with guestfs.opened_root(upper) as root, guestfs.opened_root(lower) as like:
         if parent != "/":
             guestfs.make_dirs(root, parent, like=like, owner=GUEST_ROOT)
-        guestfs.write_file(root, rel, text.encode(), mode, GUEST_ROOT)
+        data = text.encode() if isinstance(text, str) else text
+        guestfs.write_file(root, rel, data, mode, GUEST_ROOT)
 
 
 # Runs as the container's root, inside it: `$1` the path, `$2` the octal mode,

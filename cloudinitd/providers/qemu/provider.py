@@ -179,6 +179,7 @@ class QemuProvider(QemuImageHooks, Provider):
                     mac=mac,
                     apt_proxy=proxy,
                     host_key=(host_private, host_public),
+                    user_data=request.options.get("user_data"),
                 ),
                 files.dir,
             )

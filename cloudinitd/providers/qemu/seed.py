@@ -14,7 +14,34 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from cloudinitd.errors import ProviderError
+from cloudinitd.plan import userdata
+from cloudinitd.providers.qemu.image import CLOUD_CFG
+
+# The image runs only cloud-init's init stage (its config and final stages are masked:
+# each costs a Python start-up under TCG). With the caller's user data, the init stage
+# also runs the modules that apply it: boot commands, runcmd, packages and the scripts
+# (`scripts_user` runs a `#!` part, as cloud-final would on a cloud).
+USER_DATA_MODULES = [
+    "bootcmd",
+    *yaml.safe_load(CLOUD_CFG)["cloud_init_modules"],
+    "runcmd",
+    "package_update_upgrade_install",
+    "scripts_per_once",
+    "scripts_per_boot",
+    "scripts_per_instance",
+    "scripts_user",
+]
+# Our parts come after the caller's. cloud-init merges a later cloud-config part over
+# the earlier ones; its default replaces a key's whole value, and a merge that appends
+# lists also keeps the earlier scalars. So two parts: our lists appended to the caller's
+# (their keys and files stay), then everything else, which replaces (our hostname and
+# host key win).
+LIST_KEYS = ("ssh_authorized_keys", "users", "write_files", "cloud_init_modules",
+             "ssh_genkeytypes")
+LIST_MERGE = "dict(no_replace,recurse_array)+list(append)+str()"
 
 
 @dataclass(frozen=True)
@@ -31,9 +58,16 @@ class SeedSpec:
     # (private OpenSSH PEM, public line) of the VM's ed25519 host key, made on
     # this machine so the engine can pin it before the first connection.
     host_key: tuple[str, str] | None = None
+    # The plan's (or group's) user data, bytes as given: merged before ours (seed_user_data).
+    user_data: bytes | None = None
 
 
 def user_data(spec: SeedSpec) -> str:
+    # JSON is valid YAML and needs no quoting rules of its own.
+    return "#cloud-config\n" + json.dumps(_config(spec), indent=1) + "\n"
+
+
+def _config(spec: SeedSpec) -> dict:
     keys = [spec.ssh_public_key.strip()]
     cfg: dict = {
         "hostname": spec.hostname,
@@ -74,8 +108,28 @@ def user_data(spec: SeedSpec) -> str:
                 "permissions": "0644",
             }
         ]
-    # JSON is valid YAML and needs no quoting rules of its own.
-    return "#cloud-config\n" + json.dumps(cfg, indent=1) + "\n"
+    if spec.user_data is not None:
+        cfg["cloud_init_modules"] = USER_DATA_MODULES
+    return cfg
+
+
+def seed_user_data(spec: SeedSpec) -> bytes:
+    """The seed's user-data: ours alone, or the caller's (a script, cloud-config, MIME,
+    gzip inflated, bounded) then ours, as cloud-init multipart."""
+    if spec.user_data is None:
+        return user_data(spec).encode()
+    cfg = _config(spec)
+    lists = {k: v for k, v in cfg.items() if k in LIST_KEYS}
+    rest = {k: v for k, v in cfg.items() if k not in LIST_KEYS}
+
+    def text(part: dict) -> bytes:
+        return ("#cloud-config\n" + json.dumps(part, indent=1) + "\n").encode()
+
+    try:
+        return userdata.merged(spec.user_data, [("cloudinitd-lists.cfg", text(lists), LIST_MERGE),
+                                                ("cloudinitd.cfg", text(rest), None)])
+    except userdata.UserDataError as exc:
+        raise ProviderError(f"user_data {exc}") from None
 
 
 def meta_data(spec: SeedSpec) -> str:
@@ -108,7 +162,7 @@ def write_seed(spec: SeedSpec, directory: Path) -> Path:
     """Write the three files and pack them into `directory/seed.iso`."""
     src = directory / "seed"
     src.mkdir(parents=True, exist_ok=True)
-    (src / "user-data").write_text(user_data(spec))
+    (src / "user-data").write_bytes(seed_user_data(spec))
     (src / "meta-data").write_text(meta_data(spec))
     (src / "network-config").write_text(network_config(spec))
     iso = directory / "seed.iso"
