@@ -285,6 +285,38 @@ def test_read_checked_gives_the_same_answers_from_the_opened_file(tmp_path, monk
         assert isinstance(caught.value, OSError) and caught.value.strerror == limits.said(problem)
 
 
+@pytest.mark.parametrize(("size", "limit", "chunk", "refused"), [
+    (3000, 3000, 65536, False),  # exactly the limit, in one large read: all of it
+    (3000, 3000, 1000, False),   # in chunks: each as asked, then the end
+    (3000, 3000, 7, False),
+    (3001, 3000, 1000, True),    # one byte past it: refused on the read that crosses
+    (3001, 3000, 65536, True),
+    (10, None, 4, False),        # no limit: plain reads
+])
+def test_an_opened_file_reads_in_chunks_up_to_its_limit(tmp_path, size, limit, chunk, refused):
+    """How SFTP uploads read `files:` (putfo): chunk by chunk, each no larger than asked,
+    a file of exactly the limit whole, one byte more refused."""
+    from cloudinitd.plan.limits import FileRefused, open_checked
+
+    data = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    path = tmp_path / "f"
+    path.write_bytes(data[:limit])
+    got, sizes = b"", []
+    with open_checked(path, limit) as f:
+        with open(path, "ab") as grow:  # it grows after the check: only the reads see it
+            grow.write(data[len(path.read_bytes()):])
+        try:
+            while piece := f.read(chunk):
+                sizes.append(len(piece))
+                got += piece
+        except FileRefused as exc:
+            assert refused and exc.too_big
+            return
+        assert f.read(0) == b""
+    assert not refused and got == data
+    assert max(sizes) <= chunk and all(n == chunk for n in sizes[:-1])
+
+
 def test_the_guard_turns_an_endless_read_into_a_memory_error():
     """`within`'s address-space cap: what once got pytest OOM-killed fails one test."""
     import resource

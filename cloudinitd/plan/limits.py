@@ -129,14 +129,14 @@ class CheckedFile:
 
     def __init__(self, f: BinaryIO, max_bytes: int | None) -> None:
         self._f = f
-        self._left = max_bytes
         self._max = max_bytes
+        self._left = max_bytes or 0  # bytes still allowed (with a limit)
 
     def fileno(self) -> int:
         return self._f.fileno()
 
     def read(self, size: int = -1) -> bytes:
-        if self._left is None or self._max is None:
+        if self._max is None:
             return self._f.read(size)
         want = self._left + 1 if size < 0 else min(size, self._left + 1)
         data = self._f.read(want)
