@@ -34,10 +34,20 @@ demo: deps image
 demo-down:
 	bash scripts/demo.sh down
 
+# The suite's own temporary folder, not pytest's shared /tmp/pytest-of-USER: any
+# other pytest starting there (another checkout's tests, mutmut) chmods that
+# folder 0700, which masks the ACL entries that let the containers' root reach
+# their files under it (lxc-start: "Could not access /tmp/pytest-of-root").
+# Kept after a failure (the logs), removed after a pass.
+TEST_TMP ?= /tmp/cid-tests-$(shell id -u)
+
 test: deps image
 	$(PY) -m ruff check cloudinitd tests bench
 	$(VENV)/bin/lint-imports --no-cache
-	$(PY) -m pytest -v --durations=15 tests
+	mkdir -p $(TEST_TMP)
+	tmp=$(TEST_TMP)/run-$$$$; $(PY) -m pytest -v --durations=15 --basetemp=$$tmp tests; \
+	  rc=$$?; if [ $$rc -eq 0 ]; then rm -rf $$tmp; else echo "test files kept in $$tmp"; fi; \
+	  exit $$rc
 
 # Pure and loopback-SSH tests only: no containers, no VMs.
 test-fast: venv
