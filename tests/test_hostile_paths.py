@@ -292,6 +292,7 @@ def test_read_checked_gives_the_same_answers_from_the_opened_file(tmp_path, monk
     (3001, 3000, 1000, True),    # one byte past it: refused on the read that crosses
     (3001, 3000, 65536, True),
     (10, None, 4, False),        # no limit: plain reads
+    (1, 0, 10, True),            # a limit of 0: one byte is too many
 ])
 def test_an_opened_file_reads_in_chunks_up_to_its_limit(tmp_path, size, limit, chunk, refused):
     """How SFTP uploads read `files:` (putfo): chunk by chunk, each no larger than asked,
@@ -305,6 +306,7 @@ def test_an_opened_file_reads_in_chunks_up_to_its_limit(tmp_path, size, limit, c
     with open_checked(path, limit) as f:
         with open(path, "ab") as grow:  # it grows after the check: only the reads see it
             grow.write(data[len(path.read_bytes()):])
+        assert f.read(0) == b""  # nothing asked, nothing read (and nothing consumed)
         try:
             while piece := f.read(chunk):
                 sizes.append(len(piece))
