@@ -76,6 +76,125 @@ def test_sshd_tokens_are_expanded_as_sshd_does(pattern, expanded):
     assert loginkeys.expand(pattern, everyone["alice"], everyone) == expanded
 
 
+A = loginkeys.Account
+
+
+@pytest.mark.parametrize("passwd,folders,found", [
+    # Six fields is enough (no shell); the uid is the third field, not the gid.
+    ("carol:x:1001:1002::/home/carol", [], [A("carol", "1001", "/home/carol"), loginkeys.ROOT]),
+    # An empty password field is no empty name.
+    ("dave::1003:1004::/home/dave:/bin/sh", [], [A("dave", "1003", "/home/dave"), loginkeys.ROOT]),
+    # Too few fields, or no name: no account (sshd could not look it up either).
+    ("short:x:1:1:/home/short\n::5:5::/home/anon:/bin/sh", [], [loginkeys.ROOT]),
+    # A relative or empty home still counts: sshd reads it from /.
+    ("rel:x:7:7::srv/rel:/bin/sh\nnohome:x:8:8:::/bin/sh", [],
+     [A("rel", "7", "srv/rel"), A("nohome", "8", ""), loginkeys.ROOT]),
+    # root from the file, not the stand-in, and only once.
+    ("root:x:0:0::/var/root:/bin/sh", [], [A("root", "0", "/var/root")]),
+    # Orphan folders: sorted, after the accounts; not a folder an account has as its
+    # home however written; never a name with / nor . or ..
+    ("a:x:1:1::/home/a/:/bin/sh\nb:x:2:2::home/b:/bin/sh\nc:x:3:3::/home//c:/bin/sh\n"
+     "d:x:4:4::/home/a:/bin/sh",
+     ["zed", "a", "b", "c", "x/y", ".", "..", "amy"],
+     [A("a", "1", "/home/a/"), A("b", "2", "home/b"), A("c", "3", "/home//c"),
+      A("d", "4", "/home/a"), loginkeys.ROOT, A("", "", "/home/amy"), A("", "", "/home/zed")]),    # A relative home is from /: X/home/zed is /X/home/zed, not /home/zed.
+    ("x:x:1:1::X/home/zed:/bin/sh", ["zed"], [A("x", "1", "X/home/zed"), loginkeys.ROOT,
+                                                A("", "", "/home/zed")]),
+])
+def test_accounts_from_passwd_lines_with_odd_fields(passwd, folders, found):
+    assert loginkeys.accounts(passwd, folders) == found
+
+
+@pytest.mark.parametrize("config,names", [
+    ("AuthorizedKeysFile .ssh/k # a comment", [".ssh/k"]),
+    ("authorizedkeysfile=/a\n  AUTHORIZEDKEYSFILE = /b\tc", ["/a", "/b", "c"]),
+    ("AuthorizedKeysFile none NONE /n", ["/n"]),
+    ("AuthorizedKeysFile /a /a .ssh/authorized_keys\nAuthorizedKeysFile /a", ["/a"]),
+    ("AuthorizedKeysFile 'q a' \"/d q\"", ["q a", "/d q"]),
+    # An unclosed quote spoils its own line only (sshd refuses it too).
+    ("AuthorizedKeysFile \"/x y\nAuthorizedKeysFile /after", ["/after"]),
+    ("Match User bob\n\tAuthorizedKeysFile /m", ["/m"]),
+    ("#AuthorizedKeysFile /c\nAuthorizedKeysFiles /z\nAuthorizedKeysCommand /y\n"
+     "AuthorizedKeysFile", []),
+])
+def test_authorizedkeysfile_lines_as_sshd_reads_them(config, names):
+    assert loginkeys.configured([config]) == list(loginkeys.DEFAULT_FILES) + names
+
+
+ODD_PASSWD = PASSWD + """bob:x:2000:2000::/srv/second-bob:/bin/sh
+rel:x:7:7::srv/rel:/bin/sh
+nohome:x:8:8:::/bin/sh
+~bob:x:9:9::/home/tb:/bin/sh
+dots:x:10:10::/home/../etc:/bin/sh
+"""
+
+
+@pytest.mark.parametrize("pattern,name,expanded", [
+    ("~bob/a/b", "alice", "/home/bob/a/b"),  # the first bob, as getpwnam finds
+    ("~", "alice", "/root"), ("~/", "alice", "/root"), ("~%u/k", "alice", None),
+    ("/srv/keyX/", "alice", "/srv/keyX"), ("/", "alice", None), ("k%%%", "alice", None),
+    ("%%h", "alice", "/home/alice/%h"), ("%%u%", "alice", None), ("%u", "alice", "/home/alice/alice"),
+    ("%U", "root", "/root/0"),
+    # Relative and empty homes, from / as sshd (%h is joined twice, as sshd does).
+    (".ssh/authorized_keys", "rel", "/srv/rel/.ssh/authorized_keys"),
+    ("%h/k", "rel", "/srv/rel/srv/rel/k"), (".ssh/k", "nohome", "/.ssh/k"),
+    ("%h/k", "nohome", "/k"),
+    # ~ is expanded before the tokens: a user named ~bob is no home.
+    ("%u/k", "~bob", "/home/tb/~bob/k"),
+    ("%h/k", "dots", None),
+])
+def test_expansion_for_odd_accounts(pattern, name, expanded):
+    everyone = loginkeys.accounts(ODD_PASSWD)
+    account = next(a for a in everyone if a.name == name)
+    by_name = {a.name: a for a in reversed(everyone)}
+    assert loginkeys.expand(pattern, account, by_name) == expanded
+
+
+@pytest.mark.parametrize("pattern,expanded", [
+    ("%h/k", "/home/ghost/k"), ("%u", None), ("/k/%U", None), ("%%u", "/home/ghost/%u"),
+    ("%h%%U", "/home/ghost%U"),
+])
+def test_expansion_for_a_folder_without_an_account(pattern, expanded):
+    ghost = loginkeys.Account("", "", "/home/ghost")
+    assert loginkeys.expand(pattern, ghost, {}) == expanded
+
+
+def test_key_files_for_every_account_once_in_order():
+    everyone = loginkeys.accounts("dots:x:5:5::/home/../x:/bin/sh\n" + PASSWD
+                                  + "bob:x:2000:2000::/srv/second-bob:/bin/sh\n", ["ghost"])
+    patterns = ["/srv/k", "//srv/k/", "/k/%s", "/k%h", "/k/%U", "~bob/k", "%u/x", "/k/%s"]
+    keys = loginkeys.key_files(everyone, patterns)
+    everybody = ["root", "daemon", "alice", "bob", "odd", "/home/ghost"]
+    assert keys.files == {
+        "/srv/k": [loginkeys.EVERY_ACCOUNT],
+        "/k/home/alice": ["alice"], "/k/home/bob": ["bob"], '/k/home/o d"q': ["odd"],
+        "/k/root": ["root"], "/k/usr/sbin": ["daemon"], "/k/srv/second-bob": ["bob"],
+        "/k/home/ghost": ["/home/ghost"],
+        "/k/5": ["dots"], "/k/0": ["root"], "/k/1": ["daemon"], "/k/1000": ["alice"],
+        "/k/1001": ["bob"], "/k/1002": ["odd"], "/k/2000": ["bob"],
+        "/home/bob/k": ["dots"] + everybody,
+        "/root/root/x": ["root"], "/usr/sbin/daemon/x": ["daemon"],
+        "/home/alice/alice/x": ["alice"], "/home/bob/bob/x": ["bob"],
+        '/home/o d"q/odd/x': ["odd"], "/srv/second-bob/bob/x": ["bob"],
+    }
+    # dots' home has ..: not expanded here for it, and said (once, in order).
+    assert keys.not_expanded == ["/k/%s", "/k%h", "%u/x"]
+    assert list(keys.files)[:3] == ["/srv/k", "/k/root", "/k/usr/sbin"]
+
+
+def test_a_fixed_name_is_removed_even_with_no_account():
+    keys = loginkeys.key_files([], ["/srv/k", ".ssh/authorized_keys", "/k/%u"])
+    assert keys.files == {"/srv/k": [loginkeys.EVERY_ACCOUNT]} and keys.not_expanded == []
+
+
+@pytest.mark.parametrize("removed,said", [
+    ({}, "no one's login keys were in the image"),
+    ({"/b": ["alice"], "/a": ["root", "alice"]}, "removed the login keys of alice, root: /a, /b"),
+])
+def test_summary_names_owners_in_order_and_files_sorted(removed, said):
+    assert loginkeys.summary(removed) == said
+
+
 def test_local_save_removes_every_accounts_keys_and_nothing_outside_the_copy(tmp_path: Path):
     from cloudinitd.providers.local import snapshot
 

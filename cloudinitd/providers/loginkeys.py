@@ -14,7 +14,10 @@ the user's home; the default is `.ssh/authorized_keys .ssh/authorized_keys2`.
 The defaults are always removed (a `Match` block may bring them back), and
 every AuthorizedKeysFile line counts, in or out of a `Match` block. A name
 with any other `%` token is refused by sshd itself (it opens nothing), and
-one with `..` is not expanded here: both are reported, not removed.
+one with `..` is not expanded here: both are reported, not removed. As in
+sshd, `~` is expanded first (when sshd reads its configuration), then the
+tokens; a name still relative is joined to the home, and a relative or
+empty home is taken from `/` (sshd's working directory).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ SSHD_CONFIG_DIR = "/etc/ssh/sshd_config.d"
 HOMES = "/home"
 EVERY_ACCOUNT = "every account"
 _KEYWORD = re.compile(r"\s*([A-Za-z]+)\s*(?:=\s*|\s+)(.*)")
-_TOKEN = re.compile(r"%(.)")
+# A lone `%` at the end is a token too (an empty one, which sshd refuses).
+_TOKEN = re.compile(r"%(.?)")
 
 
 @dataclass(frozen=True)
@@ -46,16 +50,20 @@ class Account:
         return self.name or self.home
 
 
+ROOT = Account("root", "0", "/root")
+
+
 def accounts(passwd: str, home_dirs: Iterable[str] = ()) -> list[Account]:
-    """Every account of `passwd` with an absolute home, root always, and orphan /home folders."""
+    """Every named account of `passwd`, root always, then the orphan /home folders."""
     found: list[Account] = []
     for line in passwd.splitlines():
         fields = line.split(":")
-        if len(fields) >= 6 and fields[0] and fields[5].startswith("/"):
+        # Any home: sshd reads a relative (or empty) one from its working directory, /.
+        if len(fields) >= 6 and fields[0]:
             found.append(Account(fields[0], fields[2], fields[5]))
     if not any(a.name == "root" for a in found):
-        found.append(Account("root", "0", "/root"))
-    homes = {posixpath.normpath(a.home) for a in found}
+        found.append(ROOT)
+    homes = {posixpath.normpath("/" + a.home.lstrip("/")) for a in found}
     for name in sorted(home_dirs):
         home = f"{HOMES}/{name}"
         if "/" not in name and name not in (".", "..") and home not in homes:
@@ -75,31 +83,32 @@ def configured(configs: Iterable[str]) -> list[str]:
                 words = shlex.split(match.group(2), comments=True)
             except ValueError:  # an unclosed quote: sshd rejects the line too
                 continue
-            names += [w for w in words if w.lower() != "none" and w not in names]
+            for word in words:
+                if word.lower() != "none" and word not in names:
+                    names.append(word)
     return names
 
 
 def expand(pattern: str, account: Account, everyone: dict[str, Account]) -> str | None:
     """`pattern` as sshd reads it for `account`; None when it cannot be told here."""
-    values = {"%": "%", "h": account.home, "u": account.name, "U": account.uid}
-    if not account.name and _TOKEN.search(pattern.replace("%h", "").replace("%%", "")):
-        return None  # a folder without an account has no %u or %U
-    unknown = [t for t in _TOKEN.findall(pattern) if t not in values]
-    if unknown or pattern.endswith("%") and not pattern.endswith("%%"):
-        return None
-    path = _TOKEN.sub(lambda m: values[m.group(1)], pattern)
-    if path.startswith("~"):
-        # sshd expands ~ when it reads its configuration, as root.
-        user, _, rest = path[1:].partition("/")
+    if pattern.startswith("~"):
+        # sshd expands ~ when it reads its configuration, as root, before any token.
+        user, _, rest = pattern[1:].partition("/")
         owner = everyone.get(user or "root")
         if owner is None:
             return None
-        path = f"{owner.home}/{rest}"
+        pattern = f"{owner.home}/{rest}"
+    values = {"%": "%", "h": account.home, "u": account.name, "U": account.uid}
+    tokens = set(_TOKEN.findall(pattern))
+    if tokens - values.keys() or not account.name and tokens & {"u", "U"}:
+        return None  # sshd refuses the token; a folder without an account has no %u or %U
+    path = _TOKEN.sub(lambda m: values[m.group(1)], pattern)
     if not path.startswith("/"):
         path = f"{account.home}/{path}"
     if ".." in path.split("/"):
         return None
-    return re.sub(r"/+", "/", path).rstrip("/") or None
+    # "/" first: sshd opens a name still relative (a relative home) from its working directory.
+    return re.sub(r"/+", "/", "/" + path).rstrip("/") or None
 
 
 @dataclass
@@ -110,18 +119,13 @@ class KeyFiles:
 
 def key_files(everyone: list[Account], patterns: list[str]) -> KeyFiles:
     """Every file the patterns name for every account."""
-    by_name = {a.name: a for a in everyone if a.name}
+    # sshd's getpwnam finds the first line of a name.
+    by_name = {a.name: a for a in reversed(everyone)}
     files: dict[str, list[str]] = {}
     not_expanded: list[str] = []
     for pattern in patterns:
-        if _fixed(pattern):  # one file, whoever logs in
-            path = expand(pattern, everyone[0], by_name) if everyone else None
-            if path is None:
-                not_expanded.append(pattern)
-            else:
-                files.setdefault(path, []).append(EVERY_ACCOUNT)
-            continue
-        for account in everyone:
+        fixed = _fixed(pattern)  # one file, whoever logs in: expanded once
+        for account in [ROOT] if fixed else everyone:
             path = expand(pattern, account, by_name)
             if path is None:
                 # Folders without an account never expand %u: that alone is no news.
@@ -129,8 +133,9 @@ def key_files(everyone: list[Account], patterns: list[str]) -> KeyFiles:
                     not_expanded.append(pattern)
                 continue
             users = files.setdefault(path, [])
-            if account.label not in users:
-                users.append(account.label)
+            label = EVERY_ACCOUNT if fixed else account.label
+            if label not in users:
+                users.append(label)
     return KeyFiles(files, not_expanded)
 
 
