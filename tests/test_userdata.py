@@ -80,6 +80,35 @@ def test_merged_keeps_the_callers_parts_first_and_exact():
     assert only.get_payload(decode=True) == binary
 
 
+def nested_mime(depth: int) -> bytes:
+    """A script inside `depth` multiparts, each inside the one before."""
+    text = b"MIME-Version: 1.0\n"
+    for i in range(depth):
+        text += b'Content-Type: multipart/mixed; boundary="b%d"\n\n--b%d\n' % (i, i)
+    text += b"Content-Type: text/x-shellscript\n\n" + SCRIPT
+    for i in reversed(range(depth)):
+        text += b"\n--b%d--\n" % i
+    return text
+
+
+@pytest.mark.parametrize(("depth", "ok"), [(3, True), (userdata.MAX_MIME_DEPTH, True),
+                                           (userdata.MAX_MIME_DEPTH + 1, False),
+                                           (1000, False)])  # past Python's recursion limit
+def test_mime_nested_past_the_limit_is_refused_not_a_recursion_error(depth, ok):
+    data = gzip.compress(nested_mime(depth), mtime=0)
+    assert len(data) <= userdata.MAX_BYTES  # 1000 levels fit 16 KB of gzip
+    said = userdata.problem(data, "cloud-init")
+    assert (said is None) == ok, said
+    if ok:
+        parts = [p for p in email.message_from_bytes(userdata.merged(data, [("o", CONFIG, None)]))
+                 .walk() if not p.is_multipart()]
+        assert [p.get_payload(decode=True) for p in parts] == [SCRIPT, CONFIG]
+        return
+    assert said == f"nests MIME multiparts deeper than {userdata.MAX_MIME_DEPTH} levels"
+    with pytest.raises(userdata.UserDataError):  # an ec2 lease's merge, which `any` lets through
+        userdata.merged(data, [("o", CONFIG, None)])
+
+
 def test_within_limit_gzips_a_merged_whole_only_when_needed():
     small = b"x" * 100
     assert userdata.within_limit(small) == small

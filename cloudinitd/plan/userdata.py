@@ -27,6 +27,10 @@ from email.mime.nonmultipart import MIMENonMultipart
 MAX_BYTES = 16384  # what is sent to a cloud, as EC2 (before its base64)
 MAX_INFLATED = 1 << 20  # what a gzip UserData may inflate to where this project inflates it
 GZIP_MAGIC = b"\x1f\x8b"
+# Multiparts inside multiparts. Python's email parser recurses per level (and
+# cloud-init's walk of the parts too): ~300 levels, 20 KB of gzip, raised
+# RecursionError out of a launch. Real user data nests two or three.
+MAX_MIME_DEPTH = 20
 
 # What a kind of cloud does with user data (kinds/base.py `Declaration.user_data`).
 ANY = "any"  # handed to the image as given (ec2: the image's agent decides)
@@ -100,6 +104,23 @@ def is_mime(data: bytes) -> bool:
     return b"mime-version:" in data[:4096].lower()
 
 
+def parse_mime(text: bytes) -> Message:
+    """A MIME text as a message; UserDataError when it nests past MAX_MIME_DEPTH."""
+    too_deep = UserDataError(f"nests MIME multiparts deeper than {MAX_MIME_DEPTH} levels")
+    try:
+        message = email.message_from_bytes(text)
+    except RecursionError:
+        raise too_deep from None
+    todo = [(message, 1)]
+    while todo:  # not recursive: the depth is what is being checked
+        msg, depth = todo.pop()
+        if msg.is_multipart():
+            if depth > MAX_MIME_DEPTH:
+                raise too_deep
+            todo += [(inner, depth + 1) for inner in msg.get_payload()]
+    return message
+
+
 def problem(data: bytes, applies: str) -> str | None:
     """Why a cloud whose kind `applies` user data so cannot take `data`, or None.
 
@@ -120,7 +141,12 @@ def problem(data: bytes, applies: str) -> str | None:
                     " have no cloud-init, so cloud-config, MIME and other formats would"
                     " never run")
         return None
-    if not (is_mime(text) or text.startswith(tuple(_STARTS))):
+    if is_mime(text):
+        try:
+            parse_mime(text)
+        except UserDataError as exc:
+            return str(exc)
+    elif not text.startswith(tuple(_STARTS)):
         return ("is not a format cloud-init runs (#!, #cloud-config, MIME multipart,"
                 " #include, #cloud-boothook, ...; plain or gzip)")
     return None
@@ -151,7 +177,7 @@ def merged(user: bytes | None, own: list[tuple[str, bytes, str | None]]) -> byte
     if user is not None:
         text = content(user)
         if is_mime(text):
-            given = email.message_from_bytes(text)
+            given = parse_mime(text)
             if given.is_multipart():
                 message = given  # its parts stay as they are; ours follow them
             else:
