@@ -25,7 +25,7 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 DEFAULT_FILES = (".ssh/authorized_keys", ".ssh/authorized_keys2")
@@ -137,6 +137,16 @@ def key_files(everyone: list[Account], patterns: list[str]) -> KeyFiles:
             if label not in users:
                 users.append(label)
     return KeyFiles(files, not_expanded)
+
+
+def in_image(read: Callable[[str], str], config_names: Iterable[str],
+             home_names: Iterable[str]) -> KeyFiles:
+    """Every login key file of an image, from what its provider reads of it: `read(name)`
+    gives a file's text ("" when it cannot be read), `config_names` the entries of
+    sshd_config.d, `home_names` those of /home (each provider reads them its own way)."""
+    configs = [read(SSHD_CONFIG)] + [read(f"{SSHD_CONFIG_DIR}/{n}")
+                                     for n in sorted(config_names) if n.endswith(".conf")]
+    return key_files(accounts(read(PASSWD), home_names), configured(configs))
 
 
 def _fixed(pattern: str) -> bool:

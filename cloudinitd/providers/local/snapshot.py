@@ -168,14 +168,9 @@ def _key_files(root_fd: int) -> loginkeys.KeyFiles:
         except OSError:
             return ""
 
-    conf_dir = loginkeys.SSHD_CONFIG_DIR
-    configs = [text(loginkeys.SSHD_CONFIG)] + [
-        text(f"{conf_dir}/{n}")
-        for n in sorted(guestfs.list_dir(root_fd, conf_dir, guestfs.RESOLVE_IN_COPY))
-        if n.endswith(".conf")]
-    homes = guestfs.list_dir(root_fd, loginkeys.HOMES, guestfs.RESOLVE_IN_COPY)
-    everyone = loginkeys.accounts(text(loginkeys.PASSWD), homes)
-    return loginkeys.key_files(everyone, loginkeys.configured(configs))
+    return loginkeys.in_image(
+        text, guestfs.list_dir(root_fd, loginkeys.SSHD_CONFIG_DIR, guestfs.RESOLVE_IN_COPY),
+        guestfs.list_dir(root_fd, loginkeys.HOMES, guestfs.RESOLVE_IN_COPY))
 
 
 def save(lxcpath: Path, container: str, name: str, cache: Path, *, source: str, stop: bool,

@@ -55,12 +55,10 @@ def forget_identity(raw: Path, say: Say) -> loginkeys.KeyFiles:
 def _key_files(raw: Path) -> loginkeys.KeyFiles:
     conf_dir = loginkeys.SSHD_CONFIG_DIR
     listed = _listing(raw, [conf_dir, loginkeys.HOMES])
-    configs = [_cat(raw, loginkeys.SSHD_CONFIG)] + [
-        _cat(raw, f"{conf_dir}/{name}") for name, kind in sorted(listed[conf_dir].items())
-        if name.endswith(".conf") and kind != "dir"]
-    homes = [name for name, kind in listed[loginkeys.HOMES].items() if kind != "file"]
-    everyone = loginkeys.accounts(_cat(raw, loginkeys.PASSWD), homes)
-    return loginkeys.key_files(everyone, loginkeys.configured(configs))
+    return loginkeys.in_image(
+        lambda name: _cat(raw, name),
+        [name for name, kind in listed[conf_dir].items() if kind != "dir"],
+        [name for name, kind in listed[loginkeys.HOMES].items() if kind != "file"])
 
 
 def _present(raw: Path, names: list[str]) -> list[str]:
