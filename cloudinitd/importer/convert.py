@@ -26,7 +26,7 @@ from cloudinitd.importer.refs import RefError, Refs, is_value_name
 from cloudinitd.importer.wrapper import program_name, step_script
 from cloudinitd.plan.bundles import MAX_BUNDLE_BYTES
 from cloudinitd.plan.fields import usable_as_name
-from cloudinitd.plan.limits import FileRefused, open_checked
+from cloudinitd.plan.limits import FileRefused, copy_checked
 
 _HEADER = "# Converted by `cloudinitd import`"
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_]")
@@ -285,9 +285,7 @@ def _copy_program(source: Path, target: Path, where: str) -> None:
     """Copy a program checked when the plan was read, checked again on the opened file
     (swapped for a FIFO it would block, for /dev/zero fill the disk): at most its limit."""
     try:
-        with open_checked(source, MAX_BUNDLE_BYTES) as f, open(target, "wb") as out:
-            shutil.copyfileobj(f, out)  # reads stop past the limit (the file may grow)
-            mode = os.fstat(f.fileno()).st_mode
+        mode = copy_checked(source, target, MAX_BUNDLE_BYTES)  # stops past it (it may grow)
     except FileRefused as e:
         target.unlink(missing_ok=True)
         raise _at(where, f"cannot copy program {source}: {e.strerror}") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -182,6 +183,15 @@ def read_checked(path: Path, max_bytes: int) -> bytes:
     `max_bytes` + 1 bytes read, however the file changes meanwhile."""
     with open_checked(path, max_bytes) as f:
         return f.read()
+
+
+def copy_checked(source: Path, target: Path, max_bytes: int) -> int:
+    """Copy a file a plan names to `target` through `open_checked` (at most `max_bytes`,
+    else FileRefused, with part of it written); returns the source's st_mode, from the
+    file that was copied."""
+    with open_checked(source, max_bytes) as f, open(target, "wb") as out:
+        shutil.copyfileobj(f, out)  # type: ignore[misc]
+        return os.fstat(f.fileno()).st_mode
 
 
 def read_text(path: Path, limit: int, file: str) -> str:

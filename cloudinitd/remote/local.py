@@ -22,7 +22,7 @@ from typing import Any
 
 from cloudinitd.errors import RemoteError
 from cloudinitd.plan.bundles import MAX_BUNDLE_BYTES, BundleError, walk_bundle
-from cloudinitd.plan.limits import FileRefused, open_checked
+from cloudinitd.plan.limits import FileRefused, copy_checked
 from cloudinitd.plan.model import LOCAL_ADDRESS
 from cloudinitd.remote.script import StepLog, check_name, interpreter, parse_export, step_env
 
@@ -56,9 +56,7 @@ def _copy_files(workdir: Path, files: Sequence[Path], service: str, step: str) -
                 else:
                     dest.unlink(missing_ok=True)
                     try:  # checked on the opened file: it may have changed since the walk
-                        with open_checked(path, MAX_BUNDLE_BYTES) as f, open(dest, "wb") as out:
-                            shutil.copyfileobj(f, out)  # type: ignore[misc]
-                            mode = os.fstat(f.fileno()).st_mode
+                        mode = copy_checked(path, dest, MAX_BUNDLE_BYTES)
                     except FileRefused as e:
                         raise RemoteError(service, step, f"copying files: {rel} {e.problem}") \
                             from None
