@@ -217,30 +217,28 @@ class ServiceMixin(PlacementMixin):
         """`user_data` (text) or `user_data_base64` (any bytes: gzip, ...) becomes the bytes
         in `spec.options["user_data"]`; each of the service's clouds must apply it, and have
         key pairs for `key_name` (plan/userdata.py; the kinds declare what they do)."""
-        key = next((k for k in ("user_data_base64", "user_data") if k in v), None)
-        if "user_data" in v and "user_data_base64" in v:
-            self.error(f"service {name!r}: give user_data (text) or user_data_base64, not"
-                       " both", at("user_data_base64"))
-        data: bytes | None = None
-        spec.options.pop("user_data_base64", None)
-        spec.options.pop("user_data", None)
-        if key == "user_data_base64":
-            try:
-                data = userdata.from_base64(v[key])
-            except userdata.UserDataError as exc:
-                self.error(f"service {name!r}: user_data_base64 {exc}", at(key))
-        elif key == "user_data":
-            data = str(v[key]).encode()
+        if userdata.TEXT_KEY in v and userdata.BASE64_KEY in v:
+            self.error(f"service {name!r}: {userdata.BOTH}", at(userdata.BASE64_KEY))
+        spec.options.pop(userdata.BASE64_KEY, None)
+        spec.options.pop(userdata.TEXT_KEY, None)
+        try:
+            key, data = userdata.given(v)
+        except userdata.UserDataError as exc:  # only base64 that is not
+            key, data = userdata.BASE64_KEY, None
+            self.error(f"service {name!r}: {exc}", at(key))
         if data is not None:
             spec.options["user_data"] = data
         declared = kinds.declared()
+        problems: dict[str, str | None] = {}  # once per kind of applying (gunzip, MIME parse)
         for placement in spec.clouds:
             cloud = clouds.get(placement.cloud)
             kind = declared.get(cloud.provider) if cloud else None
             if kind is None:
                 continue  # a kind that declares nothing (a plug-in) takes its options as given
             where = f"cloud {placement.cloud!r} ({kind.kind})"
-            problem = userdata.problem(data, kind.user_data) if data is not None else None
+            if data is not None and kind.user_data not in problems:
+                problems[kind.user_data] = userdata.problem(data, kind.user_data)
+            problem = problems.get(kind.user_data)
             if problem:
                 self.error(f"service {name!r}: {key} on {where} {problem}", at(key or ""))
             if "key_name" in v and not kind.key_pairs:

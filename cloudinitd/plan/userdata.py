@@ -20,13 +20,17 @@ import email
 import gzip
 import re
 import zlib
+from collections.abc import Mapping
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
+from typing import Any
 
 MAX_BYTES = 16384  # what is sent to a cloud, as EC2 (before its base64)
 MAX_INFLATED = 1 << 20  # what a gzip UserData may inflate to where this project inflates it
 GZIP_MAGIC = b"\x1f\x8b"
+TEXT_KEY, BASE64_KEY = "user_data", "user_data_base64"  # in a service or cloud entry
+BOTH = "give user_data (text) or user_data_base64, not both"
 # Multiparts inside multiparts. Python's email parser recurses per level (and
 # cloud-init's walk of the parts too): ~300 levels, 20 KB of gzip, raised
 # RecursionError out of a launch. Real user data nests two or three.
@@ -65,6 +69,20 @@ def from_base64(text: str) -> bytes:
         return base64.b64decode(_SPACE.sub(b"", text.encode("ascii")), validate=True)
     except (UnicodeEncodeError, binascii.Error, ValueError):
         raise UserDataError("is not base64 (A-Z a-z 0-9 + / and = padding)") from None
+
+
+def given(entry: Mapping[str, Any]) -> tuple[str | None, bytes | None]:
+    """The key of a plan or cloud entry that gives user data, and the bytes: `user_data`
+    (text, as UTF-8) or `user_data_base64` (any bytes; it wins when both are there, which
+    the caller refuses with BOTH). UserDataError, naming the key, for base64 that is not."""
+    if BASE64_KEY in entry:
+        try:
+            return BASE64_KEY, from_base64(entry[BASE64_KEY])
+        except UserDataError as exc:
+            raise UserDataError(f"{BASE64_KEY} {exc}") from None
+    if TEXT_KEY in entry:
+        return TEXT_KEY, str(entry[TEXT_KEY]).encode()
+    return None, None
 
 
 def to_base64(data: bytes) -> str:

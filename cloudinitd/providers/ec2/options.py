@@ -82,16 +82,13 @@ class Ec2Options:
 
 def _user_data(o: dict[str, Any], fail: Callable[[str], PlanError]) -> bytes | None:
     """The entry's `user_data` (text) or `user_data_base64` (any bytes), as bytes."""
-    if "user_data" in o and "user_data_base64" in o:
-        raise fail("give user_data (text) or user_data_base64, not both")
-    if "user_data_base64" in o:
-        try:
-            data = userdata.from_base64(o["user_data_base64"])
-        except userdata.UserDataError as exc:
-            raise fail(f"user_data_base64 {exc}") from None
-    elif o.get("user_data"):
-        data = o["user_data"].encode()
-    else:
+    if userdata.TEXT_KEY in o and userdata.BASE64_KEY in o:
+        raise fail(userdata.BOTH)
+    try:
+        _, data = userdata.given(o)
+    except userdata.UserDataError as exc:
+        raise fail(str(exc)) from None
+    if not data:  # none, or empty: the instances get none
         return None
     if len(data) > userdata.MAX_BYTES:
         raise fail(f"user_data is {len(data)} bytes; at most {userdata.MAX_BYTES} (as EC2)")
